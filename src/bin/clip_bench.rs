@@ -1,0 +1,108 @@
+//! `clip_bench`: latency of the tract encoders of one bundle, as JSON lines on stdout
+//! (median/min/max over repeated runs after warm-up). `models/benchmark.py` runs it beside
+//! onnxruntime on the same files and prints the side-by-side table with ratios.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Parser;
+use serde_json::json;
+
+use clip_perception::labels::TextEmbedder;
+use clip_perception::{EncoderOptions, ImageEncoder, ModelBundle};
+
+#[derive(Parser)]
+#[command(about = "Latency of a bundle's tract encoders (JSON lines)")]
+struct Args {
+    /// Model bundle folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Batch sizes.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    batches: Vec<usize>,
+    /// Thread counts.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    threads: Vec<usize>,
+    /// Timed runs per case.
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// Untimed warm-up runs per case.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// The phrase for text timings.
+    #[arg(long, default_value = "a photo of a red cup")]
+    phrase: String,
+    /// Skip the image (or text) encoder.
+    #[arg(long)]
+    skip_image: bool,
+    #[arg(long)]
+    skip_text: bool,
+}
+
+fn stats(mut ms: Vec<f64>) -> (f64, f64, f64) {
+    ms.sort_by(f64::total_cmp);
+    let n = ms.len();
+    let median = if n % 2 == 1 { ms[n / 2] } else { (ms[n / 2 - 1] + ms[n / 2]) / 2.0 };
+    (median, ms[0], ms[n - 1])
+}
+
+fn time(runs: usize, warmup: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64, f64)> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut ms = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        f()?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(stats(ms))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let bundle = ModelBundle::open(&args.model)?;
+    let s = bundle.manifest.image_size;
+    for &threads in &args.threads {
+        let options = EncoderOptions { threads };
+        if !args.skip_image {
+            let mut encoder = ImageEncoder::load(&bundle, options)?;
+            for &batch in &args.batches {
+                // Deterministic pseudo-random pixels in the normalised range.
+                let pixels: Vec<f32> = (0..batch * 3 * s * s)
+                    .map(|i| ((i as u32).wrapping_mul(2654435761) >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0)
+                    .collect();
+                let (median, min, max) = time(args.runs, args.warmup, || {
+                    encoder.encode_pixels(&pixels)?;
+                    Ok(())
+                })?;
+                println!(
+                    "{}",
+                    json!({"engine": "tract", "encoder": "image", "precision": "fp32", "batch": batch, "threads": threads,
+                           "median_ms": median, "min_ms": min, "max_ms": max, "runs": args.runs})
+                );
+            }
+        }
+        if !args.skip_text {
+            let mut text = TextEmbedder::new(&bundle, options, None)?;
+            let tokens = text.tokenizer().encode(&args.phrase)?.len();
+            for &batch in &args.batches {
+                let texts = vec![args.phrase.clone(); batch];
+                for full_context in [true, false] {
+                    let (median, min, max) = time(args.runs, args.warmup, || {
+                        text.embed_texts(&texts, full_context)?;
+                        Ok(())
+                    })?;
+                    let length = if full_context { bundle.manifest.context_length } else { tokens };
+                    println!(
+                        "{}",
+                        json!({"engine": "tract", "encoder": "text", "precision": "fp32", "batch": batch, "threads": threads,
+                               "tokens": length, "median_ms": median, "min_ms": min, "max_ms": max, "runs": args.runs})
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! The model bundle: a folder with `model.yaml` (the manifest), the ONNX image and text
+//! encoders and a CLIP `tokenizer.json`. This module reads and validates the manifest,
+//! checks every file's sha256, and checks the manifest against the graphs' inputs and
+//! outputs, so a broken bundle stops start-up with one line naming the file and field.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config;
+use crate::error::{Error, Result};
+
+/// The manifest file name inside a bundle folder.
+pub const MANIFEST_FILE: &str = "model.yaml";
+/// The manifest format this build reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `model.yaml`: what a bundle is and how to feed its graphs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub name: String,
+    pub source: Source,
+    /// Dimension D of the joint embedding space.
+    pub embed_dim: usize,
+    /// Side S of the square image the image encoder takes.
+    pub image_size: usize,
+    pub image_mean: [f32; 3],
+    pub image_std: [f32; 3],
+    /// The learned temperature, already exponentiated (100.0 for OpenAI CLIP).
+    pub logit_scale: f32,
+    /// Token context of the text encoder (77 for CLIP).
+    pub context_length: usize,
+    pub files: Files,
+    /// Everything else the exporter recorded (architecture, training, metrics, ...).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Where the weights came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Source {
+    /// `transformers`, `open_clip`, `random-init` or `trained`.
+    pub kind: String,
+    pub checkpoint: String,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// The files of a bundle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Files {
+    pub image_encoder: GraphFile,
+    pub text_encoder: GraphFile,
+    pub tokenizer: BundleFile,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// A plain file of the bundle with its checksum.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BundleFile {
+    pub path: String,
+    pub sha256: String,
+}
+
+/// An ONNX graph of the bundle: its file, checksum and the names of its one input and output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GraphFile {
+    pub path: String,
+    pub sha256: String,
+    pub input: String,
+    pub output: String,
+}
+
+/// A loaded, validated bundle: the manifest plus resolved paths. Graphs are not parsed
+/// here but by the encoders, which validate them against this manifest as they load.
+#[derive(Debug, Clone)]
+pub struct ModelBundle {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    /// sha256 of `model.yaml` itself: the key under which derived data (text embeddings)
+    /// is cached, so any change to any file of the bundle invalidates the cache.
+    pub manifest_sha256: String,
+}
+
+impl ModelBundle {
+    /// Reads `DIR/model.yaml`, validates its fields and the sha256 of every file it lists.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(dir, true)
+    }
+
+    /// As [`ModelBundle::open`], optionally skipping the checksums (for `info`).
+    pub fn open_with(dir: impl AsRef<Path>, verify_checksums: bool) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        if !dir.is_dir() {
+            return Err(Error::Config {
+                path: dir,
+                message: "is not a model bundle folder (expected a directory with model.yaml)"
+                    .into(),
+            });
+        }
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let bytes = std::fs::read(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
+        let text = String::from_utf8(bytes.clone()).map_err(|_| Error::Config {
+            path: manifest_path.clone(),
+            message: "is not UTF-8 text".into(),
+        })?;
+        let manifest: Manifest = config::parse_yaml(&text, &manifest_path)?;
+        let bundle = ModelBundle {
+            dir,
+            manifest,
+            manifest_sha256: hex_sha256(&bytes),
+        };
+        bundle.validate_fields()?;
+        if verify_checksums {
+            bundle.verify_checksums()?;
+        }
+        Ok(bundle)
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        self.dir.join(MANIFEST_FILE)
+    }
+
+    pub fn image_encoder_path(&self) -> PathBuf {
+        self.dir.join(&self.manifest.files.image_encoder.path)
+    }
+
+    pub fn text_encoder_path(&self) -> PathBuf {
+        self.dir.join(&self.manifest.files.text_encoder.path)
+    }
+
+    pub fn tokenizer_path(&self) -> PathBuf {
+        self.dir.join(&self.manifest.files.tokenizer.path)
+    }
+
+    fn field_error(&self, field: &str, message: impl Into<String>) -> Error {
+        Error::field(self.manifest_path(), field, message)
+    }
+
+    fn validate_fields(&self) -> Result<()> {
+        let m = &self.manifest;
+        if m.format_version != FORMAT_VERSION {
+            return Err(self.field_error(
+                "format_version",
+                format!(
+                    "this build reads format {FORMAT_VERSION}, the bundle is format {}",
+                    m.format_version
+                ),
+            ));
+        }
+        if m.embed_dim == 0 || m.embed_dim > 65536 {
+            return Err(self.field_error("embed_dim", format!("{} is not a sane dimension", m.embed_dim)));
+        }
+        if !(16..=4096).contains(&m.image_size) {
+            return Err(self.field_error(
+                "image_size",
+                format!("{} is outside 16..=4096 pixels", m.image_size),
+            ));
+        }
+        if m.image_mean.iter().any(|v| !v.is_finite() || !(0.0..=1.0).contains(v)) {
+            return Err(self.field_error("image_mean", "expected three values in [0, 1]"));
+        }
+        if m.image_std.iter().any(|v| !v.is_finite() || *v <= 0.0) {
+            return Err(self.field_error("image_std", "expected three positive values"));
+        }
+        if !m.logit_scale.is_finite() || m.logit_scale <= 0.0 {
+            return Err(self.field_error(
+                "logit_scale",
+                "expected a positive number (the exponentiated temperature, 100 for CLIP)",
+            ));
+        }
+        if !(3..=4096).contains(&m.context_length) {
+            return Err(self.field_error(
+                "context_length",
+                format!("{} is outside 3..=4096 tokens", m.context_length),
+            ));
+        }
+        for (field, file) in self.listed_files() {
+            if file.path.is_empty() || Path::new(&file.path).is_absolute() || file.path.contains("..") {
+                return Err(self.field_error(
+                    &format!("{field}.path"),
+                    format!("`{}` must be a relative path inside the bundle", file.path),
+                ));
+            }
+            let sha_ok = file.sha256.len() == 64 && file.sha256.chars().all(|c| c.is_ascii_hexdigit());
+            if !sha_ok {
+                return Err(self.field_error(
+                    &format!("{field}.sha256"),
+                    "expected 64 hexadecimal digits",
+                ));
+            }
+        }
+        for (field, g) in [
+            ("files.image_encoder", &m.files.image_encoder),
+            ("files.text_encoder", &m.files.text_encoder),
+        ] {
+            if g.input.is_empty() {
+                return Err(self.field_error(&format!("{field}.input"), "empty input name"));
+            }
+            if g.output.is_empty() {
+                return Err(self.field_error(&format!("{field}.output"), "empty output name"));
+            }
+        }
+        Ok(())
+    }
+
+    /// (manifest field, file) for every file the manifest lists.
+    fn listed_files(&self) -> Vec<(&'static str, BundleFile)> {
+        let f = &self.manifest.files;
+        let graph = |g: &GraphFile| BundleFile {
+            path: g.path.clone(),
+            sha256: g.sha256.clone(),
+        };
+        vec![
+            ("files.image_encoder", graph(&f.image_encoder)),
+            ("files.text_encoder", graph(&f.text_encoder)),
+            ("files.tokenizer", f.tokenizer.clone()),
+        ]
+    }
+
+    /// Checks that every listed file exists and hashes to its recorded sha256.
+    pub fn verify_checksums(&self) -> Result<()> {
+        for (_field, file) in self.listed_files() {
+            let path = self.dir.join(&file.path);
+            let actual = sha256_file(&path)?;
+            if !actual.eq_ignore_ascii_case(&file.sha256) {
+                return Err(Error::Checksum {
+                    path,
+                    expected: file.sha256.to_ascii_lowercase(),
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Lower-case hex sha256 of a byte slice.
+pub fn hex_sha256(bytes: &[u8]) -> String {
+    to_hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex sha256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(to_hex(&hasher.finalize()))
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

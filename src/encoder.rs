@@ -1,0 +1,333 @@
+//! The CLIP image and text encoders on tract. Each graph is loaded once, checked against
+//! the bundle manifest (input/output names, ranks, fixed dims, embedding width), given
+//! symbolic batch (and token-length) dims, optimised once, and run through one reused
+//! state; the image encoder also reuses its input tensor, into which preprocessing writes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::{Factoid, GenericFactoid};
+
+use crate::bundle::{GraphFile, ModelBundle};
+use crate::error::{Error, Result};
+use crate::frame::RgbImage;
+use crate::preprocess::Preprocessor;
+
+/// How an encoder runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncoderOptions {
+    /// Threads for matrix products (1 = run on the caller's thread only).
+    pub threads: usize,
+}
+
+impl Default for EncoderOptions {
+    fn default() -> Self {
+        EncoderOptions { threads: 1 }
+    }
+}
+
+/// One embedding per row.
+pub type Embeddings = Vec<Vec<f32>>;
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// A graph loaded, validated, optimised, with its reusable state.
+struct Runner {
+    state: TypedSimpleState,
+    path: std::path::PathBuf,
+    dim: usize,
+}
+
+impl Runner {
+    fn run(&mut self, input: TValue) -> Result<Embeddings> {
+        let outputs = self
+            .state
+            .run(tvec!(input))
+            .map_err(|e| Error::inference(format!("{}: run", self.path.display()), e))?;
+        let out = outputs[0]
+            .to_plain_array_view::<f32>()
+            .map_err(|e| Error::inference(format!("{}: output", self.path.display()), e))?;
+        if out.ndim() != 2 || out.shape()[1] != self.dim {
+            return Err(Error::GraphMismatch {
+                path: self.path.clone(),
+                message: format!("output has shape {:?}, expected [N, {}]", out.shape(), self.dim),
+            });
+        }
+        Ok(out.outer_iter().map(|row| row.iter().copied().collect()).collect())
+    }
+}
+
+/// Fixed dims of an inference fact (`None` where symbolic or unknown), or `None` if the
+/// rank itself is unknown.
+fn known_dims(fact: &InferenceFact) -> Option<Vec<Option<i64>>> {
+    let rank = fact.shape.rank().concretize()?;
+    Some(
+        (0..rank as usize)
+            .map(|i| match fact.shape.dim(i) {
+                Some(GenericFactoid::Only(d)) => d.to_i64().ok(),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+fn fmt_dims(dims: &[Option<i64>]) -> String {
+    let parts: Vec<String> = dims
+        .iter()
+        .map(|d| d.map(|v| v.to_string()).unwrap_or_else(|| "?".into()))
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// Loads the ONNX graph of `spec`, checks its one input and one output against the
+/// manifest, checks the input's fixed dims against `expected_input` (None = any), sets
+/// `input_fact`, optimises, and checks the output is [batch, dim].
+fn load_runner(
+    path: &Path,
+    spec: &GraphFile,
+    input_dt: DatumType,
+    expected_input: &[Option<i64>],
+    input_shape: impl FnOnce(&SymbolScope) -> TVec<TDim>,
+    dim: usize,
+    options: EncoderOptions,
+) -> Result<Runner> {
+    let mismatch = |message: String| Error::GraphMismatch {
+        path: path.to_path_buf(),
+        message,
+    };
+    let onnx = tract_onnx::onnx().with_ignore_value_info(true);
+    let mut model = onnx
+        .model_for_path(path)
+        .map_err(|e| Error::inference(format!("{}: cannot load ONNX graph", path.display()), e))?;
+
+    let inputs = model.input_outlets().map_err(|e| Error::inference(path.display().to_string(), e))?.to_vec();
+    let outputs = model.output_outlets().map_err(|e| Error::inference(path.display().to_string(), e))?.to_vec();
+    if inputs.len() != 1 {
+        return Err(mismatch(format!("has {} inputs, expected one (`{}`)", inputs.len(), spec.input)));
+    }
+    if outputs.len() != 1 {
+        return Err(mismatch(format!("has {} outputs, expected one (`{}`)", outputs.len(), spec.output)));
+    }
+    let input_name = model.node(inputs[0].node).name.clone();
+    if input_name != spec.input {
+        return Err(mismatch(format!("input is named `{input_name}`, manifest says `{}`", spec.input)));
+    }
+    let output_name = model
+        .outlet_label(outputs[0])
+        .map(str::to_string)
+        .unwrap_or_else(|| model.node(outputs[0].node).name.clone());
+    if output_name != spec.output {
+        return Err(mismatch(format!("output is named `{output_name}`, manifest says `{}`", spec.output)));
+    }
+    let fact = model.input_fact(0).map_err(|e| Error::inference(path.display().to_string(), e))?;
+    if let Some(dt) = fact.datum_type.concretize() {
+        if dt != input_dt {
+            return Err(mismatch(format!("input `{}` is {dt:?}, expected {input_dt:?}", spec.input)));
+        }
+    }
+    if let Some(dims) = known_dims(fact) {
+        let fits = dims.len() == expected_input.len()
+            && dims.iter().zip(expected_input).all(|(d, e)| match (d, e) {
+                (Some(d), Some(e)) => d == e,
+                _ => true,
+            });
+        if !fits {
+            return Err(mismatch(format!(
+                "input `{}` has shape {}, the manifest implies {}",
+                spec.input,
+                fmt_dims(&dims),
+                fmt_dims(expected_input)
+            )));
+        }
+    }
+    let shape = input_shape(&model.symbols);
+    model = model
+        .with_input_fact(0, InferenceFact::dt_shape(input_dt, shape))
+        .map_err(|e| Error::inference(path.display().to_string(), e))?;
+    let typed = model
+        .into_typed()
+        .map_err(|e| Error::inference(format!("{}: cannot type the graph", path.display()), e))?;
+    let out_fact = typed.output_fact(0).map_err(|e| Error::inference(path.display().to_string(), e))?;
+    let out_dims: Vec<Option<i64>> = out_fact.shape.iter().map(|d| d.to_i64().ok()).collect();
+    if out_dims.len() != 2 || out_dims[1] != Some(dim as i64) {
+        return Err(mismatch(format!(
+            "output `{}` has shape {}, expected [N, {dim}] (embed_dim {dim})",
+            spec.output,
+            fmt_dims(&out_dims)
+        )));
+    }
+    let optimized = typed
+        .into_optimized()
+        .map_err(|e| Error::inference(format!("{}: cannot optimise", path.display()), e))?;
+    let mut run_options = RunOptions::default();
+    if options.threads > 1 {
+        run_options.executor = Some(tract_linalg::multithread::Executor::multithread(options.threads));
+    }
+    let plan: Plan = optimized
+        .into_runnable_with_options(&run_options)
+        .map_err(|e| Error::inference(format!("{}: cannot plan", path.display()), e))?;
+    let state = plan
+        .spawn()
+        .map_err(|e| Error::inference(format!("{}: cannot create state", path.display()), e))?;
+    Ok(Runner {
+        state,
+        path: path.to_path_buf(),
+        dim,
+    })
+}
+
+/// The CLIP image encoder with its preprocessing: images in, unnormalised embeddings out.
+pub struct ImageEncoder {
+    runner: Runner,
+    preprocessor: Preprocessor,
+    /// The input tensor, reused across calls while its shape fits.
+    input: Option<Arc<Tensor>>,
+    size: usize,
+}
+
+impl ImageEncoder {
+    /// Loads the bundle's fp32 image encoder.
+    pub fn load(bundle: &ModelBundle, options: EncoderOptions) -> Result<Self> {
+        let m = &bundle.manifest;
+        let s = m.image_size as i64;
+        let runner = load_runner(
+            &bundle.image_encoder_path(),
+            &m.files.image_encoder,
+            f32::datum_type(),
+            &[None, Some(3), Some(s), Some(s)],
+            |symbols| tvec!(symbols.sym("N").to_dim(), 3.to_dim(), s.to_dim(), s.to_dim()),
+            m.embed_dim,
+            options,
+        )?;
+        Ok(ImageEncoder {
+            runner,
+            preprocessor: Preprocessor::new(m.image_size, m.image_mean, m.image_std),
+            input: None,
+            size: m.image_size,
+        })
+    }
+
+    pub fn embed_dim(&self) -> usize {
+        self.runner.dim
+    }
+
+    pub fn image_size(&self) -> usize {
+        self.size
+    }
+
+    /// The preprocessing this encoder applies.
+    pub fn preprocessor_mut(&mut self) -> &mut Preprocessor {
+        &mut self.preprocessor
+    }
+
+    fn input_tensor(&mut self, n: usize) -> Arc<Tensor> {
+        let shape = [n, 3, self.size, self.size];
+        match self.input.take() {
+            Some(t) if t.shape() == shape => t,
+            _ => Arc::new(Tensor::zero::<f32>(&shape).expect("f32 tensor allocation")),
+        }
+    }
+
+    /// Preprocesses and encodes a batch of images (one forward pass).
+    pub fn encode(&mut self, images: &[RgbImage]) -> Result<Embeddings> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut input = self.input_tensor(images.len());
+        {
+            // Nobody else holds the tensor between runs (tract drops its values at the end
+            // of each turn), so this is the reused buffer and no copy happens.
+            let tensor = Arc::make_mut(&mut input);
+            let mut view = tensor.try_as_plain_ram_mut().expect("plain f32 tensor");
+            let values = view.as_slice_mut::<f32>().expect("f32 tensor");
+            let len = self.preprocessor.tensor_len();
+            for (image, chunk) in images.iter().zip(values.chunks_exact_mut(len)) {
+                self.preprocessor.preprocess_into(image, chunk);
+            }
+        }
+        self.run(input)
+    }
+
+    /// Encodes already-preprocessed pixels, `n` images of 3*S*S values each (NCHW).
+    pub fn encode_pixels(&mut self, pixels: &[f32]) -> Result<Embeddings> {
+        let len = 3 * self.size * self.size;
+        if pixels.is_empty() || pixels.len() % len != 0 {
+            return Err(Error::InvalidInput(format!(
+                "pixel tensor of {} values is not a whole number of 3x{}x{} images",
+                pixels.len(),
+                self.size,
+                self.size
+            )));
+        }
+        let mut input = self.input_tensor(pixels.len() / len);
+        {
+            let tensor = Arc::make_mut(&mut input);
+            let mut view = tensor.try_as_plain_ram_mut().expect("plain f32 tensor");
+            view.as_slice_mut::<f32>().expect("f32 tensor").copy_from_slice(pixels);
+        }
+        self.run(input)
+    }
+
+    fn run(&mut self, input: Arc<Tensor>) -> Result<Embeddings> {
+        let result = self.runner.run(TValue::from_const(input.clone()));
+        self.input = Some(input);
+        result
+    }
+}
+
+/// The CLIP text encoder: token ids in, unnormalised embeddings out. Runs each batch at
+/// its longest real token length, not the full context: CLIP's text tower is causal and
+/// pools at the first end-of-text token, so the tokens after it never matter.
+pub struct TextEncoder {
+    runner: Runner,
+    context_length: usize,
+}
+
+impl TextEncoder {
+    pub fn load(bundle: &ModelBundle, options: EncoderOptions) -> Result<Self> {
+        let m = &bundle.manifest;
+        let runner = load_runner(
+            &bundle.text_encoder_path(),
+            &m.files.text_encoder,
+            i64::datum_type(),
+            &[None, None],
+            |symbols| tvec!(symbols.sym("N").to_dim(), symbols.sym("L").to_dim()),
+            m.embed_dim,
+            options,
+        )?;
+        Ok(TextEncoder {
+            runner,
+            context_length: m.context_length,
+        })
+    }
+
+    pub fn embed_dim(&self) -> usize {
+        self.runner.dim
+    }
+
+    /// Encodes token id sequences (each starting with the start token and containing the
+    /// end token), zero-padded to the batch's longest sequence (or to `pad_to`, if larger).
+    pub fn encode_ids(&mut self, ids: &[Vec<u32>], pad_to: Option<usize>) -> Result<Embeddings> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
+        let len = longest.max(pad_to.unwrap_or(0));
+        if longest == 0 || len > self.context_length {
+            return Err(Error::InvalidInput(format!(
+                "token sequences of length {len} do not fit the context of {} tokens",
+                self.context_length
+            )));
+        }
+        let mut flat = vec![0i64; ids.len() * len];
+        for (row, seq) in flat.chunks_exact_mut(len).zip(ids) {
+            for (dst, &id) in row.iter_mut().zip(seq) {
+                *dst = i64::from(id);
+            }
+        }
+        let tensor = Tensor::from_shape(&[ids.len(), len], &flat)
+            .map_err(|e| Error::inference("text encoder input", e))?;
+        self.runner.run(tensor.into())
+    }
+}

@@ -1,0 +1,38 @@
+//! clip_perception: CLIP zero-shot perception for robots, on the CPU with tract.
+//!
+//! The data flow, one module per stage:
+//!
+//! ```text
+//!  camera / bag / file ─> frame ─> preprocess ─> encoder::ImageEncoder ─> image embedding
+//!                       (Frame,   (PIL-exact     (tract, reused state)          │
+//!                        RgbImage) bicubic,                                     ▼
+//!                                  crop, norm)                   scoring::score(LabelMatrix, e)
+//!                                                                 cosine, softmax, top-k
+//!  phrases ─> labels::Prompts ─> text::tokenizer ─> encoder::TextEncoder        ▲
+//!             (templates,        (clean + BPE)      (real token length)         │
+//!              ensembles)        labels::EmbeddingCache ──> labels::LabelMatrix ┘
+//! ```
+//!
+//! [`bundle`] reads and validates a model folder; [`engine`] ties the stages together for
+//! every entry point (the CLI, the ROS node, bag replay), which stay thin adapters.
+
+pub mod bundle;
+pub mod config;
+pub mod encoder;
+pub mod engine;
+pub mod error;
+pub mod frame;
+pub mod labels;
+pub mod npy;
+pub mod preprocess;
+pub mod prompt_sets;
+pub mod scoring;
+pub mod text;
+
+pub use bundle::ModelBundle;
+pub use encoder::{EncoderOptions, ImageEncoder, TextEncoder};
+pub use engine::{ClipEngine, EngineOptions};
+pub use error::{Error, Result};
+pub use frame::{CompressedFrame, Frame, FrameError, RgbImage};
+pub use labels::{LabelMatrix, Prompts, TextEmbedder};
+pub use scoring::{Scores, Thresholds};

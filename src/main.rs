@@ -1,0 +1,350 @@
+//! `clip_perception`: the CLIP toolbox on the command line — zero-shot classification,
+//! tokenization, image/text embeddings, the exact preprocessed tensor, bundle info.
+//! Results go to stdout (a table, or one JSON object per line with `--json`); logs go to
+//! stderr; any error is reported once, as one line, with a non-zero exit code.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use clip_perception::bundle::ModelBundle;
+use clip_perception::frame::load_image_file;
+use clip_perception::labels::{parse_phrases, Prompts, TextEmbedder, DEFAULT_TEMPLATE};
+use clip_perception::text::tokenizer::ClipTokenizer;
+use clip_perception::{npy, ClipEngine, EncoderOptions, EngineOptions, ImageEncoder, RgbImage};
+
+/// The bundled default model.
+const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/tabletop");
+
+#[derive(Parser)]
+#[command(name = "clip_perception", version, about = "CLIP zero-shot perception toolbox (tract on the CPU)")]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Zero-shot classification of images against task phrases.
+    Classify(ClassifyArgs),
+    /// Token ids of texts, as the text encoder gets them.
+    Tokenize(TextArgs),
+    /// Image embeddings (projected, unnormalised).
+    EmbedImage(ImageArgs),
+    /// Text embeddings (projected, unnormalised), texts used as given.
+    EmbedText(TextArgs),
+    /// Write the exact tensor the image encoder sees for one image, as .npy [1,3,S,S].
+    Preprocess {
+        #[command(flatten)]
+        model: ModelArgs,
+        image: PathBuf,
+        /// Output .npy file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Show a bundle's manifest, graph inputs/outputs and file sizes.
+    Info {
+        /// Bundle folder.
+        dir: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Model bundle folder (default: the bundled tabletop model).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// Threads for the encoders' matrix products.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+impl ModelArgs {
+    fn encoder_options(&self) -> EncoderOptions {
+        EncoderOptions {
+            threads: self.threads.max(1),
+        }
+    }
+}
+
+#[derive(Args)]
+struct ClassifyArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Image files.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Task phrases separated by `;` (or newlines), e.g. "red cup; blue ball".
+    #[arg(long)]
+    labels: String,
+    /// Prompt template with `{}` for the phrase.
+    #[arg(long, conflicts_with = "ensemble")]
+    template: Option<String>,
+    /// Prompt ensemble: `imagenet`, `cifar10` or a file with one template per line.
+    #[arg(long)]
+    ensemble: Option<String>,
+    /// How many labels to show per image (0 = all).
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    /// One JSON object per image on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Text embedding cache folder (default: $XDG_CACHE_HOME/clip_perception).
+    #[arg(long, conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the text embedding cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+#[derive(Args)]
+struct ImageArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// One JSON object per image on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct TextArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(required = true)]
+    texts: Vec<String>,
+    /// One JSON object per text on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("clip_perception"))
+}
+
+fn load_images(paths: &[PathBuf]) -> Result<Vec<RgbImage<'static>>> {
+    paths
+        .iter()
+        .map(|p| load_image_file(p).map_err(anyhow::Error::from))
+        .collect()
+}
+
+fn classify(args: ClassifyArgs, out: &mut impl Write) -> Result<()> {
+    let phrases = parse_phrases(&args.labels);
+    let prompts = match (&args.template, &args.ensemble) {
+        (Some(t), _) => Prompts::single(t)?,
+        (None, Some(e)) => Prompts::ensemble(e)?,
+        (None, None) => Prompts::single(DEFAULT_TEMPLATE)?,
+    };
+    clip_perception::labels::validate_phrases(&phrases)?;
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        args.cache_dir.clone().or_else(default_cache_dir)
+    };
+    let options = EngineOptions {
+        threads: args.model.threads,
+        cache_dir,
+        batch_size: args.batch_size,
+    };
+    let mut engine = ClipEngine::load(&args.model.model, &options)?;
+    let labels = engine.label_matrix(&phrases, &prompts)?;
+    let images = load_images(&args.images)?;
+    let scores = engine.classify(&images, &labels)?;
+    let k = if args.top_k == 0 { phrases.len() } else { args.top_k };
+    for (path, s) in args.images.iter().zip(&scores) {
+        let top = s.top_k(k);
+        if args.json {
+            let top: Vec<_> = top
+                .iter()
+                .map(|r| json!({"label": labels.labels[r.index], "cosine": r.cosine, "probability": r.probability}))
+                .collect();
+            writeln!(out, "{}", json!({"image": path.display().to_string(), "top": top}))?;
+        } else {
+            writeln!(out, "{}", path.display())?;
+            let width = labels.labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+            for (rank, r) in top.iter().enumerate() {
+                writeln!(
+                    out,
+                    "  {:>2}. {:<width$}  p={:.3}  cos={:.4}",
+                    rank + 1,
+                    labels.labels[r.index],
+                    r.probability,
+                    r.cosine
+                )?;
+            }
+        }
+    }
+    let stats = engine.text.stats();
+    log::info!(
+        "text: {} prompts from cache, {} encoded in {} encoder calls",
+        stats.cache_hits,
+        stats.prompts_encoded,
+        stats.encoder_calls
+    );
+    Ok(())
+}
+
+fn write_vectors(out: &mut impl Write, key: &str, names: &[String], vectors: &[Vec<f32>], json_out: bool) -> Result<()> {
+    for (name, v) in names.iter().zip(vectors) {
+        if json_out {
+            writeln!(out, "{}", json!({key: name, "embedding": v}))?;
+        } else {
+            let values: Vec<String> = v.iter().map(|x| format!("{x:.6}")).collect();
+            writeln!(out, "{name}\t{}", values.join(" "))?;
+        }
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match cli.command {
+        Command::Classify(args) => classify(args, &mut out)?,
+        Command::Tokenize(args) => {
+            let bundle = ModelBundle::open(&args.model.model)?;
+            let tokenizer = ClipTokenizer::from_file(&bundle.tokenizer_path(), bundle.manifest.context_length)?;
+            for text in &args.texts {
+                let ids = tokenizer.encode(text)?;
+                if args.json {
+                    writeln!(out, "{}", json!({"text": text, "ids": ids}))?;
+                } else {
+                    let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+                    writeln!(out, "{}", ids.join(" "))?;
+                }
+            }
+        }
+        Command::EmbedImage(args) => {
+            let bundle = ModelBundle::open(&args.model.model)?;
+            let mut encoder = ImageEncoder::load(&bundle, args.model.encoder_options())?;
+            let images = load_images(&args.images)?;
+            let mut vectors = Vec::new();
+            for image in &images {
+                vectors.extend(encoder.encode(std::slice::from_ref(image))?);
+            }
+            let names: Vec<String> = args.images.iter().map(|p| p.display().to_string()).collect();
+            write_vectors(&mut out, "image", &names, &vectors, args.json)?;
+        }
+        Command::EmbedText(args) => {
+            let bundle = ModelBundle::open(&args.model.model)?;
+            let mut text = TextEmbedder::new(&bundle, args.model.encoder_options(), None)?;
+            let vectors = text.embed_texts(&args.texts, false)?;
+            write_vectors(&mut out, "text", &args.texts, &vectors, args.json)?;
+        }
+        Command::Preprocess { model, image, out: npy_path } => {
+            let bundle = ModelBundle::open(&model.model)?;
+            let m = &bundle.manifest;
+            let mut pre = clip_perception::preprocess::Preprocessor::new(m.image_size, m.image_mean, m.image_std);
+            let img = load_image_file(&image)?;
+            let mut tensor = vec![0f32; pre.tensor_len()];
+            pre.preprocess_into(&img, &mut tensor);
+            npy::write_f32(&npy_path, &[1, 3, m.image_size, m.image_size], &tensor)?;
+            log::info!("wrote {}", npy_path.display());
+        }
+        Command::Info { dir, json } => info(&dir, json, &mut out)?,
+    }
+    out.flush().context("writing to stdout")?;
+    Ok(())
+}
+
+fn info(dir: &Path, json_out: bool, out: &mut impl Write) -> Result<()> {
+    let bundle = ModelBundle::open(dir)?;
+    let m = &bundle.manifest;
+    let size = |p: PathBuf| std::fs::metadata(&p).map(|md| md.len()).unwrap_or(0);
+    let files = [
+        ("image_encoder", bundle.image_encoder_path(), Some(&m.files.image_encoder)),
+        ("text_encoder", bundle.text_encoder_path(), Some(&m.files.text_encoder)),
+        ("tokenizer", bundle.tokenizer_path(), None),
+    ];
+    if json_out {
+        let files: Vec<_> = files
+            .iter()
+            .map(|(role, path, graph)| {
+                json!({
+                    "role": role,
+                    "path": path.display().to_string(),
+                    "bytes": size(path.clone()),
+                    "input": graph.map(|g| g.input.clone()),
+                    "output": graph.map(|g| g.output.clone()),
+                })
+            })
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            json!({
+                "name": m.name,
+                "source": {"kind": m.source.kind, "checkpoint": m.source.checkpoint, "seed": m.source.seed},
+                "embed_dim": m.embed_dim,
+                "image_size": m.image_size,
+                "image_mean": m.image_mean,
+                "image_std": m.image_std,
+                "logit_scale": m.logit_scale,
+                "context_length": m.context_length,
+                "manifest_sha256": bundle.manifest_sha256,
+                "files": files,
+            })
+        )?;
+    } else {
+        writeln!(out, "bundle        {}", bundle.dir.display())?;
+        writeln!(out, "name          {}", m.name)?;
+        writeln!(out, "source        {} {} (seed {:?})", m.source.kind, m.source.checkpoint, m.source.seed)?;
+        writeln!(out, "embed_dim     {}", m.embed_dim)?;
+        writeln!(out, "image         {0}x{0}, mean {1:?}, std {2:?}", m.image_size, m.image_mean, m.image_std)?;
+        writeln!(out, "logit_scale   {}", m.logit_scale)?;
+        writeln!(out, "context       {} tokens", m.context_length)?;
+        for (role, path, graph) in &files {
+            let io = graph.map(|g| format!("  {} [N,3,{s},{s}] -> {} [N,{}]", g.input, g.output, m.embed_dim, s = m.image_size));
+            let io = match (role, graph) {
+                (&"text_encoder", Some(g)) => format!("  {} [N,L] int64 -> {} [N,{}]", g.input, g.output, m.embed_dim),
+                _ => io.unwrap_or_default(),
+            };
+            writeln!(out, "{role:<13} {} ({} bytes){io}", path.display(), size(path.clone()))?;
+        }
+        writeln!(out, "checksums     ok")?;
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = if cli.quiet {
+        log::LevelFilter::Error
+    } else {
+        match cli.verbose {
+            0 => log::LevelFilter::Warn,
+            1 => log::LevelFilter::Info,
+            2 => log::LevelFilter::Debug,
+            _ => log::LevelFilter::Trace,
+        }
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_env("CLIP_PERCEPTION_LOG")
+        .target(env_logger::Target::Stderr)
+        .init();
+    if let Err(err) = run(cli) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}

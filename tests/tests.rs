@@ -1,0 +1,11 @@
+//! The integration tests, one binary with a module per stage. Each numeric stage is compared
+//! with an independent reference on identical inputs; the references were produced by the
+//! Python scripts committed next to their data under `tests/data/` (see each module).
+
+mod bundle;
+mod cli;
+mod common;
+mod embeddings;
+mod preprocess;
+mod text_clean;
+mod tokenizer;
