@@ -514,6 +514,7 @@ pub(crate) struct Charmap {
 }
 
 /// `ftfy.chardata.CHARMAP_ENCODINGS`, in the order ftfy tries them.
+#[rustfmt::skip]
 pub(crate) static CHARMAP_ENCODINGS: [Charmap; 10] = [
     Charmap {
         name: "latin-1",
@@ -3890,4 +3891,3 @@ pub(crate) static CONTROL_CHARS: &[(u32, &str)] = &[
     (0xfffb, ""),
     (0xfffc, ""),
 ];
-

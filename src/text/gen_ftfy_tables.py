@@ -17,9 +17,9 @@ Everything is read out of the installed ftfy and Python's codecs, never retyped:
 """
 
 import html.entities
+import io
 import re
 import sys
-import unicodedata
 
 import ftfy
 from ftfy import badness, chardata
@@ -134,7 +134,7 @@ def translate_table(table: dict) -> list[tuple[int, str]]:
 
 
 def main() -> None:
-    out = sys.stdout
+    out = io.StringIO()
     w = out.write
     w("//! Data tables of ftfy %s's `fix_text`, read out of the installed ftfy and Python's\n"
       % ftfy.__version__)
@@ -165,6 +165,7 @@ def main() -> None:
     w("}\n\n")
     maps = charmaps()
     w("/// `ftfy.chardata.CHARMAP_ENCODINGS`, in the order ftfy tries them.\n")
+    w("#[rustfmt::skip]\n")
     w("pub(crate) static CHARMAP_ENCODINGS: [Charmap; %d] = [\n" % len(maps))
     for name, sloppy, decode, encode in maps:
         w("    Charmap {\n        name: %s,\n        sloppy: %s,\n" % (rust_str(name), str(sloppy).lower()))
@@ -202,6 +203,8 @@ def main() -> None:
         for cp, value in rows:
             w("    (0x%x, %s),\n" % (cp, rust_str(value)))
         w("];\n\n")
+    # One newline at the end, as rustfmt leaves it (`cargo fmt` must not change this file).
+    sys.stdout.write(out.getvalue().rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":
