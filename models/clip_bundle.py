@@ -35,6 +35,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,16 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         "text": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                      num_attention_heads=12),
     },
+    # The small CLIP trained by the project on synthetic tabletop scenes
+    # (models/tabletop/train.py): the default bundle, models/tabletop/.
+    "tabletop": {
+        "reference_checkpoint": None,
+        "projection_dim": 64,
+        "vision": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=5,
+                       num_attention_heads=4, patch_size=32, image_size=224),
+        "text": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=3,
+                     num_attention_heads=2),
+    },
     "tiny": {
         "reference_checkpoint": None,
         "projection_dim": 16,
@@ -117,7 +128,7 @@ class BundleInfo:
     """Everything `model.yaml` says about a bundle except the file hashes."""
 
     name: str
-    source_kind: str  # transformers | open_clip | random-init
+    source_kind: str  # transformers | open_clip | random-init | trained
     checkpoint: str
     seed: int | None
     embed_dim: int
@@ -144,10 +155,20 @@ def _yaml_scalar(v: Any) -> str:
     return json.dumps(str(v), ensure_ascii=False)  # a JSON string is a valid YAML string
 
 
+def _yaml_key(k: Any) -> str:
+    """A mapping key that YAML reads back as a string (`1` or `true` would not be)."""
+    k = str(k)
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) and k.lower() not in (
+            "true", "false", "yes", "no", "on", "off", "null", "y", "n"):
+        return k
+    return json.dumps(k, ensure_ascii=False)
+
+
 def _yaml_block(obj: Any, indent: int) -> list[str]:
     pad = "  " * indent
     lines: list[str] = []
     for k, v in obj.items():
+        k = _yaml_key(k)
         if isinstance(v, dict):
             lines.append(f"{pad}{k}:")
             lines.extend(_yaml_block(v, indent + 1))
@@ -195,6 +216,28 @@ def write_manifest(bundle_dir: str | os.PathLike, info: BundleInfo) -> Path:
     # Round-trip check: the file must parse back to what we meant.
     parsed = read_manifest(d)
     assert parsed["format_version"] == FORMAT_VERSION and parsed["embed_dim"] == info.embed_dim
+    return path
+
+
+def set_manifest_section(bundle_dir: str | os.PathLike, key: str, value: dict[str, Any]) -> Path:
+    """Replace (or append) the top-level `key:` block of an existing `model.yaml`, leaving
+    every other line as it is (e.g. evaluation metrics measured after export)."""
+    if key in ("format_version", "name", "source", "files", "embed_dim", "image_size"):
+        raise ValueError(f"{key}: a core manifest field; re-export instead")
+    path = Path(bundle_dir) / MANIFEST_FILE
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept: list[str] = []
+    skipping = False
+    for line in lines:
+        top = bool(line) and not line[0].isspace()
+        if top:
+            skipping = line.split(":", 1)[0] == key
+        if not skipping:
+            kept.append(line)
+    kept.extend(_yaml_block({key: value}, 0))
+    path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    parsed = read_manifest(bundle_dir)
+    assert parsed[key] == json.loads(json.dumps(value)), (parsed[key], value)
     return path
 
 

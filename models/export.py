@@ -11,6 +11,10 @@ The bundle holds image_encoder.onnx, text_encoder.onnx, tokenizer.json and model
   open_clip model + pretrained tag (downloads weights unless cached):
     python3 models/export.py --open-clip ViT-B-32 --pretrained laion2b_s34b_b79k --out models/vit-b-32-laion
 
+  a CLIPModel trained by the project (a save_pretrained folder with training.json, written by
+  models/tabletop/train.py; source.kind: trained, training facts copied into model.yaml):
+    python3 models/export.py --trained models/.cache/tabletop/checkpoint --out models/tabletop
+
   the real architecture with seeded random weights (no network; for tests and benchmarks):
     python3 models/export.py --random-init --arch vit-b-32 --seed 0 --out models/random-vit-b-32
     python3 models/export.py --random-init --arch tiny --seed 0 --out tests/fixtures/tiny-clip
@@ -52,6 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                      help="transformers CLIPModel checkpoint: hub id (e.g. openai/clip-vit-base-patch32) or local folder")
     src.add_argument("--open-clip", metavar="NAME",
                      help="open_clip model name (e.g. ViT-B-32); use with --pretrained")
+    src.add_argument("--trained", metavar="DIR",
+                     help="transformers CLIPModel folder trained by the project (save_pretrained + training.json), "
+                          "e.g. models/.cache/tabletop/checkpoint from models/tabletop/train.py")
     src.add_argument("--random-init", action="store_true",
                      help="transformers CLIPModel with the architecture of --arch and seeded random weights")
     p.add_argument("--pretrained", metavar="TAG",
@@ -107,6 +114,50 @@ def load_random_init(args) -> Source:
         architecture=hf_architecture(cfg, reference=arch["reference_checkpoint"]),
         preprocess={"resize_shortest_edge": cfg.vision_config.image_size, "resample": "bicubic",
                     "crop": "center"},
+    )
+
+
+def load_trained(args) -> Source:
+    """A CLIPModel trained by the project: weights from save_pretrained, preprocessing = the
+    bundle defaults (OpenAI mean/std, bicubic shortest-edge resize, center crop), and the
+    training facts (generator, seeds, settings, held-out compositions) from training.json."""
+    import json
+
+    import torch
+    from transformers import CLIPModel
+
+    d = Path(args.trained)
+    facts_path = d / "training.json"
+    if not facts_path.is_file():
+        raise SystemExit(f"{d}: no training.json (expected a folder written by models/tabletop/train.py)")
+    facts = json.loads(facts_path.read_text(encoding="utf-8"))
+    log(f"loading trained CLIPModel {d} (attn_implementation=eager)")
+    model = CLIPModel.from_pretrained(str(d), attn_implementation="eager").to(torch.float32).eval()
+    model.config._attn_implementation = "eager"
+    cfg = model.config
+    if cfg.text_config.vocab_size != cb.VOCAB_SIZE or cfg.text_config.max_position_embeddings != cb.CONTEXT_LENGTH:
+        raise SystemExit(f"{d}: text vocab/positions are not CLIP's {cb.VOCAB_SIZE}/{cb.CONTEXT_LENGTH}")
+    w = cb.wrappers()
+    settings = facts.get("settings", {})
+    return Source(
+        name=args.name or facts.get("name") or f"clip-{d.parent.name}",
+        kind="trained",
+        checkpoint=facts.get("checkpoint") or f"{facts.get('trainer', 'models/tabletop/train.py')}",
+        seed=settings.get("seed"),
+        image_encoder=w["HFImageEncoder"](model).eval(),
+        text_encoder=w["HFTextEncoder"](model).eval(),
+        ref_image=lambda x: cb.hf_image_features(model, x),
+        ref_text=lambda ids: cb.hf_text_features(model, ids),
+        ref_text_fixed_length=None,
+        embed_dim=cfg.projection_dim,
+        image_size=cfg.vision_config.image_size,
+        mean=cb.OPENAI_CLIP_MEAN,
+        std=cb.OPENAI_CLIP_STD,
+        logit_scale=float(model.logit_scale.exp().item()),
+        architecture=hf_architecture(cfg),
+        preprocess={"resize_shortest_edge": cfg.vision_config.image_size, "resample": "bicubic",
+                    "crop": "center"},
+        training={k: v for k, v in facts.items() if k not in ("name", "checkpoint")},
     )
 
 
@@ -236,7 +287,9 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    if args.random_init:
+    if args.trained:
+        src = load_trained(args)
+    elif args.random_init:
         src = load_random_init(args)
     elif args.hf:
         src = load_hf(args)
@@ -326,6 +379,7 @@ def main(argv=None) -> int:
         extra={
             "architecture": src.architecture,
             "preprocess": src.preprocess,
+            **({"training": src.training} if getattr(src, "training", None) else {}),
             "text": {"sot_id": cb.SOT_ID, "eot_id": cb.EOT_ID, "pooling": "first_eot",
                      "cleaning": "open_clip _clean_lower (ftfy.fix_text, html.unescape x2, whitespace collapse, lower)"},
             "export": {

@@ -1,0 +1,402 @@
+#!/usr/bin/env python3
+"""Train the project's small CLIP on synthetic tabletop scenes (models/tabletop/scenes.py).
+
+Architecture: transformers CLIPModel, `clip_bundle.ARCHITECTURES["tabletop"]` (ViT patch 32
+on 224x224, quick-GELU; causal text tower with the full 49408-token CLIP vocabulary and 77
+positions; token ids from open_clip's SimpleTokenizer, the same ids as the bundle's
+tokenizer.json). Loss: the CLIP paper's symmetric InfoNCE (cross-entropy over the image->text
+and text->image similarity matrices of a batch) with a learned temperature: logit_scale
+initialised to ln(1/0.07) and clamped to ln(100).
+
+Data: `--images` scenes are rendered once (2 worker processes) into a uint8 memmap under
+models/.cache/tabletop/ and reused across epochs; each time an image is used, its caption
+is re-drawn from the scene's objects and the image may be mirrored (objects' x mirrored
+too, so "left of" captions stay true). Compositions in scenes.HELD_OUT are never drawn
+or named.
+
+Writes models/.cache/tabletop/checkpoint/ (transformers save_pretrained + training.json),
+models/tabletop/loss_curve.png and models/tabletop/training_metrics.md. Then export with
+
+    python3 models/export.py --trained models/.cache/tabletop/checkpoint --out models/tabletop
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import clip_bundle as cb  # noqa: E402
+import scenes  # noqa: E402
+
+ROOT = HERE.parent.parent
+CACHE = ROOT / "models" / ".cache" / "tabletop"
+TEMPLATE = "a photo of a {}."
+VAL_SEED_BASE = 2_000_000  # validation images (make_eval.py uses 1_000_000+)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------
+
+def _render_chunk(args):
+    start, stop, seed_base, path, n = args
+    arr = np.lib.format.open_memmap(path, mode="r+")
+    metas = []
+    for i in range(start, stop):
+        img, _, objs = scenes.training_example(seed_base + i)
+        arr[i] = np.asarray(img)
+        metas.append([[o.colour, o.kind, o.cx] for o in objs])
+    arr.flush()
+    return start, metas
+
+
+def render_dataset(n: int, seed_base: int, workers: int) -> tuple[np.ndarray, list]:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"images_n{n}_seed{seed_base}.npy"
+    meta_path = CACHE / f"objects_n{n}_seed{seed_base}.json"
+    if path.exists() and meta_path.exists():
+        log(f"reusing rendered scenes {path}")
+        return np.load(path, mmap_mode="r"), json.loads(meta_path.read_text())
+    t0 = time.time()
+    tmp = path.with_suffix(".partial.npy")
+    np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, scenes.SIZE, scenes.SIZE, 3))
+    chunk = 500
+    jobs = [(s, min(n, s + chunk), seed_base, str(tmp), n) for s in range(0, n, chunk)]
+    metas: list = [None] * n
+    with mp.get_context("fork").Pool(workers) as pool:
+        for done, (start, m) in enumerate(pool.imap_unordered(_render_chunk, jobs), 1):
+            metas[start:start + len(m)] = m
+            if done % 8 == 0 or done == len(jobs):
+                log(f"rendered {min(n, done * chunk)}/{n} scenes ({time.time() - t0:.0f} s)")
+    os.replace(tmp, path)
+    meta_path.write_text(json.dumps(metas))
+    return np.load(path, mmap_mode="r"), metas
+
+
+class Tokens:
+    """open_clip SimpleTokenizer ids (sot ... eot), memoised per caption."""
+
+    def __init__(self):
+        self.tok = cb.open_clip_simple_tokenizer()
+        self.memo: dict[str, list[int]] = {}
+
+    def ids(self, text: str) -> list[int]:
+        r = self.memo.get(text)
+        if r is None:
+            r = self.memo[text] = cb.open_clip_ids(self.tok, text)
+        return r
+
+    def batch(self, texts):
+        import torch
+
+        rows = [self.ids(t) for t in texts]
+        return torch.from_numpy(cb.pad_ids(rows, max(len(r) for r in rows)))
+
+
+def to_pixels(u8: np.ndarray):
+    """uint8 NHWC (already 224x224: the engine's resize + crop is the identity) -> CLIP-normalised NCHW."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(u8)).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(cb.OPENAI_CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(cb.OPENAI_CLIP_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def validation_set(per_seen: int, per_heldout: int):
+    """Single-object images (seeds disjoint from training and from the eval set)."""
+    imgs, labels, split = [], [], []
+    held = set(scenes.HELD_OUT)
+    k = 0
+    for ci, (c, o) in enumerate(scenes.ALL_COMPOSITIONS):
+        reps = per_heldout if (c, o) in held else per_seen
+        for r in range(reps):
+            imgs.append(np.asarray(scenes.single_object_image(VAL_SEED_BASE + ci * 100 + r, c, o)))
+            labels.append(ci)
+            split.append("heldout" if (c, o) in held else "seen")
+            k += 1
+    return np.stack(imgs), np.array(labels), np.array(split)
+
+
+def zero_shot(model, tokens: Tokens, pix_u8: np.ndarray, labels: np.ndarray, split: np.ndarray) -> dict:
+    import torch
+
+    phrases = [f"{c} {o}" for c, o in scenes.ALL_COMPOSITIONS]
+    model.eval()
+    with torch.no_grad():
+        t = cb.hf_text_features(model, tokens.batch([TEMPLATE.format(p) for p in phrases]))
+        t = t / t.norm(dim=-1, keepdim=True)
+        feats = []
+        for s in range(0, len(pix_u8), 128):
+            f = cb.hf_image_features(model, to_pixels(pix_u8[s:s + 128]))
+            feats.append(f / f.norm(dim=-1, keepdim=True))
+        pred = (torch.cat(feats) @ t.T).argmax(-1).numpy()
+    model.train()
+    ok = pred == labels
+    return {"seen": float(ok[split == "seen"].mean()), "heldout": float(ok[split == "heldout"].mean()),
+            "colour": float(np.mean([phrases[p].split()[0] == phrases[l].split()[0] for p, l in zip(pred, labels)])),
+            "object": float(np.mean([phrases[p].split()[1] == phrases[l].split()[1] for p, l in zip(pred, labels)]))}
+
+
+# ---------------------------------------------------------------------------
+# plots and tables
+# ---------------------------------------------------------------------------
+
+def loss_curve_png(path: Path, steps, losses, evals) -> None:
+    """Training loss (raw and smoothed) and validation zero-shot accuracy, drawn with PIL."""
+    from PIL import Image, ImageDraw
+
+    W, H, L, R, T, B = 900, 480, 60, 60, 30, 50
+    im = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(im)
+    pw, ph = W - L - R, H - T - B
+    xmax = max(steps) if steps else 1
+    ymax = max(losses) * 1.05 if losses else 1
+    X = lambda s: L + pw * s / xmax  # noqa: E731
+    Y = lambda v: T + ph * (1 - v / ymax)  # noqa: E731
+    YA = lambda a: T + ph * (1 - a)  # noqa: E731
+    d.rectangle([L, T, L + pw, T + ph], outline="black")
+    for k in range(6):
+        v = ymax * k / 5
+        d.line([(L - 4, Y(v)), (L, Y(v))], fill="black")
+        d.text((5, Y(v) - 6), f"{v:.2f}", fill="black")
+        d.text((L + pw + 6, YA(k / 5) - 6), f"{k * 20}%", fill=(0, 110, 0))
+    for k in range(6):
+        s = xmax * k / 5
+        d.text((X(s) - 10, T + ph + 6), f"{int(s)}", fill="black")
+    d.text((L + pw / 2 - 20, H - 20), "step", fill="black")
+    d.text((L, 8), "training loss (grey raw, blue EMA)   validation zero-shot top-1: "
+                   "green seen, red held-out", fill="black")
+    if len(steps) > 1:
+        d.line([(X(s), Y(v)) for s, v in zip(steps, losses)], fill=(190, 190, 190))
+        ema, sm = losses[0], []
+        for v in losses:
+            ema = 0.95 * ema + 0.05 * v
+            sm.append(ema)
+        d.line([(X(s), Y(v)) for s, v in zip(steps, sm)], fill=(30, 60, 200), width=2)
+    if evals:
+        for key, col in (("seen", (0, 150, 0)), ("heldout", (200, 0, 0))):
+            pts = [(X(e["step"]), YA(e[key])) for e in evals]
+            if len(pts) > 1:
+                d.line(pts, fill=col, width=2)
+            for x, y in pts:
+                d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=col)
+    im.save(path)
+
+
+def metrics_table(path: Path, evals, settings: dict, wall: dict) -> None:
+    lines = ["# Training metrics (written by models/tabletop/train.py)", "",
+             "Validation: single-object images, 2 per seen and 4 per held-out composition "
+             "(seeds disjoint from training and from eval/), zero-shot top-1 over all 64 "
+             f"'colour object' phrases with the template {TEMPLATE!r}.", "",
+             "| step | epoch | train loss (mean of last 50) | logit scale | seen top-1 | held-out top-1 | colour correct | object correct | minutes |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for e in evals:
+        lines.append(f"| {e['step']} | {e['epoch']:.2f} | {e['loss']:.3f} | {e['logit_scale']:.1f} | "
+                     f"{100 * e['seen']:.1f}% | {100 * e['heldout']:.1f}% | {100 * e['colour']:.1f}% | "
+                     f"{100 * e['object']:.1f}% | {e['minutes']:.1f} |")
+    lines += ["", "Settings:", "", "```", json.dumps(settings, indent=1), "```", "",
+              f"Wall clock: rendering {wall['render_min']:.1f} min, training {wall['train_min']:.1f} min.", ""]
+    path.write_text("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=24000, help="scenes rendered once and reused (default %(default)s)")
+    p.add_argument("--data-seed", type=int, default=0, help="scene seeds are data_seed*10^7 + index")
+    p.add_argument("--seed", type=int, default=0, help="weights init / batch order seed")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--single-frac", type=float, default=0.7,
+                   help="fraction of each batch drawn from single-object scenes, distinct compositions "
+                        "(at most 56 per batch; default %(default)s)")
+    p.add_argument("--gray-frac", type=float, default=0.0,
+                   help="fraction of images turned greyscale, captioned with object kinds only "
+                        "('a black and white photo of a cup.'), so shape is learnt apart from colour (default %(default)s: tried, not used; see README)")
+    p.add_argument("--lr", type=float, default=1.5e-3)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="processes rendering the scenes")
+    p.add_argument("--max-minutes", type=float, default=21.0,
+                   help="time limit: the cosine schedule runs over max(step/steps, minutes/max-minutes), so it anneals fully by then (default %(default)s)")
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--out", default=str(CACHE / "checkpoint"))
+    p.add_argument("--report-dir", default=str(HERE), help="where loss_curve.png and training_metrics.md go")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    import torch
+    from transformers import CLIPModel
+
+    torch.set_num_threads(a.threads)
+    t_start = time.time()
+    seed_base = a.data_seed * 10_000_000
+    images, metas = render_dataset(a.images, seed_base, a.workers)
+    render_min = (time.time() - t_start) / 60
+    log(f"scenes ready: {images.shape} ({render_min:.1f} min)")
+    val_x, val_y, val_split = validation_set(2, 4)
+    tokens = Tokens()
+
+    cfg = cb.clip_config("tabletop")
+    torch.manual_seed(a.seed)
+    model = CLIPModel(cfg)
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(1 / 0.07))
+    model.train()
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"CLIPModel 'tabletop': {n_params / 1e6:.2f} M parameters "
+        f"(vision {sum(p.numel() for p in model.vision_model.parameters()) / 1e6:.2f} M)")
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=a.lr, betas=(0.9, 0.98), eps=1e-6)
+
+    def lr_at(step):
+        """Linear warmup, then cosine to 0 over the rest of the run, where the run's progress
+        is the larger of steps done / --steps and minutes spent / --max-minutes (so a slow
+        machine still anneals fully before the time limit)."""
+        if step < a.warmup:
+            return a.lr * (step + 1) / a.warmup
+        t = (step - a.warmup) / max(1, a.steps - a.warmup)
+        if t_train is not None:
+            t = max(t, (time.time() - t_train) / 60 / a.max_minutes)
+        return a.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    # Batches mix single-object and multi-object scenes in a fixed proportion (--single-frac).
+    # The single-object part shows distinct compositions (at most 56 per batch), so the
+    # InfoNCE targets of a batch have few false negatives; multi-object scenes are walked in
+    # shuffled order, reshuffled when used up.
+    order_rng = np.random.default_rng([a.seed, 1])
+    by_comp: dict[tuple, list[int]] = {}
+    for i, m in enumerate(metas):
+        if len(m) == 1:
+            by_comp.setdefault((m[0][0], m[0][1]), []).append(i)
+    comps = sorted(by_comp)
+    multi = np.array([i for i, m in enumerate(metas) if len(m) > 1])
+    n_single = min(len(comps), int(round(a.batch * a.single_frac)))
+    n_multi = a.batch - n_single
+    state = {"perm": order_rng.permutation(multi), "cursor": 0}
+
+    def next_batch() -> np.ndarray:
+        chosen = order_rng.choice(len(comps), n_single, replace=False)
+        single = [by_comp[comps[c]][order_rng.integers(len(by_comp[comps[c]]))] for c in chosen]
+        if state["cursor"] + n_multi > len(multi):
+            state["perm"], state["cursor"] = order_rng.permutation(multi), 0
+        part = state["perm"][state["cursor"]:state["cursor"] + n_multi]
+        state["cursor"] += n_multi
+        return np.sort(np.concatenate([np.array(single, dtype=np.int64), part]))
+    steps_log, losses, evals = [], [], []
+    t_train = time.time()
+    for step in range(a.steps):
+        idx = next_batch()
+        epoch = (step * a.batch) // len(images)
+        u8 = np.array(images[idx])
+        rng = np.random.default_rng([a.seed, 2, step])
+        flip = rng.random(len(idx)) < 0.5
+        u8[flip] = u8[flip, :, ::-1]
+        # (no random draw when off, so runs without it keep the same caption stream)
+        gray = rng.random(len(idx)) < a.gray_frac if a.gray_frac > 0 else np.zeros(len(idx), bool)
+        if gray.any():  # luminance (ITU-R 601), kept as 3 channels
+            lum = (u8[gray].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round()
+            u8[gray] = np.clip(lum, 0, 255).astype(np.uint8)[..., None]
+        caps = []
+        for j, i in enumerate(idx):
+            objs = [scenes.SceneObject(c, k, (scenes.SIZE - cx) if flip[j] else cx, 0.0, 0.0) for c, k, cx in metas[i]]
+            caps.append(scenes.colourless_caption(objs, rng) if gray[j] else scenes.captions_for(objs, rng))
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        img = cb.hf_image_features(model, to_pixels(u8))
+        txt = cb.hf_text_features(model, tokens.batch(caps))
+        img = img / img.norm(dim=-1, keepdim=True)
+        txt = txt / txt.norm(dim=-1, keepdim=True)
+        logits = model.logit_scale.exp() * img @ txt.T
+        target = torch.arange(len(idx))
+        loss = 0.5 * (torch.nn.functional.cross_entropy(logits, target)
+                      + torch.nn.functional.cross_entropy(logits.T, target))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        steps_log.append(step + 1)
+        losses.append(loss.item())
+        minutes = (time.time() - t_train) / 60
+        if (step + 1) % 20 == 0:
+            log(f"step {step + 1}/{a.steps} epoch {epoch} loss {np.mean(losses[-20:]):.3f} "
+                f"scale {model.logit_scale.exp().item():.1f} lr {lr_at(step):.2e} {minutes:.1f} min")
+        stop = minutes > a.max_minutes or (step >= a.warmup and lr_at(step) <= 0.0)
+        if (step + 1) % a.eval_every == 0 or step + 1 == a.steps or stop:
+            m = zero_shot(model, tokens, val_x, val_y, val_split)
+            e = dict(step=step + 1, epoch=(step + 1) * a.batch / len(images), loss=float(np.mean(losses[-50:])),
+                     logit_scale=float(model.logit_scale.exp()), minutes=minutes, **m)
+            evals.append(e)
+            log(f"validation step {step + 1}: seen {100 * m['seen']:.1f}% held-out {100 * m['heldout']:.1f}% "
+                f"colour {100 * m['colour']:.1f}% object {100 * m['object']:.1f}%")
+        if stop:
+            log(f"time limit {a.max_minutes} min reached at step {step + 1}: stopping")
+            break
+    train_min = (time.time() - t_train) / 60
+
+    settings = {
+        "architecture": "tabletop (models/clip_bundle.py ARCHITECTURES)",
+        "parameters": n_params,
+        "images_rendered": a.images, "data_seed": a.data_seed, "scene_seed_base": seed_base,
+        "objects_per_scene_weights": {"1": 0.5, "2": 0.25, "3": 0.15, "4": 0.1},
+        "single_object_fraction_of_batch": a.single_frac,
+        "augmentation": "horizontal mirror (p=0.5, captions follow), caption re-drawn on every use, "
+                        f"greyscale with a kinds-only caption (p={a.gray_frac})",
+        "seed": a.seed, "steps_planned": a.steps, "steps_done": steps_log[-1], "batch": a.batch,
+        "samples_seen": steps_log[-1] * a.batch, "epochs": round(steps_log[-1] * a.batch / a.images, 2),
+        "optimizer": "AdamW(betas=(0.9, 0.98), eps=1e-6)", "lr": a.lr, "warmup_steps": a.warmup,
+        "schedule": "linear warmup + cosine to 0 over max(step/steps, minutes/max_minutes)", "weight_decay": a.weight_decay,
+        "loss": "symmetric InfoNCE (CLIP), learned logit_scale init ln(1/0.07), clamp ln(100)",
+        "threads": a.threads, "torch": torch.__version__.split("+")[0],
+    }
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    model.save_pretrained(out)
+    training = {
+        "generator": "models/tabletop/scenes.py training_example(seed)",
+        "held_out": [f"{c} {o}" for c, o in scenes.HELD_OUT],
+        "settings": settings,
+        "final_loss": float(np.mean(losses[-50:])),
+        "final_logit_scale": float(model.logit_scale.exp()),
+        "validation": evals[-1] if evals else None,
+        "wall_minutes": {"render": round(render_min, 2), "train": round(train_min, 2)},
+    }
+    (out / "training.json").write_text(json.dumps(training, indent=1))
+    (out / "loss.json").write_text(json.dumps({"step": steps_log, "loss": losses, "evals": evals}))
+    report = Path(a.report_dir)
+    report.mkdir(parents=True, exist_ok=True)
+    loss_curve_png(report / "loss_curve.png", steps_log, losses, evals)
+    metrics_table(report / "training_metrics.md", evals, settings, {"render_min": render_min, "train_min": train_min})
+    log(f"saved {out} (train {train_min:.1f} min, total {(time.time() - t_start) / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
