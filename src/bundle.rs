@@ -155,7 +155,10 @@ impl ModelBundle {
             ));
         }
         if m.embed_dim == 0 || m.embed_dim > 65536 {
-            return Err(self.field_error("embed_dim", format!("{} is not a sane dimension", m.embed_dim)));
+            return Err(self.field_error(
+                "embed_dim",
+                format!("{} is not a sane dimension", m.embed_dim),
+            ));
         }
         if !(16..=4096).contains(&m.image_size) {
             return Err(self.field_error(
@@ -163,7 +166,10 @@ impl ModelBundle {
                 format!("{} is outside 16..=4096 pixels", m.image_size),
             ));
         }
-        if m.image_mean.iter().any(|v| !v.is_finite() || !(0.0..=1.0).contains(v)) {
+        if m.image_mean
+            .iter()
+            .any(|v| !v.is_finite() || !(0.0..=1.0).contains(v))
+        {
             return Err(self.field_error("image_mean", "expected three values in [0, 1]"));
         }
         if m.image_std.iter().any(|v| !v.is_finite() || *v <= 0.0) {
@@ -182,18 +188,21 @@ impl ModelBundle {
             ));
         }
         for (field, file) in self.listed_files() {
-            if file.path.is_empty() || Path::new(&file.path).is_absolute() || file.path.contains("..") {
+            if file.path.is_empty()
+                || Path::new(&file.path).is_absolute()
+                || file.path.contains("..")
+            {
                 return Err(self.field_error(
                     &format!("{field}.path"),
                     format!("`{}` must be a relative path inside the bundle", file.path),
                 ));
             }
-            let sha_ok = file.sha256.len() == 64 && file.sha256.chars().all(|c| c.is_ascii_hexdigit());
+            let sha_ok =
+                file.sha256.len() == 64 && file.sha256.chars().all(|c| c.is_ascii_hexdigit());
             if !sha_ok {
-                return Err(self.field_error(
-                    &format!("{field}.sha256"),
-                    "expected 64 hexadecimal digits",
-                ));
+                return Err(
+                    self.field_error(&format!("{field}.sha256"), "expected 64 hexadecimal digits")
+                );
             }
         }
         for (field, g) in [

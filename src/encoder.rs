@@ -51,10 +51,17 @@ impl Runner {
         if out.ndim() != 2 || out.shape()[1] != self.dim {
             return Err(Error::GraphMismatch {
                 path: self.path.clone(),
-                message: format!("output has shape {:?}, expected [N, {}]", out.shape(), self.dim),
+                message: format!(
+                    "output has shape {:?}, expected [N, {}]",
+                    out.shape(),
+                    self.dim
+                ),
             });
         }
-        Ok(out.outer_iter().map(|row| row.iter().copied().collect()).collect())
+        Ok(out
+            .outer_iter()
+            .map(|row| row.iter().copied().collect())
+            .collect())
     }
 }
 
@@ -101,29 +108,54 @@ fn load_runner(
         .model_for_path(path)
         .map_err(|e| Error::inference(format!("{}: cannot load ONNX graph", path.display()), e))?;
 
-    let inputs = model.input_outlets().map_err(|e| Error::inference(path.display().to_string(), e))?.to_vec();
-    let outputs = model.output_outlets().map_err(|e| Error::inference(path.display().to_string(), e))?.to_vec();
+    let inputs = model
+        .input_outlets()
+        .map_err(|e| Error::inference(path.display().to_string(), e))?
+        .to_vec();
+    let outputs = model
+        .output_outlets()
+        .map_err(|e| Error::inference(path.display().to_string(), e))?
+        .to_vec();
     if inputs.len() != 1 {
-        return Err(mismatch(format!("has {} inputs, expected one (`{}`)", inputs.len(), spec.input)));
+        return Err(mismatch(format!(
+            "has {} inputs, expected one (`{}`)",
+            inputs.len(),
+            spec.input
+        )));
     }
     if outputs.len() != 1 {
-        return Err(mismatch(format!("has {} outputs, expected one (`{}`)", outputs.len(), spec.output)));
+        return Err(mismatch(format!(
+            "has {} outputs, expected one (`{}`)",
+            outputs.len(),
+            spec.output
+        )));
     }
     let input_name = model.node(inputs[0].node).name.clone();
     if input_name != spec.input {
-        return Err(mismatch(format!("input is named `{input_name}`, manifest says `{}`", spec.input)));
+        return Err(mismatch(format!(
+            "input is named `{input_name}`, manifest says `{}`",
+            spec.input
+        )));
     }
     let output_name = model
         .outlet_label(outputs[0])
         .map(str::to_string)
         .unwrap_or_else(|| model.node(outputs[0].node).name.clone());
     if output_name != spec.output {
-        return Err(mismatch(format!("output is named `{output_name}`, manifest says `{}`", spec.output)));
+        return Err(mismatch(format!(
+            "output is named `{output_name}`, manifest says `{}`",
+            spec.output
+        )));
     }
-    let fact = model.input_fact(0).map_err(|e| Error::inference(path.display().to_string(), e))?;
+    let fact = model
+        .input_fact(0)
+        .map_err(|e| Error::inference(path.display().to_string(), e))?;
     if let Some(dt) = fact.datum_type.concretize() {
         if dt != input_dt {
-            return Err(mismatch(format!("input `{}` is {dt:?}, expected {input_dt:?}", spec.input)));
+            return Err(mismatch(format!(
+                "input `{}` is {dt:?}, expected {input_dt:?}",
+                spec.input
+            )));
         }
     }
     if let Some(dims) = known_dims(fact) {
@@ -148,7 +180,9 @@ fn load_runner(
     let typed = model
         .into_typed()
         .map_err(|e| Error::inference(format!("{}: cannot type the graph", path.display()), e))?;
-    let out_fact = typed.output_fact(0).map_err(|e| Error::inference(path.display().to_string(), e))?;
+    let out_fact = typed
+        .output_fact(0)
+        .map_err(|e| Error::inference(path.display().to_string(), e))?;
     let out_dims: Vec<Option<i64>> = out_fact.shape.iter().map(|d| d.to_i64().ok()).collect();
     if out_dims.len() != 2 || out_dims[1] != Some(dim as i64) {
         return Err(mismatch(format!(
@@ -162,7 +196,9 @@ fn load_runner(
         .map_err(|e| Error::inference(format!("{}: cannot optimise", path.display()), e))?;
     let mut run_options = RunOptions::default();
     if options.threads > 1 {
-        run_options.executor = Some(tract_linalg::multithread::Executor::multithread(options.threads));
+        run_options.executor = Some(tract_linalg::multithread::Executor::multithread(
+            options.threads,
+        ));
     }
     let plan: Plan = optimized
         .into_runnable_with_options(&run_options)
@@ -196,7 +232,14 @@ impl ImageEncoder {
             &m.files.image_encoder,
             f32::datum_type(),
             &[None, Some(3), Some(s), Some(s)],
-            |symbols| tvec!(symbols.sym("N").to_dim(), 3.to_dim(), s.to_dim(), s.to_dim()),
+            |symbols| {
+                tvec!(
+                    symbols.sym("N").to_dim(),
+                    3.to_dim(),
+                    s.to_dim(),
+                    s.to_dim()
+                )
+            },
             m.embed_dim,
             options,
         )?;
@@ -252,7 +295,7 @@ impl ImageEncoder {
     /// Encodes already-preprocessed pixels, `n` images of 3*S*S values each (NCHW).
     pub fn encode_pixels(&mut self, pixels: &[f32]) -> Result<Embeddings> {
         let len = 3 * self.size * self.size;
-        if pixels.is_empty() || pixels.len() % len != 0 {
+        if pixels.is_empty() || !pixels.len().is_multiple_of(len) {
             return Err(Error::InvalidInput(format!(
                 "pixel tensor of {} values is not a whole number of 3x{}x{} images",
                 pixels.len(),
@@ -264,7 +307,9 @@ impl ImageEncoder {
         {
             let tensor = Arc::make_mut(&mut input);
             let mut view = tensor.try_as_plain_ram_mut().expect("plain f32 tensor");
-            view.as_slice_mut::<f32>().expect("f32 tensor").copy_from_slice(pixels);
+            view.as_slice_mut::<f32>()
+                .expect("f32 tensor")
+                .copy_from_slice(pixels);
         }
         self.run(input)
     }

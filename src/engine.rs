@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::bundle::ModelBundle;
-use crate::encoder::{EncoderOptions, Embeddings, ImageEncoder};
+use crate::encoder::{Embeddings, EncoderOptions, ImageEncoder};
 use crate::error::Result;
 use crate::frame::RgbImage;
 use crate::labels::{LabelMatrix, Prompts, TextEmbedder};

@@ -58,7 +58,9 @@ pub enum FrameError {
     UnknownEncoding(String),
     #[error("empty image ({width}x{height})")]
     Empty { width: u32, height: u32 },
-    #[error("image of {width}x{height} exceeds the limit ({MAX_SIDE} per side, {MAX_PIXELS} pixels)")]
+    #[error(
+        "image of {width}x{height} exceeds the limit ({MAX_SIDE} per side, {MAX_PIXELS} pixels)"
+    )]
     TooLarge { width: u32, height: u32 },
     #[error("step {step} is smaller than width*bytes_per_pixel = {min}")]
     StepTooSmall { step: u64, min: u64 },
@@ -176,7 +178,11 @@ impl<'a> Frame<'a> {
                 need,
             });
         }
-        let (w, h, step) = (self.width as usize, self.height as usize, self.step as usize);
+        let (w, h, step) = (
+            self.width as usize,
+            self.height as usize,
+            self.step as usize,
+        );
         if encoding == Encoding::Rgb8 {
             return Ok(RgbImage {
                 width: self.width,
@@ -190,9 +196,15 @@ impl<'a> Frame<'a> {
             let row = &self.data[y * step..y * step + w * bpp as usize];
             match encoding {
                 Encoding::Rgb8 => unreachable!("handled above"),
-                Encoding::Bgr8 => row.chunks_exact(3).for_each(|p| out.extend_from_slice(&[p[2], p[1], p[0]])),
-                Encoding::Rgba8 => row.chunks_exact(4).for_each(|p| out.extend_from_slice(&p[..3])),
-                Encoding::Bgra8 => row.chunks_exact(4).for_each(|p| out.extend_from_slice(&[p[2], p[1], p[0]])),
+                Encoding::Bgr8 => row
+                    .chunks_exact(3)
+                    .for_each(|p| out.extend_from_slice(&[p[2], p[1], p[0]])),
+                Encoding::Rgba8 => row
+                    .chunks_exact(4)
+                    .for_each(|p| out.extend_from_slice(&p[..3])),
+                Encoding::Bgra8 => row
+                    .chunks_exact(4)
+                    .for_each(|p| out.extend_from_slice(&[p[2], p[1], p[0]])),
                 Encoding::Mono8 => row.iter().for_each(|&v| out.extend_from_slice(&[v, v, v])),
                 Encoding::Mono16 => row.chunks_exact(2).for_each(|p| {
                     let hi = if self.is_bigendian { p[0] } else { p[1] };
@@ -280,7 +292,13 @@ pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<RgbImage<'static>, Stri
         DynamicImage::ImageRgba8(buf) => buf
             .into_raw()
             .chunks_exact(4)
-            .flat_map(|p| [over_white(p[0], p[3]), over_white(p[1], p[3]), over_white(p[2], p[3])])
+            .flat_map(|p| {
+                [
+                    over_white(p[0], p[3]),
+                    over_white(p[1], p[3]),
+                    over_white(p[2], p[3]),
+                ]
+            })
             .collect(),
         DynamicImage::ImageLuma16(buf) => buf
             .into_raw()
@@ -292,7 +310,9 @@ pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<RgbImage<'static>, Stri
             .chunks_exact(2)
             .flat_map(|p| grey(over_white((p[0] >> 8) as u8, (p[1] >> 8) as u8)))
             .collect(),
-        DynamicImage::ImageRgb16(buf) => buf.into_raw().into_iter().map(|v| (v >> 8) as u8).collect(),
+        DynamicImage::ImageRgb16(buf) => {
+            buf.into_raw().into_iter().map(|v| (v >> 8) as u8).collect()
+        }
         DynamicImage::ImageRgba16(buf) => buf
             .into_raw()
             .chunks_exact(4)
@@ -310,6 +330,14 @@ pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<RgbImage<'static>, Stri
     RgbImage::from_packed(width, height, data).map_err(|e| e.to_string())
 }
 
+/// Whether the JPEG stream has an end-of-image marker (`FF D9`) after its last
+/// start-of-scan marker (`FF DA`).
+fn has_end_marker(bytes: &[u8]) -> bool {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    let last_eoi = bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]);
+    matches!((last_sos, last_eoi), (Some(sos), Some(eoi)) if eoi > sos)
+}
+
 enum JpegError {
     Unsupported,
     Failed(String),
@@ -325,16 +353,27 @@ fn decode_jpeg(bytes: &[u8]) -> std::result::Result<RgbImage<'static>, JpegError
         let (w, h) = header.size();
         let (width, height) = (w as u32, h as u32);
         check_size(width, height).map_err(|e| JpegError::Failed(e.to_string()))?;
-        if !matches!(header.color_space(), ColorSpace::JCS_GRAYSCALE | ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB) {
+        if !matches!(
+            header.color_space(),
+            ColorSpace::JCS_GRAYSCALE | ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB
+        ) {
             return Err(JpegError::Unsupported);
         }
         let mut started = header.rgb().map_err(|e| JpegError::Failed(e.to_string()))?;
         let data = started
             .read_scanlines::<u8>()
             .map_err(|e| JpegError::Failed(e.to_string()))?;
-        // A truncated stream is padded by libjpeg with a warning, as PIL does not allow
-        // (LOAD_TRUNCATED_IMAGES is off): report it instead of returning grey rows.
-        started.finish().map_err(|e| JpegError::Failed(e.to_string()))?;
+        started
+            .finish()
+            .map_err(|e| JpegError::Failed(e.to_string()))?;
+        // libjpeg pads a truncated stream with grey rows and only warns; PIL refuses it
+        // ("image file is truncated"). A complete stream has its end-of-image marker after
+        // the last start-of-scan.
+        if !has_end_marker(bytes) {
+            return Err(JpegError::Failed(
+                "truncated JPEG: no end-of-image marker after the last scan".into(),
+            ));
+        }
         RgbImage::from_packed(width, height, data).map_err(|e| JpegError::Failed(e.to_string()))
     }));
     match result {
@@ -361,14 +400,68 @@ mod tests {
     }
 
     #[test]
+    fn truncated_jpeg_is_rejected() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/preprocess/jpeg420_w640_h480.jpg"
+        );
+        let bytes = std::fs::read(path).unwrap();
+        assert!(decode_bytes(&bytes).is_ok());
+        let err = decode_bytes(&bytes[..bytes.len() * 2 / 3]).unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
+        let compressed = CompressedFrame {
+            format: "jpeg",
+            data: &bytes[..bytes.len() / 2],
+        };
+        assert_eq!(compressed.to_rgb().unwrap_err().reason(), "undecodable");
+    }
+
+    #[test]
     fn malformed_frames_are_typed_errors() {
-        let data = vec![0u8; 12];
-        let frame = |w, h, step, enc, data| Frame { width: w, height: h, step, encoding: enc, is_bigendian: false, data };
-        assert_eq!(frame(2, 2, 6, "yuv422", &data[..]).to_rgb().unwrap_err().reason(), "unknown_encoding");
-        assert_eq!(frame(0, 0, 0, "rgb8", &data[..]).to_rgb().unwrap_err().reason(), "empty");
-        assert_eq!(frame(2, 2, 5, "rgb8", &data[..]).to_rgb().unwrap_err().reason(), "step_too_small");
-        assert_eq!(frame(2, 3, 6, "rgb8", &data[..]).to_rgb().unwrap_err().reason(), "data_too_short");
-        assert_eq!(frame(100_000, 100_000, 300_000, "rgb8", &data[..]).to_rgb().unwrap_err().reason(), "too_large");
+        let data = [0u8; 12];
+        let frame = |w, h, step, enc, data| Frame {
+            width: w,
+            height: h,
+            step,
+            encoding: enc,
+            is_bigendian: false,
+            data,
+        };
+        assert_eq!(
+            frame(2, 2, 6, "yuv422", &data[..])
+                .to_rgb()
+                .unwrap_err()
+                .reason(),
+            "unknown_encoding"
+        );
+        assert_eq!(
+            frame(0, 0, 0, "rgb8", &data[..])
+                .to_rgb()
+                .unwrap_err()
+                .reason(),
+            "empty"
+        );
+        assert_eq!(
+            frame(2, 2, 5, "rgb8", &data[..])
+                .to_rgb()
+                .unwrap_err()
+                .reason(),
+            "step_too_small"
+        );
+        assert_eq!(
+            frame(2, 3, 6, "rgb8", &data[..])
+                .to_rgb()
+                .unwrap_err()
+                .reason(),
+            "data_too_short"
+        );
+        assert_eq!(
+            frame(100_000, 100_000, 300_000, "rgb8", &data[..])
+                .to_rgb()
+                .unwrap_err()
+                .reason(),
+            "too_large"
+        );
         let ok = frame(2, 2, 6, "bgr8", &data[..]).to_rgb().unwrap();
         assert_eq!(ok.data.len(), 12);
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use nalgebra::DMatrix;
 
 use crate::bundle::{hex_sha256, ModelBundle};
-use crate::encoder::{EncoderOptions, Embeddings, TextEncoder};
+use crate::encoder::{Embeddings, EncoderOptions, TextEncoder};
 use crate::error::{Error, Result};
 use crate::prompt_sets;
 use crate::text::tokenizer::ClipTokenizer;
@@ -21,7 +21,11 @@ pub const MAX_PHRASE_CHARS: usize = 256;
 /// de-duplicated phrases, in order.
 pub fn parse_phrases(list: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for phrase in list.split([';', '\n']).map(str::trim).filter(|p| !p.is_empty()) {
+    for phrase in list
+        .split([';', '\n'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         if !out.iter().any(|p| p == phrase) {
             out.push(phrase.to_string());
         }
@@ -36,7 +40,10 @@ pub fn validate_phrases(phrases: &[String]) -> Result<()> {
             "labels: the phrase list is empty (expected e.g. \"red cup; blue ball\")".into(),
         ));
     }
-    if let Some(p) = phrases.iter().find(|p| p.chars().count() > MAX_PHRASE_CHARS) {
+    if let Some(p) = phrases
+        .iter()
+        .find(|p| p.chars().count() > MAX_PHRASE_CHARS)
+    {
         return Err(Error::InvalidInput(format!(
             "labels: phrase of {} characters exceeds {MAX_PHRASE_CHARS}: {:?}...",
             p.chars().count(),
@@ -69,7 +76,10 @@ impl Prompts {
             _ => None,
         };
         if let Some(set) = builtin {
-            return Self::new(name_or_file.to_string(), set.iter().map(|s| s.to_string()).collect());
+            return Self::new(
+                name_or_file.to_string(),
+                set.iter().map(|s| s.to_string()).collect(),
+            );
         }
         let path = Path::new(name_or_file);
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -118,6 +128,15 @@ impl Default for Prompts {
     fn default() -> Self {
         Prompts::single(DEFAULT_TEMPLATE).expect("the default template has a placeholder")
     }
+}
+
+/// The default root of the text embedding cache: `$XDG_CACHE_HOME/clip_perception`, else
+/// `~/.cache/clip_perception` (`None` if neither variable is set).
+pub fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("clip_perception"))
 }
 
 /// Fills a template's `{}` with a phrase.
@@ -183,11 +202,18 @@ impl EmbeddingCache {
     pub fn get(&self, template: &str, phrase: &str) -> Option<Vec<f32>> {
         let bytes = std::fs::read(self.entry(template, phrase)).ok()?;
         let body = bytes.strip_prefix(CACHE_MAGIC.as_slice())?;
-        if body.len() != 4 + self.dim * 4 || u32::from_le_bytes(body[..4].try_into().ok()?) as usize != self.dim {
+        if body.len() != 4 + self.dim * 4
+            || u32::from_le_bytes(body[..4].try_into().ok()?) as usize != self.dim
+        {
             log::warn!("embedding cache: ignoring a corrupt entry for {phrase:?}");
             return None;
         }
-        Some(body[4..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        Some(
+            body[4..]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        )
     }
 
     /// Stores a raw embedding (write to a temporary file, then rename: readers never see
@@ -199,7 +225,9 @@ impl EmbeddingCache {
             let mut bytes = Vec::with_capacity(8 + embedding.len() * 4);
             bytes.extend_from_slice(CACHE_MAGIC);
             bytes.extend_from_slice(&(embedding.len() as u32).to_le_bytes());
-            embedding.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+            embedding
+                .iter()
+                .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
             let tmp = path.with_extension(format!("tmp{}", std::process::id()));
             std::fs::write(&tmp, &bytes)?;
             std::fs::rename(&tmp, &path)
@@ -235,8 +263,13 @@ pub struct TextEmbedder {
 }
 
 impl TextEmbedder {
-    pub fn new(bundle: &ModelBundle, options: EncoderOptions, cache_root: Option<&Path>) -> Result<Self> {
-        let tokenizer = ClipTokenizer::from_file(&bundle.tokenizer_path(), bundle.manifest.context_length)?;
+    pub fn new(
+        bundle: &ModelBundle,
+        options: EncoderOptions,
+        cache_root: Option<&Path>,
+    ) -> Result<Self> {
+        let tokenizer =
+            ClipTokenizer::from_file(&bundle.tokenizer_path(), bundle.manifest.context_length)?;
         Ok(TextEmbedder {
             bundle: bundle.clone(),
             tokenizer,
@@ -256,6 +289,17 @@ impl TextEmbedder {
         self.stats
     }
 
+    /// Frees the text encoder (it is loaded again when an uncached prompt needs it), for
+    /// long-running callers that keep the image encoder resident and want the memory back.
+    pub fn unload_encoder(&mut self) {
+        self.encoder = None;
+    }
+
+    /// Whether the text encoder is loaded.
+    pub fn encoder_loaded(&self) -> bool {
+        self.encoder.is_some()
+    }
+
     fn encoder(&mut self) -> Result<&mut TextEncoder> {
         if self.encoder.is_none() {
             self.encoder = Some(TextEncoder::load(&self.bundle, self.options)?);
@@ -265,7 +309,11 @@ impl TextEmbedder {
 
     /// Raw (unnormalised) embeddings of texts, encoded at each batch's real token length
     /// (or at the full context when `full_context`); never cached.
-    pub fn embed_texts<S: AsRef<str>>(&mut self, texts: &[S], full_context: bool) -> Result<Embeddings> {
+    pub fn embed_texts<S: AsRef<str>>(
+        &mut self,
+        texts: &[S],
+        full_context: bool,
+    ) -> Result<Embeddings> {
         let ids = self.tokenizer.encode_batch(texts)?;
         let pad_to = full_context.then_some(self.tokenizer.context_length());
         let batch = self.batch_size.max(1);
@@ -318,7 +366,11 @@ impl TextEmbedder {
                 mean.iter_mut().zip(&e).for_each(|(m, v)| *m += v);
             }
             normalize(&mut mean);
-            matrix.row_mut(p).iter_mut().zip(&mean).for_each(|(m, v)| *m = *v);
+            matrix
+                .row_mut(p)
+                .iter_mut()
+                .zip(&mean)
+                .for_each(|(m, v)| *m = *v);
         }
         Ok(LabelMatrix {
             labels: phrases.to_vec(),
@@ -334,7 +386,10 @@ mod tests {
 
     #[test]
     fn phrases_split_on_semicolons_and_newlines() {
-        assert_eq!(parse_phrases(" red cup; blue ball\n\ngreen box;red cup;"), vec!["red cup", "blue ball", "green box"]);
+        assert_eq!(
+            parse_phrases(" red cup; blue ball\n\ngreen box;red cup;"),
+            vec!["red cup", "blue ball", "green box"]
+        );
         assert!(parse_phrases(" ; \n").is_empty());
         assert!(validate_phrases(&[]).is_err());
         assert!(validate_phrases(&["x".repeat(257)]).is_err());
@@ -346,6 +401,9 @@ mod tests {
         assert_eq!(Prompts::ensemble("imagenet").unwrap().templates().len(), 80);
         assert_eq!(Prompts::ensemble("cifar10").unwrap().templates().len(), 18);
         assert!(Prompts::ensemble("no-such-set").is_err());
-        assert_eq!(fill_template("a photo of a {}.", "red cup"), "a photo of a red cup.");
+        assert_eq!(
+            fill_template("a photo of a {}.", "red cup"),
+            "a photo of a red cup."
+        );
     }
 }

@@ -20,7 +20,11 @@ use clip_perception::{npy, ClipEngine, EncoderOptions, EngineOptions, ImageEncod
 const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/tabletop");
 
 #[derive(Parser)]
-#[command(name = "clip_perception", version, about = "CLIP zero-shot perception toolbox (tract on the CPU)")]
+#[command(
+    name = "clip_perception",
+    version,
+    about = "CLIP zero-shot perception toolbox (tract on the CPU)"
+)]
 struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -134,13 +138,6 @@ struct TextArgs {
     json: bool,
 }
 
-fn default_cache_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .map(|d| d.join("clip_perception"))
-}
-
 fn load_images(paths: &[PathBuf]) -> Result<Vec<RgbImage<'static>>> {
     paths
         .iter()
@@ -159,7 +156,9 @@ fn classify(args: ClassifyArgs, out: &mut impl Write) -> Result<()> {
     let cache_dir = if args.no_cache {
         None
     } else {
-        args.cache_dir.clone().or_else(default_cache_dir)
+        args.cache_dir
+            .clone()
+            .or_else(clip_perception::labels::default_cache_dir)
     };
     let options = EngineOptions {
         threads: args.model.threads,
@@ -168,20 +167,55 @@ fn classify(args: ClassifyArgs, out: &mut impl Write) -> Result<()> {
     };
     let mut engine = ClipEngine::load(&args.model.model, &options)?;
     let labels = engine.label_matrix(&phrases, &prompts)?;
-    let images = load_images(&args.images)?;
-    let scores = engine.classify(&images, &labels)?;
-    let k = if args.top_k == 0 { phrases.len() } else { args.top_k };
-    for (path, s) in args.images.iter().zip(&scores) {
+    let k = if args.top_k == 0 {
+        phrases.len()
+    } else {
+        args.top_k
+    };
+    // Decode, encode and print one batch at a time: a large folder is streamed.
+    for paths in args.images.chunks(args.batch_size.max(1)) {
+        let images = load_images(paths)?;
+        let scores = engine.classify(&images, &labels)?;
+        print_scores(paths, &scores, &labels, k, args.json, out)?;
+    }
+    let stats = engine.text.stats();
+    log::info!(
+        "text: {} prompts from cache, {} encoded in {} encoder calls",
+        stats.cache_hits,
+        stats.prompts_encoded,
+        stats.encoder_calls
+    );
+    Ok(())
+}
+
+fn print_scores(
+    paths: &[PathBuf],
+    scores: &[clip_perception::Scores],
+    labels: &clip_perception::LabelMatrix,
+    k: usize,
+    json_out: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    for (path, s) in paths.iter().zip(scores) {
         let top = s.top_k(k);
-        if args.json {
+        if json_out {
             let top: Vec<_> = top
                 .iter()
                 .map(|r| json!({"label": labels.labels[r.index], "cosine": r.cosine, "probability": r.probability}))
                 .collect();
-            writeln!(out, "{}", json!({"image": path.display().to_string(), "top": top}))?;
+            writeln!(
+                out,
+                "{}",
+                json!({"image": path.display().to_string(), "top": top})
+            )?;
         } else {
             writeln!(out, "{}", path.display())?;
-            let width = labels.labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+            let width = labels
+                .labels
+                .iter()
+                .map(|l| l.chars().count())
+                .max()
+                .unwrap_or(0);
             for (rank, r) in top.iter().enumerate() {
                 writeln!(
                     out,
@@ -194,17 +228,16 @@ fn classify(args: ClassifyArgs, out: &mut impl Write) -> Result<()> {
             }
         }
     }
-    let stats = engine.text.stats();
-    log::info!(
-        "text: {} prompts from cache, {} encoded in {} encoder calls",
-        stats.cache_hits,
-        stats.prompts_encoded,
-        stats.encoder_calls
-    );
     Ok(())
 }
 
-fn write_vectors(out: &mut impl Write, key: &str, names: &[String], vectors: &[Vec<f32>], json_out: bool) -> Result<()> {
+fn write_vectors(
+    out: &mut impl Write,
+    key: &str,
+    names: &[String],
+    vectors: &[Vec<f32>],
+    json_out: bool,
+) -> Result<()> {
     for (name, v) in names.iter().zip(vectors) {
         if json_out {
             writeln!(out, "{}", json!({key: name, "embedding": v}))?;
@@ -223,7 +256,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Classify(args) => classify(args, &mut out)?,
         Command::Tokenize(args) => {
             let bundle = ModelBundle::open(&args.model.model)?;
-            let tokenizer = ClipTokenizer::from_file(&bundle.tokenizer_path(), bundle.manifest.context_length)?;
+            let tokenizer =
+                ClipTokenizer::from_file(&bundle.tokenizer_path(), bundle.manifest.context_length)?;
             for text in &args.texts {
                 let ids = tokenizer.encode(text)?;
                 if args.json {
@@ -242,7 +276,11 @@ fn run(cli: Cli) -> Result<()> {
             for image in &images {
                 vectors.extend(encoder.encode(std::slice::from_ref(image))?);
             }
-            let names: Vec<String> = args.images.iter().map(|p| p.display().to_string()).collect();
+            let names: Vec<String> = args
+                .images
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
             write_vectors(&mut out, "image", &names, &vectors, args.json)?;
         }
         Command::EmbedText(args) => {
@@ -251,10 +289,18 @@ fn run(cli: Cli) -> Result<()> {
             let vectors = text.embed_texts(&args.texts, false)?;
             write_vectors(&mut out, "text", &args.texts, &vectors, args.json)?;
         }
-        Command::Preprocess { model, image, out: npy_path } => {
+        Command::Preprocess {
+            model,
+            image,
+            out: npy_path,
+        } => {
             let bundle = ModelBundle::open(&model.model)?;
             let m = &bundle.manifest;
-            let mut pre = clip_perception::preprocess::Preprocessor::new(m.image_size, m.image_mean, m.image_std);
+            let mut pre = clip_perception::preprocess::Preprocessor::new(
+                m.image_size,
+                m.image_mean,
+                m.image_std,
+            );
             let img = load_image_file(&image)?;
             let mut tensor = vec![0f32; pre.tensor_len()];
             pre.preprocess_into(&img, &mut tensor);
@@ -272,8 +318,16 @@ fn info(dir: &Path, json_out: bool, out: &mut impl Write) -> Result<()> {
     let m = &bundle.manifest;
     let size = |p: PathBuf| std::fs::metadata(&p).map(|md| md.len()).unwrap_or(0);
     let files = [
-        ("image_encoder", bundle.image_encoder_path(), Some(&m.files.image_encoder)),
-        ("text_encoder", bundle.text_encoder_path(), Some(&m.files.text_encoder)),
+        (
+            "image_encoder",
+            bundle.image_encoder_path(),
+            Some(&m.files.image_encoder),
+        ),
+        (
+            "text_encoder",
+            bundle.text_encoder_path(),
+            Some(&m.files.text_encoder),
+        ),
         ("tokenizer", bundle.tokenizer_path(), None),
     ];
     if json_out {
@@ -308,18 +362,42 @@ fn info(dir: &Path, json_out: bool, out: &mut impl Write) -> Result<()> {
     } else {
         writeln!(out, "bundle        {}", bundle.dir.display())?;
         writeln!(out, "name          {}", m.name)?;
-        writeln!(out, "source        {} {} (seed {:?})", m.source.kind, m.source.checkpoint, m.source.seed)?;
+        writeln!(
+            out,
+            "source        {} {} (seed {:?})",
+            m.source.kind, m.source.checkpoint, m.source.seed
+        )?;
         writeln!(out, "embed_dim     {}", m.embed_dim)?;
-        writeln!(out, "image         {0}x{0}, mean {1:?}, std {2:?}", m.image_size, m.image_mean, m.image_std)?;
+        writeln!(
+            out,
+            "image         {0}x{0}, mean {1:?}, std {2:?}",
+            m.image_size, m.image_mean, m.image_std
+        )?;
         writeln!(out, "logit_scale   {}", m.logit_scale)?;
         writeln!(out, "context       {} tokens", m.context_length)?;
         for (role, path, graph) in &files {
-            let io = graph.map(|g| format!("  {} [N,3,{s},{s}] -> {} [N,{}]", g.input, g.output, m.embed_dim, s = m.image_size));
+            let io = graph.map(|g| {
+                format!(
+                    "  {} [N,3,{s},{s}] -> {} [N,{}]",
+                    g.input,
+                    g.output,
+                    m.embed_dim,
+                    s = m.image_size
+                )
+            });
             let io = match (role, graph) {
-                (&"text_encoder", Some(g)) => format!("  {} [N,L] int64 -> {} [N,{}]", g.input, g.output, m.embed_dim),
+                (&"text_encoder", Some(g)) => format!(
+                    "  {} [N,L] int64 -> {} [N,{}]",
+                    g.input, g.output, m.embed_dim
+                ),
                 _ => io.unwrap_or_default(),
             };
-            writeln!(out, "{role:<13} {} ({} bytes){io}", path.display(), size(path.clone()))?;
+            writeln!(
+                out,
+                "{role:<13} {} ({} bytes){io}",
+                path.display(),
+                size(path.clone())
+            )?;
         }
         writeln!(out, "checksums     ok")?;
     }

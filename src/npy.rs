@@ -9,12 +9,20 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// Encodes a C-order f32 array of `shape` as `.npy` bytes.
 pub fn encode_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
-    assert_eq!(shape.iter().product::<usize>(), data.len(), "shape must match the data");
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        data.len(),
+        "shape must match the data"
+    );
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_txt = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let shape_txt = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_txt}, }}");
     // Magic(6) + version(2) + header length(2) + header + '\n' is a multiple of 64.
-    while (MAGIC.len() + 4 + header.len() + 1) % 64 != 0 {
+    while !(MAGIC.len() + 4 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
@@ -23,7 +31,8 @@ pub fn encode_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
     out.extend_from_slice(&[1, 0]);
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    data.iter()
+        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
     out
 }
 
@@ -47,7 +56,10 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     }
     let (header_len, offset) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
         _ => return Err(bad("unknown format version")),
     };
     let header = bytes
@@ -78,7 +90,12 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     if body.len() != count * 4 {
         return Err(bad("data length does not match the shape"));
     }
-    Ok((shape, body.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()))
+    Ok((
+        shape,
+        body.chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    ))
 }
 
 #[cfg(test)]

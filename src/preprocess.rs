@@ -63,7 +63,10 @@ fn taps(in_size: usize, out_size: usize, range: std::ops::Range<usize>) -> Vec<T
                     }
                 })
                 .collect();
-            Taps { start: xmin, weights }
+            Taps {
+                start: xmin,
+                weights,
+            }
         })
         .collect()
 }
@@ -114,15 +117,25 @@ pub struct Preprocessor {
     /// Horizontally resized rows (RGB8), reused between calls.
     scratch: Vec<u8>,
     pixels: Vec<u8>,
+    /// Filter taps of the last input size (a camera keeps its resolution).
+    taps: Option<CachedTaps>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedTaps {
+    input: (usize, usize),
+    horizontal: Option<Vec<Taps>>,
+    vertical: Option<Vec<Taps>>,
 }
 
 impl Preprocessor {
     pub fn new(size: usize, mean: [f32; 3], std: [f32; 3]) -> Self {
         let mut lut = [[0f32; 256]; 3];
-        for c in 0..3 {
-            for v in 0..256 {
-                // Same operation order as the reference: rescale, then (x - mean) / std.
-                lut[c][v] = (v as f32 * (1.0 / 255.0) - mean[c]) / std[c];
+        for (c, table) in lut.iter_mut().enumerate() {
+            for (v, value) in table.iter_mut().enumerate() {
+                // As the reference: rescale in f64, round to f32, then (x - mean) / std in f32.
+                let scaled = (v as f64 * (1.0 / 255.0)) as f32;
+                *value = (scaled - mean[c]) / std[c];
             }
         }
         Preprocessor {
@@ -130,6 +143,7 @@ impl Preprocessor {
             lut,
             scratch: Vec::new(),
             pixels: Vec::new(),
+            taps: None,
         }
     }
 
@@ -152,13 +166,24 @@ impl Preprocessor {
         let xs = g.crop_left..g.crop_left + s;
         let ys = g.crop_top..g.crop_top + s;
 
+        if self.taps.as_ref().map(|t| t.input) != Some((w, h)) {
+            self.taps = Some(CachedTaps {
+                input: (w, h),
+                horizontal: (g.resized_width != w).then(|| taps(w, g.resized_width, xs.clone())),
+                vertical: (g.resized_height != h).then(|| taps(h, g.resized_height, ys.clone())),
+            });
+        }
+        let cached = self.taps.as_ref().expect("set above");
+        let (htaps, vtaps) = (&cached.horizontal, &cached.vertical);
+
         // Horizontal pass over the source rows the vertical taps will read.
-        let htaps = (g.resized_width != w).then(|| taps(w, g.resized_width, xs.clone()));
-        let vtaps = (g.resized_height != h).then(|| taps(h, g.resized_height, ys.clone()));
-        let (row_first, row_last) = match &vtaps {
+        let (row_first, row_last) = match vtaps {
             Some(t) => (
                 t.iter().map(|t| t.start).min().unwrap_or(0),
-                t.iter().map(|t| t.start + t.weights.len()).max().unwrap_or(0),
+                t.iter()
+                    .map(|t| t.start + t.weights.len())
+                    .max()
+                    .unwrap_or(0),
             ),
             None => (ys.start, ys.end),
         };
@@ -168,7 +193,7 @@ impl Preprocessor {
         for (r, y) in (row_first..row_last).enumerate() {
             let src = image.row(y);
             let dst = &mut self.scratch[r * s * 3..(r + 1) * s * 3];
-            match &htaps {
+            match htaps {
                 Some(taps) => {
                     for (ox, t) in taps.iter().enumerate() {
                         let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
@@ -190,7 +215,7 @@ impl Preprocessor {
         // Vertical pass.
         self.pixels.clear();
         self.pixels.resize(s * s * 3, 0);
-        match &vtaps {
+        match vtaps {
             Some(taps) => {
                 for (oy, t) in taps.iter().enumerate() {
                     let out = &mut self.pixels[oy * s * 3..(oy + 1) * s * 3];
@@ -206,7 +231,8 @@ impl Preprocessor {
             }
             None => {
                 let start = (ys.start - row_first) * s * 3;
-                self.pixels.copy_from_slice(&self.scratch[start..start + s * s * 3]);
+                self.pixels
+                    .copy_from_slice(&self.scratch[start..start + s * s * 3]);
             }
         }
         &self.pixels
@@ -236,7 +262,12 @@ mod tests {
         // int() truncation of the long side, floor of the crop offset.
         assert_eq!(
             Geometry::new(640, 480, 224),
-            Geometry { resized_width: 298, resized_height: 224, crop_left: 37, crop_top: 0 }
+            Geometry {
+                resized_width: 298,
+                resized_height: 224,
+                crop_left: 37,
+                crop_top: 0
+            }
         );
         let g = Geometry::new(300, 1, 224);
         assert_eq!((g.resized_width, g.resized_height), (67200, 224));

@@ -26,12 +26,22 @@ pub struct Ranked {
 
 /// Scores an (unnormalised) image embedding against the label matrix.
 pub fn score(labels: &LabelMatrix, embedding: &[f32]) -> Scores {
-    assert_eq!(embedding.len(), labels.embed_dim(), "embedding width must match the label matrix");
+    assert_eq!(
+        embedding.len(),
+        labels.embed_dim(),
+        "embedding width must match the label matrix"
+    );
     let mut unit = embedding.to_vec();
     normalize(&mut unit);
-    let cosine: Vec<f32> = (&labels.matrix * DVector::from_vec(unit)).iter().copied().collect();
+    let cosine: Vec<f32> = (&labels.matrix * DVector::from_vec(unit))
+        .iter()
+        .copied()
+        .collect();
     let probability = softmax(&cosine, labels.logit_scale);
-    Scores { cosine, probability }
+    Scores {
+        cosine,
+        probability,
+    }
 }
 
 /// Numerically stable softmax of `scale * x`.

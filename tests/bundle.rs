@@ -28,7 +28,10 @@ fn fixture_bundle_is_valid() {
 #[test]
 fn missing_folder_and_manifest() {
     let e = err_of(ModelBundle::open("/nonexistent/bundle"));
-    assert!(e.contains("/nonexistent/bundle") && e.contains("model.yaml"), "{e}");
+    assert!(
+        e.contains("/nonexistent/bundle") && e.contains("model.yaml"),
+        "{e}"
+    );
     let empty = tempfile::tempdir().unwrap();
     let e = err_of(ModelBundle::open(empty.path()));
     assert!(e.contains("model.yaml") && e.contains("cannot read"), "{e}");
@@ -42,13 +45,20 @@ fn manifest_field_errors_name_the_field() {
         ("logit_scale: 100.0", "logit_scale: -1", "logit_scale"),
         ("image_size: 224", "image_size: \"big\"", "image_size"),
         ("context_length: 77", "", "context_length"),
-        ("path: tokenizer.json, sha256: ", "path: ../tokenizer.json, sha256: ", "files.tokenizer.path"),
+        (
+            "path: tokenizer.json, sha256: ",
+            "path: ../tokenizer.json, sha256: ",
+            "files.tokenizer.path",
+        ),
     ];
     for (from, to, field) in cases {
         let dir = copy_bundle(&tiny_bundle());
         edit_manifest(dir.path(), from, to);
         let e = err_of(ModelBundle::open(dir.path()));
-        assert!(e.contains("model.yaml") && e.contains(field), "{from} -> {to}: {e}");
+        assert!(
+            e.contains("model.yaml") && e.contains(field),
+            "{from} -> {to}: {e}"
+        );
     }
 }
 
@@ -60,7 +70,10 @@ fn checksum_mismatch_names_the_file() {
     bytes.push(b'\n');
     std::fs::write(&path, bytes).unwrap();
     let e = err_of(ModelBundle::open(dir.path()));
-    assert!(e.contains("tokenizer.json") && e.contains("sha256 mismatch"), "{e}");
+    assert!(
+        e.contains("tokenizer.json") && e.contains("sha256 mismatch"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -88,8 +101,18 @@ fn manifest_disagreeing_with_graphs() {
         } else {
             err_of(TextEncoder::load(&bundle, EncoderOptions::default()))
         };
-        assert!(e.contains("does not match the manifest") && e.contains(mention), "{from} -> {to}: {e}");
-        assert!(e.contains(if image { "image_encoder.onnx" } else { "text_encoder.onnx" }), "{e}");
+        assert!(
+            e.contains("does not match the manifest") && e.contains(mention),
+            "{from} -> {to}: {e}"
+        );
+        assert!(
+            e.contains(if image {
+                "image_encoder.onnx"
+            } else {
+                "text_encoder.onnx"
+            }),
+            "{e}"
+        );
     }
 }
 
@@ -104,5 +127,8 @@ fn not_a_graph() {
     edit_manifest(dir.path(), &old, &new);
     let bundle = ModelBundle::open(dir.path()).unwrap();
     let e = err_of(ImageEncoder::load(&bundle, EncoderOptions::default()));
-    assert!(e.contains("image_encoder.onnx") && e.contains("cannot load ONNX graph"), "{e}");
+    assert!(
+        e.contains("image_encoder.onnx") && e.contains("cannot load ONNX graph"),
+        "{e}"
+    );
 }

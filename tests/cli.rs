@@ -45,12 +45,24 @@ fn assert_fails(o: &Output, needles: &[&str]) {
 fn classify_json_lines_sorted() {
     let cache = tempfile::tempdir().unwrap();
     let o = run(&[
-        "classify", "--model", &model(), &image("w641_h479.png"), &image("w50_h40.png"),
-        "--labels", "red cup; blue ball; green box", "--top-k", "0", "--json",
-        "--cache-dir", &cache.path().display().to_string(),
+        "classify",
+        "--model",
+        &model(),
+        &image("w641_h479.png"),
+        &image("w50_h40.png"),
+        "--labels",
+        "red cup; blue ball; green box",
+        "--top-k",
+        "0",
+        "--json",
+        "--cache-dir",
+        &cache.path().display().to_string(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     for line in &lines {
         let top = line["top"].as_array().unwrap();
@@ -62,33 +74,67 @@ fn classify_json_lines_sorted() {
     }
     // The second run is served from the cache and gives the same output.
     let again = run(&[
-        "classify", "--model", &model(), &image("w641_h479.png"), &image("w50_h40.png"),
-        "--labels", "red cup; blue ball; green box", "--top-k", "0", "--json",
-        "--cache-dir", &cache.path().display().to_string(), "-v",
+        "classify",
+        "--model",
+        &model(),
+        &image("w641_h479.png"),
+        &image("w50_h40.png"),
+        "--labels",
+        "red cup; blue ball; green box",
+        "--top-k",
+        "0",
+        "--json",
+        "--cache-dir",
+        &cache.path().display().to_string(),
+        "-v",
     ]);
     assert_eq!(stdout(&again), stdout(&o));
-    assert!(stderr(&again).contains("9 prompts from cache") || stderr(&again).contains("3 prompts from cache"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("9 prompts from cache")
+            || stderr(&again).contains("3 prompts from cache"),
+        "{}",
+        stderr(&again)
+    );
 }
 
 #[test]
 fn classify_table_and_ensemble() {
     let o = run(&[
-        "classify", "--model", &model(), &image("w224_h224.png"), "--labels", "red cup;blue ball",
-        "--ensemble", "cifar10", "--no-cache",
+        "classify",
+        "--model",
+        &model(),
+        &image("w224_h224.png"),
+        "--labels",
+        "red cup;blue ball",
+        "--ensemble",
+        "cifar10",
+        "--no-cache",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.starts_with(&image("w224_h224.png")), "{out}");
     assert_eq!(out.lines().count(), 3);
-    assert!(out.contains("1. ") && out.contains("p=") && out.contains("cos="), "{out}");
+    assert!(
+        out.contains("1. ") && out.contains("p=") && out.contains("cos="),
+        "{out}"
+    );
 }
 
 #[test]
 fn tokenize_matches_golden_ids() {
-    let o = run(&["tokenize", "--model", &model(), "a photo of a red cup.", "--json"]);
+    let o = run(&[
+        "tokenize",
+        "--model",
+        &model(),
+        "a photo of a red cup.",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-    assert_eq!(v["ids"], serde_json::json!([49406, 320, 1125, 539, 320, 736, 1937, 269, 49407]));
+    assert_eq!(
+        v["ids"],
+        serde_json::json!([49406, 320, 1125, 539, 320, 736, 1937, 269, 49407])
+    );
     let plain = run(&["tokenize", "--model", &model(), "Red  CUP"]);
     assert_eq!(stdout(&plain).trim(), "49406 736 1937 49407");
 }
@@ -98,13 +144,25 @@ fn embed_image_and_text_match_golden() {
     let golden = read_json(&data("embeddings/golden.json"));
     let img = &golden["images"][0];
     let file = data("embeddings").join(img["file"].as_str().unwrap());
-    let o = run(&["embed-image", "--model", &model(), &file.display().to_string(), "--json"]);
+    let o = run(&[
+        "embed-image",
+        "--model",
+        &model(),
+        &file.display().to_string(),
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert!(cosine(&f32s(&v["embedding"]), &f32s(&img["image_embeds"])) >= 0.99999);
 
     let phrase = &golden["phrases"][0];
-    let o = run(&["embed-text", "--model", &model(), phrase["text"].as_str().unwrap(), "--json"]);
+    let o = run(&[
+        "embed-text",
+        "--model",
+        &model(),
+        phrase["text"].as_str().unwrap(),
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert!(cosine(&f32s(&v["embedding"]), &f32s(&phrase["text_embeds"])) >= 0.99999);
@@ -114,12 +172,24 @@ fn embed_image_and_text_match_golden() {
 fn preprocess_writes_the_reference_tensor() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.npy");
-    let o = run(&["preprocess", "--model", &model(), &image("w641_h479.png"), "--out", &out.display().to_string()]);
+    let o = run(&[
+        "preprocess",
+        "--model",
+        &model(),
+        &image("w641_h479.png"),
+        "--out",
+        &out.display().to_string(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let (shape, got) = clip_perception::npy::read_f32(&out).unwrap();
-    let (_, expected) = clip_perception::npy::read_f32(&data("preprocess/w641_h479.pixel_values.npy")).unwrap();
+    let (_, expected) =
+        clip_perception::npy::read_f32(&data("preprocess/w641_h479.pixel_values.npy")).unwrap();
     assert_eq!(shape, vec![1, 3, 224, 224]);
-    let max = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let max = got
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     assert!(max <= 1e-6, "{max}");
 }
 
@@ -128,7 +198,12 @@ fn info_shows_the_manifest() {
     let o = run(&["info", &model()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("clip-tiny-random-init-seed0") && out.contains("pixel_values") && out.contains("checksums     ok"), "{out}");
+    assert!(
+        out.contains("clip-tiny-random-init-seed0")
+            && out.contains("pixel_values")
+            && out.contains("checksums     ok"),
+        "{out}"
+    );
     let o = run(&["info", &model(), "--json"]);
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["embed_dim"], 16);
@@ -136,25 +211,73 @@ fn info_shows_the_manifest() {
 
 #[test]
 fn bad_inputs_fail_with_one_clear_line() {
-    let o = run(&["classify", "--model", "/no/such/model", &image("w2_h2.png"), "--labels", "cup"]);
+    let o = run(&[
+        "classify",
+        "--model",
+        "/no/such/model",
+        &image("w2_h2.png"),
+        "--labels",
+        "cup",
+    ]);
     assert_fails(&o, &["/no/such/model"]);
 
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("broken.png");
     std::fs::write(&garbage, b"\x89PNG\r\n\x1a\n this is not a png").unwrap();
-    let o = run(&["classify", "--model", &model(), &garbage.display().to_string(), "--labels", "cup", "--no-cache"]);
+    let o = run(&[
+        "classify",
+        "--model",
+        &model(),
+        &garbage.display().to_string(),
+        "--labels",
+        "cup",
+        "--no-cache",
+    ]);
     assert_fails(&o, &["broken.png", "cannot decode image"]);
 
-    let o = run(&["classify", "--model", &model(), "/no/such/image.png", "--labels", "cup", "--no-cache"]);
+    let o = run(&[
+        "classify",
+        "--model",
+        &model(),
+        "/no/such/image.png",
+        "--labels",
+        "cup",
+        "--no-cache",
+    ]);
     assert_fails(&o, &["/no/such/image.png"]);
 
-    let o = run(&["classify", "--model", &model(), &image("w2_h2.png"), "--labels", " ; ;"]);
+    let o = run(&[
+        "classify",
+        "--model",
+        &model(),
+        &image("w2_h2.png"),
+        "--labels",
+        " ; ;",
+    ]);
     assert_fails(&o, &["labels", "empty"]);
 
-    let o = run(&["classify", "--model", &model(), &image("w2_h2.png"), "--labels", "cup", "--template", "a photo"]);
+    let o = run(&[
+        "classify",
+        "--model",
+        &model(),
+        &image("w2_h2.png"),
+        "--labels",
+        "cup",
+        "--template",
+        "a photo",
+    ]);
     assert_fails(&o, &["template", "{}"]);
 
-    let o = run(&["classify", "--model", &model(), &image("w2_h2.png"), "--labels", "cup", "--ensemble", "/no/such/ensemble.txt"]);
+    let o = run(&[
+        "classify",
+        "--model",
+        &model(),
+        &image("w2_h2.png"),
+        "--labels",
+        "cup",
+        "--ensemble",
+        "/no/such/ensemble.txt",
+    ]);
     assert_fails(&o, &["ensemble"]);
 
     let broken = crate::common::copy_bundle(&tiny_bundle());

@@ -27,11 +27,17 @@ fn image_encoder_matches_pytorch_on_reference_pixels() {
         let mut batch = Vec::new();
         let mut expected_all = Vec::new();
         for image in golden["images"].as_array().unwrap() {
-            let (_, pixels) = npy::read_f32(&data("embeddings").join(image["pixel_values"].as_str().unwrap())).unwrap();
+            let (_, pixels) =
+                npy::read_f32(&data("embeddings").join(image["pixel_values"].as_str().unwrap()))
+                    .unwrap();
             let expected = f32s(&image["image_embeds"]);
             let got = encoder.encode_pixels(&pixels).unwrap().remove(0);
             let c = cosine(&got, &expected);
-            assert!(c >= MIN_COSINE, "{} ({threads} threads): cosine {c}", image["name"]);
+            assert!(
+                c >= MIN_COSINE,
+                "{} ({threads} threads): cosine {c}",
+                image["name"]
+            );
             batch.extend(pixels);
             expected_all.push(expected);
         }
@@ -64,14 +70,29 @@ fn text_encoder_at_real_length_matches_pytorch_at_77() {
     let phrases = golden["phrases"].as_array().unwrap();
     let ids: Vec<Vec<u32>> = phrases
         .iter()
-        .map(|p| p["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect())
+        .map(|p| {
+            p["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect()
+        })
         .collect();
     let short = encoder.encode_ids(&ids, None).unwrap();
     let full = encoder.encode_ids(&ids, Some(77)).unwrap();
     for ((p, s), f) in phrases.iter().zip(&short).zip(&full) {
         let expected = f32s(&p["text_embeds"]);
-        assert!(cosine(s, &expected) >= MIN_COSINE, "{}: real length", p["text"]);
-        assert!(cosine(f, &expected) >= MIN_COSINE, "{}: padded to 77", p["text"]);
+        assert!(
+            cosine(s, &expected) >= MIN_COSINE,
+            "{}: real length",
+            p["text"]
+        );
+        assert!(
+            cosine(f, &expected) >= MIN_COSINE,
+            "{}: padded to 77",
+            p["text"]
+        );
     }
     // One at a time gives the same as the padded batch.
     let single = encoder.encode_ids(&ids[..1], None).unwrap();
@@ -83,18 +104,35 @@ fn zero_shot_ranking_is_identical() {
     let golden = golden();
     let b = bundle();
     let mut text = TextEmbedder::new(&b, EncoderOptions::default(), None).unwrap();
-    let phrases: Vec<String> = golden["phrases"].as_array().unwrap().iter().map(|p| p["text"].as_str().unwrap().to_string()).collect();
-    let labels = text.label_matrix(&phrases, &Prompts::single("{}").unwrap()).unwrap();
+    let phrases: Vec<String> = golden["phrases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["text"].as_str().unwrap().to_string())
+        .collect();
+    let labels = text
+        .label_matrix(&phrases, &Prompts::single("{}").unwrap())
+        .unwrap();
     let mut encoder = ImageEncoder::load(&b, EncoderOptions::default()).unwrap();
     for case in golden["zero_shot"].as_array().unwrap() {
         let name = case["image"].as_str().unwrap();
-        let image = golden["images"].as_array().unwrap().iter().find(|i| i["name"] == name).unwrap();
+        let image = golden["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap();
         let file = data("embeddings").join(image["file"].as_str().unwrap());
         let img = clip_perception::frame::load_image_file(&file).unwrap();
         let embedding = encoder.encode(&[img]).unwrap().remove(0);
         let scores = score(&labels, &embedding);
         let ranking: Vec<u64> = scores.ranked().iter().map(|r| r.index as u64).collect();
-        let expected: Vec<u64> = case["ranking"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let expected: Vec<u64> = case["ranking"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
         assert_eq!(ranking, expected, "{name}");
         for (got, want) in scores.cosine.iter().zip(f32s(&case["cosine"])) {
             assert!((got - want).abs() < 1e-4, "{name}: cosine {got} vs {want}");

@@ -4,16 +4,24 @@
 //! normalisation (`*.expected.png`, the resized and cropped RGB8 image) and two normalised
 //! tensors (`*.pixel_values.npy`). The required tolerance is every pixel within 2/255 and a
 //! mean absolute difference <= 0.5/255; the implementation is bit-exact (PIL's fixed-point
-//! resampling, libjpeg's decoder), so exactness is asserted. Normalised tensors: 1e-6.
+//! resampling, libjpeg's decoder, the reference's float rounding), so exactness is asserted,
+//! for the RGB8 images and for the normalised tensors.
 
 use clip_perception::frame::{decode_bytes, load_image_file};
-use clip_perception::preprocess::Preprocessor;
 use clip_perception::npy;
+use clip_perception::preprocess::Preprocessor;
 
 use crate::common::{data, read_json};
 
-const MEAN: [f32; 3] = [0.48145466, 0.4578275, 0.40821073];
-const STD: [f32; 3] = [0.26862954, 0.26130258, 0.27577711];
+/// The mean/std the reference used, as its manifest records them.
+fn preprocessor() -> Preprocessor {
+    let manifest = read_json(&data("preprocess/manifest.json"));
+    let three = |key: &str| -> [f32; 3] {
+        let v = crate::common::f32s(&manifest[key]);
+        [v[0], v[1], v[2]]
+    };
+    Preprocessor::new(224, three("image_mean"), three("image_std"))
+}
 
 fn png_rgb(path: &std::path::Path) -> Vec<u8> {
     let img = decode_bytes(&std::fs::read(path).unwrap()).unwrap();
@@ -25,7 +33,7 @@ fn resize_crop_matches_pil_reference() {
     let manifest = read_json(&data("preprocess/manifest.json"));
     let images = manifest["images"].as_array().unwrap();
     assert!(images.len() >= 20);
-    let mut pre = Preprocessor::new(224, MEAN, STD);
+    let mut pre = preprocessor();
     let mut report = Vec::new();
     let mut failed = false;
     for case in images {
@@ -35,25 +43,38 @@ fn resize_crop_matches_pil_reference() {
         let image = load_image_file(&file).unwrap();
         let got = pre.resize_crop(&image);
         assert_eq!(got.len(), expected.len(), "{name}: size");
-        let diffs: Vec<u8> = got.iter().zip(&expected).map(|(a, b)| a.abs_diff(*b)).collect();
+        let diffs: Vec<u8> = got
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| a.abs_diff(*b))
+            .collect();
         let max = *diffs.iter().max().unwrap();
         let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
         let ok = max == 0 && mean == 0.0;
         failed |= !ok;
-        report.push(format!("{name:<28} max {max} mean {mean:.4}{}", if ok { "" } else { "  <-- FAIL" }));
+        report.push(format!(
+            "{name:<28} max {max} mean {mean:.4}{}",
+            if ok { "" } else { "  <-- FAIL" }
+        ));
     }
     println!("{}", report.join("\n"));
-    assert!(!failed, "preprocessing differs from the reference:\n{}", report.join("\n"));
+    assert!(
+        !failed,
+        "preprocessing differs from the reference:\n{}",
+        report.join("\n")
+    );
 }
 
 #[test]
 fn resize_is_bit_exact_on_reference_decoded_jpegs() {
     // Pillow's own decoding of the JPEG inputs, so only the resampling is compared.
     let manifest = read_json(&data("preprocess/manifest.json"));
-    let mut pre = Preprocessor::new(224, MEAN, STD);
+    let mut pre = preprocessor();
     let mut checked = 0;
     for case in manifest["images"].as_array().unwrap() {
-        let Some(decoded) = case.get("decoded").and_then(|d| d.as_str()) else { continue };
+        let Some(decoded) = case.get("decoded").and_then(|d| d.as_str()) else {
+            continue;
+        };
         let image = load_image_file(&data("preprocess").join(decoded)).unwrap();
         let expected = png_rgb(&data("preprocess").join(case["expected"].as_str().unwrap()));
         assert_eq!(pre.resize_crop(&image), &expected[..], "{}", case["name"]);
@@ -64,19 +85,25 @@ fn resize_is_bit_exact_on_reference_decoded_jpegs() {
 
 #[test]
 fn normalised_tensor_matches_reference() {
-    let mut pre = Preprocessor::new(224, MEAN, STD);
+    let mut pre = preprocessor();
     let mut checked = 0;
     for entry in std::fs::read_dir(data("preprocess")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let Some(stem) = name.strip_suffix(".pixel_values.npy") else { continue };
+        let Some(stem) = name.strip_suffix(".pixel_values.npy") else {
+            continue;
+        };
         let (shape, expected) = npy::read_f32(&path).unwrap();
         assert_eq!(shape, vec![1, 3, 224, 224]);
         let image = load_image_file(&data("preprocess").join(format!("{stem}.png"))).unwrap();
         let mut got = vec![0f32; pre.tensor_len()];
         pre.preprocess_into(&image, &mut got);
-        let max = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(max <= 1e-6, "{stem}: max abs diff {max}");
+        let max = got
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert_eq!(max, 0.0, "{stem}: max abs diff {max}");
         checked += 1;
     }
     assert!(checked >= 2);

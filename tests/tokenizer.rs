@@ -14,10 +14,18 @@ fn ids_equal_openai_reference_on_all_cases() {
     let text = std::fs::read_to_string(data("tokenizer/cases.jsonl")).unwrap();
     let mut total = 0;
     let mut failures = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let case: serde_json::Value = serde_json::from_str(line).unwrap();
         let input = case["text"].as_str().unwrap();
-        let expected_field = if case.get("ids_openai").is_some() { "ids_openai" } else { "ids" };
+        let expected_field = if case.get("ids_openai").is_some() {
+            "ids_openai"
+        } else {
+            "ids"
+        };
         let expected: Vec<u32> = case[expected_field]
             .as_array()
             .unwrap()
@@ -27,7 +35,10 @@ fn ids_equal_openai_reference_on_all_cases() {
         let got = tokenizer.encode(input).unwrap();
         total += 1;
         if got != expected {
-            failures.push(format!("line {}: {input:?}\n  expected {expected:?}\n  got      {got:?}", n + 1));
+            failures.push(format!(
+                "line {}: {input:?}\n  expected {expected:?}\n  got      {got:?}",
+                n + 1
+            ));
         }
     }
     assert!(total >= 1000, "only {total} cases");
@@ -35,7 +46,12 @@ fn ids_equal_openai_reference_on_all_cases() {
         failures.is_empty(),
         "{} of {total} cases differ:\n{}",
         failures.len(),
-        failures.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -53,7 +69,15 @@ fn golden_phrase_ids_match() {
     let golden = read_json(&data("embeddings/golden.json"));
     let tokenizer = ClipTokenizer::from_file(&tiny_bundle().join("tokenizer.json"), 77).unwrap();
     for phrase in golden["phrases"].as_array().unwrap() {
-        let ids: Vec<u32> = phrase["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        assert_eq!(tokenizer.encode(phrase["text"].as_str().unwrap()).unwrap(), ids);
+        let ids: Vec<u32> = phrase["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            tokenizer.encode(phrase["text"].as_str().unwrap()).unwrap(),
+            ids
+        );
     }
 }

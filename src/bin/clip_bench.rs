@@ -1,5 +1,5 @@
 //! `clip_bench`: latency of the tract encoders of one bundle, as JSON lines on stdout
-//! (median/min/max over repeated runs after warm-up). `models/benchmark.py` runs it beside
+//! (every timed run and the median, after warm-up runs). `models/benchmark.py` runs it beside
 //! onnxruntime on the same files and prints the side-by-side table with ratios.
 
 use std::path::PathBuf;
@@ -40,14 +40,13 @@ struct Args {
     skip_text: bool,
 }
 
-fn stats(mut ms: Vec<f64>) -> (f64, f64, f64) {
-    ms.sort_by(f64::total_cmp);
-    let n = ms.len();
-    let median = if n % 2 == 1 { ms[n / 2] } else { (ms[n / 2 - 1] + ms[n / 2]) / 2.0 };
-    (median, ms[0], ms[n - 1])
+/// Timings of one case: every run in ms, and their median.
+struct Timing {
+    samples: Vec<f64>,
+    median: f64,
 }
 
-fn time(runs: usize, warmup: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64, f64)> {
+fn time(runs: usize, warmup: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
     for _ in 0..warmup {
         f()?;
     }
@@ -57,7 +56,18 @@ fn time(runs: usize, warmup: usize, mut f: impl FnMut() -> Result<()>) -> Result
         f()?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    Ok(stats(ms))
+    let mut sorted = ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    };
+    Ok(Timing {
+        samples: ms,
+        median,
+    })
 }
 
 fn main() -> Result<()> {
@@ -71,16 +81,20 @@ fn main() -> Result<()> {
             for &batch in &args.batches {
                 // Deterministic pseudo-random pixels in the normalised range.
                 let pixels: Vec<f32> = (0..batch * 3 * s * s)
-                    .map(|i| ((i as u32).wrapping_mul(2654435761) >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0)
+                    .map(|i| {
+                        ((i as u32).wrapping_mul(2654435761) >> 8) as f32 / (1u32 << 24) as f32
+                            * 4.0
+                            - 2.0
+                    })
                     .collect();
-                let (median, min, max) = time(args.runs, args.warmup, || {
+                let t = time(args.runs, args.warmup, || {
                     encoder.encode_pixels(&pixels)?;
                     Ok(())
                 })?;
                 println!(
                     "{}",
                     json!({"engine": "tract", "encoder": "image", "precision": "fp32", "batch": batch, "threads": threads,
-                           "median_ms": median, "min_ms": min, "max_ms": max, "runs": args.runs})
+                           "median_ms": t.median, "samples_ms": t.samples})
                 );
             }
         }
@@ -90,15 +104,19 @@ fn main() -> Result<()> {
             for &batch in &args.batches {
                 let texts = vec![args.phrase.clone(); batch];
                 for full_context in [true, false] {
-                    let (median, min, max) = time(args.runs, args.warmup, || {
+                    let t = time(args.runs, args.warmup, || {
                         text.embed_texts(&texts, full_context)?;
                         Ok(())
                     })?;
-                    let length = if full_context { bundle.manifest.context_length } else { tokens };
+                    let length = if full_context {
+                        bundle.manifest.context_length
+                    } else {
+                        tokens
+                    };
                     println!(
                         "{}",
                         json!({"engine": "tract", "encoder": "text", "precision": "fp32", "batch": batch, "threads": threads,
-                               "tokens": length, "median_ms": median, "min_ms": min, "max_ms": max, "runs": args.runs})
+                               "tokens": length, "median_ms": t.median, "samples_ms": t.samples})
                     );
                 }
             }
