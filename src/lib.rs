@@ -15,14 +15,19 @@
 //!
 //! [`bundle`] reads and validates a model folder; [`engine`] ties the stages together for
 //! every entry point (the CLI, the ROS node, bag replay), which stay thin adapters.
+//! [`node`] is the ROS node without a transport (command line, parameters, frame policy,
+//! diagnostics); [`dds`] (cargo feature `dds`) puts it on the wire with `ros2-client`.
 
 pub mod bundle;
 pub mod config;
+#[cfg(feature = "dds")]
+pub mod dds;
 pub mod encoder;
 pub mod engine;
 pub mod error;
 pub mod frame;
 pub mod labels;
+pub mod node;
 pub mod npy;
 pub mod preprocess;
 pub mod prompt_sets;

@@ -1,0 +1,69 @@
+"""Launches clip_node: CLIP zero-shot matching of camera frames against task phrases.
+
+    ros2 launch clip_perception clip_node.launch.py namespace:=robot1 \
+        image_topic:=/camera/color/image_raw input:=raw params_file:=/path/to/clip_node.yaml
+
+Arguments:
+  namespace    namespace of the node and its relative topics (default: none)
+  params_file  ROS params file (default: the package's config/clip_node.yaml)
+  image_topic  camera topic the node's `image` input is remapped to (`<image_topic>/compressed`
+               for input:=compressed, as image_transport names it)
+  input        raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage);
+               empty: as the params file says
+  model_dir    model bundle folder; empty: as the params file says (by default the bundled
+               tabletop model)
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def _clip_node(context):
+    # `input` and `model_dir` override the params file only when given.
+    overrides = {}
+    for name in ("input", "model_dir"):
+        value = LaunchConfiguration(name).perform(context)
+        if value:
+            overrides[name] = value
+    image_topic = LaunchConfiguration("image_topic").perform(context)
+    return [
+        Node(
+            package="clip_perception",
+            executable="clip_node",
+            name="clip_node",
+            namespace=LaunchConfiguration("namespace"),
+            output="screen",
+            parameters=[LaunchConfiguration("params_file")] + ([overrides] if overrides else []),
+            remappings=[
+                ("image", image_topic),
+                ("image/compressed", image_topic + "/compressed"),
+            ],
+        )
+    ]
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            "namespace", default_value="",
+            description="Namespace of the node and its relative topics"),
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=PathJoinSubstitution(
+                [FindPackageShare("clip_perception"), "config", "clip_node.yaml"]),
+            description="ROS params file with the node's parameters"),
+        DeclareLaunchArgument(
+            "image_topic", default_value="image",
+            description="Camera topic (sensor_msgs/Image; <topic>/compressed for input:=compressed)"),
+        DeclareLaunchArgument(
+            "input", default_value="", choices=["", "raw", "compressed"],
+            description="raw: sensor_msgs/Image, compressed: sensor_msgs/CompressedImage "
+                        "(empty: as the params file says)"),
+        DeclareLaunchArgument(
+            "model_dir", default_value="",
+            description="Model bundle folder (empty: as the params file says)"),
+        OpaqueFunction(function=_clip_node),
+    ])

@@ -1,0 +1,335 @@
+//! The `dds` transport adapter: the node core on ROS 2's wire protocol with the pure-Rust
+//! `ros2-client` (RustDDS), so the node runs with no ROS install and talks to ROS 2 nodes.
+//! It only creates the participant, topics (names from [`crate::node::NodePlan`], QoS as
+//! ROS 2 uses them), converts messages to and from the core's types, and runs the receive
+//! loop; every decision about frames, phrases and results is the core's.
+
+pub mod msgs;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ros2_client::dds::rustdds::mio1::{Events, Interest, Poll, Token};
+use ros2_client::qos::{Durability, History, WhenFull};
+use ros2_client::{
+    Context, ContextOptions, MessageTypeName, Name, Node, NodeName, NodeOptions, Publisher,
+    QosProfile, Subscription,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::node::messages::{self as core_msgs, Outputs};
+use crate::node::{topics, CoreSetup, ImageInput, InputKind, NodeCore, NodePlan, Pixels};
+
+/// A DDS entity could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("DDS: {context}: {message}")]
+pub struct DdsError {
+    pub context: String,
+    pub message: String,
+}
+
+fn dds_error(context: impl Into<String>) -> impl FnOnce(&dyn std::fmt::Display) -> DdsError {
+    let context = context.into();
+    move |e| DdsError {
+        context,
+        message: e.to_string(),
+    }
+}
+
+/// Camera QoS (ROS 2's `SensorDataQoS`): best effort, volatile, keep last 5.
+pub fn sensor_data_qos() -> QosProfile {
+    QosProfile::subscription_default()
+        .reliability_best_effort()
+        .history(History::KeepLast { depth: 5 })
+}
+
+/// ROS 2's default QoS: reliable, volatile, keep last 10.
+pub fn default_qos() -> QosProfile {
+    QosProfile::publisher_default()
+        .reliability_reliable(WhenFull::DEFAULT)
+        .durability(Durability::Volatile)
+        .history(History::KeepLast { depth: 10 })
+}
+
+/// Latched QoS for LabelInfo: reliable, transient local, keep last 1, so a subscriber
+/// that joins later still gets the current phrase set.
+pub fn latched_qos() -> QosProfile {
+    default_qos()
+        .durability(Durability::TransientLocal)
+        .history(History::KeepLast { depth: 1 })
+}
+
+struct Topics<'a> {
+    node: &'a mut Node,
+    plan: &'a NodePlan,
+}
+
+impl Topics<'_> {
+    fn topic(
+        &self,
+        name: &str,
+        (pkg, ty): (&str, &str),
+        qos: &QosProfile,
+    ) -> Result<ros2_client::dds::rustdds::Topic, DdsError> {
+        let full = self.plan.topic(name).map_err(|e| dds_error(name)(&e))?;
+        let ros_name = Name::parse(&full).map_err(|e| dds_error(format!("topic {full}"))(&e))?;
+        log::info!("{name} -> {full} ({pkg}/msg/{ty})");
+        self.node
+            .create_topic(&ros_name, MessageTypeName::new(pkg, ty), qos)
+            .map_err(|e| dds_error(format!("topic {full}"))(&e))
+    }
+
+    fn publisher<M: Serialize>(
+        &mut self,
+        name: &str,
+        ty: (&str, &str),
+        qos: QosProfile,
+    ) -> Result<Publisher<M>, DdsError> {
+        let topic = self.topic(name, ty, &qos)?;
+        self.node
+            .create_publisher(&topic, Some(qos))
+            .map_err(|e| dds_error(format!("publisher {name}"))(&e))
+    }
+
+    fn subscription<M: 'static>(
+        &mut self,
+        name: &str,
+        ty: (&str, &str),
+        qos: QosProfile,
+    ) -> Result<Subscription<M>, DdsError> {
+        let topic = self.topic(name, ty, &qos)?;
+        self.node
+            .create_subscription(&topic, Some(qos))
+            .map_err(|e| dds_error(format!("subscription {name}"))(&e))
+    }
+}
+
+/// The core's outputs as ROS 2 publishers.
+struct DdsOutputs {
+    classification: Publisher<msgs::Classification>,
+    matches: Publisher<msgs::StringMsg>,
+    label_info: Publisher<msgs::LabelInfo>,
+    diagnostics: Publisher<msgs::DiagnosticArray>,
+    last_error: Mutex<Option<Instant>>,
+}
+
+impl DdsOutputs {
+    fn publish<M: Serialize>(&self, what: &str, publisher: &Publisher<M>, message: M) {
+        if let Err(e) = publisher.publish(message) {
+            let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                *last = Some(Instant::now());
+                log::warn!("publishing {what} failed: {e}");
+            }
+        }
+    }
+}
+
+impl Outputs for DdsOutputs {
+    fn classification(&self, message: core_msgs::Classification) {
+        let message = msgs::Classification {
+            header: message.header.into(),
+            results: message
+                .results
+                .into_iter()
+                .map(|h| msgs::ObjectHypothesis {
+                    class_id: h.class_id,
+                    score: h.score,
+                })
+                .collect(),
+        };
+        self.publish("classification", &self.classification, message);
+    }
+
+    fn matches(&self, json: String) {
+        self.publish("matches", &self.matches, msgs::StringMsg { data: json });
+    }
+
+    fn label_info(&self, message: core_msgs::LabelInfo) {
+        let message = msgs::LabelInfo {
+            header: message.header.into(),
+            class_map: message
+                .class_names
+                .into_iter()
+                .enumerate()
+                .map(|(i, class_name)| msgs::VisionClass {
+                    class_id: i as u16,
+                    class_name,
+                })
+                .collect(),
+            threshold: message.threshold,
+        };
+        self.publish("label_info", &self.label_info, message);
+    }
+
+    fn diagnostics(&self, header: core_msgs::Header, status: core_msgs::DiagnosticStatus) {
+        let message = msgs::DiagnosticArray {
+            header: header.into(),
+            status: vec![msgs::DiagnosticStatus {
+                level: status.level as u8,
+                name: status.name,
+                message: status.message,
+                hardware_id: status.hardware_id,
+                values: status
+                    .values
+                    .into_iter()
+                    .map(|(key, value)| msgs::KeyValue { key, value })
+                    .collect(),
+            }],
+        };
+        self.publish("diagnostics", &self.diagnostics, message);
+    }
+}
+
+enum ImageSubscription {
+    Raw(Subscription<msgs::Image>),
+    Compressed(Subscription<msgs::CompressedImage>),
+}
+
+const IMAGES: Token = Token(0);
+const QUERIES: Token = Token(1);
+
+/// Takes every waiting sample of `sub`, handing each to `handle`; a sample that does not
+/// deserialize is counted as rejected.
+fn drain<M: DeserializeOwned + 'static>(
+    sub: &Subscription<M>,
+    core: &NodeCore,
+    what: &str,
+    mut handle: impl FnMut(M),
+) {
+    loop {
+        match sub.take() {
+            Ok(Some((message, _info))) => handle(message),
+            Ok(None) => break,
+            Err(e) => {
+                log::warn!("{what}: a message could not be read: {e}");
+                core.reject_message("undeserializable");
+                break;
+            }
+        }
+    }
+}
+
+/// The DDS domain: `ROS_DOMAIN_ID` as ROS 2 reads it (unset or empty: 0).
+pub fn domain_id() -> Result<u16, DdsError> {
+    match std::env::var("ROS_DOMAIN_ID") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|d| *d <= 232)
+            .ok_or_else(|| DdsError {
+                context: "ROS_DOMAIN_ID".into(),
+                message: format!("{v:?} is not a domain id in [0, 232]"),
+            }),
+        _ => Ok(0),
+    }
+}
+
+/// Runs the node until `stop` is set: creates the participant, node, publishers and
+/// subscriptions, starts the core, and moves received messages into it.
+pub fn run(plan: &NodePlan, setup: CoreSetup, stop: Arc<AtomicBool>) -> Result<(), DdsError> {
+    let context = Context::with_options(ContextOptions::new().domain_id(domain_id()?))
+        .map_err(|e| dds_error("participant")(&e))?;
+    let names = &plan.names;
+    let node_name =
+        NodeName::new(&names.namespace, &names.name).map_err(|e| dds_error("node name")(&e))?;
+    let mut node = context
+        .new_node(
+            node_name,
+            NodeOptions::new()
+                .enable_rosout(true)
+                .start_parameter_services(false),
+        )
+        .map_err(|e| dds_error("node")(&e))?;
+    let mut t = Topics {
+        node: &mut node,
+        plan,
+    };
+    let outputs = Arc::new(DdsOutputs {
+        classification: t.publisher(
+            topics::CLASSIFICATION,
+            msgs::type_names::CLASSIFICATION,
+            default_qos(),
+        )?,
+        matches: t.publisher(topics::MATCHES, msgs::type_names::STRING, default_qos())?,
+        label_info: t.publisher(
+            topics::LABEL_INFO,
+            msgs::type_names::LABEL_INFO,
+            latched_qos(),
+        )?,
+        diagnostics: t.publisher(
+            topics::DIAGNOSTICS,
+            msgs::type_names::DIAGNOSTIC_ARRAY,
+            default_qos(),
+        )?,
+        last_error: Mutex::new(None),
+    });
+    let mut images = match plan.config.input {
+        InputKind::Raw => ImageSubscription::Raw(t.subscription(
+            topics::IMAGE,
+            msgs::type_names::IMAGE,
+            sensor_data_qos(),
+        )?),
+        InputKind::Compressed => ImageSubscription::Compressed(t.subscription(
+            topics::IMAGE_COMPRESSED,
+            msgs::type_names::COMPRESSED_IMAGE,
+            sensor_data_qos(),
+        )?),
+    };
+    let mut queries: Subscription<msgs::StringMsg> =
+        t.subscription(topics::QUERY, msgs::type_names::STRING, default_qos())?;
+
+    let mut poll = Poll::new().map_err(|e| dds_error("poll")(&e))?;
+    let registry = poll.registry();
+    match &mut images {
+        ImageSubscription::Raw(s) => registry.register(s, IMAGES, Interest::READABLE),
+        ImageSubscription::Compressed(s) => registry.register(s, IMAGES, Interest::READABLE),
+    }
+    .map_err(|e| dds_error("poll registration")(&e))?;
+    registry
+        .register(&mut queries, QUERIES, Interest::READABLE)
+        .map_err(|e| dds_error("poll registration")(&e))?;
+
+    let core = NodeCore::start(setup, outputs);
+    log::info!("{} running", names.fully_qualified());
+    let mut events = Events::with_capacity(8);
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(100))) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                log::warn!("poll: {e}");
+            }
+        }
+        // Both readers are drained on every wake-up: cheap, and immune to missed edges.
+        match &images {
+            ImageSubscription::Raw(s) => drain(s, &core, "image", |m: msgs::Image| {
+                let pixels = Pixels::Raw {
+                    width: m.width,
+                    height: m.height,
+                    step: m.step,
+                    encoding: m.encoding,
+                    is_bigendian: m.is_bigendian != 0,
+                    data: m.data,
+                };
+                core.offer_image(ImageInput::new(m.header.into(), pixels));
+            }),
+            ImageSubscription::Compressed(s) => {
+                drain(s, &core, "image/compressed", |m: msgs::CompressedImage| {
+                    let pixels = Pixels::Compressed {
+                        format: m.format,
+                        data: m.data,
+                    };
+                    core.offer_image(ImageInput::new(m.header.into(), pixels));
+                })
+            }
+        }
+        drain(&queries, &core, "query", |m: msgs::StringMsg| {
+            core.query(m.data)
+        });
+    }
+    log::info!("{} shutting down", names.fully_qualified());
+    core.shutdown();
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! The ROS node `clip_node`, independent of any transport: what its command line means
+//! ([`ros_args`], [`names`], [`params_file`], [`params`]), and the running core
+//! ([`core::NodeCore`]) that takes images and queries in and hands results to an
+//! [`messages::Outputs`] implementation. A transport adapter (`crate::dds` with
+//! `ros2-client`; later `r2r`) only converts messages and wires topics:
+//!
+//! ```text
+//!  argv ─> RosArgs ─> NodeNames (ns, name, remaps) ─> topic names for the adapter
+//!                └──> params files + -p ─> NodeParams ─> validate ─> NodeConfig
+//!  NodeConfig ─> load_engine ─> CoreSetup ─> NodeCore::start(outputs)
+//!  adapter: Image/CompressedImage ─> ImageInput ─> NodeCore::offer_image
+//!           String query ─> NodeCore::query
+//!           Outputs ─> Classification, matches JSON, LabelInfo, DiagnosticArray
+//! ```
+
+pub mod core;
+pub mod latest;
+pub mod messages;
+pub mod names;
+pub mod params;
+pub mod params_file;
+pub mod ros_args;
+pub mod stats;
+
+use crate::bundle::ModelBundle;
+use crate::encoder::{EncoderOptions, ImageEncoder};
+use crate::labels::TextEmbedder;
+
+pub use self::core::{CoreSetup, NodeCore};
+pub use messages::{ImageInput, Outputs, Pixels};
+pub use names::NodeNames;
+pub use params::{InputKind, NodeConfig, NodeParams, PARAMS};
+pub use ros_args::RosArgs;
+
+/// The node's name in its code (`-r __node:=` renames it).
+pub const NODE_NAME: &str = "clip_node";
+
+/// The node's topics as named in its code (relative, so launch can namespace and remap them).
+pub mod topics {
+    pub const IMAGE: &str = "image";
+    pub const IMAGE_COMPRESSED: &str = "image/compressed";
+    pub const QUERY: &str = "~/query";
+    pub const CLASSIFICATION: &str = "~/classification";
+    pub const LABEL_INFO: &str = "~/label_info";
+    pub const MATCHES: &str = "~/matches";
+    pub const DIAGNOSTICS: &str = "/diagnostics";
+}
+
+/// Returns memory the allocator holds but no longer uses to the OS. Loading a model frees
+/// hundreds of MB of parse-time buffers that glibc's malloc otherwise keeps in its heap
+/// for good; a long-running node calls this after loading and after freeing the text
+/// encoder. A no-op where the allocator is not glibc's.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Why the node cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Args(#[from] ros_args::RosArgsError),
+    #[error(transparent)]
+    Name(#[from] names::NameError),
+    #[error(transparent)]
+    Load(#[from] params_file::LoadError),
+    #[error(transparent)]
+    Param(#[from] params::ParamError),
+    #[error("parameter `{param}`: {source}")]
+    Engine {
+        param: &'static str,
+        #[source]
+        source: crate::Error,
+    },
+}
+
+/// What the command line decides before any model is loaded.
+#[derive(Debug, Clone)]
+pub struct NodePlan {
+    pub names: NodeNames,
+    pub params: NodeParams,
+    pub config: NodeConfig,
+    /// Ignored arguments and parameters, one line each, for the log.
+    pub warnings: Vec<String>,
+}
+
+impl NodePlan {
+    /// Names, parameters (defaults, params files, `-p`) and their validation.
+    pub fn from_args(args: &RosArgs) -> Result<NodePlan, StartError> {
+        let names = NodeNames::new(NODE_NAME, args)?;
+        let (params, mut warnings) = params_file::load_params(args, &names, NODE_NAME)?;
+        let config = params.validate()?;
+        warnings.splice(0..0, args.warnings.iter().cloned());
+        Ok(NodePlan {
+            names,
+            params,
+            config,
+            warnings,
+        })
+    }
+
+    /// The absolute name a topic of [`topics`] resolves to.
+    pub fn topic(&self, name: &str) -> Result<String, names::NameError> {
+        self.names.resolve_topic(name)
+    }
+
+    /// Loads the model and builds the starting label matrix: the text side first (the text
+    /// encoder only if a phrase is not cached, freed again unless `keep_text_encoder`), then
+    /// the image encoder with `threads`, so the two big graphs are not loaded at once.
+    pub fn load_engine(&self) -> Result<CoreSetup, StartError> {
+        let config = &self.config;
+        let engine = |param: &'static str| move |source| StartError::Engine { param, source };
+        let bundle = ModelBundle::open(&config.model_dir).map_err(engine("model_dir"))?;
+        let mut text = TextEmbedder::new(
+            &bundle,
+            EncoderOptions { threads: 1 },
+            config.cache_dir.as_deref(),
+        )
+        .map_err(engine("model_dir"))?;
+        let labels = text
+            .label_matrix(&config.phrases, &config.prompts)
+            .map_err(engine("labels"))?;
+        if !config.keep_text_encoder {
+            text.unload_encoder();
+        }
+        let image = ImageEncoder::load(
+            &bundle,
+            EncoderOptions {
+                threads: config.threads,
+            },
+        )
+        .map_err(engine("model_dir"))?;
+        release_freed_memory();
+        Ok(CoreSetup {
+            config: config.clone(),
+            image,
+            text,
+            labels,
+            status_name: format!("{}: clip", self.names.fully_qualified()),
+        })
+    }
+}

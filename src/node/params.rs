@@ -1,0 +1,477 @@
+//! The node's parameters: one typed table (name, type, default, description) that the
+//! params file, `-p name:=value` overrides and the startup check all read, and the
+//! validation that runs before any model is loaded. Values arrive untyped (YAML scalars or
+//! lists, parsed by [`crate::config`]) and are typed here, naming the parameter on error.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::labels::{parse_phrases, validate_phrases, Prompts};
+
+/// Most phrases one label set (parameter or query) may hold.
+pub const MAX_PHRASES: usize = 64;
+
+/// The bundled default model (`models/tabletop` in the source tree).
+pub const DEFAULT_MODEL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/tabletop");
+
+/// Which image topic the node subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// `image` (sensor_msgs/Image).
+    Raw,
+    /// `image/compressed` (sensor_msgs/CompressedImage).
+    Compressed,
+}
+
+/// A parameter value that could not be used: which parameter, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("parameter `{name}`: {message}")]
+pub struct ParamError {
+    pub name: String,
+    pub message: String,
+}
+
+impl ParamError {
+    pub fn new(name: &str, message: impl Into<String>) -> Self {
+        ParamError {
+            name: name.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A Rust type a parameter can have, read from an untyped (YAML/JSON) value.
+pub trait ParamType: Sized {
+    /// The ROS type name shown in descriptions (`string`, `double`, ...).
+    const ROS_TYPE: &'static str;
+    fn from_value(value: &Value) -> Result<Self, String>;
+    fn to_value(&self) -> Value;
+}
+
+impl ParamType for String {
+    const ROS_TYPE: &'static str = "string";
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(format!("expected a string, got {other}")),
+        }
+    }
+    fn to_value(&self) -> Value {
+        Value::String(self.clone())
+    }
+}
+
+impl ParamType for f64 {
+    const ROS_TYPE: &'static str = "double";
+    fn from_value(value: &Value) -> Result<Self, String> {
+        value
+            .as_f64()
+            .ok_or_else(|| format!("expected a number, got {value}"))
+    }
+    fn to_value(&self) -> Value {
+        serde_json::json!(self)
+    }
+}
+
+impl ParamType for i64 {
+    const ROS_TYPE: &'static str = "integer";
+    fn from_value(value: &Value) -> Result<Self, String> {
+        value
+            .as_i64()
+            .ok_or_else(|| format!("expected an integer, got {value}"))
+    }
+    fn to_value(&self) -> Value {
+        serde_json::json!(self)
+    }
+}
+
+impl ParamType for bool {
+    const ROS_TYPE: &'static str = "bool";
+    fn from_value(value: &Value) -> Result<Self, String> {
+        value
+            .as_bool()
+            .ok_or_else(|| format!("expected true or false, got {value}"))
+    }
+    fn to_value(&self) -> Value {
+        Value::Bool(*self)
+    }
+}
+
+impl ParamType for Vec<String> {
+    const ROS_TYPE: &'static str = "string array";
+    /// A list of strings, or one string (an empty string is an empty list).
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::String(s) if s.is_empty() => Ok(Vec::new()),
+            Value::String(s) => Ok(vec![s.clone()]),
+            Value::Array(items) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(format!("expected a list of strings, found {other}")),
+                })
+                .collect(),
+            other => Err(format!("expected a list of strings, got {other}")),
+        }
+    }
+    fn to_value(&self) -> Value {
+        Value::Array(self.iter().cloned().map(Value::String).collect())
+    }
+}
+
+/// One parameter's declaration.
+#[derive(Debug, Clone)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub ros_type: &'static str,
+    pub description: &'static str,
+    pub default: fn() -> Value,
+}
+
+macro_rules! node_params {
+    ($( $(#[doc = $doc:literal])+ $name:ident : $ty:ty = $default:expr ; )+) => {
+        /// Every parameter of the node, with its default (see [`PARAMS`] for descriptions).
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct NodeParams {
+            $( $(#[doc = $doc])+ pub $name: $ty, )+
+        }
+
+        impl Default for NodeParams {
+            fn default() -> Self {
+                NodeParams { $( $name: $default, )+ }
+            }
+        }
+
+        /// The parameter table: name, ROS type, description, default.
+        pub const PARAMS: &[ParamSpec] = &[
+            $( ParamSpec {
+                name: stringify!($name),
+                ros_type: <$ty as ParamType>::ROS_TYPE,
+                description: concat!($($doc),+),
+                default: || <$ty as ParamType>::to_value(&$default),
+            }, )+
+        ];
+
+        impl NodeParams {
+            /// Sets one parameter from an untyped value; `Ok(false)` if no such parameter.
+            pub fn set(&mut self, name: &str, value: &Value) -> Result<bool, ParamError> {
+                match name {
+                    $( stringify!($name) => {
+                        self.$name = <$ty as ParamType>::from_value(value)
+                            .map_err(|m| ParamError::new(name, m))?;
+                    } )+
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            }
+
+            /// The current value of every parameter, by name.
+            pub fn values(&self) -> BTreeMap<&'static str, Value> {
+                BTreeMap::from([ $( (stringify!($name), <$ty as ParamType>::to_value(&self.$name)), )+ ])
+            }
+        }
+    };
+}
+
+node_params! {
+    /// Model bundle folder (model.yaml, encoders, tokenizer). Empty: the bundled default model.
+    model_dir: String = String::new();
+    /// Task phrases: a list, or one string with phrases separated by `;` or newlines.
+    labels: Vec<String> = ["red cup", "blue ball", "green box", "yellow banana", "white phone"].map(String::from).to_vec();
+    /// Prompt template, `{}` marks where the phrase goes.
+    template: String = crate::labels::DEFAULT_TEMPLATE.to_string();
+    /// Prompt ensemble instead of the template: `imagenet`, `cifar10`, a file with one template per line, or empty for none.
+    ensemble: String = String::new();
+    /// Cosine similarity at or above which a phrase counts as matched, in [0, 1].
+    threshold: f64 = 0.25;
+    /// Per-phrase thresholds overriding `threshold`, each `phrase=value`.
+    label_thresholds: Vec<String> = Vec::new();
+    /// Results per Classification message, best first (0 = every phrase).
+    top_k: i64 = 0;
+    /// Image input: `raw` subscribes to `image` (sensor_msgs/Image), `compressed` to `image/compressed`.
+    input: String = "raw".to_string();
+    /// Most frames encoded per second (0 = as fast as the encoder goes); frames in between are dropped.
+    max_rate: f64 = 0.0;
+    /// Temporal smoothing of scores, in [0, 1): weight of the previous smoothed value (0 = off).
+    smoothing: f64 = 0.0;
+    /// Hysteresis of the matched flag: a matched phrase stays matched until its cosine falls below threshold - hysteresis.
+    hysteresis: f64 = 0.0;
+    /// Keep text embeddings on disk so repeated phrases cost no text-encoder call.
+    use_cache: bool = true;
+    /// Text embedding cache folder. Empty: $XDG_CACHE_HOME/clip_perception (else ~/.cache/clip_perception).
+    cache_dir: String = String::new();
+    /// Threads for the image encoder's matrix products (the text encoder uses one).
+    threads: i64 = 2;
+    /// Keep the text encoder loaded between queries (faster new phrases, more memory); otherwise it is freed after each use.
+    keep_text_encoder: bool = false;
+    /// When the encoder frees up and the waiting frame is already older than half the camera's frame period, wait for the next frame (at most one period) and encode that instead: fresher results for a little throughput.
+    wait_for_fresh_frame: bool = true;
+    /// Seconds between /diagnostics messages.
+    diagnostics_period: f64 = 1.0;
+}
+
+/// The parameters checked and turned into what the node runs with.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub model_dir: PathBuf,
+    pub phrases: Vec<String>,
+    pub prompts: Prompts,
+    pub threshold: f32,
+    pub label_thresholds: HashMap<String, f32>,
+    /// Results per Classification (`None`: all).
+    pub top_k: Option<usize>,
+    pub input: InputKind,
+    /// Least time between two encoded frames.
+    pub min_frame_interval: Option<std::time::Duration>,
+    pub smoothing: f32,
+    pub hysteresis: f32,
+    pub cache_dir: Option<PathBuf>,
+    pub threads: usize,
+    pub keep_text_encoder: bool,
+    pub wait_for_fresh_frame: bool,
+    pub diagnostics_period: std::time::Duration,
+}
+
+/// Why a phrase list is not acceptable (used for the `labels` parameter and for queries):
+/// the engine's check ([`validate_phrases`]: not empty, phrases of at most
+/// [`crate::labels::MAX_PHRASE_CHARS`] characters) and at most [`MAX_PHRASES`] phrases.
+pub fn check_phrases(phrases: &[String]) -> Result<(), String> {
+    if phrases.len() > MAX_PHRASES {
+        return Err(format!(
+            "{} phrases, at most {MAX_PHRASES} are accepted",
+            phrases.len()
+        ));
+    }
+    validate_phrases(phrases).map_err(|e| {
+        let message = e.to_string();
+        message
+            .strip_prefix("labels: ")
+            .unwrap_or(&message)
+            .to_string()
+    })
+}
+
+/// Splits every list entry into phrases (`;` or newlines), trimmed and de-duplicated.
+pub fn phrases_of(entries: &[String]) -> Vec<String> {
+    parse_phrases(&entries.join("\n"))
+}
+
+fn in_range(
+    name: &str,
+    value: f64,
+    lo: f64,
+    hi: f64,
+    hi_inclusive: bool,
+) -> Result<(), ParamError> {
+    let ok = value.is_finite()
+        && value >= lo
+        && if hi_inclusive {
+            value <= hi
+        } else {
+            value < hi
+        };
+    if ok {
+        Ok(())
+    } else {
+        let close = if hi_inclusive { "]" } else { ")" };
+        Err(ParamError::new(
+            name,
+            format!("{value} is out of range [{lo}, {hi}{close}"),
+        ))
+    }
+}
+
+impl NodeParams {
+    /// Checks every parameter (cheap checks only: no model is loaded) and returns the
+    /// configuration the node runs with. The first bad parameter is reported by name.
+    pub fn validate(&self) -> Result<NodeConfig, ParamError> {
+        let model_dir = if self.model_dir.is_empty() {
+            PathBuf::from(DEFAULT_MODEL_DIR)
+        } else {
+            PathBuf::from(&self.model_dir)
+        };
+        if !model_dir.join("model.yaml").is_file() {
+            let what = if model_dir.is_dir() {
+                "is not a model bundle (it has no model.yaml)"
+            } else {
+                "does not exist"
+            };
+            return Err(ParamError::new(
+                "model_dir",
+                format!(
+                    "{} {what} (expected a folder made by models/export.py)",
+                    model_dir.display()
+                ),
+            ));
+        }
+        let phrases = phrases_of(&self.labels);
+        check_phrases(&phrases).map_err(|m| ParamError::new("labels", m))?;
+        let prompts = if self.ensemble.is_empty() {
+            Prompts::single(&self.template)
+                .map_err(|e| ParamError::new("template", e.to_string()))?
+        } else {
+            Prompts::ensemble(&self.ensemble)
+                .map_err(|e| ParamError::new("ensemble", e.to_string()))?
+        };
+        in_range("threshold", self.threshold, 0.0, 1.0, true)?;
+        let mut label_thresholds = HashMap::new();
+        for entry in &self.label_thresholds {
+            let (phrase, value) = entry.rsplit_once('=').ok_or_else(|| {
+                ParamError::new(
+                    "label_thresholds",
+                    format!("{entry:?} is not `phrase=value`"),
+                )
+            })?;
+            let value: f64 = value.trim().parse().map_err(|_| {
+                ParamError::new(
+                    "label_thresholds",
+                    format!("{entry:?}: {value:?} is not a number"),
+                )
+            })?;
+            in_range("label_thresholds", value, 0.0, 1.0, true)?;
+            label_thresholds.insert(phrase.trim().to_string(), value as f32);
+        }
+        if self.top_k < 0 {
+            return Err(ParamError::new(
+                "top_k",
+                format!("{} is negative (0 means every phrase)", self.top_k),
+            ));
+        }
+        let input = match self.input.as_str() {
+            "raw" => InputKind::Raw,
+            "compressed" => InputKind::Compressed,
+            other => {
+                return Err(ParamError::new(
+                    "input",
+                    format!("{other:?} is neither \"raw\" nor \"compressed\""),
+                ))
+            }
+        };
+        in_range("max_rate", self.max_rate, 0.0, 10_000.0, true)?;
+        in_range("smoothing", self.smoothing, 0.0, 1.0, false)?;
+        in_range("hysteresis", self.hysteresis, 0.0, 1.0, true)?;
+        if !(1..=256).contains(&self.threads) {
+            return Err(ParamError::new(
+                "threads",
+                format!("{} is out of range [1, 256]", self.threads),
+            ));
+        }
+        in_range(
+            "diagnostics_period",
+            self.diagnostics_period,
+            0.01,
+            3600.0,
+            true,
+        )?;
+        let cache_dir = match (self.use_cache, self.cache_dir.is_empty()) {
+            (false, _) => None,
+            (true, false) => Some(PathBuf::from(&self.cache_dir)),
+            (true, true) => crate::labels::default_cache_dir(),
+        };
+        Ok(NodeConfig {
+            model_dir,
+            phrases,
+            prompts,
+            threshold: self.threshold as f32,
+            label_thresholds,
+            top_k: (self.top_k > 0).then_some(self.top_k as usize),
+            input,
+            min_frame_interval: (self.max_rate > 0.0)
+                .then(|| std::time::Duration::from_secs_f64(1.0 / self.max_rate)),
+            smoothing: self.smoothing as f32,
+            hysteresis: self.hysteresis as f32,
+            cache_dir,
+            threads: self.threads as usize,
+            keep_text_encoder: self.keep_text_encoder,
+            wait_for_fresh_frame: self.wait_for_fresh_frame,
+            diagnostics_period: std::time::Duration::from_secs_f64(self.diagnostics_period),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tiny() -> String {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-clip").to_string()
+    }
+
+    fn with(name: &str, value: Value) -> NodeParams {
+        let mut p = NodeParams {
+            model_dir: tiny(),
+            ..NodeParams::default()
+        };
+        assert!(p.set(name, &value).unwrap(), "{name} is a parameter");
+        p
+    }
+
+    fn rejected(name: &str, value: Value) -> String {
+        let err = with(name, value).validate().unwrap_err();
+        assert_eq!(err.name, name, "{err}");
+        err.to_string()
+    }
+
+    #[test]
+    fn the_table_matches_the_struct() {
+        let values = NodeParams::default().values();
+        assert_eq!(values.len(), PARAMS.len());
+        for spec in PARAMS {
+            assert_eq!(values[spec.name], (spec.default)(), "{}", spec.name);
+            assert!(!spec.description.trim().is_empty(), "{}", spec.name);
+        }
+    }
+
+    #[test]
+    fn defaults_with_a_model_are_valid() {
+        let config = with(
+            "labels",
+            json!(["red cup; blue ball", "green box", "red cup"]),
+        )
+        .validate()
+        .unwrap();
+        assert_eq!(config.phrases, vec!["red cup", "blue ball", "green box"]);
+        assert_eq!(config.input, InputKind::Raw);
+        assert_eq!(config.top_k, None);
+        assert_eq!(config.threads, 2);
+    }
+
+    #[test]
+    fn typed_values() {
+        let mut p = NodeParams::default();
+        assert!(!p.set("no_such", &json!(1)).unwrap());
+        assert_eq!(
+            p.set("threshold", &json!("high")).unwrap_err().name,
+            "threshold"
+        );
+        p.set("threshold", &json!(1)).unwrap();
+        assert_eq!(p.threshold, 1.0);
+        p.set("labels", &json!("a; b")).unwrap();
+        assert_eq!(phrases_of(&p.labels), vec!["a", "b"]);
+        assert!(p.set("top_k", &json!(1.5)).is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_parameter() {
+        assert!(rejected("model_dir", json!("/no/such/model")).contains("does not exist"));
+        assert!(rejected("labels", json!(" ; ")).contains("phrase list is empty"));
+        let many: Vec<String> = (0..65).map(|i| format!("thing {i}")).collect();
+        assert!(rejected("labels", json!(many)).contains("65 phrases"));
+        assert!(rejected("labels", json!("x".repeat(257))).contains("257 characters"));
+        assert!(rejected("threshold", json!(1.5)).contains("out of range"));
+        assert!(rejected("threshold", json!(-0.1)).contains("out of range"));
+        rejected("template", json!("a photo"));
+        rejected("ensemble", json!("no-such-ensemble"));
+        rejected("label_thresholds", json!(["red cup"]));
+        rejected("label_thresholds", json!(["red cup=2"]));
+        rejected("top_k", json!(-1));
+        rejected("input", json!("jpeg"));
+        rejected("max_rate", json!(-1.0));
+        rejected("smoothing", json!(1.0));
+        rejected("threads", json!(0));
+        rejected("diagnostics_period", json!(0.0));
+    }
+}

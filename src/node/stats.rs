@@ -1,0 +1,282 @@
+//! The node's counters and timing windows, and the `/diagnostics` status made from them:
+//! frames received / processed / dropped / rejected by reason, processing rate, receive ->
+//! publish latency percentiles, image-encoder time, and the text side's encoder calls and
+//! cache hits (so a repeated query visibly costs no encoder call).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::messages::{DiagnosticStatus, Level};
+use crate::labels::TextStats;
+
+/// The last `cap` samples of a timing, in milliseconds.
+#[derive(Debug, Clone)]
+pub struct Window {
+    samples: VecDeque<f64>,
+    cap: usize,
+}
+
+impl Window {
+    pub fn new(cap: usize) -> Self {
+        Window {
+            samples: VecDeque::with_capacity(cap),
+            cap,
+        }
+    }
+
+    pub fn push(&mut self, ms: f64) {
+        if self.samples.len() == self.cap {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(ms);
+    }
+
+    /// The `q` quantile (0..=1, nearest rank), or `None` without samples.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        let mut sorted: Vec<f64> = self.samples.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+        Some(sorted[rank - 1])
+    }
+}
+
+/// The camera's frame period, estimated from arrival times (exponential average of the
+/// intervals; a gap over a second starts over).
+#[derive(Debug, Clone, Default)]
+pub struct ArrivalClock {
+    last: Option<Instant>,
+    period_s: f64,
+    intervals: u32,
+}
+
+impl ArrivalClock {
+    pub fn arrived(&mut self, at: Instant) {
+        if let Some(last) = self.last {
+            let dt = at.saturating_duration_since(last).as_secs_f64();
+            if dt > 1.0 {
+                self.intervals = 0;
+            } else if self.intervals == 0 {
+                self.period_s = dt;
+                self.intervals = 1;
+            } else {
+                self.period_s += 0.1 * (dt - self.period_s);
+                self.intervals = self.intervals.saturating_add(1);
+            }
+        }
+        self.last = Some(at);
+    }
+
+    /// The estimated frame period, once five intervals were seen.
+    pub fn period(&self) -> Option<Duration> {
+        (self.intervals >= 5).then(|| Duration::from_secs_f64(self.period_s))
+    }
+}
+
+/// Everything the node counts.
+#[derive(Debug, Clone)]
+pub struct NodeStats {
+    pub received: u64,
+    pub processed: u64,
+    /// Frames replaced in the waiting slot by a newer one before the encoder took them.
+    pub dropped: u64,
+    /// Frames that could not be used, by reason ([`crate::FrameError::reason`] and
+    /// `encoder_error`, `undeserializable`).
+    pub rejected: BTreeMap<String, u64>,
+    pub queries_applied: u64,
+    pub queries_rejected: u64,
+    /// Queries replaced by a newer one before the text worker got to them.
+    pub queries_superseded: u64,
+    /// Increments each time the phrase set changes (0: the phrases the node started with).
+    pub label_generation: u64,
+    pub labels: usize,
+    pub text: TextStats,
+    /// Receive -> publish time of processed frames.
+    pub latency_ms: Window,
+    /// Preprocessing + image encoder time of processed frames.
+    pub encoder_ms: Window,
+    /// Arrival times of frames.
+    pub arrivals: ArrivalClock,
+    last_report: Option<(Instant, u64, u64)>,
+}
+
+impl Default for NodeStats {
+    fn default() -> Self {
+        NodeStats {
+            received: 0,
+            processed: 0,
+            dropped: 0,
+            rejected: BTreeMap::new(),
+            queries_applied: 0,
+            queries_rejected: 0,
+            queries_superseded: 0,
+            label_generation: 0,
+            labels: 0,
+            text: TextStats::default(),
+            latency_ms: Window::new(1000),
+            encoder_ms: Window::new(1000),
+            arrivals: ArrivalClock::default(),
+            last_report: None,
+        }
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
+}
+
+impl NodeStats {
+    pub fn reject(&mut self, reason: &str) {
+        *self.rejected.entry(reason.to_string()).or_default() += 1;
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// The diagnostic status now; the rate covers the time since the previous report.
+    pub fn report(&mut self, name: &str) -> DiagnosticStatus {
+        let now = Instant::now();
+        let rejected = self.rejected_total();
+        let (rate, new_rejects) = match self.last_report {
+            Some((t, processed, rejects)) => {
+                let secs = now.duration_since(t).as_secs_f64().max(1e-6);
+                (
+                    (self.processed - processed) as f64 / secs,
+                    rejected - rejects,
+                )
+            }
+            None => (0.0, rejected),
+        };
+        self.last_report = Some((now, self.processed, rejected));
+        let mut values = vec![
+            ("frames received".to_string(), self.received.to_string()),
+            ("frames processed".into(), self.processed.to_string()),
+            ("frames dropped".into(), self.dropped.to_string()),
+            ("frames rejected".into(), rejected.to_string()),
+        ];
+        for (reason, n) in &self.rejected {
+            values.push((format!("rejected {reason}"), n.to_string()));
+        }
+        values.extend([
+            ("rate (Hz)".to_string(), format!("{rate:.2}")),
+            (
+                "input rate (Hz)".into(),
+                self.arrivals
+                    .period()
+                    .map(|p| format!("{:.2}", 1.0 / p.as_secs_f64().max(1e-6)))
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            ("latency p50 (ms)".into(), ms(self.latency_ms.quantile(0.5))),
+            (
+                "latency p99 (ms)".into(),
+                ms(self.latency_ms.quantile(0.99)),
+            ),
+            (
+                "encoder median (ms)".into(),
+                ms(self.encoder_ms.quantile(0.5)),
+            ),
+            (
+                "encoder p99 (ms)".into(),
+                ms(self.encoder_ms.quantile(0.99)),
+            ),
+            ("labels".into(), self.labels.to_string()),
+            ("label generation".into(), self.label_generation.to_string()),
+            ("queries applied".into(), self.queries_applied.to_string()),
+            ("queries rejected".into(), self.queries_rejected.to_string()),
+            (
+                "queries superseded".into(),
+                self.queries_superseded.to_string(),
+            ),
+            (
+                "text encoder calls".into(),
+                self.text.encoder_calls.to_string(),
+            ),
+            (
+                "text prompts encoded".into(),
+                self.text.prompts_encoded.to_string(),
+            ),
+            ("text cache hits".into(), self.text.cache_hits.to_string()),
+        ]);
+        let (level, message) = if new_rejects > 0 {
+            (
+                Level::Warn,
+                format!("{new_rejects} frames rejected since the last report"),
+            )
+        } else if self.processed == 0 {
+            (Level::Ok, "waiting for images".to_string())
+        } else {
+            (Level::Ok, format!("{rate:.1} frames/s"))
+        };
+        DiagnosticStatus {
+            level,
+            name: name.to_string(),
+            message,
+            hardware_id: String::new(),
+            values,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_use_the_nearest_rank() {
+        let mut w = Window::new(100);
+        assert_eq!(w.quantile(0.5), None);
+        for v in 1..=100 {
+            w.push(v as f64);
+        }
+        assert_eq!(w.quantile(0.5), Some(50.0));
+        assert_eq!(w.quantile(0.99), Some(99.0));
+        w.push(1000.0);
+        assert_eq!(w.quantile(1.0), Some(1000.0));
+        assert_eq!(
+            w.quantile(0.0),
+            Some(2.0),
+            "the oldest sample left the window"
+        );
+    }
+
+    #[test]
+    fn arrival_clock_estimates_the_frame_period() {
+        let mut clock = ArrivalClock::default();
+        let t0 = Instant::now();
+        for i in 0..5 {
+            clock.arrived(t0 + Duration::from_millis(33 * i));
+        }
+        assert_eq!(clock.period(), None, "four intervals are not enough");
+        clock.arrived(t0 + Duration::from_millis(165));
+        let p = clock.period().unwrap().as_secs_f64();
+        assert!((p - 0.033).abs() < 1e-6, "{p}");
+        clock.arrived(t0 + Duration::from_secs(5));
+        assert_eq!(clock.period(), None, "a long gap starts over");
+    }
+
+    #[test]
+    fn report_counts_rejects_by_reason() {
+        let mut s = NodeStats::default();
+        s.reject("data_too_short");
+        s.reject("data_too_short");
+        s.reject("undecodable");
+        let status = s.report("/clip_node");
+        let get = |k: &str| {
+            status
+                .values
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("frames rejected").as_deref(), Some("3"));
+        assert_eq!(get("rejected data_too_short").as_deref(), Some("2"));
+        assert_eq!(get("rejected undecodable").as_deref(), Some("1"));
+        assert_eq!(status.level, Level::Warn);
+        assert_eq!(s.report("/clip_node").level, Level::Ok, "no new rejects");
+        s.reject("empty");
+        assert_eq!(s.report("/clip_node").level, Level::Warn);
+    }
+}

@@ -1,0 +1,391 @@
+//! `clip_node` on the wire: each test starts the node and an independent ROS 2 peer (Eclipse
+//! Cyclone DDS from Python, `tests/node/peer.py`) in a private network namespace
+//! (`../shared/tools/private-net`, loopback only) and checks what a ROS 2 subscriber sees.
+//! The expected scores are computed here by the engine on identical pixels and handed to the
+//! peer in `cases.json`. Without the peer (`python3 -c 'import cyclonedds'` fails) or the
+//! namespace tool the tests are skipped with a printed reason, and fail when `CI=true`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use clip_perception::frame::load_image_file;
+use clip_perception::labels::Prompts;
+use clip_perception::{ClipEngine, EngineOptions, RgbImage};
+
+use crate::common::{data, root, tiny_bundle};
+
+const NODE: &str = env!("CARGO_BIN_EXE_clip_node");
+const PHRASES: [&str; 5] = [
+    "red cup",
+    "blue ball",
+    "green box",
+    "yellow banana",
+    "white phone",
+];
+const QUERY_PHRASES: [&str; 3] = ["drawer handle", "coffee mug", "screwdriver"];
+/// Longest a peer scenario may run before it is killed and the test fails.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(300);
+
+/// The bundled default model once it exists, else the tiny fixture
+/// (`CLIP_NODE_TEST_MODEL` overrides).
+fn model() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CLIP_NODE_TEST_MODEL") {
+        return PathBuf::from(dir);
+    }
+    let tabletop = root().join("models/tabletop");
+    if tabletop.join("model.yaml").is_file() {
+        tabletop
+    } else {
+        tiny_bundle()
+    }
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Skips (prints why, returns false) or, in CI, fails.
+fn require(what: &str, available: bool, why: &str) -> bool {
+    if available {
+        return true;
+    }
+    if in_ci() {
+        panic!("{what} is required in CI: {why}");
+    }
+    eprintln!("SKIPPED: {what} unavailable: {why}");
+    false
+}
+
+fn private_net() -> Option<PathBuf> {
+    let tool = std::env::var_os("CLIP_PRIVATE_NET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/tools/private-net"));
+    require(
+        "../shared/tools/private-net",
+        tool.is_file(),
+        &format!("{} not found (set CLIP_PRIVATE_NET)", tool.display()),
+    )
+    .then_some(tool)
+}
+
+fn cyclone_peer() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import cyclonedds"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    require(
+        "the Cyclone DDS peer",
+        ok,
+        "python3 -c 'import cyclonedds' failed (pip install cyclonedds==11.0.1)",
+    )
+}
+
+/// Runs `cmd` to completion, killing it after `limit`.
+fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "killed after {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn packed(image: &RgbImage) -> Vec<u8> {
+    (0..image.height as usize)
+        .flat_map(|y| image.row(y).to_vec())
+        .collect()
+}
+
+/// The engine's probability for each phrase on `image`.
+fn expected(engine: &mut ClipEngine, phrases: &[String], image: &RgbImage) -> Value {
+    let labels = engine
+        .label_matrix(phrases, &Prompts::default())
+        .expect("labels");
+    let scores = engine
+        .classify(std::slice::from_ref(image), &labels)
+        .expect("classify");
+    let map: serde_json::Map<String, Value> = phrases
+        .iter()
+        .zip(&scores[0].probability)
+        .map(|(p, v)| (p.clone(), json!(v)))
+        .collect();
+    Value::Object(map)
+}
+
+/// The frames every scenario draws from, written once per test process.
+fn cases() -> &'static (tempfile::TempDir, Value) {
+    static CASES: OnceLock<(tempfile::TempDir, Value)> = OnceLock::new();
+    CASES.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = model();
+        let options = EngineOptions {
+            threads: 1,
+            cache_dir: None,
+            batch_size: 1,
+        };
+        let mut engine = ClipEngine::load(&model, &options).expect("load the test model");
+        let phrases: Vec<String> = PHRASES.iter().map(|s| s.to_string()).collect();
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).expect("write frame data");
+            path.display().to_string()
+        };
+        let mut frames = Vec::new();
+        let mut raw = |engine: &mut ClipEngine,
+                       name: &str,
+                       encoding: &str,
+                       (w, h, step): (u32, u32, u32),
+                       is_bigendian: u8,
+                       bytes: Vec<u8>,
+                       seen: &RgbImage| {
+            frames.push(json!({
+                "name": name, "kind": "raw", "encoding": encoding, "width": w, "height": h,
+                "step": step, "is_bigendian": is_bigendian, "data": write(&format!("{name}.bin"), &bytes),
+                "expected": expected(engine, &phrases, seen),
+            }));
+        };
+
+        let rgb = load_image_file(&data("preprocess/palette_w200_h150.png")).expect("image");
+        let (w, h) = (rgb.width, rgb.height);
+        let px = packed(&rgb);
+        let map = |f: &dyn Fn(&[u8]) -> Vec<u8>| -> Vec<u8> { px.chunks_exact(3).flat_map(f).collect() };
+        raw(&mut engine, "rgb8", "rgb8", (w, h, w * 3), 0, px.clone(), &rgb);
+        let mut padded = Vec::new();
+        for row in px.chunks_exact(w as usize * 3) {
+            padded.extend_from_slice(row);
+            padded.extend_from_slice(&[7; 5]);
+        }
+        raw(&mut engine, "rgb8_padded_step", "rgb8", (w, h, w * 3 + 5), 0, padded, &rgb);
+        raw(&mut engine, "bgr8", "bgr8", (w, h, w * 3), 0, map(&|p| vec![p[2], p[1], p[0]]), &rgb);
+        raw(&mut engine, "rgba8", "rgba8", (w, h, w * 4), 0, map(&|p| vec![p[0], p[1], p[2], 255]), &rgb);
+        raw(&mut engine, "bgra8", "bgra8", (w, h, w * 4), 0, map(&|p| vec![p[2], p[1], p[0], 9]), &rgb);
+        let grey = RgbImage::from_packed(w, h, map(&|p| vec![p[1]; 3])).expect("grey");
+        raw(&mut engine, "mono8", "mono8", (w, h, w), 0, map(&|p| vec![p[1]]), &grey);
+        raw(&mut engine, "mono16", "mono16", (w, h, w * 2), 0, map(&|p| vec![0x5a, p[1]]), &grey);
+        raw(&mut engine, "mono16_bigendian", "mono16", (w, h, w * 2), 1, map(&|p| vec![p[1], 0xa5]), &grey);
+        let vga = load_image_file(&data("preprocess/jpeg420_w640_h480.decoded.png")).expect("image");
+        raw(&mut engine, "rgb8_vga", "rgb8", (640, 480, 640 * 3), 0, packed(&vga), &vga);
+
+        let mut compressed = |engine: &mut ClipEngine, name: &str, format: &str, file: &str| {
+            let path = data(file);
+            let seen = load_image_file(&path).expect("image");
+            frames.push(json!({
+                "name": name, "kind": "compressed", "format": format,
+                "data": path.display().to_string(), "expected": expected(engine, &phrases, &seen),
+            }));
+        };
+        compressed(&mut engine, "jpeg_vga", "jpeg", "preprocess/jpeg420_w640_h480.jpg");
+        compressed(&mut engine, "jpeg_grey", "jpeg", "preprocess/jpeg_gray_w300_h200.jpg");
+        compressed(&mut engine, "png_rgba", "png", "preprocess/rgba_w256_h200.png");
+        compressed(&mut engine, "png_grey", "png", "preprocess/gray_L_w320_h240.png");
+
+        let mut bad_raw = |name: &str, reason: &str, encoding: &str, (w, h, step): (u32, u32, u32), len: usize| {
+            frames.push(json!({
+                "name": name, "kind": "raw", "malformed": true, "reason": reason, "encoding": encoding,
+                "width": w, "height": h, "step": step, "data": write(&format!("{name}.bin"), &vec![128; len]),
+            }));
+        };
+        bad_raw("data_shorter_than_step_times_height", "data_too_short", "rgb8", (64, 48, 192), 192 * 48 - 1);
+        bad_raw("step_below_width_times_channels", "step_too_small", "bgr8", (64, 48, 191), 191 * 48);
+        bad_raw("unknown_encoding", "unknown_encoding", "yuv422", (64, 48, 128), 128 * 48);
+        bad_raw("zero_by_zero", "empty", "rgb8", (0, 0, 0), 0);
+        bad_raw("huge_header_little_data", "too_large", "rgb8", (100_000, 100_000, 300_000), 1000);
+        let jpeg = std::fs::read(data("preprocess/jpeg420_w640_h480.jpg")).expect("jpeg");
+        let mut bad_compressed = |name: &str, format: &str, bytes: &[u8]| {
+            frames.push(json!({
+                "name": name, "kind": "compressed", "malformed": true, "reason": "undecodable",
+                "format": format, "data": write(name, bytes),
+            }));
+        };
+        // (A truncated JPEG is not among them: the engine's libjpeg source manager fakes the
+        // missing end-of-image marker and decodes it, grey rows and all.)
+        let marker = |m: [u8; 2]| jpeg.windows(2).position(|w| w == m).expect("JPEG marker");
+        let mut zero_height = jpeg.clone();
+        let sof = marker([0xFF, 0xC0]);
+        zero_height[sof + 5..sof + 7].fill(0);
+        bad_compressed("jpeg_zero_height", "jpeg", &zero_height);
+        let mut bad_huffman = jpeg.clone();
+        let dht = marker([0xFF, 0xC4]);
+        bad_huffman[dht + 4..dht + 40].fill(0xFF);
+        bad_compressed("jpeg_bogus_huffman_table", "jpeg", &bad_huffman);
+        let mut scrambled = jpeg.clone();
+        scrambled[2..400].iter_mut().for_each(|b| *b = b.wrapping_mul(31).wrapping_add(7));
+        bad_compressed("jpeg_scrambled_header", "jpeg", &scrambled);
+        bad_compressed("not_an_image", "png", b"this is not a PNG file at all");
+
+        let cases = json!({
+            "model": model.display().to_string(),
+            "labels": PHRASES,
+            "query_labels": QUERY_PHRASES,
+            "frames": frames,
+        });
+        (dir, cases)
+    })
+}
+
+/// Runs one peer scenario in its own private network namespace; panics with its output on failure.
+fn scenario(name: &str) {
+    let Some(net) = private_net() else { return };
+    if !cyclone_peer() {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    std::fs::write(work.path().join("cases.json"), cases().1.to_string()).expect("cases.json");
+    let mut cmd = Command::new("bash");
+    cmd.arg(net)
+        .arg("python3")
+        .arg(root().join("tests/node/peer.py"))
+        .args([name, "--node", NODE, "--work"])
+        .arg(work.path())
+        .env_remove("CLIP_PERCEPTION_LOG")
+        .env("XDG_CACHE_HOME", work.path().join("xdg-cache"));
+    let out = run_bounded(cmd, SCENARIO_LIMIT);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "scenario {name} failed ({}):\n{text}",
+        out.status
+    );
+    eprintln!("{text}");
+}
+
+#[test]
+fn raw_images_in_every_encoding_are_classified() {
+    scenario("raw");
+}
+
+#[test]
+fn compressed_jpeg_and_png_are_classified() {
+    scenario("compressed");
+}
+
+#[test]
+fn a_late_subscriber_gets_label_info() {
+    scenario("late_label_info");
+}
+
+#[test]
+fn a_query_switches_phrases_atomically_and_cached_phrases_cost_no_encoder_call() {
+    scenario("query");
+}
+
+#[test]
+fn malformed_raw_frames_are_counted_and_skipped() {
+    scenario("malformed_raw");
+}
+
+#[test]
+fn corrupt_compressed_frames_are_counted_and_skipped() {
+    scenario("malformed_compressed");
+}
+
+#[test]
+fn the_node_as_ros2_launch_starts_it_uses_the_launch_names_and_values() {
+    scenario("launch");
+}
+
+/// Starts the node with bad parameters: it must stop before any DDS traffic, naming the
+/// parameter (run in the namespace all the same, in case it did not).
+fn start_fails(params: &[&str], needles: &[&str]) {
+    let Some(net) = private_net() else { return };
+    let mut cmd = Command::new("bash");
+    cmd.arg(net).arg(NODE).arg("--ros-args");
+    for p in params {
+        cmd.args(["-p", p]);
+    }
+    let out = run_bounded(cmd, Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    for n in needles {
+        assert!(line.contains(n), "{line:?} lacks {n:?}");
+    }
+}
+
+fn tiny_param() -> String {
+    format!("model_dir:={}", tiny_bundle().display())
+}
+
+#[test]
+fn bad_parameters_stop_the_start_naming_the_parameter() {
+    start_fails(
+        &["model_dir:=/no/such/model"],
+        &["`model_dir`", "/no/such/model", "does not exist"],
+    );
+    start_fails(
+        &[&tiny_param(), "labels:= ; "],
+        &["`labels`", "phrase list is empty"],
+    );
+    start_fails(
+        &[&tiny_param(), "threshold:=1.5"],
+        &["`threshold`", "out of range"],
+    );
+    start_fails(&[&tiny_param(), "input:=video"], &["`input`", "video"]);
+    start_fails(&[&tiny_param(), "top_k:=many"], &["`top_k`", "integer"]);
+}
+
+#[test]
+fn help_lists_every_parameter() {
+    let out = Command::new(NODE)
+        .arg("--help")
+        .output()
+        .expect("run clip_node");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for p in clip_perception::node::PARAMS {
+        assert!(text.contains(p.name), "--help lacks {}", p.name);
+    }
+    // config/clip_node.yaml sets every parameter, with its default.
+    let yaml = std::fs::read_to_string(root().join("config/clip_node.yaml")).expect("config");
+    for p in clip_perception::node::PARAMS {
+        assert!(
+            yaml.contains(&format!("    {}: ", p.name)),
+            "config/clip_node.yaml lacks {}",
+            p.name
+        );
+    }
+}
+
+#[test]
+fn the_params_file_holds_the_defaults() {
+    let names = clip_perception::node::NodeNames::new("clip_node", &Default::default()).unwrap();
+    let pairs = clip_perception::node::params_file::params_for_node(
+        &root().join("config/clip_node.yaml"),
+        &names.fully_qualified(),
+    )
+    .expect("config/clip_node.yaml");
+    let mut params = clip_perception::node::NodeParams::default();
+    for (name, value) in &pairs {
+        assert!(params.set(name, value).unwrap(), "unknown parameter {name}");
+    }
+    assert_eq!(params, clip_perception::node::NodeParams::default());
+    assert_eq!(pairs.len(), clip_perception::node::PARAMS.len());
+}

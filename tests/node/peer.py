@@ -1,0 +1,389 @@
+#!/usr/bin/env python3
+"""The node tests' ROS 2 peer: starts clip_node, talks to it over DDS with Cyclone DDS,
+and checks what it publishes. One scenario per run; exits 0 when every check held, 1 with
+the failed expectation (and the node's log) otherwise.
+
+    private-net python3 tests/node/peer.py SCENARIO --node target/debug/clip_node --work DIR
+
+DIR/cases.json (written by tests/node.rs, with the expected scores computed by the engine
+on identical pixels) gives the model, the phrases and the frames. Scenarios:
+  raw         every raw encoding -> Classification with the image's stamp/frame_id and scores
+  compressed  JPEG and PNG CompressedImage, the same checks
+  late_label_info  a LabelInfo subscriber that joins late still gets the phrases
+  query       a query mid-stream switches phrases with no mixed result; cached phrases cost no
+              text-encoder call; bad queries are rejected and the old phrases stay
+  malformed_raw, malformed_compressed  bad frames are counted by reason and skipped
+  launch      the node started as `ros2 launch` starts it (launch file run by tests/node/fake_launch)
+"""
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import ros_peer as rp  # noqa: E402
+from ros_peer import check  # noqa: E402
+
+RESULT_TIMEOUT = 30.0
+
+
+def log(msg):
+    print(f"[peer {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Session:
+    """One node under test and the peer's endpoints for it."""
+
+    def __init__(self, args, cases, name, params=None, ros_args=(), cmd=None, fqn="/clip_node",
+                 image_topic=None):
+        self.args = args
+        self.cases = cases
+        self.fqn = fqn
+        base = {
+            "model_dir": cases["model"],
+            "labels": cases["labels"],
+            "cache_dir": os.path.join(args.work, "cache"),
+            "threads": 1,
+            "diagnostics_period": 0.2,
+        }
+        base.update(params or {})
+        self.params = base
+        if cmd is None:
+            cmd = rp.node_command(args.node, base, ros_args)
+        log(f"starting: {' '.join(cmd)}")
+        self.node = rp.NodeProcess(cmd, os.path.join(args.work, f"{name}.log"))
+        self.peer = rp.Peer()
+        self.classifications = rp.Collector(
+            self.peer.reader(f"{fqn}/classification", rp.Classification, rp.RELIABLE_DEEP_QOS))
+        self.matches = rp.Collector(self.peer.reader(f"{fqn}/matches", rp.String, rp.RELIABLE_DEEP_QOS))
+        self.diagnostics = rp.Diagnostics(self.peer, f"{fqn}: clip")
+        self.query_writer = self.peer.writer(f"{fqn}/query", rp.String, rp.RELIABLE_QOS)
+        compressed = base.get("input") == "compressed"
+        topic = image_topic or ("/image/compressed" if compressed else "/image")
+        self.image_writer = self.peer.writer(topic, rp.CompressedImage if compressed else rp.Image, rp.SENSOR_QOS)
+        self.next_sec = 1000
+
+    def label_info_reader(self):
+        return rp.Collector(self.peer.reader(f"{self.fqn}/label_info", rp.LabelInfo, rp.LATCHED_QOS))
+
+    def wait_ready(self):
+        """Running: a diagnostics message arrived and the image writer is matched."""
+        self.diagnostics.wait("the node's first /diagnostics message", lambda v: True, timeout=60)
+        rp.wait_matched(self.image_writer, "the image topic")
+        rp.wait_matched(self.query_writer, "the query topic")
+        self.node.check_alive()
+
+    def new_stamp(self):
+        self.next_sec += 1
+        return (self.next_sec, 123456789)
+
+    def publish(self, frame, frame_id):
+        stamp = self.new_stamp()
+        self.image_writer.write(rp.image_message(frame, stamp, frame_id))
+        return stamp
+
+    def result_for(self, stamp, timeout=RESULT_TIMEOUT):
+        return self.classifications.wait(
+            f"the Classification with stamp {stamp}", lambda c: rp.stamp_of(c.header) == stamp, timeout)
+
+    def classify(self, frame, frame_id, attempts=3):
+        """Publishes a frame (again, if a best-effort sample got lost) until its result comes."""
+        for attempt in range(attempts):
+            stamp = self.publish(frame, frame_id)
+            try:
+                return stamp, self.result_for(stamp, timeout=RESULT_TIMEOUT / attempts)
+            except rp.Failure:
+                self.node.check_alive()
+                log(f"no result for {frame['name']} (attempt {attempt + 1}), publishing again")
+        raise rp.Failure(f"no Classification for frame {frame['name']} after {attempts} attempts")
+
+    def matches_for(self, stamp):
+        def has_stamp(m):
+            j = json.loads(m.data)
+            return (j["stamp"]["sec"], j["stamp"]["nanosec"]) == stamp
+        return json.loads(self.matches.wait(f"the matches JSON with stamp {stamp}", has_stamp, RESULT_TIMEOUT).data)
+
+    def query(self, text):
+        self.query_writer.write(rp.String(data=text))
+
+    def close(self):
+        code = self.node.stop()
+        check(code == 0, f"clip_node exited with code {code} after SIGINT; log:\n{self.node.log_text()}")
+
+
+def check_result(frame, stamp, frame_id, result, matches):
+    """The Classification and matches JSON of a frame agree with the engine's scores."""
+    name = frame["name"]
+    expected = frame["expected"]
+    check(rp.stamp_of(result.header) == stamp, f"{name}: stamp {rp.stamp_of(result.header)} != {stamp}")
+    check(result.header.frame_id == frame_id, f"{name}: frame_id {result.header.frame_id!r} != {frame_id!r}")
+    ids = [h.class_id for h in result.results]
+    check(sorted(ids) == sorted(expected), f"{name}: classes {ids} != phrases {sorted(expected)}")
+    scores = [h.score for h in result.results]
+    check(scores == sorted(scores, reverse=True), f"{name}: results not sorted by score: {scores}")
+    for h in result.results:
+        check(abs(h.score - expected[h.class_id]) < 1e-4,
+              f"{name}: {h.class_id!r} scored {h.score:.6f}, the engine says {expected[h.class_id]:.6f}")
+    best = max(expected.values())
+    check(expected[ids[0]] >= best - 1e-4,
+          f"{name}: top label {ids[0]!r} ({expected[ids[0]]:.6f}) is not the engine's best ({best:.6f})")
+    check(matches["frame_id"] == frame_id, f"{name}: matches frame_id {matches['frame_id']!r}")
+    phrases = [m["phrase"] for m in matches["labels"]]
+    check(phrases == ids, f"{name}: matches phrases {phrases} != classification order {ids}")
+    for m in matches["labels"]:
+        check(isinstance(m["matched"], bool) and -1.0 <= m["cosine"] <= 1.0,
+              f"{name}: bad matches entry {m}")
+        check(abs(m["probability"] - expected[m["phrase"]]) < 1e-4, f"{name}: matches probability {m}")
+    check(matches["latency_ms"] > 0, f"{name}: latency {matches['latency_ms']}")
+    log(f"{name}: top {ids[0]!r} p={scores[0]:.4f}, latency {matches['latency_ms']:.1f} ms")
+
+
+def frames_of_kind(cases, kind):
+    return [f for f in cases["frames"] if f["kind"] == kind and not f.get("malformed")]
+
+
+def scenario_frames(args, cases, kind):
+    params = {"input": kind}
+    s = Session(args, cases, kind, params)
+    try:
+        s.wait_ready()
+        frames = frames_of_kind(cases, kind)
+        check(frames, f"cases.json has no {kind} frames")
+        for i, frame in enumerate(frames):
+            frame_id = f"camera_{frame['name']}_{i}"
+            stamp, result = s.classify(frame, frame_id)
+            check_result(frame, stamp, frame_id, result, s.matches_for(stamp))
+        processed = s.diagnostics.wait(
+            "diagnostics counting every frame", lambda v: int(v["frames processed"]) >= len(frames))
+        check(int(processed["frames rejected"]) == 0, f"frames were rejected: {processed}")
+        s.node.check_alive()
+    finally:
+        s.close()
+
+
+def scenario_late_label_info(args, cases):
+    s = Session(args, cases, "late_label_info", {"threshold": 0.3})
+    try:
+        s.wait_ready()
+        # The node published LabelInfo at start, before this reader existed.
+        late = s.label_info_reader()
+        info = late.wait("LabelInfo for a late subscriber", lambda m: True, timeout=20)
+        names = [c.class_name for c in info.class_map]
+        check(names == cases["labels"], f"LabelInfo class names {names} != {cases['labels']}")
+        check([c.class_id for c in info.class_map] == list(range(len(names))), "class ids are not 0..n-1")
+        check(abs(info.threshold - 0.3) < 1e-6, f"LabelInfo threshold {info.threshold}")
+        log(f"late LabelInfo: {names}, threshold {info.threshold}")
+    finally:
+        s.close()
+
+
+class Streamer(threading.Thread):
+    """Publishes one frame over and over at `rate` Hz with increasing stamps."""
+
+    def __init__(self, session, frame, rate):
+        super().__init__(daemon=True)
+        self.session, self.frame, self.period = session, frame, 1.0 / rate
+        self.stop = threading.Event()
+        self.sent = 0
+
+    def run(self):
+        while not self.stop.is_set():
+            self.session.publish(self.frame, "stream")
+            self.sent += 1
+            self.stop.wait(self.period)
+
+
+def scenario_query(args, cases):
+    a = cases["labels"]
+    b = cases["query_labels"]
+    s = Session(args, cases, "query")
+    streamer = None
+    try:
+        s.wait_ready()
+        infos = s.label_info_reader()
+        infos.wait("the starting LabelInfo", lambda m: [c.class_name for c in m.class_map] == a, 20)
+        calls_at_start = s.diagnostics.number("text encoder calls")
+        frame = frames_of_kind(cases, "raw")[0]
+        streamer = Streamer(s, frame, rate=20)
+        streamer.start()
+
+        def count(labels):
+            return sum(sorted(h.class_id for h in r.results) == sorted(labels) for r in s.classifications.items)
+
+        def wait_count(labels, n, what):
+            def enough():
+                s.classifications.poll()
+                return count(labels) >= n
+            rp.wait_for(what, enough, RESULT_TIMEOUT)
+
+        wait_count(a, 5, "5 results with the starting phrases")
+        log(f"switching to {b}")
+        s.query("; ".join(b))
+        wait_count(b, 5, "5 results with the queried phrases")
+        infos.wait("LabelInfo with the queried phrases", lambda m: [c.class_name for c in m.class_map] == b, 20)
+        calls_after_b = s.diagnostics.wait(
+            "diagnostics after the switch", lambda v: int(v["label generation"]) == 1)["text encoder calls"]
+        check(float(calls_after_b) > calls_at_start, "new phrases were encoded without a text-encoder call?")
+
+        # Back to the starting phrases: all cached, so no text-encoder call.
+        s.query("\n".join(a))
+        s.diagnostics.wait("the switch back", lambda v: int(v["label generation"]) == 2)
+        wait_count(a, count(a) + 5, "5 more results with the starting phrases")
+        calls_after_a = s.diagnostics.get("text encoder calls")
+        check(calls_after_a == calls_after_b,
+              f"cached phrases cost text-encoder calls: {calls_after_b} -> {calls_after_a}")
+        log(f"text encoder calls: start {calls_at_start}, after the new phrases {calls_after_b}, "
+            f"after the cached ones {calls_after_a}; cache hits {s.diagnostics.get('text cache hits')}")
+
+        # Bad queries: rejected, counted, the phrases stay.
+        too_many = "; ".join(f"thing {i}" for i in range(65))
+        for n, bad in enumerate(["", " ; \n ", too_many, "x" * 257 + "; red cup"], start=1):
+            s.query(bad)
+            s.diagnostics.wait(f"bad query {n} counted", lambda v: int(v["queries rejected"]) == n)
+        count = len(s.classifications.items)
+        s.classifications.wait("results after the bad queries",
+                               lambda c: len(s.classifications.items) >= count + 5, RESULT_TIMEOUT)
+        check(int(s.diagnostics.get("label generation")) == 2, "a bad query changed the phrases")
+        streamer.stop.set()
+        streamer.join()
+
+        # No result mixes two phrase sets, and each switch happens once: A... B... A...
+        sets = []
+        for r in s.classifications.items:
+            ids = sorted(h.class_id for h in r.results)
+            check(ids in (sorted(a), sorted(b)), f"a result mixes phrase sets: {ids}")
+            key = "A" if ids == sorted(a) else "B"
+            if not sets or sets[-1] != key:
+                sets.append(key)
+        check(sets == ["A", "B", "A"], f"phrase sets over time: {sets}")
+        stamps = [rp.stamp_of(r.header) for r in s.classifications.items]
+        check(stamps == sorted(stamps), "results came out of order")
+        log(f"{len(stamps)} results, {streamer.sent} frames sent, phrase sets in order {sets}")
+        s.node.check_alive()
+        text = s.node.log_text()
+        check("query rejected" in text, "no warning for the rejected queries")
+    finally:
+        if streamer:
+            streamer.stop.set()
+        s.close()
+
+
+def scenario_malformed(args, cases, kind):
+    s = Session(args, cases, f"malformed_{kind}", {"input": kind})
+    try:
+        s.wait_ready()
+        good = frames_of_kind(cases, kind)[0]
+        s.classify(good, "good")
+        bad_frames = [f for f in cases["frames"] if f["kind"] == kind and f.get("malformed")]
+        check(bad_frames, f"cases.json has no malformed {kind} frames")
+        expected = {}
+        for frame in bad_frames:
+            reason = frame["reason"]
+            expected[reason] = expected.get(reason, 0) + 1
+            s.publish(frame, f"bad_{frame['name']}")
+
+            def counted(v, reason=reason):
+                return int(v.get(f"rejected {reason}", 0)) >= expected[reason]
+            values = s.diagnostics.wait(f"{frame['name']} counted as rejected ({reason})", counted)
+            stamp, result = s.classify(good, f"good_after_{frame['name']}")
+            check(result.header.frame_id == f"good_after_{frame['name']}", "wrong result after a bad frame")
+            log(f"{frame['name']}: rejected as {reason}, next good frame processed")
+        values = s.diagnostics.wait("final counts", lambda v: int(v["frames processed"]) >= len(bad_frames) + 1)
+        rejected = {k[len("rejected "):]: int(v) for k, v in values.items() if k.startswith("rejected ")}
+        check(rejected == expected, f"rejected by reason {rejected} != {expected}")
+        check(int(values["frames rejected"]) == len(bad_frames), f"frames rejected {values['frames rejected']}")
+        s.node.check_alive()
+    finally:
+        s.close()
+
+
+def scenario_launch(args, cases):
+    """The command line comes from launch/clip_node.launch.py, run the way `ros2 launch`
+    runs it (tests/node/fake_launch emulates launch_ros' Node command line)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.join(here, "fake_launch"))
+    import fake_launch
+
+    params_file = os.path.join(args.work, "robot_params.yaml")
+    cache = os.path.join(args.work, "cache")
+    phrases = cases["query_labels"]
+    with open(params_file, "w") as f:
+        f.write(
+            "/**/clip_node:\n  ros__parameters:\n"
+            f"    labels: {json.dumps(phrases)}\n    top_k: 2\n    threshold: 0.3\n"
+            f"    threads: 1\n    diagnostics_period: 0.2\n    cache_dir: {json.dumps(cache)}\n"
+            "    use_sim_time: false\n")
+    launch_file = os.path.join(os.path.dirname(os.path.dirname(here)), "launch", "clip_node.launch.py")
+    cmd = fake_launch.node_commands(
+        launch_file,
+        {"namespace": "robot1", "params_file": params_file, "image_topic": "/camera/color/image_raw",
+         "input": "raw", "model_dir": cases["model"]},
+        executables={("clip_perception", "clip_node"): args.node},
+        tmp_dir=args.work,
+    )
+    check(len(cmd) == 1, f"the launch file starts {len(cmd)} processes")
+    cmd = cmd[0]
+    log(f"ros2 launch would run: {' '.join(cmd)}")
+    s = Session(args, cases, "launch", cmd=cmd, fqn="/robot1/clip_node", image_topic="/camera/color/image_raw")
+    try:
+        s.wait_ready()
+        info = s.label_info_reader().wait("LabelInfo on /robot1/clip_node/label_info", lambda m: True, 20)
+        check([c.class_name for c in info.class_map] == phrases, f"labels from the params file: {info.class_map}")
+        check(abs(info.threshold - 0.3) < 1e-6, f"threshold from the params file: {info.threshold}")
+        frame = frames_of_kind(cases, "raw")[0]
+        stamp, result = s.classify(frame, "launch_camera")
+        check(len(result.results) == 2, f"top_k 2 from the params file, got {len(result.results)} results")
+        check(result.header.frame_id == "launch_camera", "frame_id")
+        s.query("; ".join(cases["labels"]))
+        s.diagnostics.wait("the query on /robot1/clip_node/query applied", lambda v: int(v["label generation"]) == 1)
+        text = s.node.log_text()
+        check("use_sim_time" in text and "WARN" in text, "no warning for the unknown parameter use_sim_time")
+        log("names, remaps and parameters as launched")
+    finally:
+        s.close()
+
+
+SCENARIOS = {
+    "raw": lambda a, c: scenario_frames(a, c, "raw"),
+    "compressed": lambda a, c: scenario_frames(a, c, "compressed"),
+    "late_label_info": scenario_late_label_info,
+    "query": scenario_query,
+    "malformed_raw": lambda a, c: scenario_malformed(a, c, "raw"),
+    "malformed_compressed": lambda a, c: scenario_malformed(a, c, "compressed"),
+    "launch": scenario_launch,
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--node", required=True, help="the clip_node binary")
+    parser.add_argument("--work", required=True, help="folder with cases.json; logs go here")
+    args = parser.parse_args()
+    check(os.environ.get("PRIVATE_NET_INSIDE") == "1", "run me under ../shared/tools/private-net")
+    with open(os.path.join(args.work, "cases.json")) as f:
+        cases = json.load(f)
+    started = time.monotonic()
+    try:
+        SCENARIOS[args.scenario](args, cases)
+    except rp.Failure as e:
+        log(f"FAILED: {e}")
+        for name in sorted(os.listdir(args.work)):
+            if name.endswith(".log"):
+                with open(os.path.join(args.work, name), errors="replace") as f:
+                    print(f"--- {name} (last 4000 chars)\n{f.read()[-4000:]}", flush=True)
+        return 1
+    except Exception:
+        traceback.print_exc()
+        return 1
+    log(f"{args.scenario}: passed in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

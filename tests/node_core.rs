@@ -1,0 +1,269 @@
+//! The node core without a transport (no DDS, no network): the frame policy (newest frame
+//! wins, replaced frames counted as dropped), the atomic phrase switch, query checks, the
+//! text cache, and bad frames, on the tiny fixture model with an `Outputs` that records.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clip_perception::node::messages::{
+    Classification, DiagnosticStatus, Header, LabelInfo, Outputs, Stamp,
+};
+use clip_perception::node::{ImageInput, NodeCore, NodePlan, Pixels, RosArgs};
+
+use crate::common::tiny_bundle;
+
+#[derive(Default)]
+struct Recorder {
+    classifications: Mutex<Vec<Classification>>,
+    matches: Mutex<Vec<String>>,
+    label_infos: Mutex<Vec<LabelInfo>>,
+    diagnostics: Mutex<Vec<DiagnosticStatus>>,
+}
+
+impl Outputs for Recorder {
+    fn classification(&self, message: Classification) {
+        self.classifications.lock().unwrap().push(message);
+    }
+    fn matches(&self, json: String) {
+        self.matches.lock().unwrap().push(json);
+    }
+    fn label_info(&self, message: LabelInfo) {
+        self.label_infos.lock().unwrap().push(message);
+    }
+    fn diagnostics(&self, _header: Header, status: DiagnosticStatus) {
+        self.diagnostics.lock().unwrap().push(status);
+    }
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn start(extra: &[&str], cache: &std::path::Path) -> (NodeCore, Arc<Recorder>) {
+    let model = format!("model_dir:={}", tiny_bundle().display());
+    let cache = format!("cache_dir:={}", cache.display());
+    let mut args = vec![
+        "--ros-args",
+        "-p",
+        model.as_str(),
+        "-p",
+        cache.as_str(),
+        "-p",
+        "threads:=1",
+        "-p",
+        "labels:=red cup; blue ball; green box",
+    ];
+    for e in extra {
+        args.extend(["-p", e]);
+    }
+    let plan = NodePlan::from_args(&RosArgs::parse(args).unwrap()).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let core = NodeCore::start(plan.load_engine().unwrap(), recorder.clone());
+    (core, recorder)
+}
+
+fn frame(sec: i32) -> ImageInput {
+    let (w, h) = (96u32, 64u32);
+    let data: Vec<u8> = (0..w * h * 3)
+        .map(|i| ((i * 7 + sec as u32 * 13) % 251) as u8)
+        .collect();
+    ImageInput::new(
+        Header {
+            stamp: Stamp { sec, nanosec: 0 },
+            frame_id: format!("f{sec}"),
+        },
+        Pixels::Raw {
+            width: w,
+            height: h,
+            step: w * 3,
+            encoding: "rgb8".into(),
+            is_bigendian: false,
+            data,
+        },
+    )
+}
+
+fn label_set(c: &Classification) -> Vec<String> {
+    let mut ids: Vec<String> = c.results.iter().map(|h| h.class_id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn the_newest_frame_wins_and_replaced_frames_count_as_dropped() {
+    let cache = tempfile::tempdir().unwrap();
+    let (core, rec) = start(&[], cache.path());
+    assert_eq!(
+        rec.label_infos.lock().unwrap().len(),
+        1,
+        "LabelInfo at start"
+    );
+    for sec in 1..=40 {
+        core.offer_image(frame(sec));
+    }
+    wait_until("every frame processed or dropped", || {
+        let s = core.stats();
+        s.processed + s.dropped == 40
+    });
+    let stats = core.stats();
+    let results = rec.classifications.lock().unwrap().clone();
+    assert_eq!(results.len() as u64, stats.processed);
+    assert!(
+        stats.dropped > 0,
+        "40 frames offered at once, none dropped? {stats:?}"
+    );
+    assert_eq!(stats.received, 40);
+    let secs: Vec<i32> = results.iter().map(|c| c.header.stamp.sec).collect();
+    assert!(
+        secs.windows(2).all(|w| w[0] < w[1]),
+        "results out of order: {secs:?}"
+    );
+    assert_eq!(
+        *secs.last().unwrap(),
+        40,
+        "the newest frame is always processed"
+    );
+    assert_eq!(results[0].header.frame_id, format!("f{}", secs[0]));
+    assert_eq!(rec.matches.lock().unwrap().len(), results.len());
+    core.shutdown();
+}
+
+#[test]
+fn a_query_switches_phrases_atomically_and_bad_queries_keep_the_old_ones() {
+    let cache = tempfile::tempdir().unwrap();
+    let (core, rec) = start(&["diagnostics_period:=0.05"], cache.path());
+    let a: Vec<String> = ["blue ball", "green box", "red cup"]
+        .map(String::from)
+        .to_vec();
+    let b: Vec<String> = ["coffee mug", "drawer handle"].map(String::from).to_vec();
+    let calls_at_start = core.stats().text.encoder_calls;
+    let mut sec = 0;
+    let mut feed_until = |what: &str, done: &dyn Fn(&[Classification]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(&rec.classifications.lock().unwrap()) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            sec += 1;
+            core.offer_image(frame(sec));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    feed_until("results", &|r| r.len() >= 3);
+    core.query("drawer handle\ncoffee mug".into());
+    feed_until("results with the new phrases", &|r| {
+        r.iter().filter(|c| label_set(c) == b).count() >= 3
+    });
+    let calls_after_b = core.stats().text.encoder_calls;
+    assert!(calls_after_b > calls_at_start);
+    core.query("red cup; blue ball; green box".into());
+    feed_until("results with the old phrases again", &|r| {
+        r.last().is_some_and(|c| label_set(c) == a)
+    });
+    assert_eq!(
+        core.stats().text.encoder_calls,
+        calls_after_b,
+        "cached phrases cost an encoder call"
+    );
+
+    let too_many = (0..65)
+        .map(|i| format!("p{i}"))
+        .collect::<Vec<_>>()
+        .join(";");
+    for bad in [String::new(), " ; ".into(), too_many, "x".repeat(257)] {
+        core.query(bad);
+    }
+    wait_until("the bad queries", || {
+        let s = core.stats();
+        s.queries_rejected + s.queries_superseded >= 4
+    });
+    assert_eq!(core.labels(), vec!["red cup", "blue ball", "green box"]);
+    assert_eq!(core.stats().label_generation, 2);
+
+    let results = rec.classifications.lock().unwrap().clone();
+    let mut order = Vec::new();
+    for c in &results {
+        let set = label_set(c);
+        assert!(set == a || set == b, "a result mixes phrase sets: {set:?}");
+        if order.last() != Some(&set) {
+            order.push(set);
+        }
+    }
+    assert_eq!(order, vec![a.clone(), b.clone(), a.clone()]);
+    let infos: Vec<Vec<String>> = rec
+        .label_infos
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|i| i.class_names.clone())
+        .collect();
+    assert_eq!(infos.len(), 3, "{infos:?}");
+    assert_eq!(infos[1], vec!["drawer handle", "coffee mug"]);
+    wait_until("a diagnostics message", || {
+        !rec.diagnostics.lock().unwrap().is_empty()
+    });
+    core.shutdown();
+}
+
+#[test]
+fn bad_frames_are_counted_by_reason_and_the_next_good_frame_is_processed() {
+    let cache = tempfile::tempdir().unwrap();
+    let (core, rec) = start(&[], cache.path());
+    let bad = |pixels: Pixels| ImageInput::new(Header::default(), pixels);
+    let raw = |w: u32, h: u32, step: u32, encoding: &str, len: usize| Pixels::Raw {
+        width: w,
+        height: h,
+        step,
+        encoding: encoding.into(),
+        is_bigendian: false,
+        data: vec![0; len],
+    };
+    let cases = [
+        (raw(64, 48, 192, "rgb8", 100), "data_too_short"),
+        (raw(64, 48, 100, "rgb8", 100 * 48), "step_too_small"),
+        (raw(64, 48, 192, "yuv422", 192 * 48), "unknown_encoding"),
+        (raw(0, 0, 0, "rgb8", 0), "empty"),
+        (raw(100_000, 100_000, 300_000, "rgb8", 10), "too_large"),
+        (
+            Pixels::Compressed {
+                format: "jpeg".into(),
+                data: vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3],
+            },
+            "undecodable",
+        ),
+    ];
+    for (i, (pixels, reason)) in cases.into_iter().enumerate() {
+        core.offer_image(bad(pixels));
+        wait_until(reason, || core.stats().rejected.get(reason) == Some(&1));
+        core.offer_image(frame(i as i32 + 1));
+        wait_until("the next good frame", || {
+            rec.classifications.lock().unwrap().len() == i + 1
+        });
+    }
+    assert_eq!(core.stats().rejected_total(), 6);
+    core.shutdown();
+}
+
+#[test]
+fn max_rate_spaces_the_frames_out() {
+    let cache = tempfile::tempdir().unwrap();
+    let (core, rec) = start(&["max_rate:=20.0"], cache.path());
+    let started = Instant::now();
+    let mut sec = 0;
+    while rec.classifications.lock().unwrap().len() < 5 {
+        sec += 1;
+        core.offer_image(frame(sec));
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(started.elapsed() < Duration::from_secs(60));
+    }
+    // Five frames at most 20 per second take at least four intervals of 50 ms.
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(core.stats().dropped > 0);
+    core.shutdown();
+}
