@@ -6,6 +6,10 @@ mod bundle;
 mod cli;
 mod common;
 mod embeddings;
+#[cfg(feature = "dds")]
+mod node;
+mod node_core;
 mod preprocess;
+mod tabletop;
 mod text_clean;
 mod tokenizer;
