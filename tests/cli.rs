@@ -234,39 +234,23 @@ fn bad_inputs_fail_with_one_clear_line() {
     ]);
     assert_fails(&o, &["/no/such/image.png"]);
 
-    let o = run(&[
-        "classify",
-        "--model",
-        &model(),
-        &image("w2_h2.png"),
-        "--labels",
-        " ; ;",
-    ]);
-    assert_fails(&o, &["labels", "empty"]);
-
-    let o = run(&[
-        "classify",
-        "--model",
-        &model(),
-        &image("w2_h2.png"),
-        "--labels",
-        "cup",
-        "--template",
-        "a photo",
-    ]);
-    assert_fails(&o, &["template", "{}"]);
-
-    let o = run(&[
-        "classify",
-        "--model",
-        &model(),
-        &image("w2_h2.png"),
-        "--labels",
-        "cup",
-        "--ensemble",
-        "/no/such/ensemble.txt",
-    ]);
-    assert_fails(&o, &["ensemble"]);
+    // Bad labels, template or ensemble: (extra arguments, what the message must name).
+    let cases: [(&[&str], &[&str]); 3] = [
+        (&["--labels", " ; ;"], &["labels", "empty"]),
+        (
+            &["--labels", "cup", "--template", "a photo"],
+            &["template", "{}"],
+        ),
+        (
+            &["--labels", "cup", "--ensemble", "/no/such/ensemble.txt"],
+            &["ensemble"],
+        ),
+    ];
+    let (model, small) = (model(), image("w2_h2.png"));
+    for (extra, needles) in cases {
+        let o = run(&[&["classify", "--model", &model, &small][..], extra].concat());
+        assert_fails(&o, needles);
+    }
 
     let broken = crate::common::copy_bundle(&tiny_bundle());
     std::fs::write(broken.path().join("text_encoder.onnx"), b"tampered").unwrap();
