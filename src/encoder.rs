@@ -65,6 +65,29 @@ impl Runner {
     }
 }
 
+/// Time spent per operator kind in one forward pass (for profiling), largest first.
+pub type OpProfile = Vec<(String, f64)>;
+
+impl Runner {
+    /// Runs once, timing every node; returns milliseconds per operator name.
+    fn profile(&mut self, input: TValue) -> Result<OpProfile> {
+        use std::collections::HashMap;
+        let mut per_op: HashMap<String, f64> = HashMap::new();
+        self.state
+            .run_plan_with_eval(tvec!(input), |ctx, state, node, inputs| {
+                let start = std::time::Instant::now();
+                let out = tract_onnx::tract_core::plan::eval(ctx, state, node, inputs);
+                *per_op.entry(node.op().name().to_string()).or_default() +=
+                    start.elapsed().as_secs_f64() * 1e3;
+                out
+            })
+            .map_err(|e| Error::inference(format!("{}: profile", self.path.display()), e))?;
+        let mut profile: OpProfile = per_op.into_iter().collect();
+        profile.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(profile)
+    }
+}
+
 /// Fixed dims of an inference fact (`None` where symbolic or unknown), or `None` if the
 /// rank itself is unknown.
 fn known_dims(fact: &InferenceFact) -> Option<Vec<Option<i64>>> {
@@ -312,6 +335,14 @@ impl ImageEncoder {
                 .copy_from_slice(pixels);
         }
         self.run(input)
+    }
+
+    /// One forward pass over preprocessed pixels, timed per operator kind (benchmarking).
+    pub fn profile_pixels(&mut self, pixels: &[f32]) -> Result<OpProfile> {
+        let n = pixels.len() / (3 * self.size * self.size);
+        let tensor = Tensor::from_shape(&[n, 3, self.size, self.size], pixels)
+            .map_err(|e| Error::inference("image encoder input", e))?;
+        self.runner.profile(tensor.into())
     }
 
     fn run(&mut self, input: Arc<Tensor>) -> Result<Embeddings> {

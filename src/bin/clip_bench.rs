@@ -38,6 +38,9 @@ struct Args {
     skip_image: bool,
     #[arg(long)]
     skip_text: bool,
+    /// Also print the image encoder's time per operator kind (one profiled run per case).
+    #[arg(long)]
+    profile: bool,
 }
 
 /// Timings of one case: every run in ms, and their median.
@@ -91,6 +94,17 @@ fn main() -> Result<()> {
                     encoder.encode_pixels(&pixels)?;
                     Ok(())
                 })?;
+                if args.profile {
+                    let ops: Vec<_> = encoder
+                        .profile_pixels(&pixels)?
+                        .into_iter()
+                        .map(|(op, ms)| json!({"op": op, "ms": ms}))
+                        .collect();
+                    println!(
+                        "{}",
+                        json!({"engine": "tract", "encoder": "image", "profile": ops, "batch": batch, "threads": threads})
+                    );
+                }
                 println!(
                     "{}",
                     json!({"engine": "tract", "encoder": "image", "precision": "fp32", "batch": batch, "threads": threads,
