@@ -91,16 +91,23 @@ class Source:
         self.__dict__.update(kw)
 
 
-def load_random_init(args) -> Source:
-    model = cb.random_init_clip(args.arch, args.seed)
+def check_clip_text_config(cfg, origin) -> None:
+    """The text tower must use CLIP's vocabulary and context: the bundle ships CLIP's BPE."""
+    t = cfg.text_config
+    if t.vocab_size != cb.VOCAB_SIZE or t.max_position_embeddings != cb.CONTEXT_LENGTH:
+        raise SystemExit(f"{origin}: text vocab {t.vocab_size} / positions {t.max_position_embeddings} "
+                         f"are not CLIP's {cb.VOCAB_SIZE}/{cb.CONTEXT_LENGTH}: "
+                         "its tokenizer is not the CLIP BPE this bundle format ships")
+
+
+def hf_model_source(model, *, mean=cb.OPENAI_CLIP_MEAN, std=cb.OPENAI_CLIP_STD, resize_shortest_edge=None,
+                    resample="bicubic", architecture=None, **identity) -> Source:
+    """A Source for a transformers CLIPModel (random-init, trained or a checkpoint): the export
+    wrappers, the library's own forward as reference, and the facts model.yaml records.
+    `identity` holds name, kind, checkpoint, seed and any extra manifest sections."""
     cfg = model.config
     w = cb.wrappers()
-    arch = cb.ARCHITECTURES[args.arch]
     return Source(
-        name=args.name or f"clip-{args.arch}-random-init-seed{args.seed}",
-        kind="random-init",
-        checkpoint=args.arch,
-        seed=args.seed,
         image_encoder=w["HFImageEncoder"](model).eval(),
         text_encoder=w["HFTextEncoder"](model).eval(),
         ref_image=lambda x: cb.hf_image_features(model, x),
@@ -108,12 +115,26 @@ def load_random_init(args) -> Source:
         ref_text_fixed_length=None,
         embed_dim=cfg.projection_dim,
         image_size=cfg.vision_config.image_size,
-        mean=cb.OPENAI_CLIP_MEAN,
-        std=cb.OPENAI_CLIP_STD,
+        mean=mean,
+        std=std,
         logit_scale=float(model.logit_scale.exp().item()),
-        architecture=hf_architecture(cfg, reference=arch["reference_checkpoint"]),
-        preprocess={"resize_shortest_edge": cfg.vision_config.image_size, "resample": "bicubic",
-                    "crop": "center"},
+        architecture=architecture or hf_architecture(cfg),
+        preprocess={"resize_shortest_edge": resize_shortest_edge or cfg.vision_config.image_size,
+                    "resample": resample, "crop": "center"},
+        **identity,
+    )
+
+
+def load_random_init(args) -> Source:
+    model = cb.random_init_clip(args.arch, args.seed)
+    arch = cb.ARCHITECTURES[args.arch]
+    return hf_model_source(
+        model,
+        name=args.name or f"clip-{args.arch}-random-init-seed{args.seed}",
+        kind="random-init",
+        checkpoint=args.arch,
+        seed=args.seed,
+        architecture=hf_architecture(model.config, reference=arch["reference_checkpoint"]),
     )
 
 
@@ -134,29 +155,14 @@ def load_trained(args) -> Source:
     log(f"loading trained CLIPModel {d} (attn_implementation=eager)")
     model = CLIPModel.from_pretrained(str(d), attn_implementation="eager").to(torch.float32).eval()
     model.config._attn_implementation = "eager"
-    cfg = model.config
-    if cfg.text_config.vocab_size != cb.VOCAB_SIZE or cfg.text_config.max_position_embeddings != cb.CONTEXT_LENGTH:
-        raise SystemExit(f"{d}: text vocab/positions are not CLIP's {cb.VOCAB_SIZE}/{cb.CONTEXT_LENGTH}")
-    w = cb.wrappers()
+    check_clip_text_config(model.config, d)
     settings = facts.get("settings", {})
-    return Source(
+    return hf_model_source(
+        model,
         name=args.name or facts.get("name") or f"clip-{d.parent.name}",
         kind="trained",
         checkpoint=facts.get("checkpoint") or f"{facts.get('trainer', 'models/tabletop/train.py')}",
         seed=settings.get("seed"),
-        image_encoder=w["HFImageEncoder"](model).eval(),
-        text_encoder=w["HFTextEncoder"](model).eval(),
-        ref_image=lambda x: cb.hf_image_features(model, x),
-        ref_text=lambda ids: cb.hf_text_features(model, ids),
-        ref_text_fixed_length=None,
-        embed_dim=cfg.projection_dim,
-        image_size=cfg.vision_config.image_size,
-        mean=cb.OPENAI_CLIP_MEAN,
-        std=cb.OPENAI_CLIP_STD,
-        logit_scale=float(model.logit_scale.exp().item()),
-        architecture=hf_architecture(cfg),
-        preprocess={"resize_shortest_edge": cfg.vision_config.image_size, "resample": "bicubic",
-                    "crop": "center"},
         training={k: v for k, v in facts.items() if k not in ("name", "checkpoint")},
     )
 
@@ -186,10 +192,7 @@ def load_hf(args) -> Source:
     # No dtype argument (its name changed between transformers 4 and 5); export in float32.
     model = CLIPModel.from_pretrained(args.hf, attn_implementation="eager").to(torch.float32).eval()
     cfg = model.config
-    if cfg.text_config.vocab_size != cb.VOCAB_SIZE or cfg.text_config.max_position_embeddings != cb.CONTEXT_LENGTH:
-        raise SystemExit(f"{args.hf}: text vocab {cfg.text_config.vocab_size} / positions "
-                         f"{cfg.text_config.max_position_embeddings} are not CLIP's {cb.VOCAB_SIZE}/{cb.CONTEXT_LENGTH}: "
-                         "its tokenizer is not the CLIP BPE this bundle format ships")
+    check_clip_text_config(cfg, args.hf)
     proc = load_hf_image_processor(args.hf)
     crop = proc.crop_size
     crop_h = crop["height"] if isinstance(crop, dict) else crop.height
@@ -205,24 +208,16 @@ def load_hf(args) -> Source:
     resample = int(getattr(proc, "resample", 3))
     if resample != 3:
         log(f"warning: processor resample is {resample}, not BICUBIC (3)")
-    return Source(
+    return hf_model_source(
+        model,
         name=args.name or Path(args.hf.rstrip("/")).name,
         kind="transformers",
         checkpoint=args.hf,
         seed=None,
-        image_encoder=cb.wrappers()["HFImageEncoder"](model).eval(),
-        text_encoder=cb.wrappers()["HFTextEncoder"](model).eval(),
-        ref_image=lambda x: cb.hf_image_features(model, x),
-        ref_text=lambda ids: cb.hf_text_features(model, ids),
-        ref_text_fixed_length=None,
-        embed_dim=cfg.projection_dim,
-        image_size=cfg.vision_config.image_size,
         mean=[float(x) for x in proc.image_mean],
         std=[float(x) for x in proc.image_std],
-        logit_scale=float(model.logit_scale.exp().item()),
-        architecture=hf_architecture(cfg),
-        preprocess={"resize_shortest_edge": int(shortest) if shortest else crop_h,
-                    "resample": {3: "bicubic", 2: "bilinear"}.get(resample, str(resample)), "crop": "center"},
+        resize_shortest_edge=int(shortest) if shortest else crop_h,
+        resample={3: "bicubic", 2: "bilinear"}.get(resample, str(resample)),
     )
 
 
