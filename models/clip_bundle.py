@@ -241,6 +241,26 @@ def set_manifest_section(bundle_dir: str | os.PathLike, key: str, value: dict[st
     return path
 
 
+def set_manifest_file(bundle_dir: str | os.PathLike, key: str, fname: str, inp: str | None = None,
+                      out: str | None = None) -> Path:
+    """Add (or replace) the entry `key` of the `files:` block of an existing `model.yaml`
+    with `fname` and its current sha256 (e.g. the int8 image encoder added after export)."""
+    path = Path(bundle_dir) / MANIFEST_FILE
+    sha = sha256_file(Path(bundle_dir) / fname)
+    entry = f"  {key}: {{path: {fname}, sha256: {sha}"
+    entry += f", input: {inp}, output: {out}}}" if inp else "}"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = lines.index("files:")
+    end = start + 1
+    while end < len(lines) and lines[end].startswith("  "):
+        end += 1
+    block = [line for line in lines[start + 1:end] if not line.startswith(f"  {key}:")]
+    lines[start + 1:end] = block + [entry]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert read_manifest(bundle_dir)["files"][key]["sha256"] == sha
+    return path
+
+
 def read_manifest(bundle_dir: str | os.PathLike) -> dict[str, Any]:
     import yaml
 

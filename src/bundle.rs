@@ -34,6 +34,9 @@ pub struct Manifest {
     /// Token context of the text encoder (77 for CLIP).
     pub context_length: usize,
     pub files: Files,
+    /// How the quantized graphs were made (required for each one `files` lists).
+    #[serde(default)]
+    pub quantization: Option<Quantization>,
     /// Everything else the exporter recorded (architecture, training, metrics, ...).
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -57,8 +60,99 @@ pub struct Files {
     pub image_encoder: GraphFile,
     pub text_encoder: GraphFile,
     pub tokenizer: BundleFile,
+    /// The int8 image encoder (written by `models/quantize.py`), if the bundle has one.
+    #[serde(default)]
+    pub image_encoder_int8: Option<GraphFile>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// The `quantization:` section: one entry per quantized graph.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Quantization {
+    #[serde(default)]
+    pub image_encoder_int8: Option<QuantizedGraph>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// How one quantized graph was made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuantizedGraph {
+    /// One of [`QuantForm`]'s names.
+    pub form: String,
+    /// Where static activation scales came from (required by static forms).
+    #[serde(default)]
+    pub calibration: Option<serde_json::Value>,
+    /// Settings and measured accuracy recorded by the quantizer.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// The quantized forms this engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantForm {
+    /// int8 weights per output channel; activation scales per token row, computed at run
+    /// time (no calibration).
+    DynamicSymmetric,
+    /// int8 weights per output channel; one activation scale per tensor, fixed by
+    /// calibration images.
+    StaticSymmetric,
+}
+
+impl QuantForm {
+    pub const ALL: [QuantForm; 2] = [QuantForm::DynamicSymmetric, QuantForm::StaticSymmetric];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantForm::DynamicSymmetric => "dynamic-symmetric",
+            QuantForm::StaticSymmetric => "static-symmetric",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Whether the form's activation scales come from calibration data.
+    pub fn needs_calibration(self) -> bool {
+        matches!(self, QuantForm::StaticSymmetric)
+    }
+}
+
+/// Which image encoder graph to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    Fp32,
+    Int8,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "fp32" => Ok(Precision::Fp32),
+            "int8" => Ok(Precision::Int8),
+            other => Err(format!(
+                "unknown precision `{other}` (expected fp32 or int8)"
+            )),
+        }
+    }
 }
 
 /// A plain file of the bundle with its checksum.
@@ -205,10 +299,15 @@ impl ModelBundle {
                 );
             }
         }
-        for (field, g) in [
+        let mut graphs = vec![
             ("files.image_encoder", &m.files.image_encoder),
             ("files.text_encoder", &m.files.text_encoder),
-        ] {
+        ];
+        if let Some(g) = &m.files.image_encoder_int8 {
+            graphs.push(("files.image_encoder_int8", g));
+        }
+        self.validate_quantization()?;
+        for (field, g) in graphs {
             if g.input.is_empty() {
                 return Err(self.field_error(&format!("{field}.input"), "empty input name"));
             }
@@ -219,6 +318,94 @@ impl ModelBundle {
         Ok(())
     }
 
+    /// The int8 image encoder needs its `quantization.image_encoder_int8` entry with a
+    /// form this engine knows (and calibration where the form needs it), and vice versa.
+    fn validate_quantization(&self) -> Result<()> {
+        const FIELD: &str = "quantization.image_encoder_int8";
+        let m = &self.manifest;
+        let entry = m
+            .quantization
+            .as_ref()
+            .and_then(|q| q.image_encoder_int8.as_ref());
+        match (&m.files.image_encoder_int8, entry) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(self.field_error(
+                FIELD,
+                "describes an int8 image encoder but files.image_encoder_int8 lists none",
+            )),
+            (Some(_), None) => Err(self.field_error(
+                FIELD,
+                "missing: files.image_encoder_int8 is listed, so its quantization form must be \
+                 recorded (models/quantize.py writes it)",
+            )),
+            (Some(_), Some(q)) => {
+                let known: Vec<&str> = QuantForm::ALL.iter().map(|f| f.name()).collect();
+                let form = QuantForm::from_name(&q.form).ok_or_else(|| {
+                    self.field_error(
+                        &format!("{FIELD}.form"),
+                        format!(
+                            "unknown form `{}` (this engine runs: {})",
+                            q.form,
+                            known.join(", ")
+                        ),
+                    )
+                })?;
+                let calibrated = q
+                    .calibration
+                    .as_ref()
+                    .is_some_and(|c| !c.is_null() && c.as_object().is_none_or(|o| !o.is_empty()));
+                if form.needs_calibration() && !calibrated {
+                    return Err(self.field_error(
+                        &format!("{FIELD}.calibration"),
+                        format!(
+                            "missing: form `{}` takes its activation scales from calibration \
+                             images; re-run models/quantize.py with --calibration-images",
+                            q.form
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The quantized form of the int8 image encoder, if the bundle has one.
+    pub fn int8_form(&self) -> Option<QuantForm> {
+        self.manifest.files.image_encoder_int8.as_ref()?;
+        let q = self
+            .manifest
+            .quantization
+            .as_ref()?
+            .image_encoder_int8
+            .as_ref()?;
+        QuantForm::from_name(&q.form)
+    }
+
+    /// The precision used when none is asked for: int8 where the bundle has it.
+    pub fn default_precision(&self) -> Precision {
+        if self.int8_form().is_some() {
+            Precision::Int8
+        } else {
+            Precision::Fp32
+        }
+    }
+
+    /// The image encoder graph of `precision`: its manifest entry and path.
+    pub fn image_encoder_graph(&self, precision: Precision) -> Result<(&GraphFile, PathBuf)> {
+        let files = &self.manifest.files;
+        let g = match precision {
+            Precision::Fp32 => &files.image_encoder,
+            Precision::Int8 => files.image_encoder_int8.as_ref().ok_or_else(|| {
+                self.field_error(
+                    "files.image_encoder_int8",
+                    "missing: this bundle has no int8 image encoder (add one with \
+                     `python3 models/quantize.py BUNDLE`, or use --precision fp32)",
+                )
+            })?,
+        };
+        Ok((g, self.dir.join(&g.path)))
+    }
+
     /// (manifest field, file) for every file the manifest lists.
     fn listed_files(&self) -> Vec<(&'static str, BundleFile)> {
         let f = &self.manifest.files;
@@ -226,11 +413,15 @@ impl ModelBundle {
             path: g.path.clone(),
             sha256: g.sha256.clone(),
         };
-        vec![
+        let mut files = vec![
             ("files.image_encoder", graph(&f.image_encoder)),
             ("files.text_encoder", graph(&f.text_encoder)),
             ("files.tokenizer", f.tokenizer.clone()),
-        ]
+        ];
+        if let Some(g) = &f.image_encoder_int8 {
+            files.push(("files.image_encoder_int8", graph(g)));
+        }
+        files
     }
 
     /// Checks that every listed file exists and hashes to its recorded sha256.

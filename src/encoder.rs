@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::{Factoid, GenericFactoid};
 
-use crate::bundle::{GraphFile, ModelBundle};
+use crate::bundle::{GraphFile, ModelBundle, Precision};
 use crate::error::{Error, Result};
 use crate::frame::RgbImage;
 use crate::preprocess::Preprocessor;
@@ -19,11 +19,26 @@ use crate::preprocess::Preprocessor;
 pub struct EncoderOptions {
     /// Threads for matrix products (1 = run on the caller's thread only).
     pub threads: usize,
+    /// Which image encoder graph to run; `None`: the bundle's default (int8 where it has
+    /// one). The text encoder is always fp32.
+    pub precision: Option<Precision>,
 }
 
 impl Default for EncoderOptions {
     fn default() -> Self {
-        EncoderOptions { threads: 1 }
+        EncoderOptions {
+            threads: 1,
+            precision: None,
+        }
+    }
+}
+
+impl EncoderOptions {
+    pub fn with_threads(threads: usize) -> Self {
+        EncoderOptions {
+            threads: threads.max(1),
+            ..Default::default()
+        }
     }
 }
 
@@ -110,6 +125,14 @@ fn fmt_dims(dims: &[Option<i64>]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
+/// How a graph is optimised and run.
+#[derive(Debug, Clone, Copy)]
+struct PlanOptions {
+    threads: usize,
+    /// Add [`FoldAllConstants`] to tract's codegen passes (int8 graphs).
+    fold_all_constants: bool,
+}
+
 /// Loads the ONNX graph of `spec`, checks its one input and one output against the
 /// manifest, checks the input's fixed dims against `expected_input` (None = any), sets
 /// `input_fact`, optimises, and checks the output is [batch, dim].
@@ -120,7 +143,7 @@ fn load_runner(
     expected_input: &[Option<i64>],
     input_shape: impl FnOnce(&SymbolScope) -> TVec<TDim>,
     dim: usize,
-    options: EncoderOptions,
+    plan: PlanOptions,
 ) -> Result<Runner> {
     let mismatch = |message: String| Error::GraphMismatch {
         path: path.to_path_buf(),
@@ -214,13 +237,27 @@ fn load_runner(
             fmt_dims(&out_dims)
         )));
     }
-    let optimized = typed
-        .into_optimized()
+    let optimized = optimize(typed, plan.fold_all_constants)
         .map_err(|e| Error::inference(format!("{}: cannot optimise", path.display()), e))?;
+    if log::log_enabled!(log::Level::Trace) {
+        for node in optimized.nodes() {
+            log::trace!(
+                "{}: {} {} {:?} -> {:?}",
+                path.display(),
+                node.name,
+                node.op().name(),
+                node.op().info().unwrap_or_default(),
+                node.outputs
+                    .iter()
+                    .map(|o| format!("{:?}", o.fact))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
     let mut run_options = RunOptions::default();
-    if options.threads > 1 {
+    if plan.threads > 1 {
         run_options.executor = Some(tract_linalg::multithread::Executor::multithread(
-            options.threads,
+            plan.threads,
         ));
     }
     let plan: Plan = optimized
@@ -236,6 +273,81 @@ fn load_runner(
     })
 }
 
+/// tract's declutter + codegen, optionally with [`FoldAllConstants`] in the codegen passes.
+fn optimize(mut model: TypedModel, fold_all_constants: bool) -> TractResult<TypedModel> {
+    use tract_onnx::tract_core::optim::Optimizer;
+    if !fold_all_constants {
+        return model.into_optimized();
+    }
+    model.declutter()?;
+    let mut codegen = Optimizer::codegen();
+    codegen.add_pass(1, Box::<FoldAllConstants>::default());
+    model.optimize_with_session(&mut codegen.session())?;
+    Ok(model)
+}
+
+/// Evaluates every stateless node whose inputs are all constants, once, at load time.
+///
+/// tract's own constant propagation declines folds whose output outgrows a 4 MiB
+/// allowance, which leaves the weight-side work of an int8 graph (weights cast for the
+/// integer kernels, per-channel terms) to be redone on every call. In an encoder whose
+/// input is the only non-constant, that work depends on the weights alone: doing it
+/// once costs load time and the memory of its result, and nothing per frame.
+#[derive(Clone, Debug, Default)]
+struct FoldAllConstants;
+
+impl tract_onnx::tract_core::optim::TypedPass for FoldAllConstants {
+    fn reset(&mut self) -> TractResult<()> {
+        Ok(())
+    }
+
+    fn next(
+        &mut self,
+        _session: &mut tract_onnx::tract_core::optim::OptimizerSession,
+        model: &TypedModel,
+    ) -> TractResult<Option<TypedModelPatch>> {
+        use tract_onnx::tract_core::ops::konst::Const;
+        use tract_onnx::tract_core::ops::source::TypedSource;
+        for node in model.eval_order()?.into_iter().map(|id| model.node(id)) {
+            if node.op_is::<Const>() || node.op_is::<TypedSource>() || node.inputs.is_empty() {
+                continue;
+            }
+            let facts = model.node_input_facts(node.id)?;
+            let Some(inputs) = facts
+                .iter()
+                .map(|f| f.konst.clone().map(|k| k.into_tvalue()))
+                .collect::<Option<TVec<TValue>>>()
+            else {
+                continue;
+            };
+            // Stateful ops answer None (or TooEarly): leave them to the plan.
+            let Ok(Some(outputs)) = node.op.eval_out_of_plan(inputs) else {
+                continue;
+            };
+            let mut patch = TypedModelPatch::default();
+            for (ix, output) in outputs.into_iter().enumerate() {
+                let exotic = model
+                    .outlet_fact(OutletId::new(node.id, ix))?
+                    .exotic_fact
+                    .clone();
+                let name = if ix == 0 {
+                    format!("{}.folded", node.name)
+                } else {
+                    format!("{}.folded.{ix}", node.name)
+                };
+                let wire = patch.wire_node(
+                    name,
+                    Const::new_with_opt_exotic_fact(output.into_arc_tensor(), exotic)?,
+                    &[],
+                )?[0];
+                patch.shunt_outside(model, OutletId::new(node.id, ix), wire)?;
+            }
+            return Ok(Some(patch));
+        }
+        Ok(None)
+    }
+}
+
 /// The CLIP image encoder with its preprocessing: images in, unnormalised embeddings out.
 pub struct ImageEncoder {
     runner: Runner,
@@ -243,16 +355,22 @@ pub struct ImageEncoder {
     /// The input tensor, reused across calls while its shape fits.
     input: Option<Arc<Tensor>>,
     size: usize,
+    precision: Precision,
 }
 
 impl ImageEncoder {
-    /// Loads the bundle's fp32 image encoder.
+    /// Loads the bundle's image encoder of `options.precision` (default: int8 where the
+    /// bundle has one, else fp32).
     pub fn load(bundle: &ModelBundle, options: EncoderOptions) -> Result<Self> {
         let m = &bundle.manifest;
         let s = m.image_size as i64;
+        let precision = options
+            .precision
+            .unwrap_or_else(|| bundle.default_precision());
+        let (spec, path) = bundle.image_encoder_graph(precision)?;
         let runner = load_runner(
-            &bundle.image_encoder_path(),
-            &m.files.image_encoder,
+            &path,
+            spec,
             f32::datum_type(),
             &[None, Some(3), Some(s), Some(s)],
             |symbols| {
@@ -264,10 +382,14 @@ impl ImageEncoder {
                 )
             },
             m.embed_dim,
-            options,
+            PlanOptions {
+                threads: options.threads,
+                fold_all_constants: precision == Precision::Int8,
+            },
         )?;
         Ok(ImageEncoder {
             runner,
+            precision,
             preprocessor: Preprocessor::new(m.image_size, m.image_mean, m.image_std),
             input: None,
             size: m.image_size,
@@ -276,6 +398,11 @@ impl ImageEncoder {
 
     pub fn embed_dim(&self) -> usize {
         self.runner.dim
+    }
+
+    /// The graph this encoder runs.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn image_size(&self) -> usize {
@@ -370,7 +497,10 @@ impl TextEncoder {
             &[None, None],
             |symbols| tvec!(symbols.sym("N").to_dim(), symbols.sym("L").to_dim()),
             m.embed_dim,
-            options,
+            PlanOptions {
+                threads: options.threads,
+                fold_all_constants: false,
+            },
         )?;
         Ok(TextEncoder {
             runner,

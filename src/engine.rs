@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::bundle::ModelBundle;
+use crate::bundle::{ModelBundle, Precision};
 use crate::encoder::{Embeddings, EncoderOptions, ImageEncoder};
 use crate::error::Result;
 use crate::frame::RgbImage;
@@ -21,6 +21,8 @@ pub struct EngineOptions {
     pub cache_dir: Option<PathBuf>,
     /// Images per image-encoder forward pass.
     pub batch_size: usize,
+    /// Image encoder graph (`None`: int8 where the bundle has one, else fp32).
+    pub precision: Option<Precision>,
 }
 
 impl Default for EngineOptions {
@@ -29,6 +31,7 @@ impl Default for EngineOptions {
             threads: 1,
             cache_dir: None,
             batch_size: 8,
+            precision: None,
         }
     }
 }
@@ -47,6 +50,7 @@ impl ClipEngine {
         let bundle = ModelBundle::open(dir)?;
         let encoder_options = EncoderOptions {
             threads: options.threads.max(1),
+            precision: options.precision,
         };
         let text = TextEmbedder::new(&bundle, encoder_options, options.cache_dir.as_deref())?;
         let image = ImageEncoder::load(&bundle, encoder_options)?;

@@ -34,7 +34,7 @@ pub mod prompt_sets;
 pub mod scoring;
 pub mod text;
 
-pub use bundle::ModelBundle;
+pub use bundle::{ModelBundle, Precision};
 pub use encoder::{EncoderOptions, ImageEncoder, TextEncoder};
 pub use engine::{ClipEngine, EngineOptions};
 pub use error::{Error, Result};

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use clip_perception::bundle::ModelBundle;
+use clip_perception::bundle::{ModelBundle, Precision};
 use clip_perception::frame::load_image_file;
 use clip_perception::labels::{parse_phrases, Prompts, TextEmbedder, DEFAULT_TEMPLATE};
 use clip_perception::text::tokenizer::ClipTokenizer;
@@ -73,12 +73,16 @@ struct ModelArgs {
     /// Threads for the encoders' matrix products.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Image encoder graph: fp32 or int8 (default: int8 where the bundle has one).
+    #[arg(long)]
+    precision: Option<Precision>,
 }
 
 impl ModelArgs {
     fn encoder_options(&self) -> EncoderOptions {
         EncoderOptions {
             threads: self.threads.max(1),
+            precision: self.precision,
         }
     }
 }
@@ -164,6 +168,7 @@ fn classify(args: ClassifyArgs, out: &mut impl Write) -> Result<()> {
         threads: args.model.threads,
         cache_dir,
         batch_size: args.batch_size,
+        precision: args.model.precision,
     };
     let mut engine = ClipEngine::load(&args.model.model, &options)?;
     let labels = engine.label_matrix(&phrases, &prompts)?;

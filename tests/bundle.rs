@@ -1,14 +1,21 @@
 //! A broken bundle stops loading with one error that names the file and the field.
 
-use clip_perception::{EncoderOptions, ImageEncoder, ModelBundle, TextEncoder};
+use clip_perception::{EncoderOptions, ImageEncoder, ModelBundle, Precision, TextEncoder};
 
-use crate::common::{copy_bundle, tiny_bundle};
+use crate::common::{copy_bundle, remove_block, remove_int8, tiny_bundle};
 
 fn edit_manifest(dir: &std::path::Path, from: &str, to: &str) {
     let path = dir.join("model.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains(from), "fixture manifest has no {from:?}");
     std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
+fn fp32() -> EncoderOptions {
+    EncoderOptions {
+        precision: Some(Precision::Fp32),
+        ..Default::default()
+    }
 }
 
 fn err_of<T>(r: clip_perception::Result<T>) -> String {
@@ -97,7 +104,7 @@ fn manifest_disagreeing_with_graphs() {
         edit_manifest(dir.path(), from, to);
         let bundle = ModelBundle::open(dir.path()).unwrap();
         let e = if image {
-            err_of(ImageEncoder::load(&bundle, EncoderOptions::default()))
+            err_of(ImageEncoder::load(&bundle, fp32()))
         } else {
             err_of(TextEncoder::load(&bundle, EncoderOptions::default()))
         };
@@ -126,9 +133,116 @@ fn not_a_graph() {
     let new = clip_perception::bundle::sha256_file(&path).unwrap();
     edit_manifest(dir.path(), &old, &new);
     let bundle = ModelBundle::open(dir.path()).unwrap();
-    let e = err_of(ImageEncoder::load(&bundle, EncoderOptions::default()));
+    let e = err_of(ImageEncoder::load(&bundle, fp32()));
     assert!(
         e.contains("image_encoder.onnx") && e.contains("cannot load ONNX graph"),
+        "{e}"
+    );
+}
+
+#[test]
+fn int8_encoder_without_its_quantization_record() {
+    let dir = copy_bundle(&tiny_bundle());
+    remove_block(dir.path(), "quantization");
+    let e = err_of(ModelBundle::open(dir.path()));
+    assert!(
+        e.contains("model.yaml")
+            && e.contains("quantization.image_encoder_int8")
+            && e.contains("missing"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_quantization_form() {
+    let dir = copy_bundle(&tiny_bundle());
+    edit_manifest(
+        dir.path(),
+        "form: \"dynamic-symmetric\"",
+        "form: \"int4-blockwise\"",
+    );
+    let e = err_of(ModelBundle::open(dir.path()));
+    assert!(
+        e.contains("model.yaml")
+            && e.contains("quantization.image_encoder_int8.form")
+            && e.contains("int4-blockwise")
+            && e.contains("dynamic-symmetric, static-symmetric"),
+        "{e}"
+    );
+}
+
+#[test]
+fn static_form_without_calibration() {
+    let dir = copy_bundle(&tiny_bundle());
+    edit_manifest(
+        dir.path(),
+        "form: \"dynamic-symmetric\"",
+        "form: \"static-symmetric\"",
+    );
+    let e = err_of(ModelBundle::open(dir.path()));
+    assert!(
+        e.contains("model.yaml")
+            && e.contains("quantization.image_encoder_int8.calibration")
+            && e.contains("--calibration-images"),
+        "{e}"
+    );
+    // With a calibration record the same manifest is accepted.
+    edit_manifest(
+        dir.path(),
+        "calibration: null",
+        "calibration: {images: \"16 images\", method: abs-max}",
+    );
+    ModelBundle::open(dir.path()).unwrap();
+}
+
+#[test]
+fn quantization_record_without_the_int8_file_entry() {
+    let dir = copy_bundle(&tiny_bundle());
+    let path = dir.path().join("model.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("image_encoder_int8: {path"))
+        .collect();
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+    let e = err_of(ModelBundle::open(dir.path()));
+    assert!(
+        e.contains("quantization.image_encoder_int8") && e.contains("files.image_encoder_int8"),
+        "{e}"
+    );
+}
+
+#[test]
+fn int8_asked_of_a_bundle_without_it() {
+    let dir = copy_bundle(&tiny_bundle());
+    remove_int8(dir.path());
+    let bundle = ModelBundle::open(dir.path()).unwrap();
+    assert_eq!(bundle.default_precision(), Precision::Fp32);
+    let encoder = ImageEncoder::load(&bundle, EncoderOptions::default()).unwrap();
+    assert_eq!(encoder.precision(), Precision::Fp32);
+    let options = EncoderOptions {
+        precision: Some(Precision::Int8),
+        ..Default::default()
+    };
+    let e = err_of(ImageEncoder::load(&bundle, options));
+    assert!(
+        e.contains("model.yaml")
+            && e.contains("files.image_encoder_int8")
+            && e.contains("quantize.py"),
+        "{e}"
+    );
+}
+
+#[test]
+fn corrupt_int8_graph_names_its_file() {
+    let dir = copy_bundle(&tiny_bundle());
+    let path = dir.path().join("image_encoder_int8.onnx");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&path, bytes).unwrap();
+    let e = err_of(ModelBundle::open(dir.path()));
+    assert!(
+        e.contains("image_encoder_int8.onnx") && e.contains("sha256 mismatch"),
         "{e}"
     );
 }

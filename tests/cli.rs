@@ -136,12 +136,34 @@ fn embed_image_and_text_match_golden() {
         "embed-image",
         "--model",
         &model(),
+        "--precision",
+        "fp32",
         &file.display().to_string(),
         "--json",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert!(cosine(&f32s(&v["embedding"]), &f32s(&img["image_embeds"])) >= 0.99999);
+    // The default is the bundle's int8 encoder: onnxruntime's int8 result.
+    let o = run(&[
+        "embed-image",
+        "--model",
+        &model(),
+        &file.display().to_string(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let int8 = f32s(&img["image_embeds_int8_onnxruntime"]);
+    assert!(cosine(&f32s(&v["embedding"]), &int8) >= 0.9999);
+    let o = run(&[
+        "embed-image",
+        "--precision",
+        "int4",
+        &file.display().to_string(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("int4"), "{}", stderr(&o));
 
     let phrase = &golden["phrases"][0];
     let o = run(&[

@@ -49,3 +49,34 @@ pub fn copy_bundle(src: &std::path::Path) -> tempfile::TempDir {
     }
     dir
 }
+
+/// Removes the top-level block `key:` (and its indented lines) from the manifest.
+pub fn remove_block(dir: &std::path::Path, key: &str) {
+    let path = dir.join("model.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut kept = Vec::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            skipping = line.starts_with(&format!("{key}:"));
+        }
+        if !skipping {
+            kept.push(line);
+        }
+    }
+    assert!(kept.len() < text.lines().count(), "no block {key}");
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+}
+
+/// Removes the int8 image encoder from a bundle copy (its file, its entry, its section).
+pub fn remove_int8(dir: &std::path::Path) {
+    let path = dir.join("model.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("image_encoder_int8: {path"))
+        .collect();
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+    remove_block(dir, "quantization");
+    std::fs::remove_file(dir.join("image_encoder_int8.onnx")).unwrap();
+}

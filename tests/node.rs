@@ -143,6 +143,7 @@ fn cases() -> &'static (tempfile::TempDir, Value) {
             threads: 1,
             cache_dir: None,
             batch_size: 1,
+            ..Default::default()
         };
         let mut engine = ClipEngine::load(&model, &options).expect("load the test model");
         let phrases: Vec<String> = PHRASES.iter().map(|s| s.to_string()).collect();

@@ -10,7 +10,7 @@ use clip_perception::node::messages::{
 };
 use clip_perception::node::{ImageInput, NodeCore, NodePlan, Pixels, RosArgs};
 
-use crate::common::tiny_bundle;
+use crate::common::{copy_bundle, remove_int8, tiny_bundle};
 
 #[derive(Default)]
 struct Recorder {
@@ -266,4 +266,30 @@ fn max_rate_spaces_the_frames_out() {
     );
     assert!(core.stats().dropped > 0);
     core.shutdown();
+}
+
+#[test]
+fn precision_int8_on_a_bundle_without_it_stops_start_up() {
+    let dir = copy_bundle(&tiny_bundle());
+    remove_int8(dir.path());
+    let model = format!("model_dir:={}", dir.path().display());
+    let plan = |precision: &str| {
+        let p = format!("precision:={precision}");
+        NodePlan::from_args(
+            &RosArgs::parse(["--ros-args", "-p", model.as_str(), "-p", p.as_str()]).unwrap(),
+        )
+        .unwrap()
+    };
+    let e = plan("int8")
+        .load_engine()
+        .err()
+        .expect("int8 without an int8 graph");
+    let message = e.to_string();
+    assert!(
+        message.contains("precision") && message.contains("files.image_encoder_int8"),
+        "{message}"
+    );
+    // auto falls back to fp32.
+    let setup = plan("auto").load_engine().unwrap();
+    assert_eq!(setup.image.precision(), clip_perception::Precision::Fp32);
 }

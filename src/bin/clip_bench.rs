@@ -10,7 +10,7 @@ use clap::Parser;
 use serde_json::json;
 
 use clip_perception::labels::TextEmbedder;
-use clip_perception::{EncoderOptions, ImageEncoder, ModelBundle};
+use clip_perception::{EncoderOptions, ImageEncoder, ModelBundle, Precision};
 
 #[derive(Parser)]
 #[command(about = "Latency of a bundle's tract encoders (JSON lines)")]
@@ -24,6 +24,9 @@ struct Args {
     /// Thread counts.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     threads: Vec<usize>,
+    /// Image encoder precisions (int8 is skipped, with a note, if the bundle has none).
+    #[arg(long, value_delimiter = ',', default_value = "fp32,int8")]
+    precision: Vec<Precision>,
     /// Timed runs per case.
     #[arg(long, default_value_t = 10)]
     runs: usize,
@@ -77,9 +80,28 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let bundle = ModelBundle::open(&args.model)?;
     let s = bundle.manifest.image_size;
+    let precisions: Vec<Precision> = args
+        .precision
+        .iter()
+        .copied()
+        .filter(|&p| {
+            let have = p == Precision::Fp32 || bundle.int8_form().is_some();
+            if !have {
+                eprintln!(
+                    "note: {} has no int8 image encoder; skipping int8",
+                    args.model.display()
+                );
+            }
+            have
+        })
+        .collect();
     for &threads in &args.threads {
-        let options = EncoderOptions { threads };
-        if !args.skip_image {
+        let options = EncoderOptions::with_threads(threads);
+        for &precision in precisions.iter().filter(|_| !args.skip_image) {
+            let options = EncoderOptions {
+                precision: Some(precision),
+                ..options
+            };
             let mut encoder = ImageEncoder::load(&bundle, options)?;
             for &batch in &args.batches {
                 // Deterministic pseudo-random pixels in the normalised range.
@@ -102,12 +124,12 @@ fn main() -> Result<()> {
                         .collect();
                     println!(
                         "{}",
-                        json!({"engine": "tract", "encoder": "image", "profile": ops, "batch": batch, "threads": threads})
+                        json!({"engine": "tract", "encoder": "image", "precision": precision.name(), "profile": ops, "batch": batch, "threads": threads})
                     );
                 }
                 println!(
                     "{}",
-                    json!({"engine": "tract", "encoder": "image", "precision": "fp32", "batch": batch, "threads": threads,
+                    json!({"engine": "tract", "encoder": "image", "precision": precision.name(), "batch": batch, "threads": threads,
                            "median_ms": t.median, "samples_ms": t.samples})
                 );
             }

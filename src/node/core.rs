@@ -140,6 +140,7 @@ impl NodeCore {
         } = setup;
         let mut stats = NodeStats::default();
         stats.labels = labels.len();
+        stats.precision = image.precision().name();
         stats.text = text.stats();
         outputs.label_info(label_info(&labels, config.threshold));
         let shared = Arc::new(Shared {

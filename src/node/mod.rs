@@ -116,7 +116,7 @@ impl NodePlan {
         let bundle = ModelBundle::open(&config.model_dir).map_err(engine("model_dir"))?;
         let mut text = TextEmbedder::new(
             &bundle,
-            EncoderOptions { threads: 1 },
+            EncoderOptions::with_threads(1),
             config.cache_dir.as_deref(),
         )
         .map_err(engine("model_dir"))?;
@@ -126,10 +126,17 @@ impl NodePlan {
         if !config.keep_text_encoder {
             text.unload_encoder();
         }
+        let precision = config
+            .precision
+            .unwrap_or_else(|| bundle.default_precision());
+        bundle
+            .image_encoder_graph(precision)
+            .map_err(engine("precision"))?;
         let image = ImageEncoder::load(
             &bundle,
             EncoderOptions {
                 threads: config.threads,
+                precision: Some(precision),
             },
         )
         .map_err(engine("model_dir"))?;

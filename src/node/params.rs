@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+use crate::bundle::Precision;
 use crate::labels::{parse_phrases, validate_phrases, Prompts};
 
 /// Most phrases one label set (parameter or query) may hold.
@@ -204,6 +205,8 @@ node_params! {
     cache_dir: String = String::new();
     /// Threads for the image encoder's matrix products (the text encoder uses one).
     threads: i64 = 2;
+    /// Image encoder graph: `int8`, `fp32`, or `auto` (int8 where the bundle has one, else fp32).
+    precision: String = "auto".to_string();
     /// Keep the text encoder loaded between queries (faster new phrases, more memory); otherwise it is freed after each use.
     keep_text_encoder: bool = false;
     /// When the encoder frees up and the waiting frame is already older than half the camera's frame period, wait for the next frame (at most one period) and encode that instead: fresher results for a little throughput.
@@ -229,6 +232,8 @@ pub struct NodeConfig {
     pub hysteresis: f32,
     pub cache_dir: Option<PathBuf>,
     pub threads: usize,
+    /// `None`: the bundle's default (int8 where it has one).
+    pub precision: Option<Precision>,
     pub keep_text_encoder: bool,
     pub wait_for_fresh_frame: bool,
     pub diagnostics_period: std::time::Duration,
@@ -358,6 +363,14 @@ impl NodeParams {
                 format!("{} is out of range [1, 256]", self.threads),
             ));
         }
+        let precision = match self.precision.as_str() {
+            "auto" | "" => None,
+            other => Some(
+                other
+                    .parse::<Precision>()
+                    .map_err(|m| ParamError::new("precision", format!("{m}, or auto")))?,
+            ),
+        };
         in_range(
             "diagnostics_period",
             self.diagnostics_period,
@@ -384,6 +397,7 @@ impl NodeParams {
             hysteresis: self.hysteresis as f32,
             cache_dir,
             threads: self.threads as usize,
+            precision,
             keep_text_encoder: self.keep_text_encoder,
             wait_for_fresh_frame: self.wait_for_fresh_frame,
             diagnostics_period: std::time::Duration::from_secs_f64(self.diagnostics_period),
@@ -473,5 +487,15 @@ mod tests {
         rejected("smoothing", json!(1.0));
         rejected("threads", json!(0));
         rejected("diagnostics_period", json!(0.0));
+        assert!(rejected("precision", json!("int4")).contains("fp32 or int8"));
+    }
+
+    #[test]
+    fn precision_values() {
+        assert_eq!(NodeParams::default().precision, "auto");
+        let config = |v: &str| with("precision", json!(v)).validate().unwrap().precision;
+        assert_eq!(config("auto"), None);
+        assert_eq!(config("int8"), Some(Precision::Int8));
+        assert_eq!(config("fp32"), Some(Precision::Fp32));
     }
 }

@@ -92,6 +92,8 @@ pub struct NodeStats {
     /// Increments each time the phrase set changes (0: the phrases the node started with).
     pub label_generation: u64,
     pub labels: usize,
+    /// The image encoder graph the node runs (`int8` or `fp32`).
+    pub precision: &'static str,
     pub text: TextStats,
     /// Receive -> publish time of processed frames.
     pub latency_ms: Window,
@@ -114,6 +116,7 @@ impl Default for NodeStats {
             queries_superseded: 0,
             label_generation: 0,
             labels: 0,
+            precision: "",
             text: TextStats::default(),
             latency_ms: Window::new(1000),
             encoder_ms: Window::new(1000),
@@ -182,6 +185,7 @@ impl NodeStats {
                 "encoder p99 (ms)".into(),
                 ms(self.encoder_ms.quantile(0.99)),
             ),
+            ("image encoder".into(), self.precision.to_string()),
             ("labels".into(), self.labels.to_string()),
             ("label generation".into(), self.label_generation.to_string()),
             ("queries applied".into(), self.queries_applied.to_string()),

@@ -14,6 +14,8 @@ agree with PyTorch (max abs diff printed and stored).
   CLIPModel.get_image_features (projected, unnormalised).
 - phrases: 12 strings; `ids` = open_clip SimpleTokenizer ids (sot ... eot, unpadded);
   `text_embeds` = CLIPModel.get_text_features on the ids zero-padded to 77 like open_clip.
+- image_embeds_int8_onnxruntime: onnxruntime on the fixture's int8 image encoder
+  (models/quantize.py, dynamic-symmetric) with the same pixel_values.
 - zero_shot: for each image, cosine similarity to every phrase, `logit_scale * cosine`
   softmax probabilities, and `ranking` = phrase indices by descending cosine.
 Paths in golden.json are relative to this folder.
@@ -116,6 +118,14 @@ def main() -> int:
         print(f"max abs diff {k}: {v:.3g}")
     assert max(checks.values()) < 1e-4, checks
 
+    # The int8 image encoder (models/quantize.py): onnxruntime is the reference implementation
+    # of its integer ops (MatMulInteger, Round, Cast); the engine must match it.
+    int8 = manifest["files"]["image_encoder_int8"]
+    sess_q = cb.ort_session(os.path.join(BUNDLE, int8["path"]))
+    img_q = sess_q.run(None, {cb.IMAGE_INPUT: pixel_batch.numpy()})[0]
+    cos_q = [float(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b)) for a, b in zip(img_q, img.numpy())]
+    print(f"int8 (onnxruntime) vs fp32 (PyTorch) image embedding cosine: min {min(cos_q):.6f}")
+
     img_n = img / img.norm(dim=-1, keepdim=True)
     txt_n = txt / txt.norm(dim=-1, keepdim=True)
     cos = (img_n @ txt_n.T).double()
@@ -138,7 +148,12 @@ def main() -> int:
                      "pixel_values from CLIPImageProcessorPil defaults; ids from open_clip SimpleTokenizer, "
                      "zero-padded to 77",
         "max_abs_diff_checks": {k: float(f"{v:.3g}") for k, v in checks.items()},
-        "images": [dict(e, image_embeds=[float(x) for x in img[i]]) for i, e in enumerate(images)],
+        "int8_reference": "onnxruntime on files.image_encoder_int8 (form "
+                          f"{manifest['quantization']['image_encoder_int8']['form']}), same pixel_values",
+        "int8_vs_fp32_cosine_min": min(cos_q),
+        "images": [dict(e, image_embeds=[float(x) for x in img[i]],
+                        image_embeds_int8_onnxruntime=[float(x) for x in img_q[i]])
+                   for i, e in enumerate(images)],
         "phrases": [{"text": p, "ids": ids[j], "text_embeds": [float(x) for x in txt[j]]}
                     for j, p in enumerate(PHRASES)],
         "zero_shot": zero_shot,
