@@ -17,9 +17,12 @@ no zero-point correction terms exist), and the form decides where their scale co
   static-symmetric   one scale per tensor, fixed from calibration images (abs-max over them,
                      times a safety margin), clipped at run time; needs --calibration-images.
 
-The quantized products are written as standard ONNX (Abs, ReduceMax, Div, Mul, Round, Clip,
-Cast, MatMulInteger), which onnxruntime and tract both run; the engine folds the constant
-weight-side work once at load. The int8 graph is checked against the fp32 graph with
+The quantized products are written as standard ONNX (Reshape, Abs, ReduceMax, Div, Mul,
+Round, Clip, Cast, MatMulInteger), which onnxruntime and tract both run. Zero points are 0, so
+there are no zero-point correction terms. Activations are flattened to [rows, K] so every
+runtime sees one plain 2-D integer product (tract otherwise loops over the token axis). The
+Rust engine recognises the dynamic-symmetric quantize and dequantize chains and runs each as
+one fused op with the same arithmetic (src/int8.rs; bit-identical results). The int8 graph is checked against the fp32 graph with
 onnxruntime (embedding cosine; on --images, also zero-shot top-1 agreement is measured by the
 benchmark), and the form, settings and accuracy are recorded in model.yaml under
 `quantization:`.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::{Factoid, GenericFactoid};
 
-use crate::bundle::{GraphFile, ModelBundle, Precision};
+use crate::bundle::{GraphFile, ModelBundle, Precision, QuantForm};
 use crate::error::{Error, Result};
 use crate::frame::RgbImage;
 use crate::preprocess::Preprocessor;
@@ -52,14 +52,20 @@ struct Runner {
     state: TypedSimpleState,
     path: std::path::PathBuf,
     dim: usize,
+    /// The matrix-product thread pool (threads > 1). A forward pass runs on one of its
+    /// threads, not the caller's: the pool's idle threads then compete with one thread
+    /// for the cores between two products instead of two.
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl Runner {
     fn run(&mut self, input: TValue) -> Result<Embeddings> {
-        let outputs = self
-            .state
-            .run(tvec!(input))
-            .map_err(|e| Error::inference(format!("{}: run", self.path.display()), e))?;
+        let state = &mut self.state;
+        let outputs = match &self.pool {
+            Some(pool) => pool.install(|| state.run(tvec!(input))),
+            None => state.run(tvec!(input)),
+        }
+        .map_err(|e| Error::inference(format!("{}: run", self.path.display()), e))?;
         let out = outputs[0]
             .to_plain_array_view::<f32>()
             .map_err(|e| Error::inference(format!("{}: output", self.path.display()), e))?;
@@ -88,15 +94,21 @@ impl Runner {
     fn profile(&mut self, input: TValue) -> Result<OpProfile> {
         use std::collections::HashMap;
         let mut per_op: HashMap<String, f64> = HashMap::new();
-        self.state
-            .run_plan_with_eval(tvec!(input), |ctx, state, node, inputs| {
+        let state = &mut self.state;
+        let pass = || {
+            state.run_plan_with_eval(tvec!(input), |ctx, state, node, inputs| {
                 let start = std::time::Instant::now();
                 let out = tract_onnx::tract_core::plan::eval(ctx, state, node, inputs);
                 *per_op.entry(node.op().name().to_string()).or_default() +=
                     start.elapsed().as_secs_f64() * 1e3;
                 out
             })
-            .map_err(|e| Error::inference(format!("{}: profile", self.path.display()), e))?;
+        };
+        match &self.pool {
+            Some(pool) => pool.install(pass),
+            None => pass(),
+        }
+        .map_err(|e| Error::inference(format!("{}: profile", self.path.display()), e))?;
         let mut profile: OpProfile = per_op.into_iter().collect();
         profile.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok(profile)
@@ -125,12 +137,39 @@ fn fmt_dims(dims: &[Option<i64>]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-/// How a graph is optimised and run.
+/// How a graph is parsed and run.
 #[derive(Debug, Clone, Copy)]
 struct PlanOptions {
     threads: usize,
-    /// Add [`FoldAllConstants`] to tract's codegen passes (int8 graphs).
-    fold_all_constants: bool,
+    /// Replace the int8 quantize/dequantize chains by the fused ops of [`crate::int8`].
+    fuse_int8: bool,
+}
+
+/// Parses an ONNX file (value_info ignored: quantized graphs carry symbolic shapes that
+/// clash with the input facts set later), optionally fusing the int8 chains.
+pub(crate) fn parse_onnx(path: &Path, fuse_int8: bool) -> TractResult<InferenceModel> {
+    let mut onnx = tract_onnx::onnx().with_ignore_value_info(true);
+    if !fuse_int8 {
+        return onnx.model_for_path(path);
+    }
+    crate::int8::register(&mut onnx);
+    let mut proto = onnx.proto_model_for_path(path)?;
+    let fused = crate::int8::fuse(&mut proto);
+    log::debug!(
+        "{}: fused {} int8 quantize and {} dequantize chains",
+        path.display(),
+        fused.quantize,
+        fused.dequantize
+    );
+    let dir = path.parent().and_then(Path::to_str);
+    let parsed = onnx.parse(&proto, dir)?;
+    if !parsed.unresolved_inputs.is_empty() {
+        return Err(anyhow::anyhow!(
+            "unresolved inputs at top level: {:?}",
+            parsed.unresolved_inputs
+        ));
+    }
+    Ok(parsed.model)
 }
 
 /// Loads the ONNX graph of `spec`, checks its one input and one output against the
@@ -149,9 +188,7 @@ fn load_runner(
         path: path.to_path_buf(),
         message,
     };
-    let onnx = tract_onnx::onnx().with_ignore_value_info(true);
-    let mut model = onnx
-        .model_for_path(path)
+    let mut model = parse_onnx(path, plan.fuse_int8)
         .map_err(|e| Error::inference(format!("{}: cannot load ONNX graph", path.display()), e))?;
 
     let inputs = model
@@ -237,7 +274,8 @@ fn load_runner(
             fmt_dims(&out_dims)
         )));
     }
-    let optimized = optimize(typed, plan.fold_all_constants)
+    let optimized = typed
+        .into_optimized()
         .map_err(|e| Error::inference(format!("{}: cannot optimise", path.display()), e))?;
     if log::log_enabled!(log::Level::Trace) {
         for node in optimized.nodes() {
@@ -255,10 +293,20 @@ fn load_runner(
         }
     }
     let mut run_options = RunOptions::default();
+    let mut pool = None;
     if plan.threads > 1 {
-        run_options.executor = Some(tract_linalg::multithread::Executor::multithread(
-            plan.threads,
+        let threads = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("clip-mm-{i}"))
+            .num_threads(plan.threads)
+            .build()
+            .map_err(|e| {
+                Error::InvalidInput(format!("cannot start {} threads: {e}", plan.threads))
+            })?;
+        let threads = Arc::new(threads);
+        run_options.executor = Some(tract_linalg::multithread::Executor::MultiThread(
+            threads.clone(),
         ));
+        pool = Some(threads);
     }
     let plan: Plan = optimized
         .into_runnable_with_options(&run_options)
@@ -270,82 +318,8 @@ fn load_runner(
         state,
         path: path.to_path_buf(),
         dim,
+        pool,
     })
-}
-
-/// tract's declutter + codegen, optionally with [`FoldAllConstants`] in the codegen passes.
-fn optimize(mut model: TypedModel, fold_all_constants: bool) -> TractResult<TypedModel> {
-    use tract_onnx::tract_core::optim::Optimizer;
-    if !fold_all_constants {
-        return model.into_optimized();
-    }
-    model.declutter()?;
-    let mut codegen = Optimizer::codegen();
-    codegen.add_pass(1, Box::<FoldAllConstants>::default());
-    model.optimize_with_session(&mut codegen.session())?;
-    Ok(model)
-}
-
-/// Evaluates every stateless node whose inputs are all constants, once, at load time.
-///
-/// tract's own constant propagation declines folds whose output outgrows a 4 MiB
-/// allowance, which leaves the weight-side work of an int8 graph (weights cast for the
-/// integer kernels, per-channel terms) to be redone on every call. In an encoder whose
-/// input is the only non-constant, that work depends on the weights alone: doing it
-/// once costs load time and the memory of its result, and nothing per frame.
-#[derive(Clone, Debug, Default)]
-struct FoldAllConstants;
-
-impl tract_onnx::tract_core::optim::TypedPass for FoldAllConstants {
-    fn reset(&mut self) -> TractResult<()> {
-        Ok(())
-    }
-
-    fn next(
-        &mut self,
-        _session: &mut tract_onnx::tract_core::optim::OptimizerSession,
-        model: &TypedModel,
-    ) -> TractResult<Option<TypedModelPatch>> {
-        use tract_onnx::tract_core::ops::konst::Const;
-        use tract_onnx::tract_core::ops::source::TypedSource;
-        for node in model.eval_order()?.into_iter().map(|id| model.node(id)) {
-            if node.op_is::<Const>() || node.op_is::<TypedSource>() || node.inputs.is_empty() {
-                continue;
-            }
-            let facts = model.node_input_facts(node.id)?;
-            let Some(inputs) = facts
-                .iter()
-                .map(|f| f.konst.clone().map(|k| k.into_tvalue()))
-                .collect::<Option<TVec<TValue>>>()
-            else {
-                continue;
-            };
-            // Stateful ops answer None (or TooEarly): leave them to the plan.
-            let Ok(Some(outputs)) = node.op.eval_out_of_plan(inputs) else {
-                continue;
-            };
-            let mut patch = TypedModelPatch::default();
-            for (ix, output) in outputs.into_iter().enumerate() {
-                let exotic = model
-                    .outlet_fact(OutletId::new(node.id, ix))?
-                    .exotic_fact
-                    .clone();
-                let name = if ix == 0 {
-                    format!("{}.folded", node.name)
-                } else {
-                    format!("{}.folded.{ix}", node.name)
-                };
-                let wire = patch.wire_node(
-                    name,
-                    Const::new_with_opt_exotic_fact(output.into_arc_tensor(), exotic)?,
-                    &[],
-                )?[0];
-                patch.shunt_outside(model, OutletId::new(node.id, ix), wire)?;
-            }
-            return Ok(Some(patch));
-        }
-        Ok(None)
-    }
 }
 
 /// The CLIP image encoder with its preprocessing: images in, unnormalised embeddings out.
@@ -384,7 +358,8 @@ impl ImageEncoder {
             m.embed_dim,
             PlanOptions {
                 threads: options.threads,
-                fold_all_constants: precision == Precision::Int8,
+                fuse_int8: precision == Precision::Int8
+                    && bundle.int8_form() == Some(QuantForm::DynamicSymmetric),
             },
         )?;
         Ok(ImageEncoder {
@@ -499,7 +474,7 @@ impl TextEncoder {
             m.embed_dim,
             PlanOptions {
                 threads: options.threads,
-                fold_all_constants: false,
+                fuse_int8: false,
             },
         )?;
         Ok(TextEncoder {

@@ -26,6 +26,7 @@ pub mod encoder;
 pub mod engine;
 pub mod error;
 pub mod frame;
+pub mod int8;
 pub mod labels;
 pub mod node;
 pub mod npy;

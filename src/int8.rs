@@ -1,0 +1,617 @@
+//! Fused kernels for the int8 image encoder written by `models/quantize.py`
+//! (form `dynamic-symmetric`).
+//!
+//! The quantizer writes every integer product in standard ONNX, so any runtime can run
+//! the graph:
+//!
+//! ```text
+//! rows  = Reshape(x, [-1, K])
+//! scale = Max(ReduceMax(Abs(rows), axes=[-1], keepdims=1), eps) / 127     (one per row)
+//! q     = Cast<int8>(Round(rows / scale))
+//! acc   = MatMulInteger(q, W_int8)                                        (int32)
+//! y     = (Cast<float>(acc) * w_scale) * scale                            (w_scale per column)
+//! ```
+//!
+//! tract runs each of those elementwise ops as its own pass over memory, which costs about
+//! as much as the integer products themselves. Before parsing, the engine rewrites the
+//! two elementwise chains into one op each, [`QuantizeRows`] (two passes: abs-max, then
+//! divide-round-cast) and [`DequantizeRows`] (one pass), computing exactly the same
+//! arithmetic in the same order, so results equal the unfused graph's (and onnxruntime's)
+//! bit for bit. A chain that does not have exactly this shape is left as it is.
+
+use std::collections::HashMap;
+
+use tract_onnx::model::ParsingContext;
+use tract_onnx::pb::{AttributeProto, ModelProto, NodeProto, TensorProto};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::internal::*;
+
+const QUANTIZE_OP: &str = "ClipPerceptionQuantizeRows";
+const DEQUANTIZE_OP: &str = "ClipPerceptionDequantizeRows";
+const DOMAIN: &str = "ai.clip_perception";
+/// ONNX TensorProto data types.
+const ONNX_FLOAT: i64 = 1;
+const ONNX_INT8: i64 = 3;
+
+/// Registers the fused ops with a tract ONNX parser.
+pub fn register(onnx: &mut tract_onnx::Onnx) {
+    onnx.op_register.insert(QUANTIZE_OP, parse_quantize);
+    onnx.op_register.insert(DEQUANTIZE_OP, parse_dequantize);
+}
+
+/// How many chains [`fuse`] replaced.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Fused {
+    pub quantize: usize,
+    pub dequantize: usize,
+}
+
+fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+
+/// The single f32 value of a scalar (or one-element) initializer.
+fn scalar_f32(t: &TensorProto) -> Option<f32> {
+    if t.data_type != ONNX_FLOAT as i32 {
+        return None;
+    }
+    if let Some(v) = t.float_data.first() {
+        return (t.float_data.len() == 1).then_some(*v);
+    }
+    (t.raw_data.len() == 4).then(|| f32::from_le_bytes(t.raw_data[..4].try_into().unwrap()))
+}
+
+/// Rewrites the quantize and dequantize chains of a `dynamic-symmetric` int8 graph into
+/// the fused ops (see the module docs). Everything else is left untouched.
+pub fn fuse(model: &mut ModelProto) -> Fused {
+    let Some(graph) = model.graph.as_mut() else {
+        return Fused::default();
+    };
+    let inits: HashMap<String, TensorProto> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.clone(), t.clone()))
+        .collect();
+    let nodes = &graph.node;
+    let producer: HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for n in nodes {
+        for i in &n.input {
+            *uses.entry(i.as_str()).or_default() += 1;
+        }
+    }
+    for o in &graph.output {
+        *uses.entry(o.name.as_str()).or_default() += 1;
+    }
+    let single_use = |name: &str| uses.get(name).copied() == Some(1);
+    let produced_by = |name: &str, op: &str| -> Option<usize> {
+        producer
+            .get(name)
+            .copied()
+            .filter(|&i| nodes[i].op_type == op)
+    };
+    let init_scalar = |name: &str| inits.get(name).and_then(scalar_f32);
+
+    // Quantize: Cast<int8>(Round(Div(x, Div(Max(ReduceMax(Abs(x)), eps), 127)))).
+    let mut remove = vec![false; nodes.len()];
+    let mut replace: HashMap<usize, NodeProto> = HashMap::new();
+    let mut row_scales: Vec<String> = Vec::new();
+    for (cast_ix, cast) in nodes.iter().enumerate() {
+        let is_int8_cast = cast.op_type == "Cast"
+            && attr(cast, "to").is_some_and(|a| a.i == ONNX_INT8)
+            && cast.input.len() == 1;
+        if !is_int8_cast {
+            continue;
+        }
+        let chain = (|| {
+            let round = produced_by(&cast.input[0], "Round")?;
+            let div = produced_by(&nodes[round].input[0], "Div")?;
+            let [x, scale] = [&nodes[div].input[0], &nodes[div].input[1]];
+            let scale_div = produced_by(scale, "Div")?;
+            if init_scalar(&nodes[scale_div].input[1])? != 127.0 {
+                return None;
+            }
+            let max = produced_by(&nodes[scale_div].input[0], "Max")?;
+            let eps = init_scalar(nodes[max].input.get(1)?)?;
+            let reduce = produced_by(&nodes[max].input[0], "ReduceMax")?;
+            let r = &nodes[reduce];
+            let keepdims = attr(r, "keepdims").is_none_or(|a| a.i == 1);
+            let axes_last = match (attr(r, "axes"), r.input.get(1)) {
+                (Some(a), None) => a.ints == [-1],
+                (None, Some(name)) => inits.get(name).is_some_and(|t| {
+                    t.int64_data == [-1]
+                        || (t.raw_data.len() == 8
+                            && i64::from_le_bytes(t.raw_data[..8].try_into().unwrap()) == -1)
+                }),
+                _ => false,
+            };
+            if !keepdims || !axes_last {
+                return None;
+            }
+            let abs = produced_by(&r.input[0], "Abs")?;
+            if nodes[abs].input[0] != *x {
+                return None;
+            }
+            let intermediates = [
+                &nodes[abs].output[0],
+                &r.output[0],
+                &nodes[max].output[0],
+                &nodes[div].output[0],
+                &nodes[round].output[0],
+            ];
+            if !intermediates.iter().all(|t| single_use(t)) {
+                return None;
+            }
+            Some((
+                [abs, reduce, max, scale_div, div, round],
+                x.clone(),
+                scale.clone(),
+                eps,
+            ))
+        })();
+        let Some((chain, x, scale, eps)) = chain else {
+            continue;
+        };
+        for i in chain {
+            remove[i] = true;
+        }
+        let mut fused = NodeProto {
+            name: format!("{}.fused", cast.name),
+            op_type: QUANTIZE_OP.into(),
+            domain: DOMAIN.into(),
+            input: vec![x],
+            output: vec![cast.output[0].clone(), scale.clone()],
+            ..Default::default()
+        };
+        fused.attribute.push(AttributeProto {
+            name: "eps".into(),
+            f: eps,
+            r#type: 1, // FLOAT
+            ..Default::default()
+        });
+        replace.insert(cast_ix, fused);
+        row_scales.push(scale);
+    }
+
+    // Dequantize: Mul(Mul(Cast<float>(MatMulInteger(..)), w_scale), row_scale).
+    for (outer_ix, outer) in nodes.iter().enumerate() {
+        if outer.op_type != "Mul" || outer.input.len() != 2 || remove[outer_ix] {
+            continue;
+        }
+        let chain = (|| {
+            let [a, row_scale] = [&outer.input[0], &outer.input[1]];
+            if !row_scales.contains(row_scale) {
+                return None;
+            }
+            let inner = produced_by(a, "Mul")?;
+            let [c, col_scale] = [&nodes[inner].input[0], &nodes[inner].input[1]];
+            let cols = inits.get(col_scale)?;
+            if cols.data_type != ONNX_FLOAT as i32 || cols.dims.len() != 1 {
+                return None;
+            }
+            let cast = produced_by(c, "Cast")?;
+            if attr(&nodes[cast], "to").is_none_or(|a| a.i != ONNX_FLOAT) {
+                return None;
+            }
+            let acc = &nodes[cast].input[0];
+            produced_by(acc, "MatMulInteger")?;
+            if !single_use(a) || !single_use(c) {
+                return None;
+            }
+            Some((
+                [inner, cast],
+                acc.clone(),
+                col_scale.clone(),
+                row_scale.clone(),
+            ))
+        })();
+        let Some((chain, acc, col_scale, row_scale)) = chain else {
+            continue;
+        };
+        for i in chain {
+            remove[i] = true;
+        }
+        replace.insert(
+            outer_ix,
+            NodeProto {
+                name: format!("{}.fused", outer.name),
+                op_type: DEQUANTIZE_OP.into(),
+                domain: DOMAIN.into(),
+                input: vec![acc, row_scale, col_scale],
+                output: vec![outer.output[0].clone()],
+                ..Default::default()
+            },
+        );
+    }
+
+    let mut fused = Fused::default();
+    let old = std::mem::take(&mut graph.node);
+    for (i, node) in old.into_iter().enumerate() {
+        if let Some(new) = replace.remove(&i) {
+            if new.op_type == QUANTIZE_OP {
+                fused.quantize += 1;
+            } else {
+                fused.dequantize += 1;
+            }
+            graph.node.push(new);
+        } else if !remove[i] {
+            graph.node.push(node);
+        }
+    }
+    fused
+}
+
+fn parse_quantize(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let eps = attr(node, "eps").map(|a| a.f).unwrap_or(0.0);
+    Ok((expand(QuantizeRowsExpansion { eps }), vec![]))
+}
+
+fn parse_dequantize(
+    _ctx: &ParsingContext,
+    _node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    Ok((expand(DequantizeRowsExpansion), vec![]))
+}
+
+#[derive(Debug, Clone)]
+struct QuantizeRowsExpansion {
+    eps: f32,
+}
+
+impl Expansion for QuantizeRowsExpansion {
+    fn name(&self) -> StaticName {
+        QUANTIZE_OP.into()
+    }
+
+    fn nboutputs(&self) -> TractResult<usize> {
+        Ok(2)
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> TractResult<()> {
+        check_input_arity(inputs, 1)?;
+        check_output_arity(outputs, 2)?;
+        s.equals(&inputs[0].datum_type, f32::datum_type())?;
+        s.equals(&outputs[0].datum_type, i8::datum_type())?;
+        s.equals(&outputs[1].datum_type, f32::datum_type())?;
+        s.equals(&inputs[0].shape, &outputs[0].shape)?;
+        s.equals(&inputs[0].rank, &outputs[1].rank)?;
+        s.given(&inputs[0].shape, move |s, shape| {
+            let mut rows = shape.clone();
+            if let Some(last) = rows.last_mut() {
+                *last = 1.to_dim();
+            }
+            s.equals(&outputs[1].shape, rows)
+        })
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        model.wire_node(prefix, QuantizeRows { eps: self.eps }, inputs)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct DequantizeRowsExpansion;
+
+impl Expansion for DequantizeRowsExpansion {
+    fn name(&self) -> StaticName {
+        DEQUANTIZE_OP.into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> TractResult<()> {
+        check_input_arity(inputs, 3)?;
+        check_output_arity(outputs, 1)?;
+        s.equals(&inputs[0].datum_type, i32::datum_type())?;
+        s.equals(&inputs[1].datum_type, f32::datum_type())?;
+        s.equals(&inputs[2].datum_type, f32::datum_type())?;
+        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        s.equals(&inputs[0].shape, &outputs[0].shape)
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        model.wire_node(prefix, DequantizeRows, inputs)
+    }
+}
+
+/// Rounds to the nearest integer, ties to even, for |v| < 2^22: adding 1.5 * 2^23 makes
+/// the float addition's default rounding do it, and the integer is read off the sum's
+/// bits (no float-to-int conversion, which vectorises poorly with Rust's saturating
+/// semantics, and no call to `rintf`).
+#[inline(always)]
+fn round_to_int_small(v: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32
+}
+
+/// Per row: scale = max(max|x|, eps) / 127, q = round_ties_even(x / scale) as i8.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizeRows {
+    pub eps: f32,
+}
+
+impl Eq for QuantizeRows {}
+
+/// Runs `$body` compiled for AVX-512 or AVX2 where the CPU has them (checked at run time),
+/// else for the baseline target: the same scalar code, vectorised wider.
+macro_rules! multiversion {
+    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
+        fn $name($($arg: $ty),*) -> $ret {
+            #[inline(always)]
+            fn body($($arg: $ty),*) -> $ret $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) -> $ret { body($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) -> $ret { body($($arg),*) }
+                if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+                    && std::is_x86_feature_detected!("avx512vl") {
+                    // SAFETY: the features were detected on this CPU.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+multiversion!(quantize_rows(x: &[f32], q: &mut [i8], scales: &mut [f32], k: usize, eps: f32) -> () {
+    for ((row, out), s) in x.chunks_exact(k).zip(q.chunks_exact_mut(k)).zip(scales) {
+        *s = quantize_row(row, out, eps);
+    }
+});
+
+multiversion!(dequantize_rows(acc: &[i32], out: &mut [f32], rows: &[f32], cols: &[f32]) -> () {
+    let m = cols.len();
+    for ((a, o), &r) in acc.chunks_exact(m).zip(out.chunks_exact_mut(m)).zip(rows) {
+        for ((y, &v), &c) in o.iter_mut().zip(a).zip(cols) {
+            *y = (v as f32 * c) * r;
+        }
+    }
+});
+
+/// One row: returns its scale, writes its int8 values.
+#[inline(always)]
+fn quantize_row(row: &[f32], out: &mut [i8], eps: f32) -> f32 {
+    {
+        const LANES: usize = 16;
+        let mut lanes = [0f32; LANES];
+        let chunks = row.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        for chunk in chunks {
+            for (m, v) in lanes.iter_mut().zip(chunk) {
+                let a = v.abs();
+                *m = if a > *m { a } else { *m };
+            }
+        }
+        let mut amax = tail.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for m in lanes {
+            amax = amax.max(m);
+        }
+        let scale = amax.max(eps) / 127.0;
+        for (q, &v) in out.iter_mut().zip(row) {
+            // |v / scale| <= 127 by construction.
+            *q = round_to_int_small(v / scale) as i8;
+        }
+        scale
+    }
+}
+
+impl Op for QuantizeRows {
+    fn name(&self) -> StaticName {
+        "QuantizeRows".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("symmetric int8 per row, eps {}", self.eps)])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for QuantizeRows {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = &inputs[0];
+        let shape = input.shape();
+        let k = *shape.last().context("QuantizeRows: rank-0 input")?;
+        let mut rows_shape: TVec<usize> = shape.into();
+        if let Some(last) = rows_shape.last_mut() {
+            *last = 1;
+        }
+        let mut q = unsafe { Tensor::uninitialized::<i8>(shape)? };
+        let mut scales = unsafe { Tensor::uninitialized::<f32>(&rows_shape)? };
+        {
+            let x = input.try_as_plain_ram()?;
+            let x = x.as_slice::<f32>()?;
+            let mut qv = q.try_as_plain_ram_mut()?;
+            let qs = qv.as_slice_mut::<i8>()?;
+            let mut sv = scales.try_as_plain_ram_mut()?;
+            let ss = sv.as_slice_mut::<f32>()?;
+            if k > 0 {
+                quantize_rows(x, qs, ss, k, self.eps);
+            }
+        }
+        Ok(tvec!(q.into_tvalue(), scales.into_tvalue()))
+    }
+}
+
+impl TypedOp for QuantizeRows {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let mut rows = inputs[0].shape.to_tvec();
+        if let Some(last) = rows.last_mut() {
+            *last = 1.to_dim();
+        }
+        Ok(tvec!(
+            i8::fact(inputs[0].shape.clone()),
+            f32::fact(ShapeFact::from_dims(rows))
+        ))
+    }
+
+    as_op!();
+}
+
+/// y[i, j] = (acc[i, j] as f32 * col_scale[j]) * row_scale[i].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DequantizeRows;
+
+impl Op for DequantizeRows {
+    fn name(&self) -> StaticName {
+        "DequantizeRows".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for DequantizeRows {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let acc = &inputs[0];
+        let shape = acc.shape();
+        let m = *shape.last().context("DequantizeRows: rank-0 input")?;
+        let acc_ram = acc.try_as_plain_ram()?;
+        let acc_s = acc_ram.as_slice::<i32>()?;
+        let rows_ram = inputs[1].try_as_plain_ram()?;
+        let rows = rows_ram.as_slice::<f32>()?;
+        let cols_ram = inputs[2].try_as_plain_ram()?;
+        let cols = cols_ram.as_slice::<f32>()?;
+        ensure!(
+            cols.len() == m && rows.len() * m == acc_s.len(),
+            "DequantizeRows: accumulators {:?}, {} row scales, {} column scales",
+            shape,
+            rows.len(),
+            cols.len()
+        );
+        let mut out = unsafe { Tensor::uninitialized::<f32>(shape)? };
+        {
+            let mut ov = out.try_as_plain_ram_mut()?;
+            let os = ov.as_slice_mut::<f32>()?;
+            if m > 0 {
+                dequantize_rows(acc_s, os, rows, cols);
+            }
+        }
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for DequantizeRows {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_matches_ties_to_even() {
+        for v in [
+            -127.0f32, -2.5, -1.5, -0.5, 0.0, 0.49999997, 0.5, 1.5, 2.5, 3.5, 126.5, 127.0,
+        ] {
+            assert_eq!(round_to_int_small(v) as f32, v.round_ties_even(), "{v}");
+        }
+        let mut x = 0.123_f32;
+        for _ in 0..10_000 {
+            x = (x * 1.618_034 + 0.1).rem_euclid(254.0) - 127.0;
+            assert_eq!(round_to_int_small(x) as f32, x.round_ties_even(), "{x}");
+        }
+    }
+
+    #[test]
+    fn quantize_rows_matches_the_onnx_definition() {
+        let row: Vec<f32> = (0..37)
+            .map(|i| ((i * 7919) % 101) as f32 / 13.0 - 3.7)
+            .collect();
+        let mut q = vec![0i8; row.len()];
+        let scale = quantize_row(&row, &mut q, 1e-12);
+        let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert_eq!(scale, amax.max(1e-12) / 127.0);
+        for (v, q) in row.iter().zip(&q) {
+            assert_eq!(*q as f32, (v / scale).round_ties_even(), "{v}");
+        }
+        assert!(q.iter().any(|&v| v == 127 || v == -127));
+        // An all-zero row quantizes to zeros (eps keeps the scale finite).
+        let mut z = vec![1i8; 5];
+        let s = quantize_row(&[0.0; 5], &mut z, 1e-12);
+        assert!(s > 0.0 && z.iter().all(|&v| v == 0));
+    }
+
+    /// The fused graph computes exactly what the quantizer's standard-ONNX graph does.
+    #[test]
+    fn fused_graph_equals_the_unfused_graph_bit_for_bit() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tiny-clip/image_encoder_int8.onnx"
+        ));
+        let onnx = tract_onnx::onnx();
+        let mut proto = onnx.proto_model_for_path(path).unwrap();
+        let fused = fuse(&mut proto);
+        // Two layers: (q/k/v input, out_proj, fc1, fc2) each, plus the projection.
+        assert_eq!(
+            fused,
+            Fused {
+                quantize: 9,
+                dequantize: 13
+            }
+        );
+        let run = |fuse_int8: bool| -> Vec<f32> {
+            let model = crate::encoder::parse_onnx(path, fuse_int8)
+                .unwrap()
+                .with_input_fact(0, f32::fact([2, 3, 224, 224]).into())
+                .unwrap()
+                .into_optimized()
+                .unwrap()
+                .into_runnable()
+                .unwrap();
+            let pixels: Vec<f32> = (0..2 * 3 * 224 * 224)
+                .map(|i: usize| ((i.wrapping_mul(7919) % 1000) as f32 / 250.0) - 2.0)
+                .collect();
+            let input = Tensor::from_shape(&[2, 3, 224, 224], &pixels).unwrap();
+            let out = model.run(tvec!(input.into())).unwrap();
+            out[0]
+                .to_plain_array_view::<f32>()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect()
+        };
+        let (a, b) = (run(true), run(false));
+        assert_eq!(a.len(), 2 * 16);
+        assert_eq!(a, b);
+    }
+}
