@@ -322,7 +322,7 @@ fn info(dir: &Path, json_out: bool, out: &mut impl Write) -> Result<()> {
     let bundle = ModelBundle::open(dir)?;
     let m = &bundle.manifest;
     let size = |p: PathBuf| std::fs::metadata(&p).map(|md| md.len()).unwrap_or(0);
-    let files = [
+    let mut files = vec![
         (
             "image_encoder",
             bundle.image_encoder_path(),
@@ -335,6 +335,10 @@ fn info(dir: &Path, json_out: bool, out: &mut impl Write) -> Result<()> {
         ),
         ("tokenizer", bundle.tokenizer_path(), None),
     ];
+    if let Some(g) = &m.files.image_encoder_int8 {
+        files.insert(1, ("image_encoder_int8", bundle.dir.join(&g.path), Some(g)));
+    }
+    let int8_form = bundle.int8_form().map(|f| f.name());
     if json_out {
         let files: Vec<_> = files
             .iter()
@@ -362,6 +366,8 @@ fn info(dir: &Path, json_out: bool, out: &mut impl Write) -> Result<()> {
                 "context_length": m.context_length,
                 "manifest_sha256": bundle.manifest_sha256,
                 "files": files,
+                "int8_form": int8_form,
+                "default_precision": bundle.default_precision().name(),
             })
         )?;
     } else {
@@ -404,6 +410,14 @@ fn info(dir: &Path, json_out: bool, out: &mut impl Write) -> Result<()> {
                 size(path.clone())
             )?;
         }
+        writeln!(
+            out,
+            "precision     {} by default{}",
+            bundle.default_precision(),
+            int8_form
+                .map(|f| format!(" (int8 form: {f})"))
+                .unwrap_or_default()
+        )?;
         writeln!(out, "checksums     ok")?;
     }
     Ok(())

@@ -12,7 +12,7 @@ graphs) and from the Rust engine's `classify --json` output.
         --onnx models/tabletop --out models/.cache/tabletop/metrics.json
 
     # + the Rust engine's answers, and record everything in models/tabletop/model.yaml
-    cargo run --release -- classify --model models/tabletop --labels "$(python3 models/tabletop/evaluate.py --print-labels)" \\
+    cargo run --release -- classify --model models/tabletop --precision fp32 --labels "$(python3 models/tabletop/evaluate.py --print-labels)" \\
         --json --top-k 1 --no-cache models/tabletop/eval/*.jpg > models/.cache/tabletop/rust.jsonl
     python3 models/tabletop/evaluate.py --checkpoint models/.cache/tabletop/checkpoint --onnx models/tabletop \\
         --rust-json models/.cache/tabletop/rust.jsonl --out models/.cache/tabletop/metrics.json --record models/tabletop
