@@ -141,26 +141,47 @@ fn fmt_dims(dims: &[Option<i64>]) -> String {
 #[derive(Debug, Clone, Copy)]
 struct PlanOptions {
     threads: usize,
-    /// Replace the int8 quantize/dequantize chains by the fused ops of [`crate::int8`].
-    fuse_int8: bool,
+    /// Which of the engine's fused ops to substitute while parsing.
+    fusions: Fusions,
+}
+
+/// Graph rewrites applied to the ONNX file before tract parses it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Fusions {
+    /// The int8 quantize/dequantize chains ([`crate::int8`]).
+    pub int8: bool,
+    /// Attention softmax and QuickGELU ([`crate::vit_ops`]).
+    pub vit: bool,
 }
 
 /// Parses an ONNX file (value_info ignored: quantized graphs carry symbolic shapes that
-/// clash with the input facts set later), optionally fusing the int8 chains.
-pub(crate) fn parse_onnx(path: &Path, fuse_int8: bool) -> TractResult<InferenceModel> {
+/// clash with the input facts set later), with the engine's fused ops substituted.
+pub(crate) fn parse_onnx(path: &Path, fusions: Fusions) -> TractResult<InferenceModel> {
     let mut onnx = tract_onnx::onnx().with_ignore_value_info(true);
-    if !fuse_int8 {
+    if !fusions.int8 && !fusions.vit {
         return onnx.model_for_path(path);
     }
-    crate::int8::register(&mut onnx);
     let mut proto = onnx.proto_model_for_path(path)?;
-    let fused = crate::int8::fuse(&mut proto);
-    log::debug!(
-        "{}: fused {} int8 quantize and {} dequantize chains",
-        path.display(),
-        fused.quantize,
-        fused.dequantize
-    );
+    if fusions.int8 {
+        crate::int8::register(&mut onnx);
+        let fused = crate::int8::fuse(&mut proto);
+        log::debug!(
+            "{}: fused {} int8 quantize and {} dequantize chains",
+            path.display(),
+            fused.quantize,
+            fused.dequantize
+        );
+    }
+    if fusions.vit {
+        crate::vit_ops::register(&mut onnx);
+        let fused = crate::vit_ops::fuse(&mut proto);
+        log::debug!(
+            "{}: fused {} softmax and {} QuickGELU nodes",
+            path.display(),
+            fused.softmax,
+            fused.quick_gelu
+        );
+    }
     let dir = path.parent().and_then(Path::to_str);
     let parsed = onnx.parse(&proto, dir)?;
     if !parsed.unresolved_inputs.is_empty() {
@@ -188,7 +209,7 @@ fn load_runner(
         path: path.to_path_buf(),
         message,
     };
-    let mut model = parse_onnx(path, plan.fuse_int8)
+    let mut model = parse_onnx(path, plan.fusions)
         .map_err(|e| Error::inference(format!("{}: cannot load ONNX graph", path.display()), e))?;
 
     let inputs = model
@@ -358,8 +379,11 @@ impl ImageEncoder {
             m.embed_dim,
             PlanOptions {
                 threads: options.threads,
-                fuse_int8: precision == Precision::Int8
-                    && bundle.int8_form() == Some(QuantForm::DynamicSymmetric),
+                fusions: Fusions {
+                    int8: precision == Precision::Int8
+                        && bundle.int8_form() == Some(QuantForm::DynamicSymmetric),
+                    vit: true,
+                },
             },
         )?;
         Ok(ImageEncoder {
@@ -474,7 +498,7 @@ impl TextEncoder {
             m.embed_dim,
             PlanOptions {
                 threads: options.threads,
-                fuse_int8: false,
+                fusions: Fusions::default(),
             },
         )?;
         Ok(TextEncoder {

@@ -46,12 +46,12 @@ pub struct Fused {
     pub dequantize: usize,
 }
 
-fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+pub(crate) fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
     node.attribute.iter().find(|a| a.name == name)
 }
 
 /// The single f32 value of a scalar (or one-element) initializer.
-fn scalar_f32(t: &TensorProto) -> Option<f32> {
+pub(crate) fn scalar_f32(t: &TensorProto) -> Option<f32> {
     if t.data_type != ONNX_FLOAT as i32 {
         return None;
     }
@@ -357,34 +357,6 @@ pub struct QuantizeRows {
 
 impl Eq for QuantizeRows {}
 
-/// Runs `$body` compiled for AVX-512 or AVX2 where the CPU has them (checked at run time),
-/// else for the baseline target: the same scalar code, vectorised wider.
-macro_rules! multiversion {
-    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
-        fn $name($($arg: $ty),*) -> $ret {
-            #[inline(always)]
-            fn body($($arg: $ty),*) -> $ret $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-                unsafe fn avx512($($arg: $ty),*) -> $ret { body($($arg),*) }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) -> $ret { body($($arg),*) }
-                if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
-                    && std::is_x86_feature_detected!("avx512vl") {
-                    // SAFETY: the features were detected on this CPU.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: as above.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            body($($arg),*)
-        }
-    };
-}
-
 multiversion!(quantize_rows(x: &[f32], q: &mut [i8], scales: &mut [f32], k: usize, eps: f32) -> () {
     for ((row, out), s) in x.chunks_exact(k).zip(q.chunks_exact_mut(k)).zip(scales) {
         *s = quantize_row(row, out, eps);
@@ -589,8 +561,9 @@ mod tests {
                 dequantize: 13
             }
         );
-        let run = |fuse_int8: bool| -> Vec<f32> {
-            let model = crate::encoder::parse_onnx(path, fuse_int8)
+        let run = |int8: bool| -> Vec<f32> {
+            let fusions = crate::encoder::Fusions { int8, vit: false };
+            let model = crate::encoder::parse_onnx(path, fusions)
                 .unwrap()
                 .with_input_fact(0, f32::fact([2, 3, 224, 224]).into())
                 .unwrap()

@@ -18,6 +18,8 @@
 //! [`node`] is the ROS node without a transport (command line, parameters, frame policy,
 //! diagnostics); [`dds`] (cargo feature `dds`) puts it on the wire with `ros2-client`.
 
+#[macro_use]
+mod simd;
 pub mod bundle;
 pub mod config;
 #[cfg(feature = "dds")]
@@ -34,6 +36,7 @@ pub mod preprocess;
 pub mod prompt_sets;
 pub mod scoring;
 pub mod text;
+pub mod vit_ops;
 
 pub use bundle::{ModelBundle, Precision};
 pub use encoder::{EncoderOptions, ImageEncoder, TextEncoder};
