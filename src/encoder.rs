@@ -150,15 +150,15 @@ struct PlanOptions {
 pub(crate) struct Fusions {
     /// The int8 quantize/dequantize chains ([`crate::int8`]).
     pub int8: bool,
-    /// Attention softmax and QuickGELU ([`crate::vit_ops`]).
-    pub vit: bool,
+    /// Attention softmax and QuickGELU ([`crate::transformer_ops`]).
+    pub transformer: bool,
 }
 
 /// Parses an ONNX file (value_info ignored: quantized graphs carry symbolic shapes that
 /// clash with the input facts set later), with the engine's fused ops substituted.
 pub(crate) fn parse_onnx(path: &Path, fusions: Fusions) -> TractResult<InferenceModel> {
     let mut onnx = tract_onnx::onnx().with_ignore_value_info(true);
-    if !fusions.int8 && !fusions.vit {
+    if !fusions.int8 && !fusions.transformer {
         return onnx.model_for_path(path);
     }
     let mut proto = onnx.proto_model_for_path(path)?;
@@ -172,9 +172,9 @@ pub(crate) fn parse_onnx(path: &Path, fusions: Fusions) -> TractResult<Inference
             fused.dequantize
         );
     }
-    if fusions.vit {
-        crate::vit_ops::register(&mut onnx);
-        let fused = crate::vit_ops::fuse(&mut proto);
+    if fusions.transformer {
+        crate::transformer_ops::register(&mut onnx);
+        let fused = crate::transformer_ops::fuse(&mut proto);
         log::debug!(
             "{}: fused {} softmax and {} QuickGELU nodes",
             path.display(),
@@ -382,7 +382,7 @@ impl ImageEncoder {
                 fusions: Fusions {
                     int8: precision == Precision::Int8
                         && bundle.int8_form() == Some(QuantForm::DynamicSymmetric),
-                    vit: true,
+                    transformer: true,
                 },
             },
         )?;
@@ -498,7 +498,10 @@ impl TextEncoder {
             m.embed_dim,
             PlanOptions {
                 threads: options.threads,
-                fusions: Fusions::default(),
+                fusions: Fusions {
+                    int8: false,
+                    transformer: true,
+                },
             },
         )?;
         Ok(TextEncoder {

@@ -562,7 +562,10 @@ mod tests {
             }
         );
         let run = |int8: bool| -> Vec<f32> {
-            let fusions = crate::encoder::Fusions { int8, vit: false };
+            let fusions = crate::encoder::Fusions {
+                int8,
+                transformer: false,
+            };
             let model = crate::encoder::parse_onnx(path, fusions)
                 .unwrap()
                 .with_input_fact(0, f32::fact([2, 3, 224, 224]).into())

@@ -36,7 +36,7 @@ pub mod preprocess;
 pub mod prompt_sets;
 pub mod scoring;
 pub mod text;
-pub mod vit_ops;
+pub mod transformer_ops;
 
 pub use bundle::{ModelBundle, Precision};
 pub use encoder::{EncoderOptions, ImageEncoder, TextEncoder};

@@ -1,14 +1,17 @@
-//! Fused kernels for two elementwise spots of CLIP's vision transformer, fp32 and int8
-//! graphs alike:
+//! Fused kernels for two elementwise spots of CLIP's transformers (image and text towers,
+//! fp32 and int8 graphs alike):
 //!
-//! - attention softmax over the last axis: rows of 50 tokens (ViT-B/32) are too short for
-//!   tract's row kernels, which then cost ~0.7 us per row (5 ms per image);
+//! - attention softmax over the last axis: rows of 50 tokens (ViT-B/32) or of the phrase's
+//!   length are too short for tract's row kernels, which then cost ~0.7 us per row (5 ms per
+//!   ViT-B/32 image);
 //! - QuickGELU, `x * sigmoid(1.702 * x)`, exported as Mul, Sigmoid, Mul: three passes over
 //!   the MLP's widest activation.
 //!
 //! Before parsing, the engine rewrites those ONNX nodes into one op each, computed in one
 //! pass with a vectorisable `exp` (relative error < 4e-7 over the range used; results
-//! differ from tract's own kernels by rounding only).
+//! differ from tract's own kernels by rounding only). Masked attention scores (large
+//! negative or -inf) come out as ~1e-38 instead of 0 before normalisation: no effect on
+//! the result at f32 precision.
 
 use std::collections::HashMap;
 
