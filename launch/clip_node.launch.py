@@ -12,6 +12,8 @@ Arguments:
                empty: as the params file says
   model_dir    model bundle folder; empty: as the params file says (by default the bundled
                tabletop model)
+  precision    image encoder graph: int8, fp32 or auto (int8 where the bundle has one);
+               empty: as the params file says
 """
 
 from launch import LaunchDescription
@@ -22,9 +24,9 @@ from launch_ros.substitutions import FindPackageShare
 
 
 def _clip_node(context):
-    # `input` and `model_dir` override the params file only when given.
+    # `input`, `model_dir` and `precision` override the params file only when given.
     overrides = {}
-    for name in ("input", "model_dir"):
+    for name in ("input", "model_dir", "precision"):
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = value
@@ -65,5 +67,8 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "model_dir", default_value="",
             description="Model bundle folder (empty: as the params file says)"),
+        DeclareLaunchArgument(
+            "precision", default_value="", choices=["", "auto", "int8", "fp32"],
+            description="Image encoder graph: int8, fp32 or auto (empty: as the params file says)"),
         OpaqueFunction(function=_clip_node),
     ])

@@ -351,6 +351,10 @@ fn bad_parameters_stop_the_start_naming_the_parameter() {
     );
     start_fails(&[&tiny_param(), "input:=video"], &["`input`", "video"]);
     start_fails(&[&tiny_param(), "top_k:=many"], &["`top_k`", "integer"]);
+    start_fails(
+        &[&tiny_param(), "precision:=int4"],
+        &["`precision`", "int4", "fp32 or int8"],
+    );
 }
 
 #[test]

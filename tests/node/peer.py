@@ -322,7 +322,7 @@ def scenario_launch(args, cases):
     cmd = fake_launch.node_commands(
         launch_file,
         {"namespace": "robot1", "params_file": params_file, "image_topic": "/camera/color/image_raw",
-         "input": "raw", "model_dir": cases["model"]},
+         "input": "raw", "model_dir": cases["model"], "precision": "fp32"},
         executables={("clip_perception", "clip_node"): args.node},
         tmp_dir=args.work,
     )
@@ -341,6 +341,7 @@ def scenario_launch(args, cases):
         check(result.header.frame_id == "launch_camera", "frame_id")
         s.query("; ".join(cases["labels"]))
         s.diagnostics.wait("the query on /robot1/clip_node/query applied", lambda v: int(v["label generation"]) == 1)
+        s.diagnostics.wait("precision:=fp32 from the launch argument", lambda v: v.get("image encoder") == "fp32")
         text = s.node.log_text()
         check("use_sim_time" in text and "WARN" in text, "no warning for the unknown parameter use_sim_time")
         log("names, remaps and parameters as launched")
