@@ -19,18 +19,16 @@
 //! arithmetic in the same order, so results equal the unfused graph's (and onnxruntime's)
 //! bit for bit. A chain that does not have exactly this shape is left as it is.
 
-use std::collections::HashMap;
-
 use tract_onnx::model::ParsingContext;
-use tract_onnx::pb::{AttributeProto, ModelProto, NodeProto, TensorProto};
+use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
+use crate::onnx_rewrite::{attr, fused_node, GraphIndex, Rewrite, ONNX_FLOAT};
+
 const QUANTIZE_OP: &str = "ClipPerceptionQuantizeRows";
 const DEQUANTIZE_OP: &str = "ClipPerceptionDequantizeRows";
-const DOMAIN: &str = "ai.clip_perception";
-/// ONNX TensorProto data types.
-const ONNX_FLOAT: i64 = 1;
+/// ONNX TensorProto data type of int8.
 const ONNX_INT8: i64 = 3;
 
 /// Registers the fused ops with a tract ONNX parser.
@@ -46,19 +44,96 @@ pub struct Fused {
     pub dequantize: usize,
 }
 
-pub(crate) fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
-    node.attribute.iter().find(|a| a.name == name)
+/// Whether a ReduceMax reduces the last axis only, keeping it (attribute or input form).
+fn reduces_last_axis(g: &GraphIndex, r: &NodeProto) -> bool {
+    let keepdims = attr(r, "keepdims").is_none_or(|a| a.i == 1);
+    let axes_last = match (attr(r, "axes"), r.input.get(1)) {
+        (Some(a), None) => a.ints == [-1],
+        (None, Some(name)) => g.inits.get(name.as_str()).is_some_and(|t| {
+            t.int64_data == [-1]
+                || (t.raw_data.len() == 8
+                    && i64::from_le_bytes(t.raw_data[..8].try_into().unwrap()) == -1)
+        }),
+        _ => false,
+    };
+    keepdims && axes_last
 }
 
-/// The single f32 value of a scalar (or one-element) initializer.
-pub(crate) fn scalar_f32(t: &TensorProto) -> Option<f32> {
-    if t.data_type != ONNX_FLOAT as i32 {
+/// The quantize chain ending at the int8 Cast `cast`:
+/// Cast<int8>(Round(Div(x, Div(Max(ReduceMax(Abs(x)), eps), 127)))).
+/// Returns (the other nodes of the chain, x, the row-scale tensor, eps).
+fn quantize_chain(g: &GraphIndex, cast: &NodeProto) -> Option<([usize; 6], String, String, f32)> {
+    let nodes = g.nodes;
+    if cast.op_type != "Cast"
+        || attr(cast, "to").is_none_or(|a| a.i != ONNX_INT8)
+        || cast.input.len() != 1
+    {
         return None;
     }
-    if let Some(v) = t.float_data.first() {
-        return (t.float_data.len() == 1).then_some(*v);
+    let round = g.produced_by(&cast.input[0], "Round")?;
+    let div = g.produced_by(&nodes[round].input[0], "Div")?;
+    let [x, scale] = [&nodes[div].input[0], &nodes[div].input[1]];
+    let scale_div = g.produced_by(scale, "Div")?;
+    if g.init_f32(&nodes[scale_div].input[1])? != 127.0 {
+        return None;
     }
-    (t.raw_data.len() == 4).then(|| f32::from_le_bytes(t.raw_data[..4].try_into().unwrap()))
+    let max = g.produced_by(&nodes[scale_div].input[0], "Max")?;
+    let eps = g.init_f32(nodes[max].input.get(1)?)?;
+    let reduce = g.produced_by(&nodes[max].input[0], "ReduceMax")?;
+    if !reduces_last_axis(g, &nodes[reduce]) {
+        return None;
+    }
+    let abs = g.produced_by(&nodes[reduce].input[0], "Abs")?;
+    if nodes[abs].input[0] != *x {
+        return None;
+    }
+    let chain = [abs, reduce, max, scale_div, div, round];
+    // Every intermediate but the scale (which the fused op outputs) is read by the chain only.
+    let private = [abs, reduce, max, div, round];
+    if !private.iter().all(|&i| g.single_use(&nodes[i].output[0])) {
+        return None;
+    }
+    Some((chain, x.clone(), scale.clone(), eps))
+}
+
+/// The dequantize chain ending at the Mul `outer`:
+/// Mul(Mul(Cast<float>(MatMulInteger(..)), w_scale), row_scale), `row_scale` one of
+/// `row_scales`. Returns (the other nodes of the chain, the accumulators, column scale,
+/// row scale).
+fn dequantize_chain(
+    g: &GraphIndex,
+    outer: &NodeProto,
+    row_scales: &[String],
+) -> Option<([usize; 2], String, String, String)> {
+    let nodes = g.nodes;
+    if outer.op_type != "Mul" || outer.input.len() != 2 {
+        return None;
+    }
+    let [a, row_scale] = [&outer.input[0], &outer.input[1]];
+    if !row_scales.contains(row_scale) {
+        return None;
+    }
+    let inner = g.produced_by(a, "Mul")?;
+    let [c, col_scale] = [&nodes[inner].input[0], &nodes[inner].input[1]];
+    let cols = g.inits.get(col_scale.as_str())?;
+    if cols.data_type != ONNX_FLOAT as i32 || cols.dims.len() != 1 {
+        return None;
+    }
+    let cast = g.produced_by(c, "Cast")?;
+    if attr(&nodes[cast], "to").is_none_or(|a| a.i != ONNX_FLOAT) {
+        return None;
+    }
+    let acc = &nodes[cast].input[0];
+    g.produced_by(acc, "MatMulInteger")?;
+    if !g.single_use(a) || !g.single_use(c) {
+        return None;
+    }
+    Some((
+        [inner, cast],
+        acc.clone(),
+        col_scale.clone(),
+        row_scale.clone(),
+    ))
 }
 
 /// Rewrites the quantize and dequantize chains of a `dynamic-symmetric` int8 graph into
@@ -67,182 +142,37 @@ pub fn fuse(model: &mut ModelProto) -> Fused {
     let Some(graph) = model.graph.as_mut() else {
         return Fused::default();
     };
-    let inits: HashMap<String, TensorProto> = graph
-        .initializer
-        .iter()
-        .map(|t| (t.name.clone(), t.clone()))
-        .collect();
-    let nodes = &graph.node;
-    let producer: HashMap<&str, usize> = nodes
-        .iter()
-        .enumerate()
-        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
-        .collect();
-    let mut uses: HashMap<&str, usize> = HashMap::new();
-    for n in nodes {
-        for i in &n.input {
-            *uses.entry(i.as_str()).or_default() += 1;
-        }
-    }
-    for o in &graph.output {
-        *uses.entry(o.name.as_str()).or_default() += 1;
-    }
-    let single_use = |name: &str| uses.get(name).copied() == Some(1);
-    let produced_by = |name: &str, op: &str| -> Option<usize> {
-        producer
-            .get(name)
-            .copied()
-            .filter(|&i| nodes[i].op_type == op)
-    };
-    let init_scalar = |name: &str| inits.get(name).and_then(scalar_f32);
-
-    // Quantize: Cast<int8>(Round(Div(x, Div(Max(ReduceMax(Abs(x)), eps), 127)))).
-    let mut remove = vec![false; nodes.len()];
-    let mut replace: HashMap<usize, NodeProto> = HashMap::new();
+    let g = GraphIndex::new(graph);
+    let mut rewrite = Rewrite::new(g.nodes.len());
     let mut row_scales: Vec<String> = Vec::new();
-    for (cast_ix, cast) in nodes.iter().enumerate() {
-        let is_int8_cast = cast.op_type == "Cast"
-            && attr(cast, "to").is_some_and(|a| a.i == ONNX_INT8)
-            && cast.input.len() == 1;
-        if !is_int8_cast {
-            continue;
-        }
-        let chain = (|| {
-            let round = produced_by(&cast.input[0], "Round")?;
-            let div = produced_by(&nodes[round].input[0], "Div")?;
-            let [x, scale] = [&nodes[div].input[0], &nodes[div].input[1]];
-            let scale_div = produced_by(scale, "Div")?;
-            if init_scalar(&nodes[scale_div].input[1])? != 127.0 {
-                return None;
-            }
-            let max = produced_by(&nodes[scale_div].input[0], "Max")?;
-            let eps = init_scalar(nodes[max].input.get(1)?)?;
-            let reduce = produced_by(&nodes[max].input[0], "ReduceMax")?;
-            let r = &nodes[reduce];
-            let keepdims = attr(r, "keepdims").is_none_or(|a| a.i == 1);
-            let axes_last = match (attr(r, "axes"), r.input.get(1)) {
-                (Some(a), None) => a.ints == [-1],
-                (None, Some(name)) => inits.get(name).is_some_and(|t| {
-                    t.int64_data == [-1]
-                        || (t.raw_data.len() == 8
-                            && i64::from_le_bytes(t.raw_data[..8].try_into().unwrap()) == -1)
-                }),
-                _ => false,
-            };
-            if !keepdims || !axes_last {
-                return None;
-            }
-            let abs = produced_by(&r.input[0], "Abs")?;
-            if nodes[abs].input[0] != *x {
-                return None;
-            }
-            let intermediates = [
-                &nodes[abs].output[0],
-                &r.output[0],
-                &nodes[max].output[0],
-                &nodes[div].output[0],
-                &nodes[round].output[0],
-            ];
-            if !intermediates.iter().all(|t| single_use(t)) {
-                return None;
-            }
-            Some((
-                [abs, reduce, max, scale_div, div, round],
-                x.clone(),
-                scale.clone(),
-                eps,
-            ))
-        })();
-        let Some((chain, x, scale, eps)) = chain else {
+    for (ix, cast) in g.nodes.iter().enumerate() {
+        let Some((chain, x, scale, eps)) = quantize_chain(&g, cast) else {
             continue;
         };
-        for i in chain {
-            remove[i] = true;
-        }
-        let mut fused = NodeProto {
-            name: format!("{}.fused", cast.name),
-            op_type: QUANTIZE_OP.into(),
-            domain: DOMAIN.into(),
-            input: vec![x],
-            output: vec![cast.output[0].clone(), scale.clone()],
-            ..Default::default()
-        };
-        fused.attribute.push(AttributeProto {
-            name: "eps".into(),
-            f: eps,
-            r#type: 1, // FLOAT
-            ..Default::default()
-        });
-        replace.insert(cast_ix, fused);
+        chain.into_iter().for_each(|i| rewrite.remove(i));
+        let outputs = vec![cast.output[0].clone(), scale.clone()];
+        let node = fused_node(cast, QUANTIZE_OP, vec![x], outputs, &[("eps", eps)]);
+        rewrite.replace(ix, node);
         row_scales.push(scale);
     }
-
-    // Dequantize: Mul(Mul(Cast<float>(MatMulInteger(..)), w_scale), row_scale).
-    for (outer_ix, outer) in nodes.iter().enumerate() {
-        if outer.op_type != "Mul" || outer.input.len() != 2 || remove[outer_ix] {
+    for (ix, outer) in g.nodes.iter().enumerate() {
+        if rewrite.is_removed(ix) {
             continue;
         }
-        let chain = (|| {
-            let [a, row_scale] = [&outer.input[0], &outer.input[1]];
-            if !row_scales.contains(row_scale) {
-                return None;
-            }
-            let inner = produced_by(a, "Mul")?;
-            let [c, col_scale] = [&nodes[inner].input[0], &nodes[inner].input[1]];
-            let cols = inits.get(col_scale)?;
-            if cols.data_type != ONNX_FLOAT as i32 || cols.dims.len() != 1 {
-                return None;
-            }
-            let cast = produced_by(c, "Cast")?;
-            if attr(&nodes[cast], "to").is_none_or(|a| a.i != ONNX_FLOAT) {
-                return None;
-            }
-            let acc = &nodes[cast].input[0];
-            produced_by(acc, "MatMulInteger")?;
-            if !single_use(a) || !single_use(c) {
-                return None;
-            }
-            Some((
-                [inner, cast],
-                acc.clone(),
-                col_scale.clone(),
-                row_scale.clone(),
-            ))
-        })();
-        let Some((chain, acc, col_scale, row_scale)) = chain else {
+        let Some((chain, acc, cols, rows)) = dequantize_chain(&g, outer, &row_scales) else {
             continue;
         };
-        for i in chain {
-            remove[i] = true;
-        }
-        replace.insert(
-            outer_ix,
-            NodeProto {
-                name: format!("{}.fused", outer.name),
-                op_type: DEQUANTIZE_OP.into(),
-                domain: DOMAIN.into(),
-                input: vec![acc, row_scale, col_scale],
-                output: vec![outer.output[0].clone()],
-                ..Default::default()
-            },
-        );
+        chain.into_iter().for_each(|i| rewrite.remove(i));
+        let outputs = vec![outer.output[0].clone()];
+        let node = fused_node(outer, DEQUANTIZE_OP, vec![acc, rows, cols], outputs, &[]);
+        rewrite.replace(ix, node);
     }
-
-    let mut fused = Fused::default();
-    let old = std::mem::take(&mut graph.node);
-    for (i, node) in old.into_iter().enumerate() {
-        if let Some(new) = replace.remove(&i) {
-            if new.op_type == QUANTIZE_OP {
-                fused.quantize += 1;
-            } else {
-                fused.dequantize += 1;
-            }
-            graph.node.push(new);
-        } else if !remove[i] {
-            graph.node.push(node);
-        }
+    let inserted = rewrite.apply(graph);
+    let count = |op: &str| inserted.get(op).copied().unwrap_or(0);
+    Fused {
+        quantize: count(QUANTIZE_OP),
+        dequantize: count(DEQUANTIZE_OP),
     }
-    fused
 }
 
 fn parse_quantize(

@@ -32,6 +32,7 @@ pub mod int8;
 pub mod labels;
 pub mod node;
 pub mod npy;
+mod onnx_rewrite;
 pub mod preprocess;
 pub mod prompt_sets;
 pub mod scoring;

@@ -13,18 +13,15 @@
 //! negative or -inf) come out as ~1e-38 instead of 0 before normalisation: no effect on
 //! the result at f32 precision.
 
-use std::collections::HashMap;
-
 use tract_onnx::model::ParsingContext;
-use tract_onnx::pb::{ModelProto, NodeProto, TensorProto};
+use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use crate::int8::{attr, scalar_f32};
+use crate::onnx_rewrite::{attr, fused_node, scalar_f32, GraphIndex, Rewrite};
 
 const SOFTMAX_OP: &str = "ClipPerceptionSoftmaxLastAxis";
 const QUICK_GELU_OP: &str = "ClipPerceptionQuickGelu";
-const DOMAIN: &str = "ai.clip_perception";
 
 /// Registers the fused ops with a tract ONNX parser.
 pub fn register(onnx: &mut tract_onnx::Onnx) {
@@ -40,20 +37,39 @@ pub struct Fused {
 }
 
 /// The value of a scalar f32 constant: an initializer or a `Constant` node's tensor.
-fn constant_f32(
-    name: &str,
-    inits: &HashMap<String, TensorProto>,
-    nodes: &[NodeProto],
-    producer: &HashMap<&str, usize>,
-) -> Option<f32> {
-    if let Some(t) = inits.get(name) {
-        return scalar_f32(t);
+fn constant_f32(g: &GraphIndex, tensor: &str) -> Option<f32> {
+    if let Some(v) = g.init_f32(tensor) {
+        return Some(v);
     }
-    let node = &nodes[*producer.get(name)?];
-    if node.op_type != "Constant" {
+    let node = &g.nodes[g.produced_by(tensor, "Constant")?];
+    scalar_f32(attr(node, "value")?.t.as_ref()?)
+}
+
+/// The QuickGELU chain ending at the Mul `node`: Mul(x, Sigmoid(Mul(x, alpha))).
+/// Returns (the other nodes of the chain, x, alpha).
+fn quick_gelu_chain(g: &GraphIndex, node: &NodeProto) -> Option<(Vec<usize>, String, f32)> {
+    if node.op_type != "Mul" || node.input.len() != 2 {
         return None;
     }
-    scalar_f32(attr(node, "value")?.t.as_ref()?)
+    let x = &node.input[0];
+    let sig = g.produced_by(&node.input[1], "Sigmoid")?;
+    let scaled = g.produced_by(&g.nodes[sig].input[0], "Mul")?;
+    let s = &g.nodes[scaled];
+    if s.input.len() != 2 || s.input[0] != *x {
+        return None;
+    }
+    let alpha = constant_f32(g, &s.input[1])?;
+    if !g.single_use(&s.output[0]) || !g.single_use(&g.nodes[sig].output[0]) {
+        return None;
+    }
+    let mut chain = vec![scaled, sig];
+    // The Constant node holding alpha goes too, when nothing else reads it.
+    if let Some(k) = g.produced_by(&s.input[1], "Constant") {
+        if g.single_use(&s.input[1]) {
+            chain.push(k);
+        }
+    }
+    Some((chain, x.clone(), alpha))
 }
 
 /// Rewrites `Softmax(axis=-1)` (opset >= 13) and `Mul(x, Sigmoid(Mul(x, c)))` into the
@@ -68,110 +84,30 @@ pub fn fuse(model: &mut ModelProto) -> Fused {
     let Some(graph) = model.graph.as_mut() else {
         return Fused::default();
     };
-    let inits: HashMap<String, TensorProto> = graph
-        .initializer
-        .iter()
-        .map(|t| (t.name.clone(), t.clone()))
-        .collect();
-    let nodes = &graph.node;
-    let producer: HashMap<&str, usize> = nodes
-        .iter()
-        .enumerate()
-        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
-        .collect();
-    let mut uses: HashMap<&str, usize> = HashMap::new();
-    for n in nodes {
-        for i in &n.input {
-            *uses.entry(i.as_str()).or_default() += 1;
+    let g = GraphIndex::new(graph);
+    let mut rewrite = Rewrite::new(g.nodes.len());
+    for (ix, node) in g.nodes.iter().enumerate() {
+        let output = vec![node.output[0].clone()];
+        // Before opset 13 Softmax flattens trailing axes; only the per-axis form is fused.
+        if node.op_type == "Softmax"
+            && opset >= 13
+            && node.input.len() == 1
+            && attr(node, "axis").is_none_or(|a| a.i == -1)
+        {
+            let fused = fused_node(node, SOFTMAX_OP, node.input.clone(), output, &[]);
+            rewrite.replace(ix, fused);
+        } else if let Some((chain, x, alpha)) = quick_gelu_chain(&g, node) {
+            chain.into_iter().for_each(|i| rewrite.remove(i));
+            let fused = fused_node(node, QUICK_GELU_OP, vec![x], output, &[("alpha", alpha)]);
+            rewrite.replace(ix, fused);
         }
     }
-    for o in &graph.output {
-        *uses.entry(o.name.as_str()).or_default() += 1;
+    let inserted = rewrite.apply(graph);
+    let count = |op: &str| inserted.get(op).copied().unwrap_or(0);
+    Fused {
+        softmax: count(SOFTMAX_OP),
+        quick_gelu: count(QUICK_GELU_OP),
     }
-    let single_use = |name: &str| uses.get(name).copied() == Some(1);
-
-    let mut remove = vec![false; nodes.len()];
-    let mut replace: HashMap<usize, NodeProto> = HashMap::new();
-    let fused_node = |old: &NodeProto, op: &str, input: String, alpha: Option<f32>| {
-        let mut node = NodeProto {
-            name: format!("{}.fused", old.name),
-            op_type: op.into(),
-            domain: DOMAIN.into(),
-            input: vec![input],
-            output: vec![old.output[0].clone()],
-            ..Default::default()
-        };
-        if let Some(alpha) = alpha {
-            node.attribute.push(tract_onnx::pb::AttributeProto {
-                name: "alpha".into(),
-                f: alpha,
-                r#type: 1, // FLOAT
-                ..Default::default()
-            });
-        }
-        node
-    };
-    for (ix, node) in nodes.iter().enumerate() {
-        match node.op_type.as_str() {
-            // Before opset 13 Softmax flattens trailing axes; only the per-axis form is fused.
-            "Softmax"
-                if opset >= 13
-                    && node.input.len() == 1
-                    && attr(node, "axis").is_none_or(|a| a.i == -1) =>
-            {
-                replace.insert(
-                    ix,
-                    fused_node(node, SOFTMAX_OP, node.input[0].clone(), None),
-                );
-            }
-            "Mul" if node.input.len() == 2 => {
-                let chain = (|| {
-                    let x = &node.input[0];
-                    let sig = *producer.get(node.input[1].as_str())?;
-                    if nodes[sig].op_type != "Sigmoid" {
-                        return None;
-                    }
-                    let scaled = *producer.get(nodes[sig].input[0].as_str())?;
-                    let s = &nodes[scaled];
-                    if s.op_type != "Mul" || s.input.len() != 2 || s.input[0] != *x {
-                        return None;
-                    }
-                    let alpha = constant_f32(&s.input[1], &inits, nodes, &producer)?;
-                    if !single_use(&s.output[0]) || !single_use(&nodes[sig].output[0]) {
-                        return None;
-                    }
-                    // The Constant node holding alpha goes too, when nothing else reads it.
-                    let konst = producer
-                        .get(s.input[1].as_str())
-                        .copied()
-                        .filter(|&k| nodes[k].op_type == "Constant" && single_use(&s.input[1]));
-                    Some(([Some(scaled), Some(sig), konst], x.clone(), alpha))
-                })();
-                if let Some((chain, x, alpha)) = chain {
-                    for i in chain.into_iter().flatten() {
-                        remove[i] = true;
-                    }
-                    replace.insert(ix, fused_node(node, QUICK_GELU_OP, x, Some(alpha)));
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut fused = Fused::default();
-    let old = std::mem::take(&mut graph.node);
-    for (i, node) in old.into_iter().enumerate() {
-        if let Some(new) = replace.remove(&i) {
-            if new.op_type == SOFTMAX_OP {
-                fused.softmax += 1;
-            } else {
-                fused.quick_gelu += 1;
-            }
-            graph.node.push(new);
-        } else if !remove[i] {
-            graph.node.push(node);
-        }
-    }
-    fused
 }
 
 fn parse_softmax(
