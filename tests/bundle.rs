@@ -2,7 +2,7 @@
 
 use clip_perception::{EncoderOptions, ImageEncoder, ModelBundle, Precision, TextEncoder};
 
-use crate::common::{copy_bundle, remove_block, remove_int8, tiny_bundle};
+use crate::common::{copy_bundle, remove_block, remove_int8, remove_int8_file_entry, tiny_bundle};
 
 fn edit_manifest(dir: &std::path::Path, from: &str, to: &str) {
     let path = dir.join("model.yaml");
@@ -198,13 +198,7 @@ fn static_form_without_calibration() {
 #[test]
 fn quantization_record_without_the_int8_file_entry() {
     let dir = copy_bundle(&tiny_bundle());
-    let path = dir.path().join("model.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("image_encoder_int8: {path"))
-        .collect();
-    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+    remove_int8_file_entry(dir.path());
     let e = err_of(ModelBundle::open(dir.path()));
     assert!(
         e.contains("quantization.image_encoder_int8") && e.contains("files.image_encoder_int8"),

@@ -68,15 +68,24 @@ pub fn remove_block(dir: &std::path::Path, key: &str) {
     std::fs::write(&path, kept.join("\n") + "\n").unwrap();
 }
 
-/// Removes the int8 image encoder from a bundle copy (its file, its entry, its section).
-pub fn remove_int8(dir: &std::path::Path) {
+/// Removes the `files.image_encoder_int8` entry from the manifest (nothing else).
+pub fn remove_int8_file_entry(dir: &std::path::Path) {
     let path = dir.join("model.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let kept: Vec<&str> = text
         .lines()
         .filter(|l| !l.trim_start().starts_with("image_encoder_int8: {path"))
         .collect();
+    assert!(
+        kept.len() < text.lines().count(),
+        "no files.image_encoder_int8"
+    );
     std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+}
+
+/// Removes the int8 image encoder from a bundle copy (its file, its entry, its section).
+pub fn remove_int8(dir: &std::path::Path) {
+    remove_int8_file_entry(dir);
     remove_block(dir, "quantization");
     std::fs::remove_file(dir.join("image_encoder_int8.onnx")).unwrap();
 }

@@ -9,7 +9,7 @@
 //! embeddings (cosine >= 0.995, the quantization's accuracy target; top-1 identical).
 
 use clip_perception::labels::{Prompts, TextEmbedder};
-use clip_perception::scoring::score;
+use clip_perception::scoring::{score, Scores};
 use clip_perception::{npy, EncoderOptions, ImageEncoder, ModelBundle, Precision, TextEncoder};
 
 use crate::common::{cosine, data, f32s, read_json, tiny_bundle};
@@ -122,8 +122,9 @@ fn text_encoder_at_real_length_matches_pytorch_at_77() {
     assert!(cosine(&single[0], &short[0]) >= MIN_COSINE);
 }
 
-#[test]
-fn zero_shot_ranking_is_identical() {
+/// Zero-shot scores of every golden `zero_shot` case (its image, end to end, against the
+/// golden phrases with the template "{}") from the image encoder of `options`, with the case.
+fn zero_shot_scores(options: EncoderOptions) -> Vec<(serde_json::Value, Scores)> {
     let golden = golden();
     let b = bundle();
     let mut text = TextEmbedder::new(&b, EncoderOptions::default(), None).unwrap();
@@ -136,7 +137,8 @@ fn zero_shot_ranking_is_identical() {
     let labels = text
         .label_matrix(&phrases, &Prompts::single("{}").unwrap())
         .unwrap();
-    let mut encoder = ImageEncoder::load(&b, fp32(1)).unwrap();
+    let mut encoder = ImageEncoder::load(&b, options).unwrap();
+    let mut out = Vec::new();
     for case in golden["zero_shot"].as_array().unwrap() {
         let name = case["image"].as_str().unwrap();
         let image = golden["images"]
@@ -148,7 +150,15 @@ fn zero_shot_ranking_is_identical() {
         let file = data("embeddings").join(image["file"].as_str().unwrap());
         let img = clip_perception::frame::load_image_file(&file).unwrap();
         let embedding = encoder.encode(&[img]).unwrap().remove(0);
-        let scores = score(&labels, &embedding);
+        out.push((case.clone(), score(&labels, &embedding)));
+    }
+    out
+}
+
+#[test]
+fn zero_shot_ranking_is_identical() {
+    for (case, scores) in zero_shot_scores(fp32(1)) {
+        let name = &case["image"];
         let ranking: Vec<u64> = scores.ranked().iter().map(|r| r.index as u64).collect();
         let expected: Vec<u64> = case["ranking"]
             .as_array()
@@ -231,32 +241,13 @@ fn int8_image_encoder_matches_onnxruntime_and_stays_close_to_fp32() {
 
 #[test]
 fn int8_zero_shot_top1_equals_fp32() {
-    let golden = golden();
-    let b = bundle();
-    let mut text = TextEmbedder::new(&b, EncoderOptions::default(), None).unwrap();
-    let phrases: Vec<String> = golden["phrases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["text"].as_str().unwrap().to_string())
-        .collect();
-    let labels = text
-        .label_matrix(&phrases, &Prompts::single("{}").unwrap())
-        .unwrap();
-    let mut encoder = ImageEncoder::load(&b, int8(1)).unwrap();
-    for case in golden["zero_shot"].as_array().unwrap() {
-        let name = case["image"].as_str().unwrap();
-        let image = golden["images"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["name"] == name)
-            .unwrap();
-        let file = data("embeddings").join(image["file"].as_str().unwrap());
-        let img = clip_perception::frame::load_image_file(&file).unwrap();
-        let embedding = encoder.encode(&[img]).unwrap().remove(0);
-        let scores = score(&labels, &embedding);
+    for (case, scores) in zero_shot_scores(int8(1)) {
         let expected = case["ranking"][0].as_u64().unwrap() as usize;
-        assert_eq!(scores.ranked()[0].index, expected, "{name}: top-1");
+        assert_eq!(
+            scores.ranked()[0].index,
+            expected,
+            "{}: top-1",
+            case["image"]
+        );
     }
 }
