@@ -456,6 +456,42 @@ def colourless_caption(objs: Sequence[SceneObject], rng: np.random.Generator) ->
     return GRAY_TEMPLATES[rng.integers(len(GRAY_TEMPLATES))].format(listed)
 
 
+KIND_TEMPLATES = ["a photo of {}.", "{}", "{} on a table", "a picture of {}."]
+
+
+def kinds_caption(objs: Sequence[SceneObject], rng: np.random.Generator) -> str:
+    """Caption naming the kinds only, without colours and without claiming black and white
+    ("a photo of a cup and a ball."): true of a scene however its colours look."""
+    kinds = [objs[i].kind for i in rng.permutation(len(objs))]
+    parts = ["a " + k for k in kinds]
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return KIND_TEMPLATES[rng.integers(len(KIND_TEMPLATES))].format(listed)
+
+
+def caption_meaning(objs: Sequence[SceneObject], caption: str) -> tuple:
+    """What a caption of `objs` (from captions_for, colourless_caption or kinds_caption)
+    claims, as a key: two scenes the same key is true of are both matches of the caption.
+    ("full", sorted (colour, kind) pairs), ("kinds", sorted kinds), ("colours", sorted
+    colours); captions with left/right relations depend on the layout and get None (true
+    of their own scene only)."""
+    words = caption.replace(",", " ").replace(".", " ").split()
+    if "left" in words or "right" in words:
+        return None
+    pairs = set(zip(words, words[1:]))
+    if any((o.colour, o.kind) in pairs for o in objs):
+        return ("full", tuple(sorted((o.colour, o.kind) for o in objs)))
+    if all(o.kind in words for o in objs):
+        return ("kinds", tuple(sorted(o.kind for o in objs)))
+    return ("colours", tuple(sorted(o.colour for o in objs)))
+
+
+def scene_meanings(objs: Sequence[SceneObject]) -> set:
+    """Every caption_meaning key that is true of a scene with these objects."""
+    return {("full", tuple(sorted((o.colour, o.kind) for o in objs))),
+            ("kinds", tuple(sorted(o.kind for o in objs))),
+            ("colours", tuple(sorted(o.colour for o in objs)))}
+
+
 def allowed_compositions(exclude: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
     ex = set(map(tuple, exclude))
     return [p for p in ALL_COMPOSITIONS if p not in ex]

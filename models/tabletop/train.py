@@ -202,7 +202,7 @@ def loss_curve_png(path: Path, steps, losses, evals) -> None:
 
 def metrics_table(path: Path, evals, settings: dict, wall: dict) -> None:
     lines = ["# Training metrics (written by models/tabletop/train.py)", "",
-             "Validation: single-object images, 2 per seen and 4 per held-out composition "
+             "Validation: single-object images, 2 per seen and 8 per held-out composition "
              "(seeds disjoint from training and from eval/), zero-shot top-1 over all 64 "
              f"'colour object' phrases with the template {TEMPLATE!r}.", "",
              "| step | epoch | train loss (mean of last 50) | logit scale | seen top-1 | held-out top-1 | colour correct | object correct | minutes |",
@@ -233,6 +233,17 @@ def parse_args(argv=None):
     p.add_argument("--gray-frac", type=float, default=0.0,
                    help="fraction of images turned greyscale, captioned with object kinds only "
                         "('a black and white photo of a cup.'), so shape is learnt apart from colour (default %(default)s; the bundle used 0.1, see README)")
+    p.add_argument("--gray-frac-end", type=float, default=None,
+                   help="greyscale fraction at the end of the run, reached linearly from --gray-frac "
+                        "(a curriculum: shape apart from colour early, compositions late; default: constant)")
+    p.add_argument("--desat-frac", type=float, default=0.0,
+                   help="share of the colour-removed images that are only partly desaturated (saturation "
+                        "x0.15-0.6, captioned with kinds only, 'a photo of a cup.') instead of greyscale (default %(default)s)")
+    p.add_argument("--loss", choices=["clip", "multi-positive"], default="clip",
+                   help="clip: InfoNCE with one positive per row (the paper's); multi-positive: every caption "
+                        "in the batch that is true of an image (same objects, same kinds for kinds-only "
+                        "captions, ...) is a positive, targets spread evenly over them, so repeated "
+                        "kinds-only captions are not pushed apart (default %(default)s)")
     p.add_argument("--lr", type=float, default=1.5e-3)
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--weight-decay", type=float, default=0.1)
@@ -257,7 +268,7 @@ def main(argv=None) -> int:
     images, metas = render_dataset(a.images, seed_base, a.workers)
     render_min = (time.time() - t_start) / 60
     log(f"scenes ready: {images.shape} ({render_min:.1f} min)")
-    val_x, val_y, val_split = validation_set(2, 4)
+    val_x, val_y, val_split = validation_set(2, 8)
     tokens = Tokens()
 
     cfg = cb.clip_config("tabletop")
@@ -274,16 +285,35 @@ def main(argv=None) -> int:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=a.lr, betas=(0.9, 0.98), eps=1e-6)
 
-    def lr_at(step):
-        """Linear warmup, then cosine to 0 over the rest of the run, where the run's progress
-        is the larger of steps done / --steps and minutes spent / --max-minutes (so a slow
-        machine still anneals fully before the time limit)."""
-        if step < a.warmup:
-            return a.lr * (step + 1) / a.warmup
+    def progress(step):
+        """The run's progress in [0, 1]: the larger of steps done / --steps and minutes spent /
+        --max-minutes (so a slow machine still anneals fully before the time limit)."""
         t = (step - a.warmup) / max(1, a.steps - a.warmup)
         if t_train is not None:
             t = max(t, (time.time() - t_train) / 60 / a.max_minutes)
-        return a.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+        return min(1.0, max(0.0, t))
+
+    def lr_at(step):
+        """Linear warmup, then cosine to 0 over the rest of the run."""
+        if step < a.warmup:
+            return a.lr * (step + 1) / a.warmup
+        return a.lr * 0.5 * (1 + math.cos(math.pi * progress(step)))
+
+    gray_end = a.gray_frac if a.gray_frac_end is None else a.gray_frac_end
+
+    def gray_frac_at(step):
+        return a.gray_frac + (gray_end - a.gray_frac) * progress(step)
+
+    def targets(objs_per_image, caps):
+        """Row i: the captions of the batch that are true of image i, as a distribution."""
+        n = len(caps)
+        if a.loss == "clip":
+            return torch.eye(n)
+        true_of = [scenes.scene_meanings(o) for o in objs_per_image]
+        keys = [scenes.caption_meaning(o, c) for o, c in zip(objs_per_image, caps)]
+        pos = torch.tensor([[i == j or (keys[j] is not None and keys[j] in true_of[i]) for j in range(n)]
+                            for i in range(n)], dtype=torch.float32)
+        return pos
 
     # Batches mix single-object and multi-object scenes in a fixed proportion (--single-frac).
     # The single-object part shows distinct compositions (at most 56 per batch), so the
@@ -318,14 +348,26 @@ def main(argv=None) -> int:
         flip = rng.random(len(idx)) < 0.5
         u8[flip] = u8[flip, :, ::-1]
         # (no random draw when off, so runs without it keep the same caption stream)
-        gray = rng.random(len(idx)) < a.gray_frac if a.gray_frac > 0 else np.zeros(len(idx), bool)
+        gf = gray_frac_at(step)
+        gray = rng.random(len(idx)) < gf if gf > 0 or gray_end > 0 else np.zeros(len(idx), bool)
+        # partly desaturated instead of grey (no draw when off, as above)
+        desat = (gray & (rng.random(len(idx)) < a.desat_frac)) if a.desat_frac > 0 else np.zeros(len(idx), bool)
         if gray.any():  # luminance (ITU-R 601), kept as 3 channels
-            lum = (u8[gray].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round()
-            u8[gray] = np.clip(lum, 0, 255).astype(np.uint8)[..., None]
-        caps = []
+            x = u8[gray].astype(np.float32)
+            lum = x @ np.array([0.299, 0.587, 0.114], np.float32)
+            sat = np.where(desat[gray], rng.uniform(0.15, 0.6, int(gray.sum())), 0.0).astype(np.float32)
+            x = lum[..., None] + sat[:, None, None, None] * (x - lum[..., None])
+            u8[gray] = np.clip(x.round(), 0, 255).astype(np.uint8)
+        caps, objs_per_image = [], []
         for j, i in enumerate(idx):
             objs = [scenes.SceneObject(c, k, (scenes.SIZE - cx) if flip[j] else cx, 0.0, 0.0) for c, k, cx in metas[i]]
-            caps.append(scenes.colourless_caption(objs, rng) if gray[j] else scenes.captions_for(objs, rng))
+            objs_per_image.append(objs)
+            if desat[j]:
+                caps.append(scenes.kinds_caption(objs, rng))
+            elif gray[j]:
+                caps.append(scenes.colourless_caption(objs, rng))
+            else:
+                caps.append(scenes.captions_for(objs, rng))
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         img = cb.hf_image_features(model, to_pixels(u8))
@@ -333,9 +375,9 @@ def main(argv=None) -> int:
         img = img / img.norm(dim=-1, keepdim=True)
         txt = txt / txt.norm(dim=-1, keepdim=True)
         logits = model.logit_scale.exp() * img @ txt.T
-        target = torch.arange(len(idx))
-        loss = 0.5 * (torch.nn.functional.cross_entropy(logits, target)
-                      + torch.nn.functional.cross_entropy(logits.T, target))
+        pos = targets(objs_per_image, caps)
+        loss = 0.5 * (torch.nn.functional.cross_entropy(logits, pos / pos.sum(1, keepdim=True))
+                      + torch.nn.functional.cross_entropy(logits.T, pos.T / pos.T.sum(1, keepdim=True)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -367,12 +409,17 @@ def main(argv=None) -> int:
         "objects_per_scene_weights": {"1": 0.5, "2": 0.25, "3": 0.15, "4": 0.1},
         "single_object_fraction_of_batch": a.single_frac,
         "augmentation": "horizontal mirror (p=0.5, captions follow), caption re-drawn on every use, "
-                        f"greyscale with a kinds-only caption (p={a.gray_frac})",
+                        f"greyscale with a kinds-only caption (p={a.gray_frac}"
+                        + (f" -> {gray_end} linearly over the run" if gray_end != a.gray_frac else "")
+                        + (f"; {a.desat_frac} of them partly desaturated instead, x0.15-0.6, "
+                           "'a photo of a cup.'" if a.desat_frac > 0 else "") + ")",
         "seed": a.seed, "steps_planned": a.steps, "steps_done": steps_log[-1], "batch": a.batch,
         "samples_seen": steps_log[-1] * a.batch, "epochs": round(steps_log[-1] * a.batch / a.images, 2),
         "optimizer": "AdamW(betas=(0.9, 0.98), eps=1e-6)", "lr": a.lr, "warmup_steps": a.warmup,
         "schedule": "linear warmup + cosine to 0 over max(step/steps, minutes/max_minutes)", "weight_decay": a.weight_decay,
-        "loss": "symmetric InfoNCE (CLIP), learned logit_scale init ln(1/0.07), clamp ln(100)",
+        "loss": "symmetric InfoNCE (CLIP), learned logit_scale init ln(1/0.07), clamp ln(100)"
+                + ("; multi-positive targets (captions true of several images of the batch)"
+                   if a.loss == "multi-positive" else ""),
         "threads": a.threads, "torch": torch.__version__.split("+")[0],
     }
     out = Path(a.out)
