@@ -93,6 +93,53 @@ def pytorch_predictions(checkpoint: Path, rows, eval_dir: Path, threads: int) ->
     return predict(np.concatenate(feats), t)
 
 
+def probe(checkpoint: Path, rows, eval_dir: Path, threads: int) -> dict:
+    """Where compositions fail, from the PyTorch checkpoint: 8-way zero-shot over the object
+    kinds alone ("a photo of a cup.") and over the colours alone ("a photo of something
+    red."), and kinds on greyscale copies of the images (ITU-R 601 luminance, "a black and
+    white photo of a cup."). A model whose shape features do not depend on colour names the
+    kind of a held-out composition about as well as a seen one."""
+    import torch
+    from transformers import CLIPModel
+
+    torch.set_num_threads(threads)
+    model = CLIPModel.from_pretrained(str(checkpoint), attn_implementation="eager").eval()
+    size = model.config.vision_config.image_size
+    mean, std = np.asarray(cb.OPENAI_CLIP_MEAN, np.float32), np.asarray(cb.OPENAI_CLIP_STD, np.float32)
+    luma = np.asarray([0.299, 0.587, 0.114], np.float32)
+
+    def texts(t):
+        with torch.no_grad():
+            f = cb.hf_text_features(model, torch.from_numpy(token_ids(t))).numpy()
+        return f / np.linalg.norm(f, axis=1, keepdims=True)
+
+    def images(gray: bool):
+        feats = []
+        for s in range(0, len(rows), 64):
+            x = np.stack([pixel_values(eval_dir / r["file"], size, cb.OPENAI_CLIP_MEAN, cb.OPENAI_CLIP_STD)
+                          for r in rows[s:s + 64]])
+            if gray:  # back to [0, 1], luminance, rounded to 8 bits as the training greyscale
+                raw = x.transpose(0, 2, 3, 1) * std + mean
+                lum = np.round(np.clip(raw @ luma, 0, 1) * 255) / 255
+                x = ((lum[..., None] - mean) / std).transpose(0, 3, 1, 2).astype(np.float32)
+            with torch.no_grad():
+                feats.append(cb.hf_image_features(model, torch.from_numpy(x)).numpy())
+        f = np.concatenate(feats)
+        return f / np.linalg.norm(f, axis=1, keepdims=True)
+
+    colour_img, gray_img = images(False), images(True)
+    out = {}
+    for name, img, words, field, template in (
+            ("kind", colour_img, scenes.OBJECTS, "object", "a photo of a {}."),
+            ("colour", colour_img, scenes.COLOUR_NAMES, "colour", "a photo of something {}."),
+            ("kind_greyscale", gray_img, scenes.OBJECTS, "object", "a black and white photo of a {}.")):
+        pred = (img @ texts([template.format(w) for w in words]).T).argmax(1)
+        for split in ("seen", "heldout"):
+            idx = [i for i, r in enumerate(rows) if r["split"] == split]
+            out[f"{name}_{split}"] = round(100.0 * sum(words[pred[i]] == rows[i][field] for i in idx) / len(idx), 2)
+    return out
+
+
 def onnx_predictions(bundle: Path, rows, eval_dir: Path, threads: int) -> list[str]:
     m = cb.read_manifest(bundle)
     f = m["files"]
@@ -147,6 +194,8 @@ def main(argv=None) -> int:
     p.add_argument("--rust-json", metavar="FILE", help="output of the engine's `classify --json --top-k 1`")
     p.add_argument("--out", help="write the metrics JSON here")
     p.add_argument("--record", metavar="BUNDLE", help="write the metrics into BUNDLE/model.yaml under `metrics:`")
+    p.add_argument("--probe", action="store_true",
+                   help="with --checkpoint: also 8-way kind-only / colour-only zero-shot, and kinds on greyscale copies")
     p.add_argument("--max-gap", type=float, default=1.0, help="points PyTorch and Rust may differ (default 1)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
@@ -180,6 +229,12 @@ def main(argv=None) -> int:
             agree = sum(x == y for x, y in zip(ref, preds[k]))
             metrics[f"top1_agreement_pytorch_vs_{k}"] = f"{agree}/{len(rows)}"
             print(f"top-1 agreement PyTorch vs {k}: {agree}/{len(rows)}")
+    if a.probe:
+        if not a.checkpoint:
+            p.error("--probe needs --checkpoint")
+        metrics["probe_pytorch"] = pr = probe(Path(a.checkpoint), rows, eval_dir, a.threads)
+        print("probe (PyTorch, 8-way, seen / held-out): "
+              + ", ".join(f"{k} {pr[k + '_seen']:.1f}% / {pr[k + '_heldout']:.1f}%" for k in ("kind", "colour", "kind_greyscale")))
     first = next(iter(preds))
     metrics["per_composition_" + first] = per_composition(rows, preds[first])
     held = [f"{c} {o}" for c, o in scenes.HELD_OUT]
