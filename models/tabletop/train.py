@@ -154,6 +154,32 @@ def zero_shot(model, tokens: Tokens, pix_u8: np.ndarray, labels: np.ndarray, spl
             "object": float(np.mean([phrases[p].split()[1] == phrases[l].split()[1] for p, l in zip(pred, labels)]))}
 
 
+def project_patch_front(weight, chroma_channels: int, chroma_block: int) -> None:
+    """Constrain the ViT patch embedding (a bias-free conv, [width, 3, P, P], on CLIP-normalised
+    pixels) to a luminance/chroma front end, in place: the first width - chroma_channels
+    filters see luminance only (ITU-R 601 weights on the raw pixels, so every spatial pattern
+    is the same filter whatever the colour), the rest see colour only as block means
+    (chroma_block x chroma_block pixels), so object shape reaches the transformer only
+    through luminance and colour only coarsely. The exported model is a plain CLIP ViT whose
+    patch weights happen to have this structure. Least-squares projection, applied at
+    initialisation and after every optimiser step."""
+    import torch
+
+    with torch.no_grad():
+        n_lum = weight.shape[0] - chroma_channels
+        p = weight.shape[-1]
+        # luminance of raw pixels = sum_c w_c (std_c x_c + mean_c): per channel w_c std_c on
+        # normalised pixels (the constant is a per-filter offset the next layers absorb)
+        v = torch.tensor([0.299, 0.587, 0.114]) * torch.tensor(cb.OPENAI_CLIP_STD)
+        v = (v / v.norm()).view(1, 3, 1, 1).to(weight.dtype)
+        lum = weight[:n_lum]
+        weight[:n_lum] = (lum * v).sum(1, keepdim=True) * v
+        if chroma_channels:
+            b = p // chroma_block
+            c = weight[n_lum:].reshape(chroma_channels, 3, b, chroma_block, b, chroma_block)
+            weight[n_lum:] = c.mean(dim=(3, 5), keepdim=True).expand_as(c).reshape(chroma_channels, 3, p, p)
+
+
 # ---------------------------------------------------------------------------
 # plots and tables
 # ---------------------------------------------------------------------------
@@ -244,6 +270,12 @@ def parse_args(argv=None):
                         "in the batch that is true of an image (same objects, same kinds for kinds-only "
                         "captions, ...) is a positive, targets spread evenly over them, so repeated "
                         "kinds-only captions are not pushed apart (default %(default)s)")
+    p.add_argument("--patch-front", choices=["free", "lum-chroma"], default="free",
+                   help="free: the patch embedding learns any filters; lum-chroma: it is kept to luminance "
+                        "filters plus --chroma-channels filters of block-mean colour (project_patch_front), so "
+                        "shape is learnt apart from colour (default %(default)s)")
+    p.add_argument("--chroma-channels", type=int, default=32)
+    p.add_argument("--chroma-block", type=int, default=16, help="pixels; divides the patch size")
     p.add_argument("--lr", type=float, default=1.5e-3)
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--weight-decay", type=float, default=0.1)
@@ -276,6 +308,9 @@ def main(argv=None) -> int:
     model = CLIPModel(cfg)
     with torch.no_grad():
         model.logit_scale.fill_(math.log(1 / 0.07))
+    patch_w = model.vision_model.embeddings.patch_embedding.weight
+    if a.patch_front == "lum-chroma":
+        project_patch_front(patch_w, a.chroma_channels, a.chroma_block)
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
     log(f"CLIPModel 'tabletop': {n_params / 1e6:.2f} M parameters "
@@ -381,6 +416,8 @@ def main(argv=None) -> int:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if a.patch_front == "lum-chroma":
+            project_patch_front(patch_w, a.chroma_channels, a.chroma_block)
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         steps_log.append(step + 1)
@@ -415,6 +452,10 @@ def main(argv=None) -> int:
                            "'a photo of a cup.'" if a.desat_frac > 0 else "") + ")",
         "seed": a.seed, "steps_planned": a.steps, "steps_done": steps_log[-1], "batch": a.batch,
         "samples_seen": steps_log[-1] * a.batch, "epochs": round(steps_log[-1] * a.batch / a.images, 2),
+        "patch_embedding": "free" if a.patch_front == "free" else
+                           f"luminance-only filters ({cfg.vision_config.hidden_size - a.chroma_channels}) + "
+                           f"{a.chroma_block}x{a.chroma_block}-block mean colour ({a.chroma_channels}), "
+                           "projected after every step",
         "optimizer": "AdamW(betas=(0.9, 0.98), eps=1e-6)", "lr": a.lr, "warmup_steps": a.warmup,
         "schedule": "linear warmup + cosine to 0 over max(step/steps, minutes/max_minutes)", "weight_decay": a.weight_decay,
         "loss": "symmetric InfoNCE (CLIP), learned logit_scale init ln(1/0.07), clamp ln(100)"
