@@ -444,15 +444,19 @@ def captions_for(objs: Sequence[SceneObject], rng: np.random.Generator) -> str:
     return LIST_TEMPLATES[rng.integers(len(LIST_TEMPLATES))].format(listed)
 
 
+def _kinds_listed(objs: Sequence[SceneObject], rng: np.random.Generator) -> str:
+    """The objects' kinds in random order: "a cup", "a cup and a ball", "a cup, a ball and a can"."""
+    parts = ["a " + objs[i].kind for i in rng.permutation(len(objs))]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 GRAY_TEMPLATES = ["a black and white photo of {}.", "a grayscale photo of {}.", "a black and white picture of {}."]
 
 
 def colourless_caption(objs: Sequence[SceneObject], rng: np.random.Generator) -> str:
     """Caption for the greyscale version of a scene: names the kinds only ("a black and
     white photo of a banana."), so shape is learnt apart from colour."""
-    kinds = [objs[i].kind for i in rng.permutation(len(objs))]
-    parts = ["a " + k for k in kinds]
-    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    listed = _kinds_listed(objs, rng)  # first: the same random draws, in the same order, as before
     return GRAY_TEMPLATES[rng.integers(len(GRAY_TEMPLATES))].format(listed)
 
 
@@ -462,9 +466,7 @@ KIND_TEMPLATES = ["a photo of {}.", "{}", "{} on a table", "a picture of {}."]
 def kinds_caption(objs: Sequence[SceneObject], rng: np.random.Generator) -> str:
     """Caption naming the kinds only, without colours and without claiming black and white
     ("a photo of a cup and a ball."): true of a scene however its colours look."""
-    kinds = [objs[i].kind for i in rng.permutation(len(objs))]
-    parts = ["a " + k for k in kinds]
-    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    listed = _kinds_listed(objs, rng)  # first: the same random draws, in the same order, as before
     return KIND_TEMPLATES[rng.integers(len(KIND_TEMPLATES))].format(listed)
 
 
