@@ -106,7 +106,7 @@ def probe(checkpoint: Path, rows, eval_dir: Path, threads: int) -> dict:
     model = CLIPModel.from_pretrained(str(checkpoint), attn_implementation="eager").eval()
     size = model.config.vision_config.image_size
     mean, std = np.asarray(cb.OPENAI_CLIP_MEAN, np.float32), np.asarray(cb.OPENAI_CLIP_STD, np.float32)
-    luma = np.asarray([0.299, 0.587, 0.114], np.float32)
+    luma = np.asarray(scenes.LUMA_601, np.float32)
 
     def texts(t):
         with torch.no_grad():

@@ -41,6 +41,9 @@ COLOURS = {
     "white": (238, 238, 235),
 }
 COLOUR_NAMES = list(COLOURS)
+# ITU-R 601 luma weights (R, G, B): the greyscale of training augmentation, the evaluation
+# probe and the luminance filters of train.py's lum-chroma patch embedding.
+LUMA_601 = (0.299, 0.587, 0.114)
 ALL_COMPOSITIONS = [(c, o) for c in COLOUR_NAMES for o in OBJECTS]
 # One held-out composition per colour and per object: never drawn or named in training.
 HELD_OUT = [

@@ -170,7 +170,7 @@ def project_patch_front(weight, chroma_channels: int, chroma_block: int) -> None
         p = weight.shape[-1]
         # luminance of raw pixels = sum_c w_c (std_c x_c + mean_c): per channel w_c std_c on
         # normalised pixels (the constant is a per-filter offset the next layers absorb)
-        v = torch.tensor([0.299, 0.587, 0.114]) * torch.tensor(cb.OPENAI_CLIP_STD)
+        v = torch.tensor(scenes.LUMA_601) * torch.tensor(cb.OPENAI_CLIP_STD)
         v = (v / v.norm()).view(1, 3, 1, 1).to(weight.dtype)
         lum = weight[:n_lum]
         weight[:n_lum] = (lum * v).sum(1, keepdim=True) * v
@@ -340,7 +340,7 @@ def main(argv=None) -> int:
         return a.gray_frac + (gray_end - a.gray_frac) * progress(step)
 
     def targets(objs_per_image, caps):
-        """Row i: the captions of the batch that are true of image i, as a distribution."""
+        """[i, j] = 1 where caption j of the batch is true of image i (the diagonal always), else 0."""
         n = len(caps)
         if a.loss == "clip":
             return torch.eye(n)
@@ -389,7 +389,7 @@ def main(argv=None) -> int:
         desat = (gray & (rng.random(len(idx)) < a.desat_frac)) if a.desat_frac > 0 else np.zeros(len(idx), bool)
         if gray.any():  # luminance (ITU-R 601), kept as 3 channels
             x = u8[gray].astype(np.float32)
-            lum = x @ np.array([0.299, 0.587, 0.114], np.float32)
+            lum = x @ np.array(scenes.LUMA_601, np.float32)
             sat = np.where(desat[gray], rng.uniform(0.15, 0.6, int(gray.sum())), 0.0).astype(np.float32)
             x = lum[..., None] + sat[:, None, None, None] * (x - lum[..., None])
             u8[gray] = np.clip(x.round(), 0, 255).astype(np.uint8)
