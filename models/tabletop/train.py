@@ -180,6 +180,93 @@ def project_patch_front(weight, chroma_channels: int, chroma_block: int) -> None
             weight[n_lum:] = c.mean(dim=(3, 5), keepdim=True).expand_as(c).reshape(chroma_channels, 3, p, p)
 
 
+def stream_masks(vision, n_lum: int, mode: str) -> list:
+    """Split the ViT's residual stream into a luminance stream (channels [0, n_lum), fed by the
+    luminance-only patch filters of project_patch_front) and a colour stream (the rest), as
+    0/1 masks on the weight matrices of every layer: attention heads, MLP hidden units and
+    residual channels are split in the same proportion, and no weight carries the colour
+    stream into the luminance stream, so the shape features the luminance stream computes
+    are the same whatever the object's colour (up to the LayerNorms, which normalise over all
+    channels). mode "one-way": the colour stream also reads the luminance stream (it can bind
+    colours to shapes); "two-towers": neither reads the other, they meet only in the final
+    projection; "split-embedding": two towers, and the final projection writes the luminance
+    tower into the first dims of the joint embedding and the colour tower into the rest (the
+    same proportion), so an image's similarity to a caption is a shape term plus a colour term
+    with no product of image colour and caption kind. Returns [(weight, mask)]; the exported
+    graph stays a plain CLIP ViT whose weights have zero blocks."""
+    import torch
+
+    width = vision.config.hidden_size
+    head = width // vision.config.num_attention_heads
+    if n_lum % head:
+        raise SystemExit(f"--chroma-channels: the luminance stream ({n_lum} channels) must be whole "
+                         f"attention heads of {head} channels")
+
+    def lum(n):  # the first n*n_lum/width of n units belong to the luminance stream
+        v = torch.zeros(n, dtype=torch.bool)
+        v[: n * n_lum // width] = True
+        return v
+
+    def mask(out_n, in_n):
+        o, i = lum(out_n)[:, None], lum(in_n)[None, :]
+        allowed = ~(o & ~i)  # never colour -> luminance
+        if mode in ("two-towers", "split-embedding"):
+            allowed &= ~(~o & i)
+        return allowed.float()
+
+    pairs = []
+    for layer in vision.encoder.layers:
+        for lin in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
+                    layer.self_attn.out_proj, layer.mlp.fc1, layer.mlp.fc2):
+            pairs.append((lin.weight, mask(*lin.weight.shape)))  # biases are per output unit
+    return pairs
+
+
+def projection_mask(projection, n_in: int, n_out: int) -> list:
+    """The split-embedding mask of a final projection ([embed, width], no bias): inputs
+    [0, n_in) write only embedding dims [0, n_out), the other inputs only the other dims."""
+    import torch
+
+    out_n, in_n = projection.weight.shape
+    o = torch.arange(out_n)[:, None] < n_out
+    i = torch.arange(in_n)[None, :] < n_in
+    return [(projection.weight, (o == i).float())]
+
+
+def text_stream_masks(model, tokens: "Tokens", n_shape: int, n_out: int) -> list:
+    """The text tower as two towers too (split-embedding on both sides): its first n_shape
+    channels (whole heads) carry what the caption says about kinds, the rest what it says
+    about colours, into the embedding dims [0, n_out) and the rest, as the image towers do.
+    Colour words enter the kind stream as zeros (their token embeddings are zero there) and
+    kind words the colour stream, so the kind part of "a photo of a blue cup." is the same
+    whichever colour it names, and the colour part whichever kind. The word lists are the
+    generator's (scenes.COLOUR_NAMES, scenes.OBJECTS): a prior built into the training, named
+    in the bundle README. The exported text encoder stays a plain CLIP text tower."""
+    import torch
+
+    text = model.text_model
+    pairs = stream_masks(text, n_shape, "two-towers")
+    pairs += projection_mask(model.text_projection, n_shape, n_out)
+    emb = text.embeddings.token_embedding.weight
+    m = torch.ones_like(emb)
+    for words, channels in ((scenes.COLOUR_NAMES, slice(0, n_shape)), (scenes.OBJECTS, slice(n_shape, None))):
+        for w in words:
+            ids = tokens.ids(w)[1:-1]  # without start and end of text
+            if len(ids) != 1:
+                raise SystemExit(f"--text-streams: '{w}' is {len(ids)} tokens, expected one")
+            m[ids[0], channels] = 0
+    return pairs + [(emb, m)]
+
+
+def apply_masks(pairs) -> None:
+    """Zero the masked weights (at initialisation and after every optimiser step)."""
+    import torch
+
+    with torch.no_grad():
+        for w, m in pairs:
+            w.mul_(m)
+
+
 # ---------------------------------------------------------------------------
 # plots and tables
 # ---------------------------------------------------------------------------
@@ -275,7 +362,18 @@ def parse_args(argv=None):
                         "filters plus --chroma-channels filters of block-mean colour (project_patch_front), so "
                         "shape is learnt apart from colour (default %(default)s)")
     p.add_argument("--chroma-channels", type=int, default=32)
+    p.add_argument("--vision-streams", choices=["shared", "one-way", "two-towers", "split-embedding"], default="shared",
+                   help="with --patch-front lum-chroma: shared: every layer mixes luminance and colour "
+                        "channels; one-way: the transformer keeps a luminance stream the colour channels "
+                        "never write into (the colour stream reads both); two-towers: the two streams "
+                        "never read each other and meet in the final projection; split-embedding: two towers "
+                        "projected into separate parts of the embedding (stream_masks; default %(default)s)")
     p.add_argument("--chroma-block", type=int, default=16, help="pixels; divides the patch size")
+    p.add_argument("--text-streams", choices=["shared", "split"], default="shared",
+                   help="split (with --vision-streams split-embedding): the text tower is two towers as "
+                        "well, colour words zero in its kind stream and kind words zero in its colour "
+                        "stream, each projected into the embedding part of its image tower "
+                        "(text_stream_masks; default %(default)s)")
     p.add_argument("--lr", type=float, default=1.5e-3)
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--weight-decay", type=float, default=0.1)
@@ -311,6 +409,22 @@ def main(argv=None) -> int:
     patch_w = model.vision_model.embeddings.patch_embedding.weight
     if a.patch_front == "lum-chroma":
         project_patch_front(patch_w, a.chroma_channels, a.chroma_block)
+    masks = []
+    if a.vision_streams != "shared":
+        if a.patch_front != "lum-chroma":
+            raise SystemExit("--vision-streams needs --patch-front lum-chroma (the streams start at its filters)")
+        n_lum = cfg.vision_config.hidden_size - a.chroma_channels
+        masks = stream_masks(model.vision_model, n_lum, a.vision_streams)
+        n_out = cfg.projection_dim * n_lum // cfg.vision_config.hidden_size
+        if a.vision_streams == "split-embedding":
+            masks += projection_mask(model.visual_projection, n_lum, n_out)
+        if a.text_streams == "split":
+            if a.vision_streams != "split-embedding":
+                raise SystemExit("--text-streams split needs --vision-streams split-embedding")
+            masks += text_stream_masks(model, tokens, cfg.text_config.hidden_size // 2, n_out)
+        apply_masks(masks)
+        for w, m in masks:
+            w.register_hook(lambda g, m=m: g * m)
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
     log(f"CLIPModel 'tabletop': {n_params / 1e6:.2f} M parameters "
@@ -418,6 +532,7 @@ def main(argv=None) -> int:
         opt.step()
         if a.patch_front == "lum-chroma":
             project_patch_front(patch_w, a.chroma_channels, a.chroma_block)
+        apply_masks(masks)
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         steps_log.append(step + 1)
@@ -456,6 +571,8 @@ def main(argv=None) -> int:
                            f"luminance-only filters ({cfg.vision_config.hidden_size - a.chroma_channels}) + "
                            f"{a.chroma_block}x{a.chroma_block}-block mean colour ({a.chroma_channels}), "
                            "projected after every step",
+        "vision_streams": a.vision_streams if a.patch_front == "lum-chroma" else "shared",
+        "text_streams": a.text_streams,
         "optimizer": "AdamW(betas=(0.9, 0.98), eps=1e-6)", "lr": a.lr, "warmup_steps": a.warmup,
         "schedule": "linear warmup + cosine to 0 over max(step/steps, minutes/max_minutes)", "weight_decay": a.weight_decay,
         "loss": "symmetric InfoNCE (CLIP), learned logit_scale init ln(1/0.07), clamp ln(100)"
