@@ -180,57 +180,36 @@ def project_patch_front(weight, chroma_channels: int, chroma_block: int) -> None
             weight[n_lum:] = c.mean(dim=(3, 5), keepdim=True).expand_as(c).reshape(chroma_channels, 3, p, p)
 
 
-def stream_masks(vision, n_lum: int, mode: str) -> list:
-    """Split the ViT's residual stream into a luminance stream (channels [0, n_lum), fed by the
-    luminance-only patch filters of project_patch_front) and a colour stream (the rest), as
-    0/1 masks on the weight matrices of every layer: attention heads, MLP hidden units and
-    residual channels are split in the same proportion, and no weight carries the colour
-    stream into the luminance stream, so the shape features the luminance stream computes
-    are the same whatever the object's colour (up to the LayerNorms, which normalise over all
-    channels). mode "one-way": the colour stream also reads the luminance stream (it can bind
-    colours to shapes); "two-towers": neither reads the other, they meet only in the final
-    projection; "split-embedding": two towers, and the final projection writes the luminance
-    tower into the first dims of the joint embedding and the colour tower into the rest (the
-    same proportion), so an image's similarity to a caption is a shape term plus a colour term
-    with no product of image colour and caption kind. Returns [(weight, mask)]; the exported
-    graph stays a plain CLIP ViT whose weights have zero blocks."""
+def block_mask(weight, n_out: int, n_in: int):
+    """0/1 mask of a [out, in] weight that keeps two streams apart: outputs [0, n_out) read only
+    inputs [0, n_in), the other outputs only the other inputs (block diagonal)."""
     import torch
 
-    width = vision.config.hidden_size
-    head = width // vision.config.num_attention_heads
-    if n_lum % head:
-        raise SystemExit(f"--chroma-channels: the luminance stream ({n_lum} channels) must be whole "
-                         f"attention heads of {head} channels")
+    out_n, in_n = weight.shape
+    return ((torch.arange(out_n)[:, None] < n_out) == (torch.arange(in_n)[None, :] < n_in)).float()
 
-    def lum(n):  # the first n*n_lum/width of n units belong to the luminance stream
-        v = torch.zeros(n, dtype=torch.bool)
-        v[: n * n_lum // width] = True
-        return v
 
-    def mask(out_n, in_n):
-        o, i = lum(out_n)[:, None], lum(in_n)[None, :]
-        allowed = ~(o & ~i)  # never colour -> luminance
-        if mode in ("two-towers", "split-embedding"):
-            allowed &= ~(~o & i)
-        return allowed.float()
-
+def stream_masks(tower, n_first: int) -> list:
+    """Split a CLIP transformer tower (vision or text) into two towers sharing one set of
+    matrices: its residual channels [0, n_first) and the rest, attention heads, MLP hidden
+    units split in the same proportion, and no weight of any layer reads one stream into the
+    other (they share only the LayerNorms' per-token mean and variance). In the ViT, with the
+    lum-chroma patch front, the first stream is fed by the luminance-only filters, so the shape
+    features it computes are those of the greyscale image whatever the object's colour.
+    Returns [(weight, mask)]; the exported graph stays a plain CLIP tower whose weights have
+    zero blocks."""
+    width = tower.config.hidden_size
+    head = width // tower.config.num_attention_heads
+    if n_first % head:
+        raise SystemExit(f"stream split: the first stream ({n_first} channels) must be whole attention "
+                         f"heads of {head} channels")
     pairs = []
-    for layer in vision.encoder.layers:
+    for layer in tower.encoder.layers:
         for lin in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
                     layer.self_attn.out_proj, layer.mlp.fc1, layer.mlp.fc2):
-            pairs.append((lin.weight, mask(*lin.weight.shape)))  # biases are per output unit
+            w = lin.weight  # biases are per output unit: nothing to mask
+            pairs.append((w, block_mask(w, w.shape[0] * n_first // width, w.shape[1] * n_first // width)))
     return pairs
-
-
-def projection_mask(projection, n_in: int, n_out: int) -> list:
-    """The split-embedding mask of a final projection ([embed, width], no bias): inputs
-    [0, n_in) write only embedding dims [0, n_out), the other inputs only the other dims."""
-    import torch
-
-    out_n, in_n = projection.weight.shape
-    o = torch.arange(out_n)[:, None] < n_out
-    i = torch.arange(in_n)[None, :] < n_in
-    return [(projection.weight, (o == i).float())]
 
 
 def text_stream_masks(model, tokens: "Tokens", n_shape: int, n_out: int) -> list:
@@ -245,8 +224,8 @@ def text_stream_masks(model, tokens: "Tokens", n_shape: int, n_out: int) -> list
     import torch
 
     text = model.text_model
-    pairs = stream_masks(text, n_shape, "two-towers")
-    pairs += projection_mask(model.text_projection, n_shape, n_out)
+    pairs = stream_masks(text, n_shape)
+    pairs.append((model.text_projection.weight, block_mask(model.text_projection.weight, n_out, n_shape)))
     emb = text.embeddings.token_embedding.weight
     m = torch.ones_like(emb)
     for words, channels in ((scenes.COLOUR_NAMES, slice(0, n_shape)), (scenes.OBJECTS, slice(n_shape, None))):
@@ -362,13 +341,13 @@ def parse_args(argv=None):
                         "filters plus --chroma-channels filters of block-mean colour (project_patch_front), so "
                         "shape is learnt apart from colour (default %(default)s)")
     p.add_argument("--chroma-channels", type=int, default=32)
-    p.add_argument("--vision-streams", choices=["shared", "one-way", "two-towers", "split-embedding"], default="shared",
-                   help="with --patch-front lum-chroma: shared: every layer mixes luminance and colour "
-                        "channels; one-way: the transformer keeps a luminance stream the colour channels "
-                        "never write into (the colour stream reads both); two-towers: the two streams "
-                        "never read each other and meet in the final projection; split-embedding: two towers "
-                        "projected into separate parts of the embedding (stream_masks; default %(default)s)")
     p.add_argument("--chroma-block", type=int, default=16, help="pixels; divides the patch size")
+    p.add_argument("--vision-streams", choices=["shared", "two-towers", "split-embedding"], default="shared",
+                   help="with --patch-front lum-chroma: shared: every layer mixes luminance and colour "
+                        "channels; two-towers: the transformer keeps a luminance stream and a colour stream "
+                        "that never read each other and meet in the final projection; split-embedding: the "
+                        "two towers are projected into separate parts of the embedding, so a similarity is "
+                        "a shape term plus a colour term (stream_masks; default %(default)s)")
     p.add_argument("--text-streams", choices=["shared", "split"], default="shared",
                    help="split (with --vision-streams split-embedding): the text tower is two towers as "
                         "well, colour words zero in its kind stream and kind words zero in its colour "
@@ -384,7 +363,12 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--out", default=str(CACHE / "checkpoint"))
     p.add_argument("--report-dir", default=str(HERE), help="where loss_curve.png and training_metrics.md go")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.vision_streams != "shared" and a.patch_front != "lum-chroma":
+        p.error("--vision-streams needs --patch-front lum-chroma (the streams start at its filters)")
+    if a.text_streams == "split" and a.vision_streams != "split-embedding":
+        p.error("--text-streams split needs --vision-streams split-embedding")
+    return a
 
 
 def main(argv=None) -> int:
@@ -411,19 +395,17 @@ def main(argv=None) -> int:
         project_patch_front(patch_w, a.chroma_channels, a.chroma_block)
     masks = []
     if a.vision_streams != "shared":
-        if a.patch_front != "lum-chroma":
-            raise SystemExit("--vision-streams needs --patch-front lum-chroma (the streams start at its filters)")
         n_lum = cfg.vision_config.hidden_size - a.chroma_channels
-        masks = stream_masks(model.vision_model, n_lum, a.vision_streams)
+        masks = stream_masks(model.vision_model, n_lum)
+        # the luminance tower's share of the joint embedding (48 of 64 dims for the tabletop model)
         n_out = cfg.projection_dim * n_lum // cfg.vision_config.hidden_size
         if a.vision_streams == "split-embedding":
-            masks += projection_mask(model.visual_projection, n_lum, n_out)
+            w = model.visual_projection.weight
+            masks.append((w, block_mask(w, n_out, n_lum)))
         if a.text_streams == "split":
-            if a.vision_streams != "split-embedding":
-                raise SystemExit("--text-streams split needs --vision-streams split-embedding")
             masks += text_stream_masks(model, tokens, cfg.text_config.hidden_size // 2, n_out)
         apply_masks(masks)
-        for w, m in masks:
+        for w, m in masks:  # and keep the optimiser's moments of the masked weights at zero
             w.register_hook(lambda g, m=m: g * m)
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
@@ -571,7 +553,7 @@ def main(argv=None) -> int:
                            f"luminance-only filters ({cfg.vision_config.hidden_size - a.chroma_channels}) + "
                            f"{a.chroma_block}x{a.chroma_block}-block mean colour ({a.chroma_channels}), "
                            "projected after every step",
-        "vision_streams": a.vision_streams if a.patch_front == "lum-chroma" else "shared",
+        "vision_streams": a.vision_streams,
         "text_streams": a.text_streams,
         "optimizer": "AdamW(betas=(0.9, 0.98), eps=1e-6)", "lr": a.lr, "warmup_steps": a.warmup,
         "schedule": "linear warmup + cosine to 0 over max(step/steps, minutes/max_minutes)", "weight_decay": a.weight_decay,
