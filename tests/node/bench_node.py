@@ -162,7 +162,6 @@ def main():
         os.execv("/bin/bash", ["bash", tool, sys.executable] + sys.argv)
     if not os.path.exists(args.node):
         sys.exit(f"{args.node} not found: run `cargo build --release --bin clip_node` first")
-    sys.path.insert(0, HERE)
 
     rows = []
     for model in args.models:

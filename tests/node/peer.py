@@ -24,10 +24,8 @@ import threading
 import time
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import ros_peer as rp  # noqa: E402
-from ros_peer import check  # noqa: E402
+import ros_peer as rp  # the sibling module (a script's own folder comes first on the import path)
+from ros_peer import check
 
 RESULT_TIMEOUT = 30.0
 
@@ -305,9 +303,9 @@ def scenario_malformed(args, cases, kind):
 def scenario_launch(args, cases):
     """The command line comes from launch/clip_node.launch.py, run the way `ros2 launch`
     runs it (tests/node/fake_launch emulates launch_ros' Node command line)."""
+    from fake_launch import fake_launch  # tests/node/fake_launch/fake_launch.py
+
     here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, os.path.join(here, "fake_launch"))
-    import fake_launch
 
     params_file = os.path.join(args.work, "robot_params.yaml")
     cache = os.path.join(args.work, "cache")

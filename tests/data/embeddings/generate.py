@@ -3,8 +3,11 @@
 
     python3 tests/data/embeddings/generate.py     # writes tests/data/embeddings/golden.json (+ .npy)
 
+It imports the project's clip_tools package: install it first, from the repository root,
+with `pip install -r models/requirements.txt`.
+
 The PyTorch model is re-created exactly as models/export.py builds the fixture
-(`clip_bundle.random_init_clip("tiny", seed=0)`, deterministic), and the script checks that
+(`clip_tools.bundle.random_init_clip("tiny", seed=0)`, deterministic), and the script checks that
 it is the same model as the committed ONNX files: onnxruntime on the fixture graphs must
 agree with PyTorch (max abs diff printed and stored).
 
@@ -29,13 +32,12 @@ import sys
 
 import numpy as np
 
+from clip_tools import bundle as cb
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 PREPROCESS = os.path.join(ROOT, "tests", "data", "preprocess")
 BUNDLE = os.path.join(ROOT, "tests", "fixtures", "tiny-clip")
-sys.path.insert(0, os.path.join(ROOT, "models"))
-
-import clip_bundle as cb  # noqa: E402
 
 IMAGES = ["w641_h479", "rgba_w256_h200", "w1600_h1200", "gray_L_w320_h240", "w333_h517", "palette_w200_h150"]
 PHRASES = [

@@ -639,7 +639,7 @@ def wrappers() -> dict[str, Any]:
     return _WRAPPERS
 
 
-def __getattr__(name: str):  # lazy access: clip_bundle.HFImageEncoder etc.
+def __getattr__(name: str):  # lazy access: clip_tools.bundle.HFImageEncoder etc.
     if name in ("causal_mask", "first_eot_pool", "HFImageEncoder", "HFTextEncoder",
                 "OpenClipImageEncoder", "OpenClipTextEncoder"):
         return wrappers()[name]
