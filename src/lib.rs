@@ -1,48 +1,47 @@
 //! clip_perception: CLIP zero-shot perception for robots, on the CPU with tract.
 //!
-//! The data flow, one module per stage:
+//! The data flow, one folder per part:
 //!
 //! ```text
-//!  camera / bag / file ─> frame ─> preprocess ─> encoder::ImageEncoder ─> image embedding
-//!                       (Frame,   (PIL-exact     (tract, reused state)          │
-//!                        RgbImage) bicubic,                                     ▼
-//!                                  crop, norm)                   scoring::score(LabelMatrix, e)
-//!                                                                 cosine, softmax, top-k
-//!  phrases ─> labels::Prompts ─> text::tokenizer ─> encoder::TextEncoder        ▲
-//!             (templates,        (clean + BPE)      (real token length)         │
-//!              ensembles)        labels::EmbeddingCache ──> labels::LabelMatrix ┘
+//!  camera / file ─> image::Frame ─> image::preprocess ─> model::ImageEncoder ─> embedding
+//!                   (raw or JPEG/    (PIL-exact bicubic,  (tract, int8/fp32,        │
+//!                    PNG, borrowed)   crop, mean/std)      fused ops, reused state) │
+//!                                                                                   ▼
+//!  phrases ─> text::prompts ─> text::tokenizer ─> model::TextEncoder   engine::step::FrameStep
+//!             (templates,      (clean + BPE)      (real token length)  cosine, probability,
+//!              ensembles)      text::cache ──> text::LabelMatrix ────> smoothing, hysteresis,
+//!                                                                      thresholds, top-k
+//!                                                                                   │
+//!                     node (ROS 2 via dds) / CLI table or JSON lines  <── Matches ──┘
 //! ```
 //!
-//! [`bundle`] reads and validates a model folder; [`engine`] ties the stages together for
-//! every entry point (the CLI, the ROS node, bag replay), which stay thin adapters.
-//! [`node`] is the ROS node without a transport (command line, parameters, frame policy,
-//! diagnostics); [`dds`] (cargo feature `dds`) puts it on the wire with `ros2-client`.
+//! - [`image`]: frames, decoding and the exact CLIP preprocessing.
+//! - [`text`]: phrases, prompt templates and ensembles, cleaning, tokenizer, embedding
+//!   cache, the text embedder and the [`LabelMatrix`].
+//! - [`model`]: the validated model bundle and its two tract encoders; [`fused`]: the
+//!   engine's own operators swapped into the graphs (int8 quantize/dequantize, softmax,
+//!   QuickGELU).
+//! - [`engine`]: the one builder every entry point uses ([`EngineBuilder`]), scoring, and
+//!   the per-frame step ([`FrameStep`]) whose [`Matches`] the node publishes.
+//! - [`node`]: the ROS node without a transport (command line, parameters, frame policy,
+//!   diagnostics); [`dds`] (cargo feature `dds`) puts it on the wire with `ros2-client`.
+//! - [`config`] (the one YAML reader), [`npy`] (tensor files), [`error`].
 
-#[macro_use]
-mod simd;
-pub mod bundle;
 pub mod config;
 #[cfg(feature = "dds")]
 pub mod dds;
-pub mod encoder;
 pub mod engine;
 pub mod error;
-pub mod frame;
-pub mod int8;
-pub mod labels;
+pub mod fused;
+pub mod image;
+pub mod model;
 pub mod node;
 pub mod npy;
-mod onnx_rewrite;
-pub mod preprocess;
-pub mod prompt_sets;
-pub mod scoring;
 pub mod text;
-pub mod transformer_ops;
 
-pub use bundle::{ModelBundle, Precision};
-pub use encoder::{EncoderOptions, ImageEncoder, TextEncoder};
-pub use engine::{ClipEngine, EngineOptions};
+pub use engine::step::{FrameResult, FrameStep, MatchPolicy, Matches, PhraseMatch, Stamp};
+pub use engine::{ClipEngine, EngineBuilder, EngineOptions};
 pub use error::{Error, Result};
-pub use frame::{CompressedFrame, Frame, FrameError, RgbImage};
-pub use labels::{LabelMatrix, Prompts, TextEmbedder};
-pub use scoring::{Scores, Thresholds};
+pub use image::{CompressedFrame, Frame, FrameError, RgbImage};
+pub use model::{EncoderOptions, ImageEncoder, ModelBundle, Precision, TextEncoder};
+pub use text::{LabelMatrix, Prompts, TextEmbedder};

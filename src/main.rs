@@ -10,14 +10,13 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use clip_perception::bundle::{ModelBundle, Precision};
-use clip_perception::frame::load_image_file;
-use clip_perception::labels::{parse_phrases, Prompts, TextEmbedder, DEFAULT_TEMPLATE};
-use clip_perception::text::tokenizer::ClipTokenizer;
-use clip_perception::{npy, ClipEngine, EncoderOptions, EngineOptions, ImageEncoder, RgbImage};
-
-/// The bundled default model.
-const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/tabletop");
+use clip_perception::engine::scoring::Scores;
+use clip_perception::image::load_image_file;
+use clip_perception::text::cache::cache_root;
+use clip_perception::text::phrases::check_phrases;
+use clip_perception::text::{parse_phrases, Prompts};
+use clip_perception::{npy, EngineBuilder, EngineOptions, LabelMatrix, ModelBundle, Precision};
+use clip_perception::{ClipEngine, RgbImage};
 
 #[derive(Parser)]
 #[command(
@@ -67,9 +66,10 @@ enum Command {
 
 #[derive(Args)]
 struct ModelArgs {
-    /// Model bundle folder (default: the bundled tabletop model).
-    #[arg(long, default_value = DEFAULT_MODEL)]
-    model: PathBuf,
+    /// Model bundle folder (default: $CLIP_PERCEPTION_MODEL, else the installed
+    /// share/clip_perception/models/tabletop, else the source tree's models/tabletop).
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Threads for the encoders' matrix products.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -79,11 +79,19 @@ struct ModelArgs {
 }
 
 impl ModelArgs {
-    fn encoder_options(&self) -> EncoderOptions {
-        EncoderOptions {
-            threads: self.threads.max(1),
+    /// The engine options of these arguments (no text cache, one image per pass).
+    fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            model: self.model.clone(),
             precision: self.precision,
+            threads: self.threads,
+            batch_size: 1,
+            ..EngineOptions::default()
         }
+    }
+
+    fn open(&self) -> Result<EngineBuilder> {
+        Ok(EngineBuilder::open(self.engine_options())?)
     }
 }
 
@@ -151,26 +159,14 @@ fn load_images(paths: &[PathBuf]) -> Result<Vec<RgbImage<'static>>> {
 
 fn classify(args: ClassifyArgs, out: &mut impl Write) -> Result<()> {
     let phrases = parse_phrases(&args.labels);
-    let prompts = match (&args.template, &args.ensemble) {
-        (Some(t), _) => Prompts::single(t)?,
-        (None, Some(e)) => Prompts::ensemble(e)?,
-        (None, None) => Prompts::single(DEFAULT_TEMPLATE)?,
-    };
-    clip_perception::labels::validate_phrases(&phrases)?;
-    let cache_dir = if args.no_cache {
-        None
-    } else {
-        args.cache_dir
-            .clone()
-            .or_else(clip_perception::labels::default_cache_dir)
-    };
+    let prompts = Prompts::choose(args.template.as_deref(), args.ensemble.as_deref())?;
+    check_phrases(&phrases, None).map_err(clip_perception::Error::from)?;
     let options = EngineOptions {
-        threads: args.model.threads,
-        cache_dir,
+        cache_dir: cache_root(!args.no_cache, args.cache_dir.as_deref()),
         batch_size: args.batch_size,
-        precision: args.model.precision,
+        ..args.model.engine_options()
     };
-    let mut engine = ClipEngine::load(&args.model.model, &options)?;
+    let mut engine = ClipEngine::load(options)?;
     let labels = engine.label_matrix(&phrases, &prompts)?;
     let k = if args.top_k == 0 {
         phrases.len()
@@ -195,8 +191,8 @@ fn classify(args: ClassifyArgs, out: &mut impl Write) -> Result<()> {
 
 fn print_scores(
     paths: &[PathBuf],
-    scores: &[clip_perception::Scores],
-    labels: &clip_perception::LabelMatrix,
+    scores: &[Scores],
+    labels: &LabelMatrix,
     k: usize,
     json_out: bool,
     out: &mut impl Write,
@@ -260,9 +256,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Classify(args) => classify(args, &mut out)?,
         Command::Tokenize(args) => {
-            let bundle = ModelBundle::open(&args.model.model)?;
-            let tokenizer =
-                ClipTokenizer::from_file(&bundle.tokenizer_path(), bundle.manifest.context_length)?;
+            let tokenizer = args.model.open()?.tokenizer()?;
             for text in &args.texts {
                 let ids = tokenizer.encode(text)?;
                 if args.json {
@@ -274,13 +268,9 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::EmbedImage(args) => {
-            let bundle = ModelBundle::open(&args.model.model)?;
-            let mut encoder = ImageEncoder::load(&bundle, args.model.encoder_options())?;
+            let mut engine = args.model.open()?.build()?;
             let images = load_images(&args.images)?;
-            let mut vectors = Vec::new();
-            for image in &images {
-                vectors.extend(encoder.encode(std::slice::from_ref(image))?);
-            }
+            let vectors = engine.embed_images(&images)?;
             let names: Vec<String> = args
                 .images
                 .iter()
@@ -289,8 +279,7 @@ fn run(cli: Cli) -> Result<()> {
             write_vectors(&mut out, "image", &names, &vectors, args.json)?;
         }
         Command::EmbedText(args) => {
-            let bundle = ModelBundle::open(&args.model.model)?;
-            let mut text = TextEmbedder::new(&bundle, args.model.encoder_options(), None)?;
+            let mut text = args.model.open()?.text_embedder()?;
             let vectors = text.embed_texts(&args.texts, false)?;
             write_vectors(&mut out, "text", &args.texts, &vectors, args.json)?;
         }
@@ -299,17 +288,12 @@ fn run(cli: Cli) -> Result<()> {
             image,
             out: npy_path,
         } => {
-            let bundle = ModelBundle::open(&model.model)?;
-            let m = &bundle.manifest;
-            let mut pre = clip_perception::preprocess::Preprocessor::new(
-                m.image_size,
-                m.image_mean,
-                m.image_std,
-            );
+            let mut pre = model.open()?.preprocessor();
             let img = load_image_file(&image)?;
             let mut tensor = vec![0f32; pre.tensor_len()];
             pre.preprocess_into(&img, &mut tensor);
-            npy::write_f32(&npy_path, &[1, 3, m.image_size, m.image_size], &tensor)?;
+            let size = pre.size();
+            npy::write_f32(&npy_path, &[1, 3, size, size], &tensor)?;
             log::info!("wrote {}", npy_path.display());
         }
         Command::Info { dir, json } => info(&dir, json, &mut out)?,

@@ -38,9 +38,9 @@ pub fn encode_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
 
 /// Writes a C-order f32 array to `path`.
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
-    std::fs::write(path, encode_f32(shape, data)).map_err(|source| Error::Write {
+    std::fs::write(path, encode_f32(shape, data)).map_err(|cause| Error::Write {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 

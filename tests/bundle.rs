@@ -128,9 +128,9 @@ fn not_a_graph() {
     let dir = copy_bundle(&tiny_bundle());
     // A file that is not ONNX, with its sha256 updated so only the graph load can fail.
     let path = dir.path().join("image_encoder.onnx");
-    let old = clip_perception::bundle::sha256_file(&path).unwrap();
+    let old = clip_perception::model::bundle::sha256_file(&path).unwrap();
     std::fs::write(&path, b"not a protobuf at all").unwrap();
-    let new = clip_perception::bundle::sha256_file(&path).unwrap();
+    let new = clip_perception::model::bundle::sha256_file(&path).unwrap();
     edit_manifest(dir.path(), &old, &new);
     let bundle = ModelBundle::open(dir.path()).unwrap();
     let e = err_of(ImageEncoder::load(&bundle, fp32()));

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{cosine, data, f32s, read_json, tiny_bundle};
+use crate::common::{cosine, data, f32s, read_json, root, tiny_bundle};
 
 fn run(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_clip_perception"))
@@ -279,4 +279,73 @@ fn bad_inputs_fail_with_one_clear_line() {
     let o = run(&["info", &broken.path().display().to_string()]);
     assert_fails(&o, &["text_encoder.onnx", "sha256 mismatch"]);
     assert!(!Path::new(&garbage).with_extension("npy").exists());
+}
+
+#[test]
+fn an_error_line_says_its_cause_once() {
+    let o = run(&["embed-image", "--model", &model(), "/no/such/image.png"]);
+    assert_fails(&o, &["/no/such/image.png: cannot read: "]);
+    let err = stderr(&o);
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+}
+
+/// `embed-image --json` without `--model`: the width of the embedding tells which bundle
+/// the default lookup found (the tiny fixture's 16, the tabletop model's 64).
+fn default_model_width(command: &mut Command) -> usize {
+    let o = command
+        .args(["embed-image", "--json", &image("w50_h40.png")])
+        .env_remove("CLIP_PERCEPTION_LOG")
+        .output()
+        .expect("run clip_perception");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    v["embedding"].as_array().unwrap().len()
+}
+
+#[test]
+fn default_model_lookup_env_then_install_prefix_then_source_tree() {
+    let exe = env!("CARGO_BIN_EXE_clip_perception");
+    let plain = || {
+        let mut c = Command::new(exe);
+        c.env_remove("CLIP_PERCEPTION_MODEL")
+            .env_remove("AMENT_PREFIX_PATH");
+        c
+    };
+    // Nothing set: the source tree's tabletop model.
+    assert_eq!(default_model_width(&mut plain()), 64);
+    // $CLIP_PERCEPTION_MODEL names the bundle.
+    assert_eq!(
+        default_model_width(plain().env("CLIP_PERCEPTION_MODEL", tiny_bundle())),
+        16
+    );
+    // An installed layout: PREFIX/lib/clip_perception/clip_perception (colcon) finds
+    // PREFIX/share/clip_perception/models/tabletop, and so does $AMENT_PREFIX_PATH.
+    let prefix = tempfile::tempdir().unwrap();
+    let share = prefix.path().join("share/clip_perception/models/tabletop");
+    std::fs::create_dir_all(share.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(tiny_bundle(), &share).unwrap();
+    let lib = prefix.path().join("lib/clip_perception");
+    std::fs::create_dir_all(&lib).unwrap();
+    let installed = lib.join("clip_perception");
+    std::fs::copy(exe, &installed).unwrap();
+    let mut from_install = Command::new(&installed);
+    from_install
+        .env_remove("CLIP_PERCEPTION_MODEL")
+        .env_remove("AMENT_PREFIX_PATH");
+    assert_eq!(default_model_width(&mut from_install), 16);
+    assert_eq!(
+        default_model_width(plain().env("AMENT_PREFIX_PATH", prefix.path())),
+        16
+    );
+    // An explicit --model wins over everything.
+    let tabletop = root().join("models/tabletop");
+    let o = plain()
+        .env("CLIP_PERCEPTION_MODEL", tiny_bundle())
+        .args(["embed-image", "--json", "--model"])
+        .arg(&tabletop)
+        .arg(image("w50_h40.png"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["embedding"].as_array().unwrap().len(), 64);
 }

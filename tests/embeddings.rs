@@ -8,9 +8,9 @@
 //! 0.9999: a rounding tie may land one int8 step apart), and against the fp32 PyTorch
 //! embeddings (cosine >= 0.995, the quantization's accuracy target; top-1 identical).
 
-use clip_perception::labels::{Prompts, TextEmbedder};
-use clip_perception::scoring::{score, Scores};
+use clip_perception::engine::scoring::{score, Scores};
 use clip_perception::{npy, EncoderOptions, ImageEncoder, ModelBundle, Precision, TextEncoder};
+use clip_perception::{Prompts, TextEmbedder};
 
 use crate::common::{cosine, data, f32s, read_json, tiny_bundle};
 
@@ -79,7 +79,7 @@ fn image_pipeline_end_to_end_matches_pytorch() {
     let mut encoder = ImageEncoder::load(&bundle(), fp32(1)).unwrap();
     for image in golden["images"].as_array().unwrap() {
         let file = data("embeddings").join(image["file"].as_str().unwrap());
-        let img = clip_perception::frame::load_image_file(&file).unwrap();
+        let img = clip_perception::image::load_image_file(&file).unwrap();
         let got = encoder.encode(&[img]).unwrap().remove(0);
         let c = cosine(&got, &f32s(&image["image_embeds"]));
         assert!(c >= MIN_COSINE, "{}: cosine {c}", image["name"]);
@@ -148,7 +148,7 @@ fn zero_shot_scores(options: EncoderOptions) -> Vec<(serde_json::Value, Scores)>
             .find(|i| i["name"] == name)
             .unwrap();
         let file = data("embeddings").join(image["file"].as_str().unwrap());
-        let img = clip_perception::frame::load_image_file(&file).unwrap();
+        let img = clip_perception::image::load_image_file(&file).unwrap();
         let embedding = encoder.encode(&[img]).unwrap().remove(0);
         out.push((case.clone(), score(&labels, &embedding)));
     }

@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use clip_perception::frame::load_image_file;
-use clip_perception::labels::Prompts;
-use clip_perception::{ClipEngine, EngineOptions, RgbImage};
+use clip_perception::image::load_image_file;
+use clip_perception::{ClipEngine, EngineOptions, Prompts, RgbImage};
 
 use crate::common::{data, root, tiny_bundle};
 
@@ -140,12 +139,13 @@ fn cases() -> &'static (tempfile::TempDir, Value) {
         let dir = tempfile::tempdir().expect("tempdir");
         let model = model();
         let options = EngineOptions {
+            model: Some(model.clone()),
             threads: 1,
             cache_dir: None,
             batch_size: 1,
             ..Default::default()
         };
-        let mut engine = ClipEngine::load(&model, &options).expect("load the test model");
+        let mut engine = ClipEngine::load(options).expect("load the test model");
         let phrases: Vec<String> = PHRASES.iter().map(|s| s.to_string()).collect();
         let write = |name: &str, bytes: &[u8]| {
             let path = dir.path().join(name);
@@ -271,6 +271,12 @@ fn scenario(name: &str) {
         out.status.success(),
         "scenario {name} failed ({}):\n{text}",
         out.status
+    );
+    // The wrapper's exit status alone could come from anything; the peer's own last word
+    // says the scenario ran to its end.
+    assert!(
+        text.contains(&format!("] {name}: passed in ")),
+        "scenario {name}: exit 0 but the peer never said it passed:\n{text}"
     );
     eprintln!("{text}");
 }

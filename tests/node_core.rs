@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clip_perception::node::messages::{
-    Classification, DiagnosticStatus, Header, LabelInfo, Outputs, Stamp,
+    Classification, DiagnosticStatus, FrameResult, Header, LabelInfo, Outputs, Stamp,
 };
 use clip_perception::node::{ImageInput, NodeCore, NodePlan, Pixels, RosArgs};
 
@@ -15,7 +15,7 @@ use crate::common::{copy_bundle, remove_int8, tiny_bundle};
 #[derive(Default)]
 struct Recorder {
     classifications: Mutex<Vec<Classification>>,
-    matches: Mutex<Vec<String>>,
+    matches: Mutex<Vec<FrameResult>>,
     label_infos: Mutex<Vec<LabelInfo>>,
     diagnostics: Mutex<Vec<DiagnosticStatus>>,
 }
@@ -24,8 +24,8 @@ impl Outputs for Recorder {
     fn classification(&self, message: Classification) {
         self.classifications.lock().unwrap().push(message);
     }
-    fn matches(&self, json: String) {
-        self.matches.lock().unwrap().push(json);
+    fn matches(&self, result: &FrameResult) {
+        self.matches.lock().unwrap().push(result.clone());
     }
     fn label_info(&self, message: LabelInfo) {
         self.label_infos.lock().unwrap().push(message);
@@ -236,7 +236,12 @@ fn bad_frames_are_counted_by_reason_and_the_next_good_frame_is_processed() {
     ];
     for (i, (pixels, reason)) in cases.into_iter().enumerate() {
         core.offer_image(bad(pixels));
-        wait_until(reason, || core.stats().rejected.get(reason) == Some(&1));
+        wait_until(reason, || {
+            core.stats()
+                .rejected
+                .iter()
+                .any(|(r, n)| r.name() == reason && *n == 1)
+        });
         core.offer_image(frame(i as i32 + 1));
         wait_until("the next good frame", || {
             rec.classifications.lock().unwrap().len() == i + 1

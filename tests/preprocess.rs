@@ -7,9 +7,9 @@
 //! resampling, libjpeg's decoder, the reference's float rounding), so exactness is asserted,
 //! for the RGB8 images and for the normalised tensors.
 
-use clip_perception::frame::{decode_bytes, load_image_file};
+use clip_perception::image::Preprocessor;
+use clip_perception::image::{decode_bytes, load_image_file};
 use clip_perception::npy;
-use clip_perception::preprocess::Preprocessor;
 
 use crate::common::{data, read_json};
 

@@ -6,8 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use clip_perception::labels::Prompts;
-use clip_perception::{ClipEngine, EngineOptions, Precision};
+use clip_perception::{ClipEngine, EngineOptions, Precision, Prompts};
 
 use crate::common::root;
 
@@ -53,12 +52,14 @@ struct Run {
 fn run(precision: Precision) -> Run {
     let dir = root().join("models/tabletop");
     let options = EngineOptions {
+        model: Some(dir.clone()),
         threads: 2,
         cache_dir: None,
         batch_size: 16,
         precision: Some(precision),
+        text_threads: None,
     };
-    let mut engine = ClipEngine::load(&dir, &options).unwrap();
+    let mut engine = ClipEngine::load(options).unwrap();
     assert_eq!(engine.image.precision(), precision);
     let metrics = engine
         .bundle
@@ -98,7 +99,7 @@ fn run(precision: Precision) -> Run {
         let decoded: Vec<_> = chunk
             .iter()
             .map(|i| {
-                clip_perception::frame::load_image_file(&dir.join("eval").join(&i.file)).unwrap()
+                clip_perception::image::load_image_file(&dir.join("eval").join(&i.file)).unwrap()
             })
             .collect();
         for scores in engine.classify(&decoded, &labels).unwrap() {

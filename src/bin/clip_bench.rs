@@ -9,8 +9,7 @@ use anyhow::Result;
 use clap::Parser;
 use serde_json::json;
 
-use clip_perception::labels::TextEmbedder;
-use clip_perception::{EncoderOptions, ImageEncoder, ModelBundle, Precision};
+use clip_perception::{EngineBuilder, EngineOptions, Precision};
 
 #[derive(Parser)]
 #[command(about = "Latency of a bundle's tract encoders (JSON lines)")]
@@ -78,7 +77,12 @@ fn time(runs: usize, warmup: usize, mut f: impl FnMut() -> Result<()>) -> Result
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let bundle = ModelBundle::open(&args.model)?;
+    let engine = EngineBuilder::open(EngineOptions {
+        model: Some(args.model.clone()),
+        precision: Some(Precision::Fp32),
+        ..EngineOptions::default()
+    })?;
+    let bundle = engine.bundle();
     let s = bundle.manifest.image_size;
     let precisions: Vec<Precision> = args
         .precision
@@ -96,13 +100,10 @@ fn main() -> Result<()> {
         })
         .collect();
     for &threads in &args.threads {
-        let options = EncoderOptions::with_threads(threads);
         for &precision in precisions.iter().filter(|_| !args.skip_image) {
-            let options = EncoderOptions {
-                precision: Some(precision),
-                ..options
-            };
-            let mut encoder = ImageEncoder::load(&bundle, options)?;
+            let mut encoder = engine
+                .with_encoder(Some(precision), threads)?
+                .image_encoder()?;
             for &batch in &args.batches {
                 // Deterministic pseudo-random pixels in the normalised range.
                 let pixels: Vec<f32> = (0..batch * 3 * s * s)
@@ -135,7 +136,7 @@ fn main() -> Result<()> {
             }
         }
         if !args.skip_text {
-            let mut text = TextEmbedder::new(&bundle, options, None)?;
+            let mut text = engine.with_encoder(None, threads)?.text_embedder()?;
             let tokens = text.tokenizer().encode(&args.phrase)?.len();
             for &batch in &args.batches {
                 let texts = vec![args.phrase.clone(); batch];

@@ -143,8 +143,9 @@ impl Outputs for DdsOutputs {
         self.publish("classification", &self.classification, message);
     }
 
-    fn matches(&self, json: String) {
-        self.publish("matches", &self.matches, msgs::StringMsg { data: json });
+    fn matches(&self, result: &core_msgs::FrameResult) {
+        let data = result.to_json();
+        self.publish("matches", &self.matches, msgs::StringMsg { data });
     }
 
     fn label_info(&self, message: core_msgs::LabelInfo) {
@@ -205,7 +206,7 @@ fn drain<M: DeserializeOwned + 'static>(
             Ok(None) => break,
             Err(e) => {
                 log::warn!("{what}: a message could not be read: {e}");
-                core.reject_message("undeserializable");
+                core.reject_message(crate::image::RejectReason::Undeserializable);
                 break;
             }
         }

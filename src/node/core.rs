@@ -3,8 +3,9 @@
 //! ```text
 //!  adapter ── offer_image ──> LatestSlot (newest wins; a replaced frame counts as dropped)
 //!                                 │ frame thread: take newest ─> to_rgb ─> ImageEncoder
-//!                                 │   ─> score against the current Arc<ActiveLabels> (one
-//!                                 │      snapshot per frame) ─> Classification + matches
+//!                                 │   ─> engine's FrameStep against the current
+//!                                 │      Arc<ActiveLabels> (one snapshot per frame)
+//!                                 │   ─> Classification + matches
 //!  adapter ── query ──> channel ──> text thread: parse, check, TextEmbedder (cache) ─>
 //!                                     swap Arc<ActiveLabels> atomically ─> LabelInfo
 //!                                   diagnostics thread: every period ─> DiagnosticStatus
@@ -24,15 +25,16 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use super::latest::{LatestSlot, Taken};
-use super::messages::{Classification, Header, Hypothesis, ImageInput, LabelInfo, Outputs, Stamp};
-use super::params::{check_phrases, NodeConfig};
+use super::messages::{
+    Classification, FrameResult, Header, Hypothesis, ImageInput, LabelInfo, Outputs, Stamp,
+};
+use super::params::{check_node_phrases, NodeConfig};
 use super::stats::NodeStats;
-use crate::encoder::ImageEncoder;
-use crate::labels::{parse_phrases, LabelMatrix, Prompts, TextEmbedder};
-use crate::scoring::{score, softmax, Thresholds};
+use crate::engine::step::FrameStep;
+use crate::image::RejectReason;
+use crate::model::ImageEncoder;
+use crate::text::{parse_phrases, LabelMatrix, Prompts, TextEmbedder};
 
 /// Cameras slower than this period get no wait for a fresher frame.
 const MAX_FRESH_WAIT: Duration = Duration::from_millis(250);
@@ -110,13 +112,6 @@ pub struct NodeCore {
     workers: Vec<JoinHandle<()>>,
 }
 
-/// Per-phrase smoothing and hysteresis state, reset when the phrase set changes.
-struct Smoother {
-    generation: u64,
-    cosine: Vec<f32>,
-    matched: Vec<bool>,
-}
-
 fn label_info(labels: &LabelMatrix, threshold: f32) -> LabelInfo {
     LabelInfo {
         header: Header {
@@ -142,7 +137,7 @@ impl NodeCore {
         stats.labels = labels.len();
         stats.precision = image.precision().name();
         stats.text = text.stats();
-        outputs.label_info(label_info(&labels, config.threshold));
+        outputs.label_info(label_info(&labels, config.policy.thresholds.default));
         let shared = Arc::new(Shared {
             slot: LatestSlot::default(),
             labels: Mutex::new(Arc::new(ActiveLabels {
@@ -195,7 +190,7 @@ impl NodeCore {
     }
 
     /// Counts a message the adapter could not even decode into an image.
-    pub fn reject_message(&self, reason: &str) {
+    pub fn reject_message(&self, reason: RejectReason) {
         let mut stats = self.shared.stats();
         stats.received += 1;
         stats.reject(reason);
@@ -254,15 +249,7 @@ fn frame_loop(
     outputs: &dyn Outputs,
 ) {
     let mut throttle = Throttle::default();
-    let mut smoother = Smoother {
-        generation: u64::MAX,
-        cosine: Vec::new(),
-        matched: Vec::new(),
-    };
-    let thresholds = Thresholds {
-        default: config.threshold,
-        per_label: config.label_thresholds.clone(),
-    };
+    let mut step = FrameStep::new(config.policy.clone());
     let mut next_start = Instant::now();
     loop {
         // With max_rate, wait out the interval first: frames arriving meanwhile replace
@@ -305,31 +292,21 @@ fn frame_loop(
         }
         // A bug that panics on some frame must not stop the frames that follow.
         let processed = catch_unwind(AssertUnwindSafe(|| {
-            process_frame(
-                shared,
-                config,
-                &thresholds,
-                &mut image,
-                &mut smoother,
-                &mut throttle,
-                input,
-                outputs,
-            )
+            process_frame(shared, &mut image, &mut step, &mut throttle, input, outputs)
         }));
         if processed.is_err() {
-            shared.stats().reject("panic");
+            shared.stats().reject(RejectReason::Panic);
             log::error!("a frame made the frame thread panic; it was skipped");
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Decodes, encodes and scores one frame and publishes its results; a bad frame is
+/// counted and skipped.
 fn process_frame(
     shared: &Shared,
-    config: &NodeConfig,
-    thresholds: &Thresholds,
     image: &mut ImageEncoder,
-    smoother: &mut Smoother,
+    step: &mut FrameStep,
     throttle: &mut Throttle,
     input: ImageInput,
     outputs: &dyn Outputs,
@@ -338,7 +315,7 @@ fn process_frame(
         Ok(rgb) => rgb,
         Err(e) => {
             shared.stats().reject(e.reason());
-            throttle.warn(e.reason(), || {
+            throttle.warn(e.reason().name(), || {
                 format!("frame {:?} skipped: {e}", input.header.frame_id)
             });
             return;
@@ -349,8 +326,9 @@ fn process_frame(
         Ok(mut e) if e.len() == 1 => e.remove(0),
         Ok(_) => unreachable!("one image in, one embedding out"),
         Err(e) => {
-            shared.stats().reject("encoder_error");
-            throttle.warn("encoder_error", || {
+            let reason = RejectReason::EncoderError;
+            shared.stats().reject(reason);
+            throttle.warn(reason.name(), || {
                 format!(
                     "frame {:?} skipped: image encoder: {e}",
                     input.header.frame_id
@@ -363,60 +341,27 @@ fn process_frame(
     drop(rgb);
     // One snapshot of the phrase set for everything this frame publishes.
     let labels = shared.current_labels();
-    let matrix = &labels.matrix;
-    let scores = score(matrix, &embedding);
-    if smoother.generation != labels.generation {
-        smoother.generation = labels.generation;
-        smoother.cosine = scores.cosine.clone();
-        smoother.matched = vec![false; matrix.len()];
-    }
-    let a = config.smoothing;
-    for (s, c) in smoother.cosine.iter_mut().zip(&scores.cosine) {
-        *s = a * *s + (1.0 - a) * c;
-    }
-    let cosine = &smoother.cosine;
-    let probability = if a > 0.0 {
-        softmax(cosine, matrix.logit_scale)
-    } else {
-        scores.probability.clone()
-    };
-    for (i, phrase) in matrix.labels.iter().enumerate() {
-        let t = thresholds.for_label(phrase);
-        let t = if smoother.matched[i] {
-            t - config.hysteresis
-        } else {
-            t
-        };
-        smoother.matched[i] = cosine[i] >= t;
-    }
-    let mut order: Vec<usize> = (0..matrix.len()).collect();
-    order.sort_by(|&x, &y| cosine[y].total_cmp(&cosine[x]));
-    let k = config.top_k.unwrap_or(order.len()).min(order.len());
+    let matches = step.step(&labels.matrix, labels.generation, &embedding);
     let latency_ms = input.received.elapsed().as_secs_f64() * 1e3;
     let header = input.header;
-    let matches = json!({
-        "stamp": {"sec": header.stamp.sec, "nanosec": header.stamp.nanosec},
-        "frame_id": header.frame_id,
-        "labels": order.iter().map(|&i| json!({
-            "phrase": matrix.labels[i],
-            "cosine": cosine[i],
-            "probability": probability[i],
-            "matched": smoother.matched[i],
-        })).collect::<Vec<_>>(),
-        "latency_ms": latency_ms,
-        "encoder_ms": encoder_ms,
-    });
     outputs.classification(Classification {
-        header,
-        results: order[..k]
+        header: header.clone(),
+        results: matches
+            .top()
             .iter()
-            .map(|&i| Hypothesis {
-                class_id: matrix.labels[i].clone(),
-                score: f64::from(probability[i]),
+            .map(|m| Hypothesis {
+                class_id: m.phrase.clone(),
+                score: f64::from(m.probability),
             })
             .collect(),
     });
-    outputs.matches(matches.to_string());
+    outputs.matches(&FrameResult {
+        stamp: header.stamp,
+        frame_id: header.frame_id,
+        matches,
+        latency_ms,
+        encoder_ms,
+    });
     let mut stats = shared.stats();
     stats.processed += 1;
     stats.latency_ms.push(latency_ms);
@@ -462,8 +407,8 @@ fn apply_query(
         shared.stats().queries_rejected += 1;
     };
     let phrases = parse_phrases(query);
-    if let Err(why) = check_phrases(&phrases) {
-        return reject(why);
+    if let Err(why) = check_node_phrases(&phrases) {
+        return reject(why.to_string());
     }
     if phrases == current.matrix.labels {
         log::info!("query repeats the current phrases; nothing to do");
@@ -487,7 +432,7 @@ fn apply_query(
         matrix.labels,
         started.elapsed().as_secs_f64() * 1e3
     );
-    let info = label_info(&matrix, config.threshold);
+    let info = label_info(&matrix, config.policy.thresholds.default);
     {
         let mut stats = shared.stats();
         stats.queries_applied += 1;

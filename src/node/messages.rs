@@ -3,29 +3,10 @@
 //! outputs (classification, matches JSON, label info, diagnostics) that an adapter turns
 //! into its own messages through [`Outputs`]. No ROS type appears here.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use crate::frame::{CompressedFrame, Frame, FrameError, RgbImage};
-
-/// A ROS time (`builtin_interfaces/Time`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Stamp {
-    pub sec: i32,
-    pub nanosec: u32,
-}
-
-impl Stamp {
-    /// The wall clock now.
-    pub fn now() -> Stamp {
-        let d = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        Stamp {
-            sec: d.as_secs() as i32,
-            nanosec: d.subsec_nanos(),
-        }
-    }
-}
+pub use crate::engine::step::{FrameResult, Stamp};
+use crate::image::{CompressedFrame, Frame, FrameError, RgbImage};
 
 /// A `std_msgs/Header`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -140,8 +121,8 @@ pub struct DiagnosticStatus {
 /// the core's worker threads; an implementation logs its own transport errors.
 pub trait Outputs: Send + Sync + 'static {
     fn classification(&self, message: Classification);
-    /// The `~/matches` JSON text (a `std_msgs/String`).
-    fn matches(&self, json: String);
+    /// The frame's full result, published as `~/matches` JSON ([`FrameResult::to_json`]).
+    fn matches(&self, result: &FrameResult);
     fn label_info(&self, message: LabelInfo);
     fn diagnostics(&self, header: Header, status: DiagnosticStatus);
 }

@@ -7,7 +7,7 @@
 //! ```text
 //!  argv ─> RosArgs ─> NodeNames (ns, name, remaps) ─> topic names for the adapter
 //!                └──> params files + -p ─> NodeParams ─> validate ─> NodeConfig
-//!  NodeConfig ─> load_engine ─> CoreSetup ─> NodeCore::start(outputs)
+//!  NodeConfig ─> load_engine (engine::EngineBuilder) ─> CoreSetup ─> NodeCore::start(outputs)
 //!  adapter: Image/CompressedImage ─> ImageInput ─> NodeCore::offer_image
 //!           String query ─> NodeCore::query
 //!           Outputs ─> Classification, matches JSON, LabelInfo, DiagnosticArray
@@ -22,9 +22,8 @@ pub mod params_file;
 pub mod ros_args;
 pub mod stats;
 
-use crate::bundle::ModelBundle;
-use crate::encoder::{EncoderOptions, ImageEncoder};
-use crate::labels::TextEmbedder;
+use crate::engine::{EngineBuilder, EngineOptions};
+use crate::error::Error;
 
 pub use self::core::{CoreSetup, NodeCore};
 pub use messages::{ImageInput, Outputs, Pixels};
@@ -69,12 +68,8 @@ pub enum StartError {
     Load(#[from] params_file::LoadError),
     #[error(transparent)]
     Param(#[from] params::ParamError),
-    #[error("parameter `{param}`: {source}")]
-    Engine {
-        param: &'static str,
-        #[source]
-        source: crate::Error,
-    },
+    #[error("parameter `{param}`: {cause}")]
+    Engine { param: &'static str, cause: Error },
 }
 
 /// What the command line decides before any model is loaded.
@@ -108,38 +103,35 @@ impl NodePlan {
     }
 
     /// Loads the model and builds the starting label matrix: the text side first (the text
-    /// encoder only if a phrase is not cached, freed again unless `keep_text_encoder`), then
-    /// the image encoder with `threads`, so the two big graphs are not loaded at once.
+    /// encoder, on one thread, only if a phrase is not cached, freed again unless
+    /// `keep_text_encoder`), then the image encoder with `threads`, so the two big graphs
+    /// are not loaded at once.
     pub fn load_engine(&self) -> Result<CoreSetup, StartError> {
         let config = &self.config;
-        let engine = |param: &'static str| move |source| StartError::Engine { param, source };
-        let bundle = ModelBundle::open(&config.model_dir).map_err(engine("model_dir"))?;
-        let mut text = TextEmbedder::new(
-            &bundle,
-            EncoderOptions::with_threads(1),
-            config.cache_dir.as_deref(),
-        )
-        .map_err(engine("model_dir"))?;
+        let engine = |param: &'static str| move |cause| StartError::Engine { param, cause };
+        let builder = EngineBuilder::open(EngineOptions {
+            model: Some(config.model_dir.clone()),
+            precision: config.precision,
+            threads: config.threads,
+            text_threads: Some(1),
+            cache_dir: config.cache_dir.clone(),
+            batch_size: 1,
+        })
+        .map_err(|cause| StartError::Engine {
+            param: match cause {
+                Error::PrecisionUnavailable { .. } => "precision",
+                _ => "model_dir",
+            },
+            cause,
+        })?;
+        let mut text = builder.text_embedder().map_err(engine("model_dir"))?;
         let labels = text
             .label_matrix(&config.phrases, &config.prompts)
             .map_err(engine("labels"))?;
         if !config.keep_text_encoder {
             text.unload_encoder();
         }
-        let precision = config
-            .precision
-            .unwrap_or_else(|| bundle.default_precision());
-        bundle
-            .image_encoder_graph(precision)
-            .map_err(engine("precision"))?;
-        let image = ImageEncoder::load(
-            &bundle,
-            EncoderOptions {
-                threads: config.threads,
-                precision: Some(precision),
-            },
-        )
-        .map_err(engine("model_dir"))?;
+        let image = builder.image_encoder().map_err(engine("model_dir"))?;
         release_freed_memory();
         Ok(CoreSetup {
             config: config.clone(),

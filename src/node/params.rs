@@ -8,14 +8,16 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::bundle::Precision;
-use crate::labels::{parse_phrases, validate_phrases, Prompts};
+use crate::engine::model_dir::resolve_model_dir;
+use crate::engine::scoring::Thresholds;
+use crate::engine::step::MatchPolicy;
+use crate::model::bundle::Precision;
+use crate::text::cache::cache_root;
+use crate::text::phrases::{check_phrases, parse_phrases, PhraseError};
+use crate::text::prompts::Prompts;
 
 /// Most phrases one label set (parameter or query) may hold.
 pub const MAX_PHRASES: usize = 64;
-
-/// The bundled default model (`models/tabletop` in the source tree).
-pub const DEFAULT_MODEL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/tabletop");
 
 /// Which image topic the node subscribes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,20 +45,37 @@ impl ParamError {
     }
 }
 
+/// A value of the wrong type for its parameter.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("expected {expected}, got {got}")]
+pub struct TypeMismatch {
+    /// What the parameter takes (`a string`, `a number`, ...).
+    pub expected: &'static str,
+    /// The value given, as JSON.
+    pub got: Value,
+}
+
+fn mismatch(expected: &'static str, got: &Value) -> TypeMismatch {
+    TypeMismatch {
+        expected,
+        got: got.clone(),
+    }
+}
+
 /// A Rust type a parameter can have, read from an untyped (YAML/JSON) value.
 pub trait ParamType: Sized {
     /// The ROS type name shown in descriptions (`string`, `double`, ...).
     const ROS_TYPE: &'static str;
-    fn from_value(value: &Value) -> Result<Self, String>;
+    fn from_value(value: &Value) -> Result<Self, TypeMismatch>;
     fn to_value(&self) -> Value;
 }
 
 impl ParamType for String {
     const ROS_TYPE: &'static str = "string";
-    fn from_value(value: &Value) -> Result<Self, String> {
+    fn from_value(value: &Value) -> Result<Self, TypeMismatch> {
         match value {
             Value::String(s) => Ok(s.clone()),
-            other => Err(format!("expected a string, got {other}")),
+            other => Err(mismatch("a string", other)),
         }
     }
     fn to_value(&self) -> Value {
@@ -66,10 +85,8 @@ impl ParamType for String {
 
 impl ParamType for f64 {
     const ROS_TYPE: &'static str = "double";
-    fn from_value(value: &Value) -> Result<Self, String> {
-        value
-            .as_f64()
-            .ok_or_else(|| format!("expected a number, got {value}"))
+    fn from_value(value: &Value) -> Result<Self, TypeMismatch> {
+        value.as_f64().ok_or_else(|| mismatch("a number", value))
     }
     fn to_value(&self) -> Value {
         serde_json::json!(self)
@@ -78,10 +95,8 @@ impl ParamType for f64 {
 
 impl ParamType for i64 {
     const ROS_TYPE: &'static str = "integer";
-    fn from_value(value: &Value) -> Result<Self, String> {
-        value
-            .as_i64()
-            .ok_or_else(|| format!("expected an integer, got {value}"))
+    fn from_value(value: &Value) -> Result<Self, TypeMismatch> {
+        value.as_i64().ok_or_else(|| mismatch("an integer", value))
     }
     fn to_value(&self) -> Value {
         serde_json::json!(self)
@@ -90,10 +105,10 @@ impl ParamType for i64 {
 
 impl ParamType for bool {
     const ROS_TYPE: &'static str = "bool";
-    fn from_value(value: &Value) -> Result<Self, String> {
+    fn from_value(value: &Value) -> Result<Self, TypeMismatch> {
         value
             .as_bool()
-            .ok_or_else(|| format!("expected true or false, got {value}"))
+            .ok_or_else(|| mismatch("true or false", value))
     }
     fn to_value(&self) -> Value {
         Value::Bool(*self)
@@ -103,7 +118,7 @@ impl ParamType for bool {
 impl ParamType for Vec<String> {
     const ROS_TYPE: &'static str = "string array";
     /// A list of strings, or one string (an empty string is an empty list).
-    fn from_value(value: &Value) -> Result<Self, String> {
+    fn from_value(value: &Value) -> Result<Self, TypeMismatch> {
         match value {
             Value::String(s) if s.is_empty() => Ok(Vec::new()),
             Value::String(s) => Ok(vec![s.clone()]),
@@ -111,10 +126,10 @@ impl ParamType for Vec<String> {
                 .iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s.clone()),
-                    other => Err(format!("expected a list of strings, found {other}")),
+                    other => Err(mismatch("a list of strings", other)),
                 })
                 .collect(),
-            other => Err(format!("expected a list of strings, got {other}")),
+            other => Err(mismatch("a list of strings", other)),
         }
     }
     fn to_value(&self) -> Value {
@@ -161,7 +176,7 @@ macro_rules! node_params {
                 match name {
                     $( stringify!($name) => {
                         self.$name = <$ty as ParamType>::from_value(value)
-                            .map_err(|m| ParamError::new(name, m))?;
+                            .map_err(|m| ParamError::new(name, m.to_string()))?;
                     } )+
                     _ => return Ok(false),
                 }
@@ -177,12 +192,12 @@ macro_rules! node_params {
 }
 
 node_params! {
-    /// Model bundle folder (model.yaml, encoders, tokenizer). Empty: the bundled default model.
+    /// Model bundle folder (model.yaml, encoders, tokenizer). Empty: the default model ($CLIP_PERCEPTION_MODEL, else the installed share/clip_perception/models/tabletop, else the source tree's).
     model_dir: String = String::new();
     /// Task phrases: a list, or one string with phrases separated by `;` or newlines.
     labels: Vec<String> = ["red cup", "blue ball", "green box", "yellow banana", "white phone"].map(String::from).to_vec();
     /// Prompt template, `{}` marks where the phrase goes.
-    template: String = crate::labels::DEFAULT_TEMPLATE.to_string();
+    template: String = crate::text::prompts::DEFAULT_TEMPLATE.to_string();
     /// Prompt ensemble instead of the template: `imagenet`, `cifar10`, a file with one template per line, or empty for none.
     ensemble: String = String::new();
     /// Cosine similarity at or above which a phrase counts as matched, in [0, 1].
@@ -221,15 +236,11 @@ pub struct NodeConfig {
     pub model_dir: PathBuf,
     pub phrases: Vec<String>,
     pub prompts: Prompts,
-    pub threshold: f32,
-    pub label_thresholds: HashMap<String, f32>,
-    /// Results per Classification (`None`: all).
-    pub top_k: Option<usize>,
+    /// Thresholds, smoothing, hysteresis and top-k of the per-frame step.
+    pub policy: MatchPolicy,
     pub input: InputKind,
     /// Least time between two encoded frames.
     pub min_frame_interval: Option<std::time::Duration>,
-    pub smoothing: f32,
-    pub hysteresis: f32,
     pub cache_dir: Option<PathBuf>,
     pub threads: usize,
     /// `None`: the bundle's default (int8 where it has one).
@@ -239,23 +250,10 @@ pub struct NodeConfig {
     pub diagnostics_period: std::time::Duration,
 }
 
-/// Why a phrase list is not acceptable (used for the `labels` parameter and for queries):
-/// the engine's check ([`validate_phrases`]: not empty, phrases of at most
-/// [`crate::labels::MAX_PHRASE_CHARS`] characters) and at most [`MAX_PHRASES`] phrases.
-pub fn check_phrases(phrases: &[String]) -> Result<(), String> {
-    if phrases.len() > MAX_PHRASES {
-        return Err(format!(
-            "{} phrases, at most {MAX_PHRASES} are accepted",
-            phrases.len()
-        ));
-    }
-    validate_phrases(phrases).map_err(|e| {
-        let message = e.to_string();
-        message
-            .strip_prefix("labels: ")
-            .unwrap_or(&message)
-            .to_string()
-    })
+/// Why a phrase list is not acceptable for the node (the `labels` parameter or a query):
+/// the engine's check and at most [`MAX_PHRASES`] phrases.
+pub fn check_node_phrases(phrases: &[String]) -> Result<(), PhraseError> {
+    check_phrases(phrases, Some(MAX_PHRASES))
 }
 
 /// Splits every list entry into phrases (`;` or newlines), trimmed and de-duplicated.
@@ -292,11 +290,9 @@ impl NodeParams {
     /// Checks every parameter (cheap checks only: no model is loaded) and returns the
     /// configuration the node runs with. The first bad parameter is reported by name.
     pub fn validate(&self) -> Result<NodeConfig, ParamError> {
-        let model_dir = if self.model_dir.is_empty() {
-            PathBuf::from(DEFAULT_MODEL_DIR)
-        } else {
-            PathBuf::from(&self.model_dir)
-        };
+        let explicit = (!self.model_dir.is_empty()).then(|| PathBuf::from(&self.model_dir));
+        let model_dir = resolve_model_dir(explicit.as_deref())
+            .map_err(|e| ParamError::new("model_dir", e.to_string()))?;
         if !model_dir.join("model.yaml").is_file() {
             let what = if model_dir.is_dir() {
                 "is not a model bundle (it has no model.yaml)"
@@ -312,14 +308,16 @@ impl NodeParams {
             ));
         }
         let phrases = phrases_of(&self.labels);
-        check_phrases(&phrases).map_err(|m| ParamError::new("labels", m))?;
-        let prompts = if self.ensemble.is_empty() {
-            Prompts::single(&self.template)
-                .map_err(|e| ParamError::new("template", e.to_string()))?
-        } else {
-            Prompts::ensemble(&self.ensemble)
-                .map_err(|e| ParamError::new("ensemble", e.to_string()))?
-        };
+        check_node_phrases(&phrases).map_err(|e| ParamError::new("labels", e.to_string()))?;
+        let ensemble = (!self.ensemble.is_empty()).then_some(self.ensemble.as_str());
+        let prompts = Prompts::choose(Some(&self.template), ensemble).map_err(|e| {
+            let param = if ensemble.is_some() {
+                "ensemble"
+            } else {
+                "template"
+            };
+            ParamError::new(param, e.to_string())
+        })?;
         in_range("threshold", self.threshold, 0.0, 1.0, true)?;
         let mut label_thresholds = HashMap::new();
         for entry in &self.label_thresholds {
@@ -368,7 +366,7 @@ impl NodeParams {
             other => Some(
                 other
                     .parse::<Precision>()
-                    .map_err(|m| ParamError::new("precision", format!("{m}, or auto")))?,
+                    .map_err(|e| ParamError::new("precision", format!("{e}, or auto")))?,
             ),
         };
         in_range(
@@ -378,23 +376,26 @@ impl NodeParams {
             3600.0,
             true,
         )?;
-        let cache_dir = match (self.use_cache, self.cache_dir.is_empty()) {
-            (false, _) => None,
-            (true, false) => Some(PathBuf::from(&self.cache_dir)),
-            (true, true) => crate::labels::default_cache_dir(),
-        };
+        let cache_dir = cache_root(
+            self.use_cache,
+            (!self.cache_dir.is_empty()).then(|| std::path::Path::new(&self.cache_dir)),
+        );
         Ok(NodeConfig {
             model_dir,
             phrases,
             prompts,
-            threshold: self.threshold as f32,
-            label_thresholds,
-            top_k: (self.top_k > 0).then_some(self.top_k as usize),
+            policy: MatchPolicy {
+                thresholds: Thresholds {
+                    default: self.threshold as f32,
+                    per_label: label_thresholds,
+                },
+                smoothing: self.smoothing as f32,
+                hysteresis: self.hysteresis as f32,
+                top_k: (self.top_k > 0).then_some(self.top_k as usize),
+            },
             input,
             min_frame_interval: (self.max_rate > 0.0)
                 .then(|| std::time::Duration::from_secs_f64(1.0 / self.max_rate)),
-            smoothing: self.smoothing as f32,
-            hysteresis: self.hysteresis as f32,
             cache_dir,
             threads: self.threads as usize,
             precision,
@@ -449,7 +450,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.phrases, vec!["red cup", "blue ball", "green box"]);
         assert_eq!(config.input, InputKind::Raw);
-        assert_eq!(config.top_k, None);
+        assert_eq!(config.policy.top_k, None);
         assert_eq!(config.threads, 2);
     }
 

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::messages::{DiagnosticStatus, Level};
-use crate::labels::TextStats;
+use crate::image::RejectReason;
+use crate::text::TextStats;
 
 /// The last `cap` samples of a timing, in milliseconds.
 #[derive(Debug, Clone)]
@@ -82,9 +83,8 @@ pub struct NodeStats {
     pub processed: u64,
     /// Frames replaced in the waiting slot by a newer one before the encoder took them.
     pub dropped: u64,
-    /// Frames that could not be used, by reason ([`crate::FrameError::reason`] and
-    /// `encoder_error`, `undeserializable`).
-    pub rejected: BTreeMap<String, u64>,
+    /// Frames that could not be used, by reason.
+    pub rejected: BTreeMap<RejectReason, u64>,
     pub queries_applied: u64,
     pub queries_rejected: u64,
     /// Queries replaced by a newer one before the text worker got to them.
@@ -131,8 +131,8 @@ fn ms(v: Option<f64>) -> String {
 }
 
 impl NodeStats {
-    pub fn reject(&mut self, reason: &str) {
-        *self.rejected.entry(reason.to_string()).or_default() += 1;
+    pub fn reject(&mut self, reason: RejectReason) {
+        *self.rejected.entry(reason).or_default() += 1;
     }
 
     pub fn rejected_total(&self) -> u64 {
@@ -264,9 +264,9 @@ mod tests {
     #[test]
     fn report_counts_rejects_by_reason() {
         let mut s = NodeStats::default();
-        s.reject("data_too_short");
-        s.reject("data_too_short");
-        s.reject("undecodable");
+        s.reject(RejectReason::DataTooShort);
+        s.reject(RejectReason::DataTooShort);
+        s.reject(RejectReason::Undecodable);
         let status = s.report("/clip_node");
         let get = |k: &str| {
             status
@@ -280,7 +280,7 @@ mod tests {
         assert_eq!(get("rejected undecodable").as_deref(), Some("1"));
         assert_eq!(status.level, Level::Warn);
         assert_eq!(s.report("/clip_node").level, Level::Ok, "no new rejects");
-        s.reject("empty");
+        s.reject(RejectReason::Empty);
         assert_eq!(s.report("/clip_node").level, Level::Warn);
     }
 }

@@ -79,7 +79,7 @@ pub struct Quantization {
 /// How one quantized graph was made.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QuantizedGraph {
-    /// One of [`QuantForm`]'s names.
+    /// One of [`QuantForm`]'s names (typed by validation: [`ModelBundle::int8_form`]).
     pub form: String,
     /// Where static activation scales came from (required by static forms).
     #[serde(default)]
@@ -142,15 +142,18 @@ impl std::fmt::Display for Precision {
     }
 }
 
+/// A precision name that is neither `fp32` nor `int8`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown precision `{0}` (expected fp32 or int8)")]
+pub struct UnknownPrecision(pub String);
+
 impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = UnknownPrecision;
+    fn from_str(s: &str) -> std::result::Result<Self, UnknownPrecision> {
         match s {
             "fp32" => Ok(Precision::Fp32),
             "int8" => Ok(Precision::Int8),
-            other => Err(format!(
-                "unknown precision `{other}` (expected fp32 or int8)"
-            )),
+            other => Err(UnknownPrecision(other.to_string())),
         }
     }
 }
@@ -180,16 +183,13 @@ pub struct ModelBundle {
     /// sha256 of `model.yaml` itself: the key under which derived data (text embeddings)
     /// is cached, so any change to any file of the bundle invalidates the cache.
     pub manifest_sha256: String,
+    /// The int8 image encoder's form, typed once the manifest is validated.
+    int8_form: Option<QuantForm>,
 }
 
 impl ModelBundle {
     /// Reads `DIR/model.yaml`, validates its fields and the sha256 of every file it lists.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with(dir, true)
-    }
-
-    /// As [`ModelBundle::open`], optionally skipping the checksums (for `info`).
-    pub fn open_with(dir: impl AsRef<Path>, verify_checksums: bool) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         if !dir.is_dir() {
             return Err(Error::Config {
@@ -205,15 +205,15 @@ impl ModelBundle {
             message: "is not UTF-8 text".into(),
         })?;
         let manifest: Manifest = config::parse_yaml(&text, &manifest_path)?;
-        let bundle = ModelBundle {
+        let mut bundle = ModelBundle {
             dir,
             manifest,
             manifest_sha256: hex_sha256(&bytes),
+            int8_form: None,
         };
         bundle.validate_fields()?;
-        if verify_checksums {
-            bundle.verify_checksums()?;
-        }
+        bundle.int8_form = bundle.validate_quantization()?;
+        bundle.verify_checksums()?;
         Ok(bundle)
     }
 
@@ -306,7 +306,6 @@ impl ModelBundle {
         if let Some(g) = &m.files.image_encoder_int8 {
             graphs.push(("files.image_encoder_int8", g));
         }
-        self.validate_quantization()?;
         for (field, g) in graphs {
             if g.input.is_empty() {
                 return Err(self.field_error(&format!("{field}.input"), "empty input name"));
@@ -320,7 +319,7 @@ impl ModelBundle {
 
     /// The int8 image encoder needs its `quantization.image_encoder_int8` entry with a
     /// form this engine knows (and calibration where the form needs it), and vice versa.
-    fn validate_quantization(&self) -> Result<()> {
+    fn validate_quantization(&self) -> Result<Option<QuantForm>> {
         const FIELD: &str = "quantization.image_encoder_int8";
         let m = &self.manifest;
         let entry = m
@@ -328,7 +327,7 @@ impl ModelBundle {
             .as_ref()
             .and_then(|q| q.image_encoder_int8.as_ref());
         match (&m.files.image_encoder_int8, entry) {
-            (None, None) => Ok(()),
+            (None, None) => Ok(None),
             (None, Some(_)) => Err(self.field_error(
                 FIELD,
                 "describes an int8 image encoder but files.image_encoder_int8 lists none",
@@ -364,21 +363,14 @@ impl ModelBundle {
                         ),
                     ));
                 }
-                Ok(())
+                Ok(Some(form))
             }
         }
     }
 
     /// The quantized form of the int8 image encoder, if the bundle has one.
     pub fn int8_form(&self) -> Option<QuantForm> {
-        self.manifest.files.image_encoder_int8.as_ref()?;
-        let q = self
-            .manifest
-            .quantization
-            .as_ref()?
-            .image_encoder_int8
-            .as_ref()?;
-        QuantForm::from_name(&q.form)
+        self.int8_form
     }
 
     /// The precision used when none is asked for: int8 where the bundle has it.
@@ -393,16 +385,16 @@ impl ModelBundle {
     /// The image encoder graph of `precision`: its manifest entry and path.
     pub fn image_encoder_graph(&self, precision: Precision) -> Result<(&GraphFile, PathBuf)> {
         let files = &self.manifest.files;
-        let g = match precision {
-            Precision::Fp32 => &files.image_encoder,
-            Precision::Int8 => files.image_encoder_int8.as_ref().ok_or_else(|| {
-                self.field_error(
-                    "files.image_encoder_int8",
-                    "missing: this bundle has no int8 image encoder (add one with \
-                     `python3 models/quantize.py BUNDLE`, or use --precision fp32)",
-                )
-            })?,
-        };
+        let g =
+            match precision {
+                Precision::Fp32 => &files.image_encoder,
+                Precision::Int8 => files.image_encoder_int8.as_ref().ok_or_else(|| {
+                    Error::PrecisionUnavailable {
+                        manifest: self.manifest_path(),
+                        precision,
+                    }
+                })?,
+            };
         Ok((g, self.dir.join(&g.path)))
     }
 

@@ -24,7 +24,7 @@ use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use crate::onnx_rewrite::{attr, fused_node, GraphIndex, Rewrite, ONNX_FLOAT};
+use super::rewrite::{attr, fused_node, GraphIndex, Rewrite, ONNX_FLOAT};
 
 const QUANTIZE_OP: &str = "ClipPerceptionQuantizeRows";
 const DEQUANTIZE_OP: &str = "ClipPerceptionDequantizeRows";
@@ -352,6 +352,9 @@ impl EvalOp for QuantizeRows {
         if let Some(last) = rows_shape.last_mut() {
             *last = 1;
         }
+        // SAFETY: i8 and f32 have no invalid bit patterns, and every element is written
+        // before either tensor is read: `quantize_rows` writes all rows*k values of `q` and
+        // one scale per row (with k = 0 there are no values, and the scales are zeroed).
         let mut q = unsafe { Tensor::uninitialized::<i8>(shape)? };
         let mut scales = unsafe { Tensor::uninitialized::<f32>(&rows_shape)? };
         {
@@ -363,6 +366,8 @@ impl EvalOp for QuantizeRows {
             let ss = sv.as_slice_mut::<f32>()?;
             if k > 0 {
                 quantize_rows(x, qs, ss, k, self.eps);
+            } else {
+                ss.fill(0.0);
             }
         }
         Ok(tvec!(q.into_tvalue(), scales.into_tvalue()))
@@ -416,6 +421,9 @@ impl EvalOp for DequantizeRows {
             rows.len(),
             cols.len()
         );
+        // SAFETY: f32 has no invalid bit patterns, and `dequantize_rows` writes every one of
+        // the rows*m outputs (checked above: rows.len() * m == acc.len()) before it is read;
+        // with m = 0 the tensor has no elements.
         let mut out = unsafe { Tensor::uninitialized::<f32>(shape)? };
         {
             let mut ov = out.try_as_plain_ram_mut()?;
@@ -492,11 +500,11 @@ mod tests {
             }
         );
         let run = |int8: bool| -> Vec<f32> {
-            let fusions = crate::encoder::Fusions {
+            let fusions = crate::model::encoder::Fusions {
                 int8,
                 transformer: false,
             };
-            let model = crate::encoder::parse_onnx(path, fusions)
+            let model = crate::model::encoder::parse_onnx(path, fusions)
                 .unwrap()
                 .with_input_fact(0, f32::fact([2, 3, 224, 224]).into())
                 .unwrap()

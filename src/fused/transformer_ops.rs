@@ -18,7 +18,7 @@ use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use crate::onnx_rewrite::{attr, fused_node, scalar_f32, GraphIndex, Rewrite};
+use super::rewrite::{attr, fused_node, scalar_f32, GraphIndex, Rewrite};
 
 const SOFTMAX_OP: &str = "ClipPerceptionSoftmaxLastAxis";
 const QUICK_GELU_OP: &str = "ClipPerceptionQuickGelu";

@@ -9,15 +9,15 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::{Factoid, GenericFactoid};
 
-use crate::bundle::{GraphFile, ModelBundle, Precision, QuantForm};
+use super::bundle::{GraphFile, ModelBundle, Precision, QuantForm};
 use crate::error::{Error, Result};
-use crate::frame::RgbImage;
-use crate::preprocess::Preprocessor;
+use crate::image::frame::RgbImage;
+use crate::image::preprocess::Preprocessor;
 
 /// How an encoder runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncoderOptions {
-    /// Threads for matrix products (1 = run on the caller's thread only).
+    /// Threads for matrix products (0 or 1: run on the caller's thread only).
     pub threads: usize,
     /// Which image encoder graph to run; `None`: the bundle's default (int8 where it has
     /// one). The text encoder is always fp32.
@@ -36,7 +36,7 @@ impl Default for EncoderOptions {
 impl EncoderOptions {
     pub fn with_threads(threads: usize) -> Self {
         EncoderOptions {
-            threads: threads.max(1),
+            threads,
             ..Default::default()
         }
     }
@@ -148,9 +148,9 @@ struct PlanOptions {
 /// Graph rewrites applied to the ONNX file before tract parses it.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Fusions {
-    /// The int8 quantize/dequantize chains ([`crate::int8`]).
+    /// The int8 quantize/dequantize chains ([`crate::fused::int8`]).
     pub int8: bool,
-    /// Attention softmax and QuickGELU ([`crate::transformer_ops`]).
+    /// Attention softmax and QuickGELU ([`crate::fused::transformer_ops`]).
     pub transformer: bool,
 }
 
@@ -163,8 +163,8 @@ pub(crate) fn parse_onnx(path: &Path, fusions: Fusions) -> TractResult<Inference
     }
     let mut proto = onnx.proto_model_for_path(path)?;
     if fusions.int8 {
-        crate::int8::register(&mut onnx);
-        let fused = crate::int8::fuse(&mut proto);
+        crate::fused::int8::register(&mut onnx);
+        let fused = crate::fused::int8::fuse(&mut proto);
         log::debug!(
             "{}: fused {} int8 quantize and {} dequantize chains",
             path.display(),
@@ -173,8 +173,8 @@ pub(crate) fn parse_onnx(path: &Path, fusions: Fusions) -> TractResult<Inference
         );
     }
     if fusions.transformer {
-        crate::transformer_ops::register(&mut onnx);
-        let fused = crate::transformer_ops::fuse(&mut proto);
+        crate::fused::transformer_ops::register(&mut onnx);
+        let fused = crate::fused::transformer_ops::fuse(&mut proto);
         log::debug!(
             "{}: fused {} softmax and {} QuickGELU nodes",
             path.display(),
@@ -406,11 +406,6 @@ impl ImageEncoder {
 
     pub fn image_size(&self) -> usize {
         self.size
-    }
-
-    /// The preprocessing this encoder applies.
-    pub fn preprocessor_mut(&mut self) -> &mut Preprocessor {
-        &mut self.preprocessor
     }
 
     fn input_tensor(&mut self, n: usize) -> Arc<Tensor> {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use nalgebra::DVector;
 
-use crate::labels::{normalize, LabelMatrix};
+use crate::text::labels::{normalize, LabelMatrix};
 
 /// Similarities of one image to every label, in label order.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,19 +84,16 @@ pub struct Thresholds {
 }
 
 impl Thresholds {
-    pub fn uniform(default: f32) -> Self {
-        Thresholds {
-            default,
-            per_label: HashMap::new(),
-        }
-    }
-
+    /// The threshold of `label`: its own, else the default.
     pub fn for_label(&self, label: &str) -> f32 {
         self.per_label.get(label).copied().unwrap_or(self.default)
     }
 
-    pub fn matched(&self, label: &str, cosine: f32) -> bool {
-        cosine >= self.for_label(label)
+    /// Whether `label` counts as matched at `cosine`. With hysteresis, a label that was
+    /// matched on the previous frame stays matched down to its threshold - `hysteresis`.
+    pub fn matched(&self, label: &str, cosine: f32, was_matched: bool, hysteresis: f32) -> bool {
+        let t = self.for_label(label);
+        cosine >= if was_matched { t - hysteresis } else { t }
     }
 }
 
@@ -126,9 +123,15 @@ mod tests {
 
     #[test]
     fn thresholds_override_per_label() {
-        let mut t = Thresholds::uniform(0.25);
-        t.per_label.insert("red cup".into(), 0.3);
-        assert!(t.matched("blue ball", 0.26));
-        assert!(!t.matched("red cup", 0.26));
+        let t = Thresholds {
+            default: 0.25,
+            per_label: HashMap::from([("red cup".to_string(), 0.3)]),
+        };
+        assert!(t.matched("blue ball", 0.26, false, 0.0));
+        assert!(!t.matched("red cup", 0.26, false, 0.0));
+        // Hysteresis only holds a match that exists.
+        assert!(t.matched("red cup", 0.26, true, 0.05));
+        assert!(!t.matched("red cup", 0.24, true, 0.05));
+        assert!(!t.matched("red cup", 0.29, false, 0.05));
     }
 }

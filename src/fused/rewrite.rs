@@ -1,4 +1,4 @@
-//! What the engine's graph rewrites share ([`crate::int8`], [`crate::transformer_ops`]): an
+//! What the engine's graph rewrites share ([`super::int8`], [`super::transformer_ops`]): an
 //! index of an ONNX graph (who produces and who reads each tensor, the initializers) to
 //! match node chains, and a set of removals and replacements applied in one pass.
 

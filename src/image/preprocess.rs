@@ -8,7 +8,7 @@
 //! passes compute each output row and column independently, the result is identical to
 //! resizing the whole image and cropping afterwards.
 
-use crate::frame::RgbImage;
+use super::frame::RgbImage;
 
 /// PIL's fixed-point precision for 8-bit resampling (`32 - 8 - 2`).
 const PRECISION_BITS: u32 = 22;

@@ -1,0 +1,195 @@
+//! The engine every entry point calls. [`EngineOptions`] are resolved in one place
+//! ([`EngineBuilder::open`]: model folder, precision, threads, cache folder) into the parts a
+//! caller needs: the whole [`ClipEngine`] (CLI, tools), or its image and text halves apart
+//! (the node runs them on different threads: frames vs. queries). Per frame, every caller
+//! runs the same [`step::FrameStep`] after the image encoder, so offline numbers equal live
+//! numbers by construction.
+
+pub mod model_dir;
+pub mod scoring;
+pub mod step;
+
+use std::path::PathBuf;
+
+use crate::error::Result;
+use crate::image::frame::RgbImage;
+use crate::image::preprocess::Preprocessor;
+use crate::model::bundle::{ModelBundle, Precision};
+use crate::model::encoder::{Embeddings, EncoderOptions, ImageEncoder};
+use crate::text::prompts::Prompts;
+use crate::text::tokenizer::ClipTokenizer;
+use crate::text::{LabelMatrix, TextEmbedder};
+
+use self::scoring::{score, Scores};
+
+/// Everything that decides how an engine is built. Defaults: the default model (see
+/// [`model_dir`]), the bundle's default precision, one thread, no text cache, batches of 8.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Model bundle folder; `None`: the default model ([`model_dir::resolve_model_dir`]).
+    pub model: Option<PathBuf>,
+    /// Image encoder graph; `None`: int8 where the bundle has one, else fp32.
+    pub precision: Option<Precision>,
+    /// Threads for the image encoder's matrix products (0 or 1: the caller's thread).
+    pub threads: usize,
+    /// Threads for the text encoder; `None`: as `threads`.
+    pub text_threads: Option<usize>,
+    /// Root of the on-disk text embedding cache (`None`: no cache); see
+    /// [`crate::text::cache::cache_root`].
+    pub cache_dir: Option<PathBuf>,
+    /// Images per image-encoder forward pass.
+    pub batch_size: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            model: None,
+            precision: None,
+            threads: 1,
+            text_threads: None,
+            cache_dir: None,
+            batch_size: 8,
+        }
+    }
+}
+
+/// An opened, validated bundle with every option resolved; it builds the engine's parts.
+#[derive(Debug, Clone)]
+pub struct EngineBuilder {
+    options: EngineOptions,
+    bundle: ModelBundle,
+    precision: Precision,
+}
+
+impl EngineBuilder {
+    /// Finds the model folder, opens and validates its bundle (manifest and checksums), and
+    /// resolves the precision (an int8 request on a bundle without int8 fails here, as
+    /// [`crate::Error::PrecisionUnavailable`]). Loads no graph.
+    pub fn open(options: EngineOptions) -> Result<Self> {
+        let dir = model_dir::resolve_model_dir(options.model.as_deref())?;
+        let bundle = ModelBundle::open(&dir)?;
+        Self::with_bundle(options, bundle)
+    }
+
+    fn with_bundle(options: EngineOptions, bundle: ModelBundle) -> Result<Self> {
+        let precision = options
+            .precision
+            .unwrap_or_else(|| bundle.default_precision());
+        bundle.image_encoder_graph(precision)?;
+        Ok(EngineBuilder {
+            options,
+            bundle,
+            precision,
+        })
+    }
+
+    /// The same bundle (not read again) with another image precision and thread count.
+    pub fn with_encoder(&self, precision: Option<Precision>, threads: usize) -> Result<Self> {
+        let options = EngineOptions {
+            precision,
+            threads,
+            ..self.options.clone()
+        };
+        Self::with_bundle(options, self.bundle.clone())
+    }
+
+    pub fn bundle(&self) -> &ModelBundle {
+        &self.bundle
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// The image encoder graph the engine runs.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The bundle's exact CLIP preprocessing (what the image encoder applies itself).
+    pub fn preprocessor(&self) -> Preprocessor {
+        let m = &self.bundle.manifest;
+        Preprocessor::new(m.image_size, m.image_mean, m.image_std)
+    }
+
+    /// The bundle's CLIP tokenizer.
+    pub fn tokenizer(&self) -> Result<ClipTokenizer> {
+        ClipTokenizer::from_file(
+            &self.bundle.tokenizer_path(),
+            self.bundle.manifest.context_length,
+        )
+    }
+
+    /// The text side: tokenizer, cache, and a text encoder loaded on first need.
+    pub fn text_embedder(&self) -> Result<TextEmbedder> {
+        let threads = self.options.text_threads.unwrap_or(self.options.threads);
+        TextEmbedder::new(
+            &self.bundle,
+            EncoderOptions::with_threads(threads),
+            self.options.cache_dir.as_deref(),
+        )
+    }
+
+    /// The image encoder of the resolved precision, with its preprocessing.
+    pub fn image_encoder(&self) -> Result<ImageEncoder> {
+        ImageEncoder::load(
+            &self.bundle,
+            EncoderOptions {
+                threads: self.options.threads,
+                precision: Some(self.precision),
+            },
+        )
+    }
+
+    /// The whole engine: the text side (tokenizer; the text encoder when first needed),
+    /// then the image encoder.
+    pub fn build(self) -> Result<ClipEngine> {
+        let text = self.text_embedder()?;
+        let image = self.image_encoder()?;
+        Ok(ClipEngine {
+            batch_size: self.options.batch_size.max(1),
+            bundle: self.bundle,
+            image,
+            text,
+        })
+    }
+}
+
+/// A loaded CLIP model, ready to embed images and text and to score them.
+pub struct ClipEngine {
+    pub bundle: ModelBundle,
+    pub image: ImageEncoder,
+    pub text: TextEmbedder,
+    batch_size: usize,
+}
+
+impl ClipEngine {
+    /// [`EngineBuilder::open`] then [`EngineBuilder::build`].
+    pub fn load(options: EngineOptions) -> Result<Self> {
+        EngineBuilder::open(options)?.build()
+    }
+
+    /// Raw image embeddings, encoded `batch_size` images per forward pass.
+    pub fn embed_images(&mut self, images: &[RgbImage]) -> Result<Embeddings> {
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(self.batch_size) {
+            out.extend(self.image.encode(chunk)?);
+        }
+        Ok(out)
+    }
+
+    /// The label matrix of `phrases` (see [`TextEmbedder::label_matrix`]).
+    pub fn label_matrix(&mut self, phrases: &[String], prompts: &Prompts) -> Result<LabelMatrix> {
+        self.text.label_matrix(phrases, prompts)
+    }
+
+    /// Zero-shot scores of each image against the labels.
+    pub fn classify(&mut self, images: &[RgbImage], labels: &LabelMatrix) -> Result<Vec<Scores>> {
+        Ok(self
+            .embed_images(images)?
+            .iter()
+            .map(|e| score(labels, e))
+            .collect())
+    }
+}
