@@ -154,8 +154,18 @@ fn embed_image_and_text_match_golden() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-    let int8 = f32s(&img["image_embeds_int8_onnxruntime"]);
-    assert!(cosine(&f32s(&v["embedding"]), &int8) >= 0.9999);
+    // Within 1e-4 of onnxruntime int8 and ten times farther from fp32: the int8 graph ran
+    // (tests/embeddings.rs says why the bound holds).
+    let got = f32s(&v["embedding"]);
+    let max_abs = |other: &[f32]| {
+        got.iter()
+            .zip(other)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max)
+    };
+    let to_int8 = max_abs(&f32s(&img["image_embeds_int8_onnxruntime"]));
+    let to_fp32 = max_abs(&f32s(&img["image_embeds"]));
+    assert!(to_int8 <= 1e-4 && to_fp32 >= 1e-3, "{to_int8} {to_fp32}");
     let o = run(&[
         "embed-image",
         "--precision",
@@ -348,4 +358,83 @@ fn default_model_lookup_env_then_install_prefix_then_source_tree() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["embedding"].as_array().unwrap().len(), 64);
+}
+
+/// `classify` cosines and probabilities against PyTorch on the fixture's weights with the
+/// CLIP paper's templates (`tests/data/classify/reference.json`, made by `generate.py`
+/// there): one template and both built-in ensembles. Bound 1e-5: the fp32 encoders equal
+/// PyTorch to ~1e-6 (tests/embeddings.rs) and the probabilities are a softmax over four
+/// phrases at logit scale 100.
+#[test]
+fn classify_values_equal_pytorch_for_template_and_ensembles() {
+    let reference = read_json(&data("classify/reference.json"));
+    let phrases: Vec<&str> = reference["phrases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let labels = phrases.join("; ");
+    let model = model();
+    for case in reference["cases"].as_array().unwrap() {
+        let image = root().join(case["image"].as_str().unwrap());
+        let image = image.display().to_string();
+        let prompts = case["prompts"].as_str().unwrap();
+        let choice: [&str; 2] = match prompts {
+            "template" => ["--template", "a photo of a {}."],
+            ensemble => ["--ensemble", ensemble],
+        };
+        let args = [
+            "classify",
+            "--model",
+            &model,
+            &image,
+            "--labels",
+            &labels,
+            choice[0],
+            choice[1],
+            "--precision",
+            "fp32",
+            "--top-k",
+            "0",
+            "--json",
+            "--no-cache",
+        ];
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        let top = v["top"].as_array().unwrap();
+        assert_eq!(top.len(), phrases.len());
+        for t in top {
+            let k = phrases
+                .iter()
+                .position(|p| *p == t["label"].as_str().unwrap())
+                .unwrap();
+            for field in ["cosine", "probability"] {
+                let (got, want) = (t[field].as_f64().unwrap(), case[field][k].as_f64().unwrap());
+                assert!(
+                    (got - want).abs() <= 1e-5,
+                    "{prompts} {image} {}: {field} {got} vs PyTorch {want}",
+                    phrases[k]
+                );
+            }
+        }
+    }
+}
+
+/// The built-in ensembles are the paper's templates, text for text, as open_clip
+/// (`imagenet`) and clip_benchmark (`cifar10`) ship them.
+#[test]
+fn builtin_ensembles_are_the_papers_templates() {
+    let reference = read_json(&data("classify/reference.json"));
+    for name in ["imagenet", "cifar10"] {
+        let want: Vec<&str> = reference["templates"][name]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        let prompts = clip_perception::Prompts::ensemble(name).unwrap();
+        assert_eq!(prompts.templates(), want.as_slice(), "{name}");
+    }
 }
