@@ -55,7 +55,14 @@ fn require(what: &str, available: bool, why: &str) -> bool {
     if in_ci() {
         panic!("{what} is required in CI: {why}");
     }
-    eprintln!("SKIPPED: {what} unavailable: {why}");
+    // Written to stderr directly, not through eprintln!: the test harness captures the
+    // print macros of passing tests, and a skip must show in a plain `cargo test`.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED wire test {}: {what} unavailable: {why}",
+        std::thread::current().name().unwrap_or("?")
+    );
     false
 }
 
@@ -116,6 +123,22 @@ fn packed(image: &RgbImage) -> Vec<u8> {
         .collect()
 }
 
+/// The engine's cosine for each phrase on `image`.
+fn cosines(engine: &mut ClipEngine, phrases: &[String], image: &RgbImage) -> Value {
+    let labels = engine
+        .label_matrix(phrases, &Prompts::default())
+        .expect("labels");
+    let scores = engine
+        .classify(std::slice::from_ref(image), &labels)
+        .expect("classify");
+    phrases
+        .iter()
+        .zip(&scores[0].cosine)
+        .map(|(p, v)| (p.clone(), json!(v)))
+        .collect::<serde_json::Map<String, Value>>()
+        .into()
+}
+
 /// The engine's probability for each phrase on `image`.
 fn expected(engine: &mut ClipEngine, phrases: &[String], image: &RgbImage) -> Value {
     let labels = engine
@@ -164,6 +187,7 @@ fn cases() -> &'static (tempfile::TempDir, Value) {
                 "name": name, "kind": "raw", "encoding": encoding, "width": w, "height": h,
                 "step": step, "is_bigendian": is_bigendian, "data": write(&format!("{name}.bin"), &bytes),
                 "expected": expected(engine, &phrases, seen),
+                "cosine": cosines(engine, &phrases, seen),
             }));
         };
 
@@ -309,6 +333,11 @@ fn malformed_raw_frames_are_counted_and_skipped() {
 #[test]
 fn corrupt_compressed_frames_are_counted_and_skipped() {
     scenario("malformed_compressed");
+}
+
+#[test]
+fn matched_flips_with_threshold_and_hysteresis_on_the_wire() {
+    scenario("hysteresis");
 }
 
 #[test]

@@ -13,6 +13,7 @@ on identical pixels) gives the model, the phrases and the frames. Scenarios:
   query       a query mid-stream switches phrases with no mixed result; cached phrases cost no
               text-encoder call; bad queries are rejected and the old phrases stay
   malformed_raw, malformed_compressed  bad frames are counted by reason and skipped
+  hysteresis  `matched` in ~/matches follows a phrase's threshold and is held by hysteresis
   launch      the node started as `ros2 launch` starts it (launch file run by tests/node/fake_launch)
 """
 
@@ -176,6 +177,46 @@ def scenario_late_label_info(args, cases):
         check([c.class_id for c in info.class_map] == list(range(len(names))), "class ids are not 0..n-1")
         check(abs(info.threshold - 0.3) < 1e-6, f"LabelInfo threshold {info.threshold}")
         log(f"late LabelInfo: {names}, threshold {info.threshold}")
+    finally:
+        s.close()
+
+
+def scenario_hysteresis(args, cases):
+    """Three frames whose cosines for one phrase are low < mid < high: with the phrase's
+    threshold between mid and high and the release point (threshold - hysteresis) between
+    low and mid, mid is matched only right after high, until low releases it."""
+    frames = frames_of_kind(cases, "raw")
+    best = None
+    for phrase in cases["labels"]:
+        distinct = {}
+        for f in frames:
+            distinct.setdefault(round(f["cosine"][phrase], 5), f)
+        values = sorted(distinct.items())
+        if len(values) < 3 or values[0][0] < 0.0:
+            continue
+        lo, mid, hi = values[0], values[len(values) // 2], values[-1]
+        gap = min(mid[0] - lo[0], hi[0] - mid[0])
+        if best is None or gap > best[0]:
+            best = (gap, phrase, lo[1], mid[1], hi[1])
+    check(best is not None and best[0] > 0.002, f"no phrase with three well-spread cosines: {best}")
+    gap, phrase, lo, mid, hi = best
+    cos = {name: f["cosine"][phrase] for name, f in (("low", lo), ("mid", mid), ("high", hi))}
+    threshold = (cos["mid"] + cos["high"]) / 2
+    release = (cos["low"] + cos["mid"]) / 2
+    params = {"threshold": 1.0, "label_thresholds": [f"{phrase}={threshold:.6f}"],
+              "hysteresis": round(threshold - release, 6)}
+    log(f"{phrase!r}: cosines {cos}, threshold {threshold:.4f}, released below {release:.4f}")
+    s = Session(args, cases, "hysteresis", params)
+    try:
+        s.wait_ready()
+        steps = [(mid, "mid", False), (hi, "high", True), (mid, "mid", True), (lo, "low", False),
+                 (mid, "mid", False)]
+        for k, (frame, name, want) in enumerate(steps):
+            stamp, _ = s.classify(frame, f"hysteresis_{k}")
+            entry = next(m for m in s.matches_for(stamp)["labels"] if m["phrase"] == phrase)
+            check(abs(entry["cosine"] - frame["cosine"][phrase]) < 1e-4, f"step {k}: cosine {entry}")
+            check(entry["matched"] is want, f"step {k} ({name} frame): matched {entry['matched']}, want {want}")
+            log(f"step {k}: {name} frame, cosine {entry['cosine']:.4f}, matched {entry['matched']}")
     finally:
         s.close()
 
@@ -355,6 +396,7 @@ SCENARIOS = {
     "malformed_raw": lambda a, c: scenario_malformed(a, c, "raw"),
     "malformed_compressed": lambda a, c: scenario_malformed(a, c, "compressed"),
     "launch": scenario_launch,
+    "hysteresis": scenario_hysteresis,
 }
 
 
