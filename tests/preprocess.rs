@@ -65,6 +65,32 @@ fn resize_crop_matches_pil_reference() {
     );
 }
 
+/// Where the reference differs by how it is handed the image (`*.expected_from_path.png`:
+/// given a path, transformers applies EXIF orientation and drops alpha instead of
+/// compositing on white), the engine is the PIL-image pipeline, as documented, and not the
+/// path one.
+#[test]
+fn files_follow_the_pil_image_pipeline_not_the_path_one() {
+    let manifest = read_json(&data("preprocess/manifest.json"));
+    let mut pre = preprocessor();
+    let mut checked = Vec::new();
+    for case in manifest["images"].as_array().unwrap() {
+        let Some(from_path) = case.get("expected_from_path").and_then(|d| d.as_str()) else {
+            continue;
+        };
+        let name = case["name"].as_str().unwrap();
+        let image =
+            load_image_file(&data("preprocess").join(case["file"].as_str().unwrap())).unwrap();
+        let got = pre.resize_crop(&image).to_vec();
+        let expected = png_rgb(&data("preprocess").join(case["expected"].as_str().unwrap()));
+        let path_pipeline = png_rgb(&data("preprocess").join(from_path));
+        assert_eq!(got, expected, "{name}");
+        assert_ne!(got, path_pipeline, "{name}: the path pipeline's result");
+        checked.push(name.to_string());
+    }
+    assert_eq!(checked.len(), 3, "{checked:?}");
+}
+
 #[test]
 fn resize_is_bit_exact_on_reference_decoded_jpegs() {
     // Pillow's own decoding of the JPEG inputs, so only the resampling is compared.

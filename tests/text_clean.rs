@@ -1,6 +1,8 @@
 //! CLIP's text cleaning against open_clip itself: every case in
 //! `tests/data/text_clean/clean_cases.jsonl` (made by `generate_clean_cases.py` next to it,
-//! from open_clip's `SimpleTokenizer` cleaning) must come out of `clip_clean` identical.
+//! from open_clip's `SimpleTokenizer` cleaning) and in `tokenizer_strings.jsonl` (made by
+//! `generate_tokenizer_strings.py`: the tokenizer test's strings, cleaned) must come out of
+//! `clip_clean` identical.
 
 use clip_perception::text::clean::clip_clean;
 
@@ -10,10 +12,10 @@ struct Case {
     clean: String,
 }
 
-fn load_cases() -> Vec<Case> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/text_clean/clean_cases.jsonl"
+fn load_cases(file: &str) -> Vec<Case> {
+    let path = &format!(
+        "{}/tests/data/text_clean/{file}",
+        env!("CARGO_MANIFEST_DIR")
     );
     let data = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     data.lines()
@@ -39,8 +41,16 @@ fn load_cases() -> Vec<Case> {
 
 #[test]
 fn clip_clean_matches_open_clip_on_every_case() {
-    let cases = load_cases();
-    assert!(cases.len() >= 1500, "only {} cases", cases.len());
+    assert_clean_matches(&load_cases("clean_cases.jsonl"), 1500);
+}
+
+#[test]
+fn clip_clean_matches_open_clip_on_the_tokenizer_strings() {
+    assert_clean_matches(&load_cases("tokenizer_strings.jsonl"), 1000);
+}
+
+fn assert_clean_matches(cases: &[Case], at_least: usize) {
+    assert!(cases.len() >= at_least, "only {} cases", cases.len());
     let mismatches: Vec<(&Case, String)> = cases
         .iter()
         .filter_map(|case| {
