@@ -25,8 +25,12 @@
 //!   the per-frame step ([`FrameStep`]) whose [`Matches`] the node publishes.
 //! - [`node`]: the ROS node without a transport (command line, parameters, frame policy,
 //!   diagnostics); [`dds`] (cargo feature `dds`) puts it on the wire with `ros2-client`.
+//! - [`bag`]: rosbag2 recordings (MCAP, SQLite) read without ROS; [`replay`] runs their
+//!   image topics through the node's own per-frame step; [`ros_msgs`]: the ROS message
+//!   definitions both the node and replay decode.
 //! - [`config`] (the one YAML reader), [`npy`] (tensor files), [`error`].
 
+pub mod bag;
 pub mod config;
 #[cfg(feature = "dds")]
 pub mod dds;
@@ -37,6 +41,8 @@ pub mod image;
 pub mod model;
 pub mod node;
 pub mod npy;
+pub mod replay;
+pub mod ros_msgs;
 pub mod text;
 
 pub use engine::step::{FrameResult, FrameStep, MatchPolicy, Matches, PhraseMatch, Stamp};

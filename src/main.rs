@@ -1,22 +1,27 @@
 //! `clip_perception`: the CLIP toolbox on the command line — zero-shot classification,
-//! tokenization, image/text embeddings, the exact preprocessed tensor, bundle info.
+//! bag replay through the node's per-frame path, tokenization, image/text embeddings, the
+//! exact preprocessed tensor, bundle info.
 //! Results go to stdout (a table, or one JSON object per line with `--json`); logs go to
 //! stderr; any error is reported once, as one line, with a non-zero exit code.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
+use clip_perception::bag::Bag;
 use clip_perception::engine::scoring::Scores;
 use clip_perception::image::load_image_file;
+use clip_perception::node::{NodePlan, RosArgs};
+use clip_perception::replay::{choose_topic, FrameSelection, Replayer};
 use clip_perception::text::cache::cache_root;
 use clip_perception::text::phrases::check_phrases;
 use clip_perception::text::{parse_phrases, Prompts};
 use clip_perception::{npy, EngineBuilder, EngineOptions, LabelMatrix, ModelBundle, Precision};
 use clip_perception::{ClipEngine, RgbImage};
+use indicatif::ProgressBar;
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +59,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Replay a recorded image topic of a rosbag2 bag through the node's per-frame path.
+    Replay(ReplayArgs),
     /// Show a bundle's manifest, graph inputs/outputs and file sizes.
     Info {
         /// Bundle folder.
@@ -126,6 +133,45 @@ struct ClassifyArgs {
     /// Do not read or write the text embedding cache.
     #[arg(long)]
     no_cache: bool,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// rosbag2 bag folder (metadata.yaml + files), or a single .mcap or .db3 file.
+    bag: PathBuf,
+    /// Image topic (sensor_msgs/Image or CompressedImage); default: the bag's only one.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Model bundle folder (default: the params file's model_dir, else the default model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Task phrases separated by `;` (replace the params file's labels).
+    #[arg(long, required_unless_present = "params_file")]
+    labels: Option<String>,
+    /// The node's ROS params file (labels, template, thresholds, smoothing, hysteresis, ...).
+    #[arg(long)]
+    params_file: Option<PathBuf>,
+    /// Results: one JSON line per frame, in bag order (`-` for stdout).
+    #[arg(long)]
+    out: PathBuf,
+    /// Start this many seconds after the topic's first message.
+    #[arg(long)]
+    start: Option<f64>,
+    /// Stop this many seconds after the topic's first message.
+    #[arg(long)]
+    end: Option<f64>,
+    /// Score every N-th frame.
+    #[arg(long, default_value_t = 1)]
+    every: usize,
+    /// Frames per image-encoder pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Threads for the image encoder (default: the params file's `threads`).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Image encoder graph: fp32 or int8 (default: the params file's `precision`).
+    #[arg(long)]
+    precision: Option<Precision>,
 }
 
 #[derive(Args)]
@@ -297,8 +343,114 @@ fn run(cli: Cli) -> Result<()> {
             log::info!("wrote {}", npy_path.display());
         }
         Command::Info { dir, json } => info(&dir, json, &mut out)?,
+        Command::Replay(args) => replay(args)?,
     }
     out.flush().context("writing to stdout")?;
+    Ok(())
+}
+
+/// The node's command line for the replay options: its params file and `-p` overrides go
+/// through the node's own parameter loading and validation.
+fn replay_ros_args(args: &ReplayArgs) -> Result<RosArgs> {
+    let mut argv = vec!["--ros-args".to_string()];
+    if let Some(file) = &args.params_file {
+        argv.extend(["--params-file".to_string(), file.display().to_string()]);
+    }
+    let mut param = |name: &str, value: serde_json::Value| {
+        argv.extend(["-p".to_string(), format!("{name}:={value}")]);
+    };
+    if let Some(labels) = &args.labels {
+        param("labels", json!([labels]));
+    }
+    if let Some(model) = &args.model {
+        param("model_dir", json!(model.display().to_string()));
+    }
+    if let Some(threads) = args.threads {
+        param("threads", json!(threads));
+    }
+    if let Some(precision) = args.precision {
+        param("precision", json!(precision.name()));
+    }
+    Ok(RosArgs::parse(argv)?)
+}
+
+fn replay(args: ReplayArgs) -> Result<()> {
+    let bag = Bag::open(&args.bag)?;
+    let topic = choose_topic(&bag, args.topic.as_deref())?;
+    let plan = NodePlan::from_args(&replay_ros_args(&args)?)?;
+    for warning in &plan.warnings {
+        log::warn!("{warning}");
+    }
+    let mut replayer = Replayer::new(plan.load_engine()?, args.batch_size);
+    log::info!(
+        "replaying {} ({}, {} messages) against {} phrases",
+        topic.name,
+        topic.type_name,
+        topic.message_count,
+        replayer.labels().len()
+    );
+    let mut out: Box<dyn Write> = if args.out == Path::new("-") {
+        Box::new(std::io::stdout().lock())
+    } else {
+        let file = std::fs::File::create(&args.out)
+            .with_context(|| format!("{}: cannot create", args.out.display()))?;
+        Box::new(std::io::BufWriter::new(file))
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(topic.message_count)
+    } else {
+        ProgressBar::hidden()
+    };
+    let selection = FrameSelection {
+        start: args.start,
+        end: args.end,
+        every: args.every,
+    };
+    let summary = replayer.run(
+        &bag,
+        &topic,
+        &selection,
+        |line| {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(line).expect("a line serializes")
+            )
+        },
+        |read| bar.set_position(read),
+    )?;
+    bar.finish_and_clear();
+    out.flush()
+        .with_context(|| format!("{}: cannot write", args.out.display()))?;
+    let skipped: u64 = summary.frames_skipped.values().sum();
+    let reasons: Vec<String> = summary
+        .frames_skipped
+        .iter()
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    eprintln!(
+        "replay: {} ({}): {} frames read, {} scored, {skipped} skipped{}; {:.1} s, {:.1} frames/s",
+        topic.name,
+        topic.type_name,
+        summary.frames_read,
+        summary.frames_scored,
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        },
+        summary.wall_s,
+        summary.frames_per_s
+    );
+    if let Some(e) = summary.bag_error {
+        anyhow::bail!(
+            "{e} (the {} frames before it are in the results)",
+            summary.frames_read
+        );
+    }
+    if skipped > 0 {
+        anyhow::bail!("{skipped} frames could not be scored (the results say why, line by line)");
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod embeddings;
 mod node;
 mod node_core;
 mod preprocess;
+mod replay;
 mod tabletop;
 mod text_clean;
 mod tokenizer;

@@ -4,7 +4,7 @@
 //! ROS 2 uses them), converts messages to and from the core's types, and runs the receive
 //! loop; every decision about frames, phrases and results is the core's.
 
-pub mod msgs;
+pub use crate::ros_msgs as msgs;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

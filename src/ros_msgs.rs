@@ -1,8 +1,41 @@
-//! The ROS 2 messages the node speaks, as serde structs whose fields follow the `.msg`
-//! definitions in order, so their CDR encoding is the one ROS 2 nodes send and expect
-//! (ROS 2 Humble/Jazzy: sensor_msgs, std_msgs, vision_msgs 4.x, diagnostic_msgs).
+//! The ROS 2 messages the node speaks and bag replay reads, as serde structs whose fields
+//! follow the `.msg` definitions in order, so their CDR encoding is the one ROS 2 nodes send
+//! and expect (ROS 2 Humble/Jazzy: sensor_msgs, std_msgs, vision_msgs 4.x,
+//! diagnostic_msgs). One definition for the wire (`crate::dds`) and for recordings
+//! ([`decode_cdr`], `crate::bag`).
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// A serialized message that is not the CDR of its type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CdrError {
+    #[error("{0} bytes cannot hold a CDR encapsulation header")]
+    TooShort(usize),
+    #[error("unsupported CDR encapsulation {0:02x} {1:02x} (expected plain CDR, 00 00 or 00 01)")]
+    Encapsulation(u8, u8),
+    #[error("not a valid CDR message of this type: {0}")]
+    Body(String),
+}
+
+/// Decodes a serialized ROS 2 message (4-byte encapsulation header, then plain CDR, little
+/// or big endian), as rosbag2 stores it and DDS carries it.
+pub fn decode_cdr<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CdrError> {
+    if payload.len() < 4 {
+        return Err(CdrError::TooShort(payload.len()));
+    }
+    let body = &payload[4..];
+    let decoded = match (payload[0], payload[1]) {
+        (0x00, 0x01) => {
+            cdr_encoding::from_bytes::<T, byteorder::LittleEndian>(body).map(|(value, _)| value)
+        }
+        (0x00, 0x00) => {
+            cdr_encoding::from_bytes::<T, byteorder::BigEndian>(body).map(|(value, _)| value)
+        }
+        (a, b) => return Err(CdrError::Encapsulation(a, b)),
+    };
+    decoded.map_err(|e| CdrError::Body(e.to_string()))
+}
 
 /// `builtin_interfaces/Time`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,224 @@
+//! MCAP storage, streamed from the file with the `mcap` crate's sans-IO reader: each chunk
+//! is decompressed (zstd, lz4) and its CRC checked before any of its messages is delivered,
+//! so a damaged chunk is reported at its byte offset after every message of the chunks
+//! before it, and never delivers a damaged frame. Works with and without a summary section
+//! (the summary is not needed for a linear read).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use mcap::records::Record;
+use mcap::sans_io::{LinearReadEvent, LinearReader, LinearReaderOptions};
+
+use super::{BagError, BagMessage, TopicInfo};
+
+/// Largest record or chunk (compressed or not) read: far above any camera frame, and a
+/// damaged length field is refused before memory is reserved for it.
+const MAX_RECORD: usize = 1 << 30;
+
+/// A message record's channel, as far as replay cares.
+#[derive(Debug, Clone)]
+struct ChannelInfo {
+    topic: String,
+    type_name: String,
+}
+
+/// A message record before its channel is looked up.
+struct RawMessage {
+    channel: u16,
+    log_time_ns: u64,
+    data: Vec<u8>,
+}
+
+/// The records of one MCAP file, in file order.
+struct Records {
+    path: PathBuf,
+    file: File,
+    reader: LinearReader,
+    /// Bytes of the file handed to the reader so far.
+    offset: u64,
+    schemas: HashMap<u16, String>,
+    channels: HashMap<u16, ChannelInfo>,
+    done: bool,
+}
+
+impl Records {
+    fn open(path: &Path) -> Result<Self, BagError> {
+        let file = File::open(path).map_err(|cause| BagError::Io {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        Ok(Records {
+            path: path.to_path_buf(),
+            file,
+            reader: LinearReader::new_with_options(
+                LinearReaderOptions::default()
+                    .with_prevalidate_chunk_crcs(true)
+                    .with_record_length_limit(MAX_RECORD),
+            ),
+            offset: 0,
+            schemas: HashMap::new(),
+            channels: HashMap::new(),
+            done: false,
+        })
+    }
+
+    fn corrupt(&mut self, message: String) -> BagError {
+        self.done = true;
+        BagError::Corrupt {
+            path: self.path.clone(),
+            unit: "byte offset",
+            offset: self.offset,
+            message,
+        }
+    }
+
+    /// The next message record; schema and channel records are remembered on the way.
+    fn next_message(&mut self) -> Option<Result<RawMessage, BagError>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let event = match self.reader.next_event() {
+                None => {
+                    self.done = true;
+                    return None;
+                }
+                Some(Err(e)) => {
+                    let message = match e {
+                        mcap::McapError::UnexpectedEof => {
+                            "the file ends inside a record (cut short?)".to_string()
+                        }
+                        other => other.to_string(),
+                    };
+                    return Some(Err(self.corrupt(message)));
+                }
+                Some(Ok(event)) => event,
+            };
+            let (opcode, data) = match event {
+                LinearReadEvent::ReadRequest(n) => {
+                    let buf = self.reader.insert(n);
+                    match self.file.read(buf) {
+                        Ok(read) => {
+                            self.reader.notify_read(read);
+                            self.offset += read as u64;
+                        }
+                        Err(cause) => {
+                            self.done = true;
+                            return Some(Err(BagError::Io {
+                                path: self.path.clone(),
+                                cause,
+                            }));
+                        }
+                    }
+                    continue;
+                }
+                LinearReadEvent::Record { data, opcode } => (opcode, data),
+            };
+            match mcap::parse_record(opcode, data) {
+                Ok(Record::Schema { header, .. }) => {
+                    self.schemas.insert(header.id, header.name);
+                }
+                Ok(Record::Channel(c)) => {
+                    let type_name = self.schemas.get(&c.schema_id).cloned().unwrap_or_default();
+                    self.channels.insert(
+                        c.id,
+                        ChannelInfo {
+                            topic: c.topic,
+                            type_name,
+                        },
+                    );
+                }
+                Ok(Record::Message { header, data }) => {
+                    return Some(Ok(RawMessage {
+                        channel: header.channel_id,
+                        log_time_ns: header.log_time,
+                        data: data.into_owned(),
+                    }));
+                }
+                Ok(_) => {}
+                Err(e) => return Some(Err(self.corrupt(e.to_string()))),
+            }
+        }
+    }
+}
+
+/// Every topic of the file with its message count (read to the end, or to the first
+/// damage: `messages` reports that one where it happens).
+pub fn topics(path: &Path) -> Result<Vec<TopicInfo>, BagError> {
+    let mut records = Records::open(path)?;
+    let mut counts: HashMap<u16, u64> = HashMap::new();
+    while let Some(next) = records.next_message() {
+        match next {
+            Ok(m) => *counts.entry(m.channel).or_default() += 1,
+            Err(BagError::Corrupt { .. }) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let mut topics: Vec<TopicInfo> = records
+        .channels
+        .values()
+        .map(|c| TopicInfo {
+            name: c.topic.clone(),
+            type_name: c.type_name.clone(),
+            message_count: 0,
+        })
+        .collect();
+    for (id, n) in counts {
+        if let Some(c) = records.channels.get(&id) {
+            if let Some(t) = topics.iter_mut().find(|t| t.name == c.topic) {
+                t.message_count += n;
+            }
+        }
+    }
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    topics.dedup_by(|a, b| a.name == b.name);
+    Ok(topics)
+}
+
+/// The messages of one topic of an MCAP file, in file order.
+pub struct McapMessages {
+    records: Records,
+    topic: String,
+}
+
+impl McapMessages {
+    pub fn open(path: &Path, topic: &str) -> Result<Self, BagError> {
+        Ok(McapMessages {
+            records: Records::open(path)?,
+            topic: topic.to_string(),
+        })
+    }
+}
+
+impl Iterator for McapMessages {
+    type Item = Result<BagMessage, BagError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let RawMessage {
+                channel,
+                log_time_ns,
+                data,
+            } = match self.records.next_message()? {
+                Ok(m) => m,
+                Err(e) => return Some(Err(e)),
+            };
+            let Some(info) = self.records.channels.get(&channel) else {
+                let offset = self.records.offset;
+                return Some(Err(self.records.corrupt(format!(
+                    "message on channel {channel}, which no channel record declared (near byte {offset})"
+                ))));
+            };
+            if info.topic == self.topic {
+                return Some(Ok(BagMessage {
+                    topic: info.topic.clone(),
+                    log_time_ns,
+                    data,
+                }));
+            }
+        }
+    }
+}
