@@ -337,27 +337,10 @@ fn skipped(p: Pending, topic: &str, reason: &'static str, error: String) -> Repl
 
 /// A recorded image message as the node receives it from the wire.
 fn decode(type_name: &str, message: &BagMessage) -> Result<(Header, Pixels), String> {
-    if type_name == COMPRESSED_IMAGE_TYPE {
-        let m: CompressedImage = decode_cdr(&message.data).map_err(|e| e.to_string())?;
-        Ok((
-            m.header.into(),
-            Pixels::Compressed {
-                format: m.format,
-                data: m.data,
-            },
-        ))
+    let decoded = if type_name == COMPRESSED_IMAGE_TYPE {
+        decode_cdr::<CompressedImage>(&message.data).map(CompressedImage::into_parts)
     } else {
-        let m: Image = decode_cdr(&message.data).map_err(|e| e.to_string())?;
-        Ok((
-            m.header.into(),
-            Pixels::Raw {
-                width: m.width,
-                height: m.height,
-                step: m.step,
-                encoding: m.encoding,
-                is_bigendian: m.is_bigendian != 0,
-                data: m.data,
-            },
-        ))
-    }
+        decode_cdr::<Image>(&message.data).map(Image::into_parts)
+    };
+    decoded.map_err(|e| e.to_string())
 }

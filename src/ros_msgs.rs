@@ -154,6 +154,32 @@ impl From<crate::node::messages::Header> for Header {
     }
 }
 
+impl Image {
+    /// The header and pixels the node core takes, as the node receives them.
+    pub fn into_parts(self) -> (crate::node::messages::Header, crate::node::messages::Pixels) {
+        let pixels = crate::node::messages::Pixels::Raw {
+            width: self.width,
+            height: self.height,
+            step: self.step,
+            encoding: self.encoding,
+            is_bigendian: self.is_bigendian != 0,
+            data: self.data,
+        };
+        (self.header.into(), pixels)
+    }
+}
+
+impl CompressedImage {
+    /// The header and pixels the node core takes, as the node receives them.
+    pub fn into_parts(self) -> (crate::node::messages::Header, crate::node::messages::Pixels) {
+        let pixels = crate::node::messages::Pixels::Compressed {
+            format: self.format,
+            data: self.data,
+        };
+        (self.header.into(), pixels)
+    }
+}
+
 impl From<Header> for crate::node::messages::Header {
     fn from(h: Header) -> Self {
         crate::node::messages::Header {

@@ -6,11 +6,7 @@ use std::process::{Command, Output};
 use crate::common::{cosine, data, f32s, read_json, root, tiny_bundle};
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_clip_perception"))
-        .args(args)
-        .env_remove("CLIP_PERCEPTION_LOG")
-        .output()
-        .expect("run clip_perception")
+    crate::common::run_cli(args)
 }
 
 fn stdout(o: &Output) -> String {

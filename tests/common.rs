@@ -89,3 +89,12 @@ pub fn remove_int8(dir: &std::path::Path) {
     remove_block(dir, "quantization");
     std::fs::remove_file(dir.join("image_encoder_int8.onnx")).unwrap();
 }
+
+/// Runs the `clip_perception` CLI as a user would (no log level from the environment).
+pub fn run_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_clip_perception"))
+        .args(args)
+        .env_remove("CLIP_PERCEPTION_LOG")
+        .output()
+        .expect("run clip_perception")
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use clip_perception::engine::scoring::Scores;
 use clip_perception::image::load_image_file;
 use clip_perception::{ClipEngine, EngineOptions, Prompts, RgbImage};
 
@@ -123,8 +124,13 @@ fn packed(image: &RgbImage) -> Vec<u8> {
         .collect()
 }
 
-/// The engine's cosine for each phrase on `image`.
-fn cosines(engine: &mut ClipEngine, phrases: &[String], image: &RgbImage) -> Value {
+/// The engine's score of each phrase on `image`, `field` being `cosine` or `probability`.
+fn per_phrase(
+    engine: &mut ClipEngine,
+    phrases: &[String],
+    image: &RgbImage,
+    field: fn(&Scores) -> &Vec<f32>,
+) -> Value {
     let labels = engine
         .label_matrix(phrases, &Prompts::default())
         .expect("labels");
@@ -133,26 +139,20 @@ fn cosines(engine: &mut ClipEngine, phrases: &[String], image: &RgbImage) -> Val
         .expect("classify");
     phrases
         .iter()
-        .zip(&scores[0].cosine)
+        .zip(field(&scores[0]))
         .map(|(p, v)| (p.clone(), json!(v)))
         .collect::<serde_json::Map<String, Value>>()
         .into()
 }
 
+/// The engine's cosine for each phrase on `image`.
+fn cosines(engine: &mut ClipEngine, phrases: &[String], image: &RgbImage) -> Value {
+    per_phrase(engine, phrases, image, |s| &s.cosine)
+}
+
 /// The engine's probability for each phrase on `image`.
 fn expected(engine: &mut ClipEngine, phrases: &[String], image: &RgbImage) -> Value {
-    let labels = engine
-        .label_matrix(phrases, &Prompts::default())
-        .expect("labels");
-    let scores = engine
-        .classify(std::slice::from_ref(image), &labels)
-        .expect("classify");
-    let map: serde_json::Map<String, Value> = phrases
-        .iter()
-        .zip(&scores[0].probability)
-        .map(|(p, v)| (p.clone(), json!(v)))
-        .collect();
-    Value::Object(map)
+    per_phrase(engine, phrases, image, |s| &s.probability)
 }
 
 /// The frames every scenario draws from, written once per test process.

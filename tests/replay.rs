@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -15,11 +15,7 @@ use crate::common::{data, read_json, root, tiny_bundle};
 const LABELS: &str = "red cup; blue ball; green box; yellow banana";
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_clip_perception"))
-        .args(args)
-        .env_remove("CLIP_PERCEPTION_LOG")
-        .output()
-        .expect("run clip_perception")
+    crate::common::run_cli(args)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -70,10 +66,7 @@ fn classify_cosines(files: &[PathBuf]) -> HashMap<String, HashMap<String, f64>> 
     .map(|s| s.to_string())
     .collect();
     args.extend(files.iter().map(|f| f.display().to_string()));
-    let o = Command::new(env!("CARGO_BIN_EXE_clip_perception"))
-        .args(&args)
-        .output()
-        .unwrap();
+    let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "{}", text(&o.stderr));
     text(&o.stdout)
         .lines()

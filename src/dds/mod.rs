@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::node::messages::{self as core_msgs, Outputs};
-use crate::node::{topics, CoreSetup, ImageInput, InputKind, NodeCore, NodePlan, Pixels};
+use crate::node::{topics, CoreSetup, ImageInput, InputKind, NodeCore, NodePlan};
 
 /// A DDS entity could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -306,23 +306,13 @@ pub fn run(plan: &NodePlan, setup: CoreSetup, stop: Arc<AtomicBool>) -> Result<(
         // Both readers are drained on every wake-up: cheap, and immune to missed edges.
         match &images {
             ImageSubscription::Raw(s) => drain(s, &core, "image", |m: msgs::Image| {
-                let pixels = Pixels::Raw {
-                    width: m.width,
-                    height: m.height,
-                    step: m.step,
-                    encoding: m.encoding,
-                    is_bigendian: m.is_bigendian != 0,
-                    data: m.data,
-                };
-                core.offer_image(ImageInput::new(m.header.into(), pixels));
+                let (header, pixels) = m.into_parts();
+                core.offer_image(ImageInput::new(header, pixels));
             }),
             ImageSubscription::Compressed(s) => {
                 drain(s, &core, "image/compressed", |m: msgs::CompressedImage| {
-                    let pixels = Pixels::Compressed {
-                        format: m.format,
-                        data: m.data,
-                    };
-                    core.offer_image(ImageInput::new(m.header.into(), pixels));
+                    let (header, pixels) = m.into_parts();
+                    core.offer_image(ImageInput::new(header, pixels));
                 })
             }
         }
