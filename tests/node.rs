@@ -259,6 +259,12 @@ fn cases() -> &'static (tempfile::TempDir, Value) {
         bad_compressed("jpeg_scrambled_header", "jpeg", &scrambled);
         bad_compressed("not_an_image", "png", b"this is not a PNG file at all");
 
+        // The same raw frames as a recording, replayed offline: the node must publish the
+        // cosines replay writes for them.
+        for (frame, cosine) in replayed_cosines(dir.path(), &model, &frames) {
+            frames[frame]["replay_cosine"] = cosine;
+        }
+
         let cases = json!({
             "model": model.display().to_string(),
             "labels": PHRASES,
@@ -267,6 +273,106 @@ fn cases() -> &'static (tempfile::TempDir, Value) {
         });
         (dir, cases)
     })
+}
+
+/// Writes the good raw frames into an MCAP recording of `/image` (CDR `sensor_msgs/Image`,
+/// as rosbag2 records a camera) and replays it with `clip_perception replay`, in batches of
+/// 4: (index into `frames`, the replayed cosine of each phrase).
+fn replayed_cosines(
+    dir: &std::path::Path,
+    model: &std::path::Path,
+    frames: &[Value],
+) -> Vec<(usize, Value)> {
+    use clip_perception::ros_msgs::{Header, Image, Time};
+    let good: Vec<usize> = (0..frames.len())
+        .filter(|&i| frames[i]["kind"] == "raw" && frames[i].get("malformed").is_none())
+        .collect();
+    let bag = dir.join("frames.mcap");
+    let file = std::io::BufWriter::new(std::fs::File::create(&bag).expect("create the bag"));
+    let mut writer = mcap::Writer::new(file).expect("MCAP writer");
+    let schema = writer
+        .add_schema("sensor_msgs/msg/Image", "ros2msg", b"")
+        .expect("schema");
+    let channel = writer
+        .add_channel(schema, "/image", "cdr", &Default::default())
+        .expect("channel");
+    for (k, &i) in good.iter().enumerate() {
+        let f = &frames[i];
+        let number = |key: &str| f[key].as_u64().unwrap_or(0);
+        let message = Image {
+            header: Header {
+                stamp: Time {
+                    sec: 100 + k as i32,
+                    nanosec: 0,
+                },
+                frame_id: f["name"].as_str().unwrap().to_string(),
+            },
+            height: number("height") as u32,
+            width: number("width") as u32,
+            encoding: f["encoding"].as_str().unwrap().to_string(),
+            is_bigendian: number("is_bigendian") as u8,
+            step: number("step") as u32,
+            data: std::fs::read(f["data"].as_str().unwrap()).expect("frame data"),
+        };
+        let mut payload = vec![0, 1, 0, 0];
+        payload.extend(cdr_encoding::to_vec::<_, byteorder::LittleEndian>(&message).expect("CDR"));
+        let t = (100 + k as u64) * 1_000_000_000;
+        writer
+            .write_to_known_channel(
+                &mcap::records::MessageHeader {
+                    channel_id: channel,
+                    sequence: k as u32,
+                    log_time: t,
+                    publish_time: t,
+                },
+                &payload,
+            )
+            .expect("write a frame");
+    }
+    writer.finish().expect("finish the bag");
+    let out = dir.join("replay.jsonl");
+    let o = crate::common::run_cli(&[
+        "replay",
+        &bag.display().to_string(),
+        "--model",
+        &model.display().to_string(),
+        "--labels",
+        &PHRASES.join("; "),
+        "--threads",
+        "1",
+        "--batch-size",
+        "4",
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(
+        o.status.success(),
+        "replay: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let lines: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), good.len());
+    good.into_iter()
+        .zip(lines)
+        .map(|(i, line)| {
+            let cosine: serde_json::Map<String, Value> = line["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| {
+                    (
+                        l["phrase"].as_str().unwrap().to_string(),
+                        l["cosine"].clone(),
+                    )
+                })
+                .collect();
+            (i, cosine.into())
+        })
+        .collect()
 }
 
 /// Runs one peer scenario in its own private network namespace; panics with its output on failure.

@@ -7,7 +7,8 @@ the failed expectation (and the node's log) otherwise.
 
 DIR/cases.json (written by tests/node.rs, with the expected scores computed by the engine
 on identical pixels) gives the model, the phrases and the frames. Scenarios:
-  raw         every raw encoding -> Classification with the image's stamp/frame_id and scores
+  raw         every raw encoding -> Classification with the image's stamp/frame_id and scores,
+              and the cosines `clip_perception replay` gives the same frames from a recording
   compressed  JPEG and PNG CompressedImage, the same checks
   late_label_info  a LabelInfo subscriber that joins late still gets the phrases
   query       a query mid-stream switches phrases with no mixed result; cached phrases cost no
@@ -139,6 +140,12 @@ def check_result(frame, stamp, frame_id, result, matches):
               f"{name}: bad matches entry {m}")
         check(abs(m["probability"] - expected[m["phrase"]]) < 1e-4, f"{name}: matches probability {m}")
     check(matches["latency_ms"] > 0, f"{name}: latency {matches['latency_ms']}")
+    # Offline equals live: the same frame replayed from a recording (cases.json) has the
+    # same cosines; 1e-5 allows replay's batched encoder pass vs the node's single one.
+    for m in matches["labels"]:
+        want = frame.get("replay_cosine", {}).get(m["phrase"])
+        check(want is None or abs(m["cosine"] - want) < 1e-5,
+              f"{name}: {m['phrase']!r} cosine {m['cosine']:.7f} on the wire, {want} from replay")
     log(f"{name}: top {ids[0]!r} p={scores[0]:.4f}, latency {matches['latency_ms']:.1f} ms")
 
 
@@ -153,6 +160,8 @@ def scenario_frames(args, cases, kind):
         s.wait_ready()
         frames = frames_of_kind(cases, kind)
         check(frames, f"cases.json has no {kind} frames")
+        check(kind != "raw" or all("replay_cosine" in f for f in frames),
+              "cases.json lacks replay's cosines for the raw frames")
         for i, frame in enumerate(frames):
             frame_id = f"camera_{frame['name']}_{i}"
             stamp, result = s.classify(frame, frame_id)
