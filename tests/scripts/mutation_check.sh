@@ -23,7 +23,7 @@ mutate() {
         return
     fi
     local out
-    out=$(cargo test --test tests --lib -- "$@" 2>&1)
+    out=$(cargo test --no-fail-fast --test tests --lib -- "$@" 2>&1)
     mv "$file.orig" "$file"
     if ! grep -q "^test result" <<<"$out"; then
         echo "DID NOT BUILD $file ($expr):"
