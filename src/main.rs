@@ -15,7 +15,7 @@ use clip_perception::bag::Bag;
 use clip_perception::engine::scoring::Scores;
 use clip_perception::image::load_image_file;
 use clip_perception::node::{NodePlan, RosArgs};
-use clip_perception::replay::{choose_topic, FrameSelection, Replayer};
+use clip_perception::replay::{choose_topic, FrameSelection, ReplayError, Replayer};
 use clip_perception::text::cache::cache_root;
 use clip_perception::text::phrases::check_phrases;
 use clip_perception::text::{parse_phrases, Prompts};
@@ -406,19 +406,26 @@ fn replay(args: ReplayArgs) -> Result<()> {
         end: args.end,
         every: args.every,
     };
-    let summary = replayer.run(
-        &bag,
-        &topic,
-        &selection,
-        |line| {
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string(line).expect("a line serializes")
-            )
-        },
-        |read| bar.set_position(read),
-    )?;
+    let summary = replayer
+        .run(
+            &bag,
+            &topic,
+            &selection,
+            |line| {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(line).expect("a line serializes")
+                )
+            },
+            |read| bar.set_position(read),
+        )
+        .map_err(|e| match e {
+            ReplayError::Write(cause) => {
+                anyhow::anyhow!("{}: cannot write: {cause}", args.out.display())
+            }
+            other => other.into(),
+        })?;
     bar.finish_and_clear();
     out.flush()
         .with_context(|| format!("{}: cannot write", args.out.display()))?;

@@ -38,6 +38,9 @@ pub enum ReplayError {
         topic: String,
         type_name: String,
     },
+    /// The results could not be written (the caller names its output).
+    #[error("cannot write the results: {0}")]
+    Write(std::io::Error),
     #[error("{bag}: {count} image topics, name one with --topic: {listing}")]
     Ambiguous {
         bag: String,
@@ -256,10 +259,7 @@ impl Replayer {
             emit_checked(&line, &mut summary);
         }
         if let Some(e) = io_error {
-            return Err(ReplayError::Bag(BagError::Io {
-                path: "results".into(),
-                cause: e,
-            }));
+            return Err(ReplayError::Write(e));
         }
         summary.wall_s = started.elapsed().as_secs_f64();
         summary.frames_per_s = summary.frames_read as f64 / summary.wall_s.max(1e-9);

@@ -145,8 +145,8 @@ impl Records {
     }
 }
 
-/// Every topic of the file with its message count (read to the end, or to the first
-/// damage: `messages` reports that one where it happens).
+/// Every channel's topic with its message count (read to the end, or to the first damage:
+/// `messages` reports that one where it happens).
 pub fn topics(path: &Path) -> Result<Vec<TopicInfo>, BagError> {
     let mut records = Records::open(path)?;
     let mut counts: HashMap<u16, u64> = HashMap::new();
@@ -157,25 +157,16 @@ pub fn topics(path: &Path) -> Result<Vec<TopicInfo>, BagError> {
             Err(e) => return Err(e),
         }
     }
-    let mut topics: Vec<TopicInfo> = records
+    // One entry per channel; `Bag::open` adds up channels of the same topic.
+    Ok(records
         .channels
-        .values()
-        .map(|c| TopicInfo {
+        .iter()
+        .map(|(id, c)| TopicInfo {
             name: c.topic.clone(),
             type_name: c.type_name.clone(),
-            message_count: 0,
+            message_count: counts.get(id).copied().unwrap_or(0),
         })
-        .collect();
-    for (id, n) in counts {
-        if let Some(c) = records.channels.get(&id) {
-            if let Some(t) = topics.iter_mut().find(|t| t.name == c.topic) {
-                t.message_count += n;
-            }
-        }
-    }
-    topics.sort_by(|a, b| a.name.cmp(&b.name));
-    topics.dedup_by(|a, b| a.name == b.name);
-    Ok(topics)
+        .collect())
 }
 
 /// The messages of one topic of an MCAP file, in file order.

@@ -34,7 +34,14 @@ struct TopicMetadata {
     type_name: String,
 }
 
-fn read(dir: &Path) -> Result<(PathBuf, Info), BagError> {
+/// A bag folder's `metadata.yaml`, read once.
+pub struct BagMetadata {
+    path: PathBuf,
+    info: Info,
+}
+
+/// Reads `DIR/metadata.yaml`.
+pub fn read(dir: &Path) -> Result<BagMetadata, BagError> {
     let path = dir.join("metadata.yaml");
     let text = std::fs::read_to_string(&path).map_err(|cause| {
         if cause.kind() == std::io::ErrorKind::NotFound {
@@ -54,95 +61,100 @@ fn read(dir: &Path) -> Result<(PathBuf, Info), BagError> {
             path: path.clone(),
             message: e.to_string(),
         })?;
-    Ok((path, file.rosbag2_bagfile_information))
+    Ok(BagMetadata {
+        path,
+        info: file.rosbag2_bagfile_information,
+    })
 }
 
-/// The bag's storage files, in the order `metadata.yaml` lists them; each must exist and be
-/// of the storage it names.
-pub fn storage_files(dir: &Path) -> Result<Vec<PathBuf>, BagError> {
-    let (path, info) = read(dir)?;
-    let extension = match info.storage_identifier.as_str() {
-        "mcap" => "mcap",
-        "sqlite3" => "db3",
-        other => {
-            return Err(BagError::Format {
-                path,
-                message: format!(
-                    "storage_identifier `{other}` is not supported (expected mcap or sqlite3)"
-                ),
-            })
-        }
-    };
-    if info.relative_file_paths.is_empty() {
-        return Err(BagError::Format {
-            path,
-            message: "relative_file_paths lists no files".into(),
-        });
-    }
-    info.relative_file_paths
-        .iter()
-        .map(|rel| {
-            // Older rosbag2 versions record paths with the bag folder's name in front.
-            let direct = dir.join(rel);
-            let file = if direct.is_file() {
-                direct
-            } else {
-                let name = Path::new(rel).file_name().map(|n| dir.join(n));
-                match name.filter(|p| p.is_file()) {
-                    Some(p) => p,
-                    None => {
-                        return Err(BagError::Format {
-                            path: path.clone(),
-                            message: format!(
-                                "relative_file_paths lists `{rel}`, which is not in the folder"
-                            ),
-                        })
-                    }
-                }
-            };
-            if file.extension().and_then(|e| e.to_str()) != Some(extension) {
-                return Err(BagError::Format {
-                    path: path.clone(),
-                    message: format!(
-                        "`{rel}` is not a .{extension} file, as storage_identifier `{}` says",
-                        info.storage_identifier
-                    ),
-                });
-            }
-            Ok(file)
-        })
-        .collect()
-}
-
-/// Warns where `metadata.yaml`'s topic types or message counts disagree with what the files
-/// hold (a recording cut short, or files swapped); a type that differs is an error.
-pub fn check_counts(dir: &Path, found: &BTreeMap<String, TopicInfo>) -> Result<(), BagError> {
-    let (path, info) = read(dir)?;
-    for t in &info.topics_with_message_count {
-        let name = &t.topic_metadata.name;
-        match found.get(name) {
-            Some(f) if f.type_name != t.topic_metadata.type_name => {
+impl BagMetadata {
+    /// The bag's storage files, in the order `metadata.yaml` lists them; each must exist and be
+    /// of the storage it names.
+    pub fn storage_files(&self, dir: &Path) -> Result<Vec<PathBuf>, BagError> {
+        let (path, info) = (self.path.clone(), &self.info);
+        let extension = match info.storage_identifier.as_str() {
+            "mcap" => "mcap",
+            "sqlite3" => "db3",
+            other => {
                 return Err(BagError::Format {
                     path,
                     message: format!(
-                        "topic {name}: metadata says type {}, the files hold {}",
-                        t.topic_metadata.type_name, f.type_name
+                        "storage_identifier `{other}` is not supported (expected mcap or sqlite3)"
                     ),
                 })
             }
-            Some(f) if f.message_count != t.message_count => log::warn!(
-                "{}: topic {name}: metadata says {} messages, the files hold {}",
-                path.display(),
-                t.message_count,
-                f.message_count
-            ),
-            None if t.message_count > 0 => log::warn!(
-                "{}: topic {name}: metadata says {} messages, the files hold none",
-                path.display(),
-                t.message_count
-            ),
-            _ => {}
+        };
+        if info.relative_file_paths.is_empty() {
+            return Err(BagError::Format {
+                path,
+                message: "relative_file_paths lists no files".into(),
+            });
         }
+        info.relative_file_paths
+            .iter()
+            .map(|rel| {
+                // Older rosbag2 versions record paths with the bag folder's name in front.
+                let direct = dir.join(rel);
+                let file = if direct.is_file() {
+                    direct
+                } else {
+                    let name = Path::new(rel).file_name().map(|n| dir.join(n));
+                    match name.filter(|p| p.is_file()) {
+                        Some(p) => p,
+                        None => {
+                            return Err(BagError::Format {
+                                path: path.clone(),
+                                message: format!(
+                                    "relative_file_paths lists `{rel}`, which is not in the folder"
+                                ),
+                            })
+                        }
+                    }
+                };
+                if file.extension().and_then(|e| e.to_str()) != Some(extension) {
+                    return Err(BagError::Format {
+                        path: path.clone(),
+                        message: format!(
+                            "`{rel}` is not a .{extension} file, as storage_identifier `{}` says",
+                            info.storage_identifier
+                        ),
+                    });
+                }
+                Ok(file)
+            })
+            .collect()
     }
-    Ok(())
+
+    /// Warns where `metadata.yaml`'s topic types or message counts disagree with what the files
+    /// hold (a recording cut short, or files swapped); a type that differs is an error.
+    pub fn check_counts(&self, found: &BTreeMap<String, TopicInfo>) -> Result<(), BagError> {
+        let (path, info) = (self.path.clone(), &self.info);
+        for t in &info.topics_with_message_count {
+            let name = &t.topic_metadata.name;
+            match found.get(name) {
+                Some(f) if f.type_name != t.topic_metadata.type_name => {
+                    return Err(BagError::Format {
+                        path,
+                        message: format!(
+                            "topic {name}: metadata says type {}, the files hold {}",
+                            t.topic_metadata.type_name, f.type_name
+                        ),
+                    })
+                }
+                Some(f) if f.message_count != t.message_count => log::warn!(
+                    "{}: topic {name}: metadata says {} messages, the files hold {}",
+                    path.display(),
+                    t.message_count,
+                    f.message_count
+                ),
+                None if t.message_count > 0 => log::warn!(
+                    "{}: topic {name}: metadata says {} messages, the files hold none",
+                    path.display(),
+                    t.message_count
+                ),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
 }

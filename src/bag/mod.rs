@@ -114,13 +114,18 @@ impl Bag {
                 path: path.to_path_buf(),
             });
         }
-        let files = if path.is_dir() {
-            metadata::storage_files(path)?
+        let metadata = if path.is_dir() {
+            Some(metadata::read(path)?)
+        } else {
+            None
+        };
+        let files = match &metadata {
+            Some(m) => m
+                .storage_files(path)?
                 .into_iter()
                 .map(StorageFile::of)
-                .collect::<Result<Vec<_>, _>>()?
-        } else {
-            vec![StorageFile::of(path.to_path_buf())?]
+                .collect::<Result<Vec<_>, _>>()?,
+            None => vec![StorageFile::of(path.to_path_buf())?],
         };
         let mut merged: BTreeMap<String, TopicInfo> = BTreeMap::new();
         for file in &files {
@@ -132,8 +137,8 @@ impl Bag {
                 entry.message_count += t.message_count;
             }
         }
-        if path.is_dir() {
-            metadata::check_counts(path, &merged)?;
+        if let Some(m) = &metadata {
+            m.check_counts(&merged)?;
         }
         Ok(Bag {
             path: path.to_path_buf(),
