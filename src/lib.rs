@@ -36,6 +36,7 @@ pub mod config;
 pub mod dds;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod fused;
 pub mod image;
 pub mod model;

@@ -12,10 +12,15 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use clip_perception::bag::Bag;
+use clip_perception::bag::STRING_TYPE;
 use clip_perception::engine::scoring::Scores;
+use clip_perception::eval::{write_report, Evaluator, Truth};
 use clip_perception::image::load_image_file;
+use clip_perception::node::topics;
 use clip_perception::node::{NodePlan, RosArgs};
-use clip_perception::replay::{choose_topic, FrameSelection, ReplayError, Replayer};
+use clip_perception::replay::results_bag::ResultsBag;
+use clip_perception::replay::{choose_topic, FrameSelection, Replayer};
+use clip_perception::ros_msgs::{decode_cdr, StringMsg};
 use clip_perception::text::cache::cache_root;
 use clip_perception::text::phrases::check_phrases;
 use clip_perception::text::{parse_phrases, Prompts};
@@ -172,6 +177,21 @@ struct ReplayArgs {
     /// Image encoder graph: fp32 or int8 (default: the params file's `precision`).
     #[arg(long)]
     precision: Option<Precision>,
+    /// Ground truth: CSV of `start,end,label` intervals in seconds of header stamp (labels
+    /// separated by `;`, `none` for nothing); prints metrics and F1-best thresholds.
+    #[arg(long, conflicts_with = "truth_topic")]
+    truth: Option<PathBuf>,
+    /// Ground truth from a std_msgs/String topic of the bag: each message's labels hold
+    /// until the next message.
+    #[arg(long)]
+    truth_topic: Option<String>,
+    /// Write an HTML report (index.html, metrics.json, confusion/timeline/pr plots) here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Also write the results as an MCAP bag (vision_msgs/Classification and the matches
+    /// JSON as std_msgs/String, on the node's topics, at the frames' log times).
+    #[arg(long)]
+    out_bag: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -374,6 +394,43 @@ fn replay_ros_args(args: &ReplayArgs) -> Result<RosArgs> {
     Ok(RosArgs::parse(argv)?)
 }
 
+/// The truth the replay is evaluated against, if any.
+fn replay_truth(args: &ReplayArgs, bag: &Bag, phrases: &[String]) -> Result<Option<Truth>> {
+    if let Some(file) = &args.truth {
+        return Ok(Some(Truth::from_csv(file, phrases)?));
+    }
+    let Some(topic) = &args.truth_topic else {
+        return Ok(None);
+    };
+    let info = bag
+        .topics()
+        .iter()
+        .find(|t| &t.name == topic)
+        .ok_or_else(|| anyhow::anyhow!("{}: no truth topic {topic}", bag.path().display()))?;
+    if info.type_name != STRING_TYPE {
+        anyhow::bail!(
+            "{}: truth topic {topic} is a {}, not a {STRING_TYPE}",
+            bag.path().display(),
+            info.type_name
+        );
+    }
+    let mut messages = Vec::new();
+    for message in bag.messages(topic)? {
+        let message = message?;
+        let text = decode_cdr::<StringMsg>(&message.data).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: truth topic {topic}, message at log time {} ns: {e}",
+                bag.path().display(),
+                message.log_time_ns
+            )
+        })?;
+        messages.push((message.log_time_ns, text.data));
+    }
+    Ok(Some(Truth::from_messages(topic, &messages, phrases)?))
+}
+
+type WriteError = Box<dyn std::error::Error + Send + Sync>;
+
 fn replay(args: ReplayArgs) -> Result<()> {
     let bag = Bag::open(&args.bag)?;
     let topic = choose_topic(&bag, args.topic.as_deref())?;
@@ -382,6 +439,7 @@ fn replay(args: ReplayArgs) -> Result<()> {
         log::warn!("{warning}");
     }
     let mut replayer = Replayer::new(plan.load_engine()?, args.batch_size);
+    let truth = replay_truth(&args, &bag, &replayer.labels().labels)?;
     log::info!(
         "replaying {} ({}, {} messages) against {} phrases",
         topic.name,
@@ -389,13 +447,24 @@ fn replay(args: ReplayArgs) -> Result<()> {
         topic.message_count,
         replayer.labels().len()
     );
+    let out_name = args.out.display().to_string();
     let mut out: Box<dyn Write> = if args.out == Path::new("-") {
         Box::new(std::io::stdout().lock())
     } else {
         let file = std::fs::File::create(&args.out)
-            .with_context(|| format!("{}: cannot create", args.out.display()))?;
+            .with_context(|| format!("{out_name}: cannot create"))?;
         Box::new(std::io::BufWriter::new(file))
     };
+    let mut results_bag = match &args.out_bag {
+        Some(path) => Some(ResultsBag::create(
+            path,
+            &plan.topic(topics::CLASSIFICATION)?,
+            &plan.topic(topics::MATCHES)?,
+        )?),
+        None => None,
+    };
+    let mut evaluator = (truth.is_some() || args.report.is_some())
+        .then(|| Evaluator::new(&replayer.labels().labels, replayer.policy(), truth));
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(topic.message_count)
     } else {
@@ -406,29 +475,31 @@ fn replay(args: ReplayArgs) -> Result<()> {
         end: args.end,
         every: args.every,
     };
-    let summary = replayer
-        .run(
-            &bag,
-            &topic,
-            &selection,
-            |line| {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string(line).expect("a line serializes")
-                )
-            },
-            |read| bar.set_position(read),
-        )
-        .map_err(|e| match e {
-            ReplayError::Write(cause) => {
-                anyhow::anyhow!("{}: cannot write: {cause}", args.out.display())
+    let summary = replayer.run(
+        &bag,
+        &topic,
+        &selection,
+        |line| {
+            let json = serde_json::to_string(line).expect("a line serializes");
+            writeln!(out, "{json}")
+                .map_err(|e| -> WriteError { format!("{out_name}: cannot write: {e}").into() })?;
+            if let Some(results) = results_bag.as_mut() {
+                results.write(line)?;
             }
-            other => other.into(),
-        })?;
+            if let Some(evaluator) = evaluator.as_mut() {
+                evaluator.add(line);
+            }
+            Ok(())
+        },
+        |read| bar.set_position(read),
+    )?;
     bar.finish_and_clear();
     out.flush()
-        .with_context(|| format!("{}: cannot write", args.out.display()))?;
+        .with_context(|| format!("{out_name}: cannot write"))?;
+    drop(out);
+    if let Some(results) = results_bag {
+        results.finish()?;
+    }
     let skipped: u64 = summary.frames_skipped.values().sum();
     let reasons: Vec<String> = summary
         .frames_skipped
@@ -449,6 +520,21 @@ fn replay(args: ReplayArgs) -> Result<()> {
         summary.wall_s,
         summary.frames_per_s
     );
+    if let Some(evaluator) = evaluator {
+        let evaluation = evaluator.finish();
+        // The evaluation is a result: stdout, unless the JSON lines go there.
+        let text = evaluation.summary_text();
+        if args.out == Path::new("-") {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+        if let Some(dir) = &args.report {
+            let title = format!("{} ({})", args.bag.display(), topic.name);
+            write_report(dir, &evaluation, &title)?;
+            eprintln!("report: {}", dir.join("index.html").display());
+        }
+    }
     if let Some(e) = summary.bag_error {
         anyhow::bail!(
             "{e} (the {} frames before it are in the results)",

@@ -37,6 +37,17 @@ pub fn decode_cdr<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CdrError> {
     decoded.map_err(|e| CdrError::Body(e.to_string()))
 }
 
+/// Serializes a message as ROS 2 stores and sends it: the CDR little-endian encapsulation
+/// header (`00 01 00 00`), then the plain CDR body.
+pub fn encode_cdr<T: Serialize>(message: &T) -> Vec<u8> {
+    let body = cdr_encoding::to_vec::<T, byteorder::LittleEndian>(message)
+        .expect("the ROS message structs serialize to CDR");
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&[0x00, 0x01, 0x00, 0x00]);
+    out.extend_from_slice(&body);
+    out
+}
+
 /// `builtin_interfaces/Time`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Time {
@@ -140,6 +151,45 @@ pub mod type_names {
     pub const CLASSIFICATION: (&str, &str) = ("vision_msgs", "Classification");
     pub const LABEL_INFO: (&str, &str) = ("vision_msgs", "LabelInfo");
     pub const DIAGNOSTIC_ARRAY: (&str, &str) = ("diagnostic_msgs", "DiagnosticArray");
+}
+
+/// The `.msg` definitions of the messages replay records, concatenated with their
+/// dependencies as rosbag2 stores them in MCAP schemas (`ros2msg` encoding).
+pub mod definitions {
+    const SEPARATOR: &str =
+        "================================================================================\n";
+    const HEADER: &str = "builtin_interfaces/Time stamp\nstring frame_id\n";
+    const TIME: &str = "int32 sec\nuint32 nanosec\n";
+
+    /// `std_msgs/msg/String`.
+    pub const STRING: &str = "string data\n";
+
+    /// `vision_msgs/msg/Classification` with `std_msgs/Header`, `builtin_interfaces/Time`
+    /// and `vision_msgs/ObjectHypothesis`.
+    pub fn classification() -> String {
+        format!(
+            "std_msgs/Header header\nObjectHypothesis[] results\n\
+             {SEPARATOR}MSG: std_msgs/Header\n{HEADER}\
+             {SEPARATOR}MSG: builtin_interfaces/Time\n{TIME}\
+             {SEPARATOR}MSG: vision_msgs/ObjectHypothesis\nstring class_id\nfloat64 score\n"
+        )
+    }
+}
+
+impl From<crate::node::messages::Classification> for Classification {
+    fn from(c: crate::node::messages::Classification) -> Self {
+        Classification {
+            header: c.header.into(),
+            results: c
+                .results
+                .into_iter()
+                .map(|h| ObjectHypothesis {
+                    class_id: h.class_id,
+                    score: h.score,
+                })
+                .collect(),
+        }
+    }
 }
 
 impl From<crate::node::messages::Header> for Header {

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 /// ROS 2 type names of the image messages replay reads.
 pub const IMAGE_TYPE: &str = "sensor_msgs/msg/Image";
 pub const COMPRESSED_IMAGE_TYPE: &str = "sensor_msgs/msg/CompressedImage";
+pub const STRING_TYPE: &str = "std_msgs/msg/String";
 
 /// One recorded message.
 #[derive(Debug, Clone, PartialEq, Eq)]

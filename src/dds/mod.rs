@@ -129,18 +129,7 @@ impl DdsOutputs {
 
 impl Outputs for DdsOutputs {
     fn classification(&self, message: core_msgs::Classification) {
-        let message = msgs::Classification {
-            header: message.header.into(),
-            results: message
-                .results
-                .into_iter()
-                .map(|h| msgs::ObjectHypothesis {
-                    class_id: h.class_id,
-                    score: h.score,
-                })
-                .collect(),
-        };
-        self.publish("classification", &self.classification, message);
+        self.publish("classification", &self.classification, message.into());
     }
 
     fn matches(&self, result: &core_msgs::FrameResult) {

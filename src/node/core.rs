@@ -26,9 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::latest::{LatestSlot, Taken};
-use super::messages::{
-    Classification, FrameResult, Header, Hypothesis, ImageInput, LabelInfo, Outputs, Stamp,
-};
+use super::messages::{Classification, FrameResult, Header, ImageInput, LabelInfo, Outputs, Stamp};
 use super::params::{check_node_phrases, NodeConfig};
 use super::stats::NodeStats;
 use crate::engine::step::FrameStep;
@@ -344,17 +342,7 @@ fn process_frame(
     let matches = step.step(&labels.matrix, labels.generation, &embedding);
     let latency_ms = input.received.elapsed().as_secs_f64() * 1e3;
     let header = input.header;
-    outputs.classification(Classification {
-        header: header.clone(),
-        results: matches
-            .top()
-            .iter()
-            .map(|m| Hypothesis {
-                class_id: m.phrase.clone(),
-                score: f64::from(m.probability),
-            })
-            .collect(),
-    });
+    outputs.classification(Classification::of(header.clone(), &matches));
     outputs.matches(&FrameResult {
         stamp: header.stamp,
         frame_id: header.frame_id,

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-pub use crate::engine::step::{FrameResult, Stamp};
+pub use crate::engine::step::{FrameResult, Matches, Stamp};
 use crate::image::{CompressedFrame, Frame, FrameError, RgbImage};
 
 /// A `std_msgs/Header`.
@@ -87,6 +87,24 @@ pub struct Hypothesis {
 pub struct Classification {
     pub header: Header,
     pub results: Vec<Hypothesis>,
+}
+
+impl Classification {
+    /// What the node publishes for a frame: the policy's top-k phrases, best first, scored
+    /// by probability.
+    pub fn of(header: Header, matches: &Matches) -> Self {
+        Classification {
+            header,
+            results: matches
+                .top()
+                .iter()
+                .map(|m| Hypothesis {
+                    class_id: m.phrase.clone(),
+                    score: f64::from(m.probability),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// `vision_msgs/LabelInfo`: class ids are the phrases' indices.

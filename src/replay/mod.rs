@@ -5,6 +5,8 @@
 //! frame is what the node publishes for it. Unlike the node, replay scores every frame
 //! (in batches), so its numbers do not depend on the CPU's speed.
 
+pub mod results_bag;
+
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -38,9 +40,9 @@ pub enum ReplayError {
         topic: String,
         type_name: String,
     },
-    /// The results could not be written (the caller names its output).
-    #[error("cannot write the results: {0}")]
-    Write(std::io::Error),
+    /// A result could not be written (the error names the output).
+    #[error("{0}")]
+    Write(Box<dyn std::error::Error + Send + Sync>),
     #[error("{bag}: {count} image topics, name one with --topic: {listing}")]
     Ambiguous {
         bag: String,
@@ -170,6 +172,11 @@ impl Replayer {
         }
     }
 
+    /// How scores become matches (the node's configuration).
+    pub fn policy(&self) -> &crate::engine::step::MatchPolicy {
+        self.step.policy()
+    }
+
     /// The phrases frames are scored against.
     pub fn labels(&self) -> &LabelMatrix {
         &self.labels
@@ -183,7 +190,7 @@ impl Replayer {
         bag: &Bag,
         topic: &TopicInfo,
         selection: &FrameSelection,
-        mut emit: impl FnMut(&ReplayLine) -> std::io::Result<()>,
+        mut emit: impl FnMut(&ReplayLine) -> Result<(), Box<dyn std::error::Error + Send + Sync>>,
         mut progress: impl FnMut(u64),
     ) -> Result<ReplaySummary, ReplayError> {
         let started = Instant::now();
@@ -192,18 +199,14 @@ impl Replayer {
         let mut batch: Vec<Pending> = Vec::with_capacity(self.batch_size);
         let every = selection.every.max(1) as u64;
         let mut in_window = 0u64;
-        let mut io_error = None;
+        // A failed write ends the replay: nothing after it could be kept.
         let mut emit_checked = |line: &ReplayLine, summary: &mut ReplaySummary| {
             if let ReplayLine::Skipped { reason, .. } = line {
                 *summary.frames_skipped.entry(reason).or_default() += 1;
             } else {
                 summary.frames_scored += 1;
             }
-            if io_error.is_none() {
-                if let Err(e) = emit(line) {
-                    io_error = Some(e);
-                }
-            }
+            emit(line).map_err(ReplayError::Write)
         };
         for message in bag.messages(&topic.name)? {
             let message = match message {
@@ -237,7 +240,7 @@ impl Replayer {
                 Err(error) => {
                     // Frames before it in the batch come first: results stay in bag order.
                     for line in self.flush(&mut batch, &topic.name) {
-                        emit_checked(&line, &mut summary);
+                        emit_checked(&line, &mut summary)?;
                     }
                     let line = ReplayLine::Skipped {
                         bag_time_ns: message.log_time_ns,
@@ -246,20 +249,17 @@ impl Replayer {
                         reason: RejectReason::Undeserializable.name(),
                         error,
                     };
-                    emit_checked(&line, &mut summary);
+                    emit_checked(&line, &mut summary)?;
                 }
             }
             if batch.len() >= self.batch_size {
                 for line in self.flush(&mut batch, &topic.name) {
-                    emit_checked(&line, &mut summary);
+                    emit_checked(&line, &mut summary)?;
                 }
             }
         }
         for line in self.flush(&mut batch, &topic.name) {
-            emit_checked(&line, &mut summary);
-        }
-        if let Some(e) = io_error {
-            return Err(ReplayError::Write(e));
+            emit_checked(&line, &mut summary)?;
         }
         summary.wall_s = started.elapsed().as_secs_f64();
         summary.frames_per_s = summary.frames_read as f64 / summary.wall_s.max(1e-9);

@@ -1,0 +1,121 @@
+//! `replay --out-bag results.mcap`: the results as the node would have published them, in an
+//! MCAP file rosbag2 and Foxglove read (profile `ros2`, `ros2msg` schemas, CDR messages):
+//! `vision_msgs/msg/Classification` on the node's `~/classification` topic and the
+//! `~/matches` JSON as `std_msgs/msg/String`, each message logged at its frame's log time so
+//! camera bag and results play side by side.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use super::ReplayLine;
+use crate::node::messages::{Classification, Header};
+use crate::ros_msgs::{self, definitions, encode_cdr, StringMsg};
+
+/// A results file that could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: cannot write the results bag: {cause}")]
+pub struct ResultsBagError {
+    pub path: String,
+    pub cause: String,
+}
+
+/// Writes replay results into an MCAP file.
+pub struct ResultsBag {
+    path: PathBuf,
+    writer: mcap::Writer<BufWriter<File>>,
+    classification: u16,
+    matches: u16,
+    sequence: u32,
+}
+
+impl ResultsBag {
+    /// Creates `path` with the two channels on the given (resolved) topic names.
+    pub fn create(
+        path: &Path,
+        classification_topic: &str,
+        matches_topic: &str,
+    ) -> Result<Self, ResultsBagError> {
+        let fail = |cause: String| ResultsBagError {
+            path: path.display().to_string(),
+            cause,
+        };
+        let file = File::create(path).map_err(|e| fail(e.to_string()))?;
+        let mut writer = mcap::WriteOptions::new()
+            .profile("ros2")
+            .create(BufWriter::new(file))
+            .map_err(|e| fail(e.to_string()))?;
+        let mut channel = |type_name: &str, definition: &str, topic: &str| {
+            let schema = writer
+                .add_schema(type_name, "ros2msg", definition.as_bytes())
+                .map_err(|e| fail(e.to_string()))?;
+            writer
+                .add_channel(schema, topic, "cdr", &BTreeMap::new())
+                .map_err(|e| fail(e.to_string()))
+        };
+        let classification = channel(
+            "vision_msgs/msg/Classification",
+            &definitions::classification(),
+            classification_topic,
+        )?;
+        let matches = channel("std_msgs/msg/String", definitions::STRING, matches_topic)?;
+        Ok(ResultsBag {
+            path: path.to_path_buf(),
+            writer,
+            classification,
+            matches,
+            sequence: 0,
+        })
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) -> ResultsBagError {
+        ResultsBagError {
+            path: self.path.display().to_string(),
+            cause: e.to_string(),
+        }
+    }
+
+    /// Records a scored frame's two messages (skipped frames have none, as on the wire).
+    pub fn write(&mut self, line: &ReplayLine) -> Result<(), ResultsBagError> {
+        let ReplayLine::Scored {
+            result,
+            bag_time_ns,
+            ..
+        } = line
+        else {
+            return Ok(());
+        };
+        let header = Header {
+            stamp: result.stamp,
+            frame_id: result.frame_id.clone(),
+        };
+        let classification: ros_msgs::Classification =
+            Classification::of(header, &result.matches).into();
+        let matches = StringMsg {
+            data: result.to_json(),
+        };
+        for (channel, data) in [
+            (self.classification, encode_cdr(&classification)),
+            (self.matches, encode_cdr(&matches)),
+        ] {
+            self.sequence += 1;
+            let header = mcap::records::MessageHeader {
+                channel_id: channel,
+                sequence: self.sequence,
+                log_time: *bag_time_ns,
+                publish_time: *bag_time_ns,
+            };
+            self.writer
+                .write_to_known_channel(&header, &data)
+                .map_err(|e| self.fail(e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the summary section and index; the file is complete afterwards.
+    pub fn finish(mut self) -> Result<(), ResultsBagError> {
+        self.writer.finish().map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+}
