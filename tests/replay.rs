@@ -282,3 +282,397 @@ fn the_params_file_gives_the_phrases_and_thresholds() {
         ]
     );
 }
+
+#[test]
+fn undecodable_frames_are_skipped_counted_and_keep_their_neighbours() {
+    let bag = &bags()["undecodable"];
+    let name = bag["bag"].as_str().unwrap();
+    let topic = bag["topic"].as_str().unwrap();
+    let expected = bag["frames"].as_array().unwrap();
+    let (code, err, lines) = replay(&data("bags").join(name), &["--batch-size", "4"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(lines.len(), expected.len(), "{err}");
+    let (mut good_lines, mut good) = (Vec::new(), Vec::new());
+    for (line, want) in lines.iter().zip(expected) {
+        assert_eq!(line["bag_time_ns"], want["bag_time_ns"]);
+        match want["reason"].as_str() {
+            Some(reason) => {
+                assert_eq!(line["reason"], reason, "{line}");
+                assert!(!line["error"].as_str().unwrap().is_empty(), "{line}");
+                assert!(line.get("labels").is_none(), "{line}");
+            }
+            None => {
+                good_lines.push(line.clone());
+                good.push(want.clone());
+            }
+        }
+    }
+    assert_frames(name, &good_lines, &good, topic);
+    assert!(
+        err.contains("6 frames read, 4 scored, 2 skipped (undecodable 1, undeserializable 1)"),
+        "{err}"
+    );
+    assert!(err.contains("error: 2 frames could not be scored"), "{err}");
+}
+
+/// Replays the evaluation bag with `extra` and a report: (exit, stdout, stderr, lines,
+/// metrics.json, report folder).
+fn evaluate(
+    extra: &[&str],
+) -> (
+    Option<i32>,
+    String,
+    String,
+    Vec<Value>,
+    Value,
+    tempfile::TempDir,
+) {
+    let bag = &bags()["evaluation"];
+    let report = tempfile::tempdir().unwrap();
+    let out = report.path().join("results.jsonl");
+    let (bag, model, out_s, report_s) = (
+        data("bags")
+            .join(bag["bag"].as_str().unwrap())
+            .display()
+            .to_string(),
+        tiny_bundle().display().to_string(),
+        out.display().to_string(),
+        report.path().join("report").display().to_string(),
+    );
+    let mut args = vec![
+        "replay", &bag, "--model", &model, "--labels", LABELS, "--out", &out_s, "--report",
+        &report_s,
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    let lines = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let metrics = read_json(&report.path().join("report/metrics.json"));
+    (
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr),
+        lines,
+        metrics,
+        report,
+    )
+}
+
+/// The metrics of `lines` against `truth` (per frame: phrases, or null), computed here from
+/// their definitions: top-1, per-phrase counts of `matched`, the confusion matrix, and the
+/// F1-best threshold of each phrase by trying every cosine.
+fn expected_metrics(lines: &[Value], truth: &[Value]) -> Value {
+    let phrases: Vec<&str> = LABELS.split("; ").collect();
+    let none = phrases.len();
+    let labelled: Vec<(&Value, Vec<usize>)> = lines
+        .iter()
+        .zip(truth)
+        .filter(|(_, t)| !t.is_null())
+        .map(|(l, t)| {
+            let t = t
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    phrases
+                        .iter()
+                        .position(|q| q == &p.as_str().unwrap())
+                        .unwrap()
+                })
+                .collect();
+            (l, t)
+        })
+        .collect();
+    let score = |line: &Value, i: usize| -> (f64, bool) {
+        let l = line["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["phrase"] == phrases[i])
+            .unwrap();
+        (
+            l["cosine"].as_f64().unwrap(),
+            l["matched"].as_bool().unwrap(),
+        )
+    };
+    let single: Vec<_> = labelled.iter().filter(|(_, t)| t.len() == 1).collect();
+    let correct = single
+        .iter()
+        .filter(|(l, t)| l["labels"][0]["phrase"] == phrases[t[0]])
+        .count();
+    let mut confusion = vec![vec![0u64; none + 1]; none + 1];
+    for (line, t) in labelled.iter().filter(|(_, t)| t.len() <= 1) {
+        let predicted = (0..none)
+            .filter(|&i| score(line, i).1)
+            .max_by(|&a, &b| score(line, a).0.total_cmp(&score(line, b).0))
+            .unwrap_or(none);
+        confusion[t.first().copied().unwrap_or(none)][predicted] += 1;
+    }
+    let mut counts = Vec::new();
+    let mut thresholds = Vec::new();
+    for (i, phrase) in phrases.iter().enumerate() {
+        let (mut tp, mut fp, mut fn_) = (0, 0, 0);
+        for (line, t) in &labelled {
+            match (score(line, i).1, t.contains(&i)) {
+                (true, true) => tp += 1,
+                (true, false) => fp += 1,
+                (false, true) => fn_ += 1,
+                _ => {}
+            }
+        }
+        counts.push(serde_json::json!([tp, fp, fn_]));
+        if tp + fn_ == 0 {
+            continue;
+        }
+        let mut best: Option<(f64, f64)> = None; // (F1, threshold)
+        for (candidate, _) in labelled.iter().map(|(l, _)| score(l, i)) {
+            let (mut tp, mut fp) = (0.0, 0.0);
+            for (line, t) in &labelled {
+                if score(line, i).0 >= candidate {
+                    if t.contains(&i) {
+                        tp += 1.0;
+                    } else {
+                        fp += 1.0;
+                    }
+                }
+            }
+            let (p, r) = (tp / (tp + fp), tp / f64::from(tp_fn(&labelled, i)));
+            let f1 = if p + r > 0.0 {
+                2.0 * p * r / (p + r)
+            } else {
+                0.0
+            };
+            let better = match best {
+                None => true,
+                Some((bf, bt)) => f1 > bf || (f1 == bf && candidate > bt),
+            };
+            if better {
+                best = Some((f1, candidate));
+            }
+        }
+        let t = (best.unwrap().1 as f32).clamp(0.0, 1.0);
+        thresholds.push(format!("{phrase}={t}"));
+    }
+    serde_json::json!({
+        "with_truth": labelled.len(),
+        "top1": [correct, single.len()],
+        "counts": counts,
+        "confusion": confusion,
+        "label_thresholds": thresholds,
+    })
+}
+
+fn tp_fn(labelled: &[(&Value, Vec<usize>)], i: usize) -> u32 {
+    labelled.iter().filter(|(_, t)| t.contains(&i)).count() as u32
+}
+
+/// The parts of metrics.json `expected_metrics` computes.
+fn computed_metrics(metrics: &Value) -> Value {
+    serde_json::json!({
+        "with_truth": metrics["frames"]["with_truth"],
+        "top1": [metrics["top1"]["correct"], metrics["top1"]["frames"]],
+        "counts": metrics["per_phrase"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| serde_json::json!([m["tp"], m["fp"], m["fn"]]))
+            .collect::<Vec<_>>(),
+        "confusion": metrics["confusion"]["matrix"],
+        "label_thresholds": metrics["label_thresholds"],
+    })
+}
+
+#[test]
+fn known_truth_gives_exact_metrics_and_a_report() {
+    let bag = &bags()["evaluation"];
+    let csv = data("bags")
+        .join(bag["truth_csv"].as_str().unwrap())
+        .display()
+        .to_string();
+    let (code, stdout, err, lines, metrics, report) = evaluate(&["--truth", &csv]);
+    assert_eq!(code, Some(0), "{err}");
+    let frames = bag["frames"].as_array().unwrap();
+    assert_eq!(lines.len(), frames.len());
+    // The CSV leaves the last frame without truth.
+    let truth: Vec<Value> = frames.iter().map(|f| f["truth"].clone()).collect();
+    assert!(truth.last().unwrap().is_null());
+    assert_eq!(metrics["frames"]["unlabelled"], 1);
+    assert_eq!(computed_metrics(&metrics), expected_metrics(&lines, &truth));
+    // The thresholds are printed ready to paste.
+    let pasted = metrics["label_thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| format!("{t}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(
+        stdout.contains(&format!("label_thresholds: [{pasted}]")),
+        "{stdout}"
+    );
+    for file in ["confusion.png", "timeline.png", "pr.png"] {
+        let image = image::open(report.path().join("report").join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(image.width() >= 600 && image.height() >= 400, "{file}");
+    }
+    let html = std::fs::read_to_string(report.path().join("report/index.html")).unwrap();
+    for needle in [
+        "src=\"timeline.png\"",
+        "src=\"confusion.png\"",
+        "src=\"pr.png\"",
+        "href=\"metrics.json\"",
+        "<td>red cup</td>",
+    ] {
+        assert!(html.contains(needle), "index.html lacks {needle}");
+    }
+    assert!(metrics["timing_ms"]["encoder"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(
+        metrics["timing_ms"]["end_to_end"]["p99"].as_f64().unwrap()
+            >= metrics["timing_ms"]["end_to_end"]["p50"].as_f64().unwrap()
+    );
+}
+
+#[test]
+fn a_truth_topic_gives_the_metrics_of_the_same_truth_as_csv() {
+    let bag = &bags()["evaluation"];
+    let csv = data("bags")
+        .join(bag["truth_csv"].as_str().unwrap())
+        .display()
+        .to_string();
+    // Frames 0-9 (the last frame: the topic's last message covers it, the CSV does not).
+    let window = ["--end", "9.5"];
+    let (code, _, err, lines, by_csv, _dir) =
+        evaluate(&[&["--truth", csv.as_str()][..], &window].concat());
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(lines.len(), 10);
+    let (code, _, err, _, by_topic, _dir2) =
+        evaluate(&[&["--truth-topic", "/truth"][..], &window].concat());
+    assert_eq!(code, Some(0), "{err}");
+    let without_timing = |mut m: Value| {
+        m.as_object_mut().unwrap().remove("timing_ms");
+        m
+    };
+    assert_eq!(without_timing(by_csv), without_timing(by_topic));
+    // A truth topic of the wrong type, or a truth label that is not a phrase, is named.
+    let (code, err) = evaluate_expecting_failure(&["--truth-topic", "/cam/image"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("truth topic /cam/image is a sensor_msgs/msg/Image"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("truth.csv");
+    std::fs::write(
+        &bad,
+        "start,end,label\n1700000000,1700000001,red cup\n1700000001,1700000002,mug\n",
+    )
+    .unwrap();
+    let (code, err) = evaluate_expecting_failure(&["--truth", &bad.display().to_string()]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("truth.csv:3: label \"mug\" is not one of the phrases"),
+        "{err}"
+    );
+}
+
+/// Replays the evaluation bag with `extra`, for a run that fails: (exit, stderr).
+fn evaluate_expecting_failure(extra: &[&str]) -> (Option<i32>, String) {
+    let bag = &bags()["evaluation"];
+    let dir = tempfile::tempdir().unwrap();
+    let (bag, model, out_s) = (
+        data("bags")
+            .join(bag["bag"].as_str().unwrap())
+            .display()
+            .to_string(),
+        tiny_bundle().display().to_string(),
+        dir.path().join("r.jsonl").display().to_string(),
+    );
+    let mut args = vec![
+        "replay", &bag, "--model", &model, "--labels", LABELS, "--out", &out_s,
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    (o.status.code(), text(&o.stderr))
+}
+
+/// Whether `python3` has mcap-ros2-support; under CI=true its absence is a failure.
+fn have_mcap_ros2() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import mcap_ros2.reader"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").is_err(),
+            "python3 -c 'import mcap_ros2.reader' failed (pip install mcap-ros2-support==0.6.0)"
+        );
+        eprintln!("skipped: python3 lacks mcap-ros2-support");
+    }
+    ok
+}
+
+#[test]
+fn the_results_bag_reads_back_with_the_mcap_ros2_decoder() {
+    if !have_mcap_ros2() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results.mcap");
+    let bag = data("bags").join("rosbags_mcap_compressed");
+    let (code, err, lines) = replay(
+        &bag,
+        &[
+            "--out-bag",
+            &results.display().to_string(),
+            "--batch-size",
+            "3",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let o = std::process::Command::new("python3")
+        .arg(root().join("tests/scripts/read_results_bag.py"))
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let messages: Vec<Value> = text(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(messages.len(), 2 * lines.len());
+    for (line, pair) in lines.iter().zip(messages.chunks(2)) {
+        let (classification, matches) = (&pair[0], &pair[1]);
+        assert_eq!(classification["topic"], "/clip_node/classification");
+        assert_eq!(classification["schema"], "vision_msgs/msg/Classification");
+        assert_eq!(matches["topic"], "/clip_node/matches");
+        assert_eq!(matches["schema"], "std_msgs/msg/String");
+        for m in pair {
+            assert_eq!(m["message_encoding"], "cdr");
+            assert_eq!(m["log_time_ns"], line["bag_time_ns"]);
+        }
+        let msg = &classification["msg"];
+        assert_eq!(msg["header"]["stamp"], line["stamp"]);
+        assert_eq!(msg["header"]["frame_id"], line["frame_id"]);
+        let labels = line["labels"].as_array().unwrap();
+        let results = msg["results"].as_array().unwrap();
+        assert_eq!(results.len(), labels.len());
+        for (r, l) in results.iter().zip(labels) {
+            assert_eq!(r["class_id"], l["phrase"]);
+            let (got, want) = (
+                r["score"].as_f64().unwrap(),
+                l["probability"].as_f64().unwrap(),
+            );
+            assert!((got - want).abs() <= 1e-6 * want.max(1e-30), "{got} {want}");
+        }
+        // The matches JSON is the line without replay's own two fields.
+        let published: Value =
+            serde_json::from_str(matches["msg"]["data"].as_str().unwrap()).unwrap();
+        let mut line = line.clone();
+        line.as_object_mut().unwrap().remove("bag_time_ns");
+        line.as_object_mut().unwrap().remove("topic");
+        assert_eq!(published, line);
+    }
+}

@@ -6,6 +6,7 @@ mod bundle;
 mod cli;
 mod common;
 mod embeddings;
+mod eval;
 #[cfg(feature = "dds")]
 mod node;
 mod node_core;

@@ -100,9 +100,7 @@ impl Evaluator {
             matched[i] = m.matched;
             best.get_or_insert(i);
         }
-        self.encoder_ms.push(result.encoder_ms);
-        self.latency_ms.push(result.latency_ms);
-        self.frames.push(FrameScores {
+        let frame = FrameScores {
             stamp_ns: stamp_ns(result.stamp),
             log_time_ns: *bag_time_ns,
             truth: self
@@ -112,13 +110,21 @@ impl Evaluator {
             cosine,
             matched,
             best: best.unwrap_or(0),
-        });
+        };
+        self.add_frame(frame, result.encoder_ms, result.latency_ms);
+    }
+
+    /// Adds one scored frame whose truth is already known (`frame.truth`).
+    pub fn add_frame(&mut self, frame: FrameScores, encoder_ms: f64, latency_ms: f64) {
+        self.encoder_ms.push(encoder_ms);
+        self.latency_ms.push(latency_ms);
+        self.frames.push(frame);
     }
 
     pub fn finish(self) -> Evaluation {
         let labelled: Vec<&FrameScores> =
             self.frames.iter().filter(|f| f.truth.is_some()).collect();
-        let has_truth = self.truth.is_some();
+        let has_truth = self.truth.is_some() || !labelled.is_empty();
         let per_phrase: Vec<PhraseMetrics> = (0..self.phrases.len())
             .map(|i| phrase_metrics(&self.phrases[i], self.thresholds[i], i, &labelled))
             .collect();

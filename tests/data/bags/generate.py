@@ -315,6 +315,72 @@ def damaged(frames: Frames, images) -> list[dict]:
     return out
 
 
+def undecodable(frames: Frames, images) -> dict:
+    """Compressed frames of which two cannot be scored: frame 1's bytes are not an image,
+    frame 3's message is cut short (its CDR does not hold a CompressedImage)."""
+    name = "undecodable.mcap"
+    f, w = mcap_writer(HERE / name, "zstd", 1 << 20)
+    schema = w.register_msgdef("sensor_msgs/msg/CompressedImage", COMPRESSED_DEF)
+    topic = "/cam/image/compressed"
+    expected = []
+    for i, rgb in enumerate(images):
+        sec, ns = stamp(i)
+        header = {"stamp": {"sec": sec, "nanosec": ns}, "frame_id": f"cam{i}"}
+        if i == 1:
+            msg = {"header": header, "format": "jpeg", "data": b"\xff\xd8 this is not a JPEG"}
+            w.write_message(topic, schema, msg, log_time=log_time(i), sequence=i)
+            expected.append(dict(entry(HERE / name, i, f"cam{i}"), file=None, reason="undecodable"))
+            continue
+        data, file = frames.compressed(f"undecodable_{i}", rgb, "jpeg")
+        msg = {"header": header, "format": "jpeg", "data": data}
+        if i == 3:
+            # The same message's CDR, cut in its pixel data, written past the encoder.
+            from mcap_ros2._dynamic import serialize_dynamic
+
+            encoded = serialize_dynamic(schema.name, COMPRESSED_DEF)[schema.name](msg)
+            w._writer.add_message(channel_id=w._channel_ids[topic], log_time=log_time(i),
+                                  publish_time=log_time(i), sequence=i, data=encoded[: len(encoded) // 2])
+            expected.append(dict(entry(HERE / name, i, f"cam{i}"), file=None, reason="undeserializable"))
+            continue
+        w.write_message(topic, schema, msg, log_time=log_time(i), sequence=i)
+        expected.append(entry(file, i, f"cam{i}"))
+    w.finish()
+    f.close()
+    return {"bag": name, "topic": topic, "writer": "mcap-ros2-support (zstd), two bad frames",
+            "frames": expected}
+
+
+# Truth of the evaluation bag, per frame: the phrases frame i shows (empty: none).
+EVAL_TRUTH = [["red cup"], ["red cup"], ["blue ball"], ["blue ball", "green box"], [], ["green box"],
+              ["yellow banana"], [], ["red cup"], ["yellow banana"]]
+
+
+def evaluation(frames: Frames) -> dict:
+    """Ten raw frames with truth two ways: a /truth std_msgs/String topic (each message holds
+    until the next, published 1 ms before its frame's log time) and eval_truth.csv (intervals
+    of header stamp seconds). Frame 10 has no truth (past the last CSV interval)."""
+    name = "eval.mcap"
+    images = crops(11)
+    f, w = mcap_writer(HERE / name, "zstd", 1 << 20)
+    expected = write_raw_frames(w, frames, "eval", "/cam/image", images, ["rgb8"])
+    schema = w.register_msgdef("std_msgs/msg/String", STRING_DEF)
+    rows = ["start,end,label"]
+    for i, labels in enumerate(EVAL_TRUTH):
+        text = "; ".join(labels) if labels else "none"
+        w.write_message("/truth", schema, {"data": text}, log_time=log_time(i) - 1_000_000)
+        sec, ns = stamp(i)
+        start = sec + ns * 1e-9 - 0.25
+        rows.append(f'{start:.3f},{start + 1:.3f},"{text}"')
+    w.finish()
+    f.close()
+    (HERE / "eval_truth.csv").write_text("\n".join(rows) + "\n")
+    for e, labels in zip(expected, EVAL_TRUTH + [None]):
+        e["truth"] = labels
+    # The truth topic keeps the last labels for frame 10; the CSV does not cover it.
+    return {"bag": name, "topic": "/cam/image", "truth_topic": "/truth", "truth_csv": "eval_truth.csv",
+            "writer": "mcap-ros2-support (zstd) + truth", "frames": expected}
+
+
 def main() -> int:
     frames = Frames()
     images = crops(6)
@@ -326,7 +392,8 @@ def main() -> int:
         mcap_file("no_summary.mcap", frames, images[:3], "zstd", ["rgb8"], summary=False),
         split_bag(frames, images),
     ]
-    out = {"bags": bags, "two_image_topics": two_image_topics(frames, images), "damaged": damaged(frames, images)}
+    out = {"bags": bags, "two_image_topics": two_image_topics(frames, images), "damaged": damaged(frames, images),
+           "undecodable": undecodable(frames, images), "evaluation": evaluation(frames)}
     (HERE / "bags.json").write_text(json.dumps(out, indent=1) + "\n")
     size = sum(p.stat().st_size for p in HERE.rglob("*") if p.is_file())
     print(f"wrote {len(bags)} bags, 1 ambiguous, {len(out['damaged'])} damaged; {size / 1024:.0f} KiB in {HERE}")
