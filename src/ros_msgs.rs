@@ -164,15 +164,33 @@ pub mod definitions {
     /// `std_msgs/msg/String`.
     pub const STRING: &str = "string data\n";
 
+    fn with_header(body: &str) -> String {
+        format!(
+            "std_msgs/Header header\n{body}\
+             {SEPARATOR}MSG: std_msgs/Header\n{HEADER}\
+             {SEPARATOR}MSG: builtin_interfaces/Time\n{TIME}"
+        )
+    }
+
+    /// `sensor_msgs/msg/Image` with its dependencies.
+    pub fn image() -> String {
+        with_header(
+            "uint32 height\nuint32 width\nstring encoding\nuint8 is_bigendian\nuint32 step\nuint8[] data\n",
+        )
+    }
+
+    /// `sensor_msgs/msg/CompressedImage` with its dependencies.
+    pub fn compressed_image() -> String {
+        with_header("string format\nuint8[] data\n")
+    }
+
     /// `vision_msgs/msg/Classification` with `std_msgs/Header`, `builtin_interfaces/Time`
     /// and `vision_msgs/ObjectHypothesis`.
     pub fn classification() -> String {
-        format!(
-            "std_msgs/Header header\nObjectHypothesis[] results\n\
-             {SEPARATOR}MSG: std_msgs/Header\n{HEADER}\
-             {SEPARATOR}MSG: builtin_interfaces/Time\n{TIME}\
-             {SEPARATOR}MSG: vision_msgs/ObjectHypothesis\nstring class_id\nfloat64 score\n"
-        )
+        with_header("ObjectHypothesis[] results\n")
+            + &format!(
+                "{SEPARATOR}MSG: vision_msgs/ObjectHypothesis\nstring class_id\nfloat64 score\n"
+            )
     }
 }
 

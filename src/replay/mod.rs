@@ -3,7 +3,10 @@
 //! the same validation) and the engine from the node's own loader, and every frame goes
 //! through the same conversion, image encoder and [`FrameStep`]: what replay writes for a
 //! frame is what the node publishes for it. Unlike the node, replay scores every frame
-//! (in batches), so its numbers do not depend on the CPU's speed.
+//! (in batches), so its numbers do not depend on the CPU's speed. A line's `encoder_ms` is
+//! its share of the batch's forward pass (preprocessing included), `latency_ms` the frame's
+//! own work: reading and decoding it, its share of the batch's conversion and encoding, and
+//! its scoring (replay waits for no camera, so this is the end-to-end cost per frame).
 
 pub mod results_bag;
 
@@ -150,7 +153,8 @@ struct Pending {
     bag_time_ns: u64,
     header: Header,
     pixels: Pixels,
-    read_at: Instant,
+    /// Reading and decoding it (from the end of the previous message's work).
+    read_ms: f64,
 }
 
 /// The node's engine and per-frame step, fed from a bag.
@@ -208,6 +212,7 @@ impl Replayer {
             }
             emit(line).map_err(ReplayError::Write)
         };
+        let mut last_done = Instant::now();
         for message in bag.messages(&topic.name)? {
             let message = match message {
                 Ok(m) => m,
@@ -235,7 +240,7 @@ impl Replayer {
                     bag_time_ns: message.log_time_ns,
                     header,
                     pixels,
-                    read_at: Instant::now(),
+                    read_ms: last_done.elapsed().as_secs_f64() * 1e3,
                 }),
                 Err(error) => {
                     // Frames before it in the batch come first: results stay in bag order.
@@ -257,6 +262,7 @@ impl Replayer {
                     emit_checked(&line, &mut summary)?;
                 }
             }
+            last_done = Instant::now();
         }
         for line in self.flush(&mut batch, &topic.name) {
             emit_checked(&line, &mut summary)?;
@@ -269,6 +275,7 @@ impl Replayer {
     /// Converts, encodes (one forward pass) and scores the waiting frames, in order.
     fn flush(&mut self, batch: &mut Vec<Pending>, topic: &str) -> Vec<ReplayLine> {
         let pending = std::mem::take(batch);
+        let flush_started = Instant::now();
         let (failures, encoded, encoder_ms) = {
             let mut images = Vec::with_capacity(pending.len());
             let failures: Vec<Option<crate::image::FrameError>> = pending
@@ -300,20 +307,25 @@ impl Replayer {
                     .collect();
             }
         };
+        // Each frame's share of the batch's conversion and encoding.
+        let share_ms = flush_started.elapsed().as_secs_f64() * 1e3 / pending.len().max(1) as f64;
         pending
             .into_iter()
             .zip(failures)
             .map(|(p, failed)| match failed {
                 Some(e) => skipped(p, topic, e.reason().name(), e.to_string()),
                 None => {
+                    let step_started = Instant::now();
                     let embedding = embeddings.next().expect("one embedding per image");
                     let matches = self.step.step(&self.labels, 0, &embedding);
+                    let share_ms = share_ms + step_started.elapsed().as_secs_f64() * 1e3;
                     ReplayLine::Scored {
                         result: FrameResult {
                             stamp: p.header.stamp,
                             frame_id: p.header.frame_id,
                             matches,
-                            latency_ms: p.read_at.elapsed().as_secs_f64() * 1e3,
+                            // Replay waits for no camera: the frame's own work.
+                            latency_ms: p.read_ms + share_ms,
                             encoder_ms,
                         },
                         bag_time_ns: p.bag_time_ns,
