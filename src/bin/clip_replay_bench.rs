@@ -52,9 +52,12 @@ struct Args {
     /// Timed runs of each side (after one warm-up run); medians are compared.
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// The longer bag for the memory check is this many times the recording.
+    /// The longer bag for the memory check is this many times the recording (0: no check).
     #[arg(long, default_value_t = 10)]
     rss_factor: usize,
+    /// Only the first N frames of the recording (for slow models).
+    #[arg(long)]
+    frames: Option<usize>,
 }
 
 fn source_root() -> PathBuf {
@@ -121,10 +124,17 @@ fn ros_args(args: &Args) -> Result<RosArgs> {
     Ok(RosArgs::parse(argv)?)
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-/// Writes the topic's messages `factor` times, one copy after the other, into an MCAP file.
-fn longer_bag(bag: &Bag, topic: &str, type_name: &str, factor: usize, out: &Path) -> Result<u64> {
-    let messages: Vec<_> = bag.messages(topic)?.collect::<Result<_, _>>()?;
+/// Writes the topic's first `take` messages `factor` times, one copy after the other, into
+/// an MCAP file.
+fn copy_bag(
+    bag: &Bag,
+    topic: &str,
+    type_name: &str,
+    take: usize,
+    factor: usize,
+    out: &Path,
+) -> Result<u64> {
+    let messages: Vec<_> = bag.messages(topic)?.take(take).collect::<Result<_, _>>()?;
     let (first, last) = (
         messages.first().context("empty topic")?.log_time_ns,
         messages.last().context("empty topic")?.log_time_ns,
@@ -211,9 +221,24 @@ fn main() -> Result<()> {
         .bag
         .clone()
         .unwrap_or_else(|| source_root().join("models/tabletop/recording/tabletop"));
-    let bag = Bag::open(&bag_path)?;
-    let topic = choose_topic(&bag, args.topic.as_deref())?;
-    let plan = NodePlan::from_args(&ros_args(&args)?)?;
+    let out_dir = std::env::temp_dir().join(format!("clip_replay_bench.{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir)?;
+    let result = run(&args, bag_path, &out_dir);
+    let _ = std::fs::remove_dir_all(&out_dir);
+    result
+}
+
+fn run(args: &Args, mut bag_path: PathBuf, out_dir: &Path) -> Result<()> {
+    let mut bag = Bag::open(&bag_path)?;
+    let mut topic = choose_topic(&bag, args.topic.as_deref())?;
+    if let Some(n) = args.frames {
+        let first = out_dir.join("first.mcap");
+        copy_bag(&bag, &topic.name, &topic.type_name, n, 1, &first)?;
+        bag_path = first;
+        bag = Bag::open(&bag_path)?;
+        topic = choose_topic(&bag, Some(&topic.name))?;
+    }
+    let plan = NodePlan::from_args(&ros_args(args)?)?;
     println!("cpu: {}", cpu_features());
 
     // The same frames, decoded once, for the encoder alone.
@@ -255,14 +280,8 @@ fn main() -> Result<()> {
         }
     }
     drop(encoder);
-    let out_dir = std::env::temp_dir().join(format!("clip_replay_bench.{}", std::process::id()));
-    std::fs::create_dir_all(&out_dir)?;
     let enc = median(encoder_ms);
-    let result = measure(
-        &args, &bag, &bag_path, &topic, &plan, &images, enc, &out_dir,
-    );
-    let _ = std::fs::remove_dir_all(&out_dir);
-    result
+    measure(args, &bag, &bag_path, &topic, &plan, &images, enc, out_dir)
 }
 
 /// Replay's time against the encoder's `enc` ms per frame, and the peak RSS check, with
@@ -320,9 +339,16 @@ fn measure(
     );
 
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
+    if args.rss_factor > 0 {
         let long = out_dir.join("longer.mcap");
-        let n = longer_bag(bag, &topic.name, &topic.type_name, args.rss_factor, &long)?;
+        let n = copy_bag(
+            bag,
+            &topic.name,
+            &topic.type_name,
+            usize::MAX,
+            args.rss_factor,
+            &long,
+        )?;
         let out = out_dir.join("rss.jsonl");
         let short_kib = replay_peak_rss_kib(args, bag_path, &topic.name, &out)?;
         let long_kib = replay_peak_rss_kib(args, &long, &topic.name, &out)?;

@@ -554,6 +554,14 @@ mod tests {
     }
 
     #[test]
+    fn sweep_ties_go_to_the_higher_threshold() {
+        // F1 at 0.9: 2/3 (P 1, R 1/2); at 0.3: 2/3 (P 1/2, R 1): the higher one wins.
+        let s = sweep(vec![(0.9, true), (0.6, false), (0.5, false), (0.3, true)]).unwrap();
+        assert_eq!(s.best_threshold, 0.9);
+        assert!((s.best_f1 - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
     fn percentiles_interpolate_like_numpy() {
         let p = Percentiles::of(vec![4.0, 1.0, 3.0, 2.0]).unwrap();
         assert_eq!(p.p50, 2.5);

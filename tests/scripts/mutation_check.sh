@@ -2,7 +2,7 @@
 # mutation_check.sh: shows that the value tests fail when the product is wrong. Each case
 # breaks one line of the source on purpose (int8 quietly running the fp32 graph, a typo in
 # a paper template, a BGR swap, ensembles without per-template normalisation, a wrong
-# logit scale, no hysteresis, reversed smoothing), runs the tests that must catch it,
+# logit scale, no hysteresis, reversed smoothing, three evaluation metrics), runs the tests that must catch it,
 # checks that each of them FAILED, and restores the file. Not run by CI (one rebuild per
 # case, ~10 minutes in all); run it by hand after changing these tests:
 #   tests/scripts/mutation_check.sh
@@ -56,5 +56,13 @@ mutate src/engine/scoring.rs 's/cosine >= if was_matched { t - hysteresis } else
     hysteresis_holds_a_match thresholds_override_per_label node::matched_flips_with_threshold_and_hysteresis
 mutate src/engine/step.rs 's/\*s = a \* \*s + (1.0 - a) \* c;/*s = (1.0 - a) * *s + a * c;/' \
     smoothing_is_an_exponential_average
+# Replay evaluation: ties of the F1 sweep to the lower threshold; the confusion column from
+# the best phrase even when it is not matched; truth intervals closed at their end.
+mutate src/eval/metrics.rs 's/Some(b) if b.f1 >= p.f1 => Some(b),/Some(b) if b.f1 > p.f1 => Some(b),/' \
+    sweep_ties_go_to_the_higher_threshold
+mutate src/eval/metrics.rs 's/.filter(|&i| f.matched\[i\])/.filter(|\&i| f.matched[i] || i == f.best)/' \
+    eval::metrics_equal_scikit_learn replay::known_truth_gives_exact_metrics_and_a_report
+mutate src/eval/truth.rs 's/interval.start_ns <= t \&\& t < interval.end_ns/interval.start_ns <= t \&\& t <= interval.end_ns/' \
+    csv_intervals_are_half_open_and_add_up topic_labels_hold_until_the_next_message
 
 exit $status
