@@ -218,6 +218,7 @@ fn cases() -> &'static (tempfile::TempDir, Value) {
             frames.push(json!({
                 "name": name, "kind": "compressed", "format": format,
                 "data": path.display().to_string(), "expected": expected(engine, &phrases, &seen),
+                "cosine": cosines(engine, &phrases, &seen),
             }));
         };
         compressed(&mut engine, "jpeg_vga", "jpeg", "preprocess/jpeg420_w640_h480.jpg");

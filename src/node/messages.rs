@@ -75,7 +75,8 @@ impl ImageInput {
     }
 }
 
-/// One phrase's score (`vision_msgs/ObjectHypothesis`: class_id = phrase).
+/// One phrase's score (`vision_msgs/ObjectHypothesis`: class_id = phrase, score from
+/// [`score_of_cosine`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hypothesis {
     pub class_id: String,
@@ -89,9 +90,18 @@ pub struct Classification {
     pub results: Vec<Hypothesis>,
 }
 
+/// A phrase's `Classification` score: its cosine similarity with the image clipped to
+/// [0, 1]. It depends only on that phrase and that image (not on the other phrases, unlike
+/// the softmax `probability` of `~/matches`), grows with the cosine, and is in the unit of
+/// the `threshold` / `label_thresholds` parameters and `LabelInfo.threshold`, so
+/// `score >= threshold` is the node's own `matched` test (without hysteresis).
+pub fn score_of_cosine(cosine: f32) -> f64 {
+    f64::from(cosine.clamp(0.0, 1.0))
+}
+
 impl Classification {
-    /// What the node publishes for a frame: the policy's top-k phrases, best first, scored
-    /// by probability.
+    /// What the node publishes for a frame: the policy's top-k phrases (every phrase when
+    /// `top_k` is 0), best first, each scored by [`score_of_cosine`].
     pub fn of(header: Header, matches: &Matches) -> Self {
         Classification {
             header,
@@ -100,7 +110,7 @@ impl Classification {
                 .iter()
                 .map(|m| Hypothesis {
                     class_id: m.phrase.clone(),
-                    score: f64::from(m.probability),
+                    score: score_of_cosine(m.cosine),
                 })
                 .collect(),
         }
@@ -143,4 +153,47 @@ pub trait Outputs: Send + Sync + 'static {
     fn matches(&self, result: &FrameResult);
     fn label_info(&self, message: LabelInfo);
     fn diagnostics(&self, header: Header, status: DiagnosticStatus);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::step::{FrameStep, MatchPolicy};
+    use crate::text::LabelMatrix;
+    use nalgebra::DMatrix;
+
+    fn scores(labels: &[(&str, [f32; 2])], embedding: &[f32]) -> Vec<(String, f64)> {
+        let matrix = LabelMatrix {
+            labels: labels.iter().map(|(l, _)| l.to_string()).collect(),
+            matrix: DMatrix::from_row_slice(
+                labels.len(),
+                2,
+                &labels.iter().flat_map(|(_, v)| *v).collect::<Vec<_>>(),
+            ),
+            logit_scale: 100.0,
+        };
+        let matches = FrameStep::new(MatchPolicy::default()).step(&matrix, 0, embedding);
+        Classification::of(Header::default(), &matches)
+            .results
+            .into_iter()
+            .map(|h| (h.class_id, h.score))
+            .collect()
+    }
+
+    #[test]
+    fn a_score_depends_only_on_its_phrase_and_the_image() {
+        // The image (3, 4) has cosine 0.6 with red cup's row (1, 0) and -0.8 with blue
+        // ball's (0, -1). A lone phrase is not scored 1.0.
+        let alone = scores(&[("red cup", [1.0, 0.0])], &[3.0, 4.0]);
+        assert_eq!(alone.len(), 1);
+        assert!((alone[0].1 - 0.6).abs() < 1e-6, "{alone:?}");
+        let both = scores(
+            &[("red cup", [1.0, 0.0]), ("blue ball", [0.0, -1.0])],
+            &[3.0, 4.0],
+        );
+        assert_eq!(both[0].0, "red cup");
+        assert!((both[0].1 - alone[0].1).abs() < 1e-12);
+        // A negative cosine is clipped to 0.
+        assert_eq!(both[1], ("blue ball".to_string(), 0.0));
+    }
 }
