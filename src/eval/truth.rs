@@ -289,6 +289,8 @@ mod tests {
         assert_eq!(t.labels_at(Stamp::default(), 99), None);
         assert_eq!(t.labels_at(Stamp::default(), 100), Some(vec![0]));
         assert_eq!(t.labels_at(Stamp::default(), 199), Some(vec![0]));
+        // At the next message's time, its labels alone.
+        assert_eq!(t.labels_at(Stamp::default(), 200), Some(vec![]));
         assert_eq!(t.labels_at(Stamp::default(), 250), Some(vec![]));
         assert_eq!(
             t.labels_at(Stamp::default(), 10_000_000_000),

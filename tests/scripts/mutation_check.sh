@@ -25,6 +25,9 @@ mutate() {
     local out
     out=$(cargo test --no-fail-fast --test tests --lib -- "$@" 2>&1)
     mv "$file.orig" "$file"
+    # The restored file keeps its old mtime, older than the mutated build: without a touch
+    # cargo would keep the mutant compiled into every later case (and the next test run).
+    touch "$file"
     if ! grep -q "^test result" <<<"$out"; then
         echo "DID NOT BUILD $file ($expr):"
         grep -E "^error" -A5 <<<"$out" | head -20
