@@ -24,8 +24,8 @@ use clap::Parser;
 
 use clip_perception::bag::{Bag, COMPRESSED_IMAGE_TYPE};
 use clip_perception::node::{NodePlan, RosArgs};
-use clip_perception::replay::{choose_topic, FrameSelection, Replayer};
-use clip_perception::ros_msgs::{decode_cdr, definitions, CompressedImage, Image};
+use clip_perception::replay::{choose_topic, decode_frame, FrameSelection, Replayer};
+use clip_perception::ros_msgs::definitions;
 use clip_perception::Precision;
 
 #[derive(Parser)]
@@ -244,13 +244,7 @@ fn run(args: &Args, mut bag_path: PathBuf, out_dir: &Path) -> Result<()> {
     // The same frames, decoded once, for the encoder alone.
     let mut pixels = Vec::new();
     for m in bag.messages(&topic.name)? {
-        let data = m?.data;
-        let decoded = if topic.type_name == COMPRESSED_IMAGE_TYPE {
-            decode_cdr::<CompressedImage>(&data).map(CompressedImage::into_parts)
-        } else {
-            decode_cdr::<Image>(&data).map(Image::into_parts)
-        };
-        pixels.push(decoded?.1);
+        pixels.push(decode_frame(&topic.type_name, &m?)?.1);
     }
     let images = pixels
         .iter()

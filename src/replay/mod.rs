@@ -235,7 +235,7 @@ impl Replayer {
             }
             summary.frames_read += 1;
             progress(summary.frames_read);
-            match decode(&topic.type_name, &message) {
+            match decode_frame(&topic.type_name, &message).map_err(|e| e.to_string()) {
                 Ok((header, pixels)) => batch.push(Pending {
                     bag_time_ns: message.log_time_ns,
                     header,
@@ -347,12 +347,15 @@ fn skipped(p: Pending, topic: &str, reason: &'static str, error: String) -> Repl
     }
 }
 
-/// A recorded image message as the node receives it from the wire.
-fn decode(type_name: &str, message: &BagMessage) -> Result<(Header, Pixels), String> {
-    let decoded = if type_name == COMPRESSED_IMAGE_TYPE {
+/// A recorded image message (`type_name`: an Image or CompressedImage type) as the node
+/// receives it from the wire.
+pub fn decode_frame(
+    type_name: &str,
+    message: &BagMessage,
+) -> Result<(Header, Pixels), crate::ros_msgs::CdrError> {
+    if type_name == COMPRESSED_IMAGE_TYPE {
         decode_cdr::<CompressedImage>(&message.data).map(CompressedImage::into_parts)
     } else {
         decode_cdr::<Image>(&message.data).map(Image::into_parts)
-    };
-    decoded.map_err(|e| e.to_string())
+    }
 }
