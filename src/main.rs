@@ -372,26 +372,23 @@ fn run(cli: Cli) -> Result<()> {
 /// The node's command line for the replay options: its params file and `-p` overrides go
 /// through the node's own parameter loading and validation.
 fn replay_ros_args(args: &ReplayArgs) -> Result<RosArgs> {
-    let mut argv = vec!["--ros-args".to_string()];
-    if let Some(file) = &args.params_file {
-        argv.extend(["--params-file".to_string(), file.display().to_string()]);
-    }
-    let mut param = |name: &str, value: serde_json::Value| {
-        argv.extend(["-p".to_string(), format!("{name}:={value}")]);
-    };
+    let mut overrides = Vec::new();
     if let Some(labels) = &args.labels {
-        param("labels", json!([labels]));
+        overrides.push(("labels", json!([labels])));
     }
     if let Some(model) = &args.model {
-        param("model_dir", json!(model.display().to_string()));
+        overrides.push(("model_dir", json!(model.display().to_string())));
     }
     if let Some(threads) = args.threads {
-        param("threads", json!(threads));
+        overrides.push(("threads", json!(threads)));
     }
     if let Some(precision) = args.precision {
-        param("precision", json!(precision.name()));
+        overrides.push(("precision", json!(precision.name())));
     }
-    Ok(RosArgs::parse(argv)?)
+    Ok(RosArgs::for_params(
+        args.params_file.as_deref(),
+        &overrides,
+    )?)
 }
 
 /// The truth the replay is evaluated against, if any.

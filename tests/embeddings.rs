@@ -15,7 +15,7 @@ use clip_perception::engine::scoring::{score, Scores};
 use clip_perception::{npy, EncoderOptions, ImageEncoder, ModelBundle, Precision, TextEncoder};
 use clip_perception::{Prompts, TextEmbedder};
 
-use crate::common::{cosine, data, f32s, read_json, tiny_bundle};
+use crate::common::{cosine, data, f32s, read_json, strings, tiny_bundle};
 
 const MIN_COSINE: f64 = 0.99999;
 /// Engine int8 vs onnxruntime int8 on the same graph and pixels: largest difference of an
@@ -272,12 +272,7 @@ type RankingCase = (String, Vec<f64>, Vec<f64>, Vec<f64>);
 fn int8_ranking_cases(precision: Precision) -> Vec<RankingCase> {
     let reference = read_json(&data("embeddings/int8_rankings.json"));
     let b = bundle();
-    let phrases: Vec<String> = reference["phrases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap().to_string())
-        .collect();
+    let phrases = strings(&reference["phrases"]);
     assert!(phrases.len() >= 32);
     let mut text = TextEmbedder::new(&b, EncoderOptions::default(), None).unwrap();
     let labels = text

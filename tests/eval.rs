@@ -9,7 +9,7 @@ use clip_perception::eval::metrics::FrameScores;
 use clip_perception::eval::Evaluator;
 use serde_json::Value;
 
-use crate::common::{data, read_json};
+use crate::common::{data, read_json, strings};
 
 /// Equal within a few ulps: both sides compute the same ratios in double precision.
 fn close(a: f64, b: f64, what: &str) {
@@ -27,12 +27,7 @@ fn f64s(v: &Value) -> Vec<f64> {
 #[test]
 fn metrics_equal_scikit_learn() {
     let reference = read_json(&data("eval/reference.json"));
-    let phrases: Vec<String> = reference["phrases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap().to_string())
-        .collect();
+    let phrases = strings(&reference["phrases"]);
     let thresholds = f64s(&reference["thresholds"]);
     let policy = MatchPolicy {
         thresholds: Thresholds {

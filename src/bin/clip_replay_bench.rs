@@ -13,7 +13,6 @@
 //! target/release/clip_replay_bench --model models/.cache/random-vit-b-32-seed0
 //! ```
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,6 +23,7 @@ use clap::Parser;
 
 use clip_perception::bag::{Bag, COMPRESSED_IMAGE_TYPE};
 use clip_perception::node::{NodePlan, RosArgs};
+use clip_perception::replay::results_bag::{add_ros2_channel, ros2_writer};
 use clip_perception::replay::{choose_topic, decode_frame, FrameSelection, Replayer};
 use clip_perception::ros_msgs::definitions;
 use clip_perception::Precision;
@@ -105,23 +105,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// The node's command line for these options (the params file of the source tree).
 fn ros_args(args: &Args) -> Result<RosArgs> {
-    let mut argv = vec![
-        "--ros-args".to_string(),
-        "--params-file".to_string(),
-        source_root()
-            .join("config/clip_node.yaml")
-            .display()
-            .to_string(),
-        "-p".to_string(),
-        format!("threads:={}", args.threads),
-    ];
+    let mut overrides = vec![("threads", serde_json::json!(args.threads))];
     if let Some(model) = &args.model {
-        argv.extend(["-p".into(), format!("model_dir:={}", model.display())]);
+        overrides.push(("model_dir", serde_json::json!(model.display().to_string())));
     }
     if let Some(p) = args.precision {
-        argv.extend(["-p".into(), format!("precision:={}", p.name())]);
+        overrides.push(("precision", serde_json::json!(p.name())));
     }
-    Ok(RosArgs::parse(argv)?)
+    let params = source_root().join("config/clip_node.yaml");
+    Ok(RosArgs::for_params(Some(&params), &overrides)?)
 }
 
 /// Writes the topic's first `take` messages `factor` times, one copy after the other, into
@@ -140,16 +132,13 @@ fn copy_bag(
         messages.last().context("empty topic")?.log_time_ns,
     );
     let span = last - first + (last - first) / messages.len().max(1) as u64 + 1;
-    let mut writer = mcap::WriteOptions::new()
-        .profile("ros2")
-        .create(std::io::BufWriter::new(std::fs::File::create(out)?))?;
+    let mut writer = ros2_writer(std::fs::File::create(out)?)?;
     let definition = if type_name == COMPRESSED_IMAGE_TYPE {
         definitions::compressed_image()
     } else {
         definitions::image()
     };
-    let schema = writer.add_schema(type_name, "ros2msg", definition.as_bytes())?;
-    let channel = writer.add_channel(schema, topic, "cdr", &BTreeMap::new())?;
+    let channel = add_ros2_channel(&mut writer, type_name, &definition, topic)?;
     let mut sequence = 0;
     for copy in 0..factor as u64 {
         for m in &messages {

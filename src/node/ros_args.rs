@@ -80,6 +80,23 @@ const IGNORED_FLAGS: &[(&str, bool)] = &[
 ];
 
 impl RosArgs {
+    /// The node's command line for a params file and `-p name:=value` overrides (values
+    /// written as JSON, which ROS parameter syntax reads as YAML): what offline callers
+    /// (replay, benchmarks) hand to the node's own parameter loading and validation.
+    pub fn for_params(
+        params_file: Option<&std::path::Path>,
+        overrides: &[(&str, serde_json::Value)],
+    ) -> Result<RosArgs, RosArgsError> {
+        let mut argv = vec!["--ros-args".to_string()];
+        if let Some(file) = params_file {
+            argv.extend(["--params-file".to_string(), file.display().to_string()]);
+        }
+        for (name, value) in overrides {
+            argv.extend(["-p".to_string(), format!("{name}:={value}")]);
+        }
+        RosArgs::parse(argv)
+    }
+
     /// Parses a process's arguments (without the program name).
     pub fn parse<I, S>(args: I) -> Result<RosArgs, RosArgsError>
     where

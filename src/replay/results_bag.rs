@@ -21,6 +21,25 @@ pub struct ResultsBagError {
     pub cause: String,
 }
 
+/// An MCAP writer as rosbag2 writes its files (profile `ros2`).
+pub fn ros2_writer(file: File) -> mcap::McapResult<mcap::Writer<BufWriter<File>>> {
+    mcap::WriteOptions::new()
+        .profile("ros2")
+        .create(BufWriter::new(file))
+}
+
+/// Adds a channel of ROS 2 messages of `type_name` (e.g. `std_msgs/msg/String`), its schema
+/// the `.msg` `definition` with its dependencies (`ros2msg`), messages in CDR.
+pub fn add_ros2_channel<W: std::io::Write + std::io::Seek>(
+    writer: &mut mcap::Writer<W>,
+    type_name: &str,
+    definition: &str,
+    topic: &str,
+) -> mcap::McapResult<u16> {
+    let schema = writer.add_schema(type_name, "ros2msg", definition.as_bytes())?;
+    writer.add_channel(schema, topic, "cdr", &BTreeMap::new())
+}
+
 /// Writes replay results into an MCAP file.
 pub struct ResultsBag {
     path: PathBuf,
@@ -42,24 +61,21 @@ impl ResultsBag {
             cause,
         };
         let file = File::create(path).map_err(|e| fail(e.to_string()))?;
-        let mut writer = mcap::WriteOptions::new()
-            .profile("ros2")
-            .create(BufWriter::new(file))
-            .map_err(|e| fail(e.to_string()))?;
-        let mut channel = |type_name: &str, definition: &str, topic: &str| {
-            let schema = writer
-                .add_schema(type_name, "ros2msg", definition.as_bytes())
-                .map_err(|e| fail(e.to_string()))?;
-            writer
-                .add_channel(schema, topic, "cdr", &BTreeMap::new())
-                .map_err(|e| fail(e.to_string()))
-        };
-        let classification = channel(
+        let mut writer = ros2_writer(file).map_err(|e| fail(e.to_string()))?;
+        let classification = add_ros2_channel(
+            &mut writer,
             "vision_msgs/msg/Classification",
             &definitions::classification(),
             classification_topic,
-        )?;
-        let matches = channel("std_msgs/msg/String", definitions::STRING, matches_topic)?;
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        let matches = add_ros2_channel(
+            &mut writer,
+            "std_msgs/msg/String",
+            definitions::STRING,
+            matches_topic,
+        )
+        .map_err(|e| fail(e.to_string()))?;
         Ok(ResultsBag {
             path: path.to_path_buf(),
             writer,
