@@ -143,6 +143,158 @@ pub struct DiagnosticArray {
     pub status: Vec<DiagnosticStatus>,
 }
 
+/// `rcl_interfaces`: the messages and services of ROS 2's parameter interface, field by
+/// field as in rcl_interfaces (Humble/Jazzy).
+pub mod rcl {
+    use serde::{Deserialize, Serialize};
+
+    /// `ParameterType` constants.
+    pub mod param_type {
+        pub const NOT_SET: u8 = 0;
+        pub const BOOL: u8 = 1;
+        pub const INTEGER: u8 = 2;
+        pub const DOUBLE: u8 = 3;
+        pub const STRING: u8 = 4;
+        pub const BYTE_ARRAY: u8 = 5;
+        pub const BOOL_ARRAY: u8 = 6;
+        pub const INTEGER_ARRAY: u8 = 7;
+        pub const DOUBLE_ARRAY: u8 = 8;
+        pub const STRING_ARRAY: u8 = 9;
+    }
+
+    /// `rcl_interfaces/ParameterValue`: `type` says which field holds the value.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    pub struct ParameterValue {
+        pub r#type: u8,
+        pub bool_value: bool,
+        pub integer_value: i64,
+        pub double_value: f64,
+        pub string_value: String,
+        #[serde(with = "serde_bytes")]
+        pub byte_array_value: Vec<u8>,
+        pub bool_array_value: Vec<bool>,
+        pub integer_array_value: Vec<i64>,
+        pub double_array_value: Vec<f64>,
+        pub string_array_value: Vec<String>,
+    }
+
+    /// `rcl_interfaces/Parameter`.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    pub struct Parameter {
+        pub name: String,
+        pub value: ParameterValue,
+    }
+
+    /// `rcl_interfaces/FloatingPointRange`.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+    pub struct FloatingPointRange {
+        pub from_value: f64,
+        pub to_value: f64,
+        pub step: f64,
+    }
+
+    /// `rcl_interfaces/IntegerRange`.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct IntegerRange {
+        pub from_value: i64,
+        pub to_value: i64,
+        pub step: u64,
+    }
+
+    /// `rcl_interfaces/ParameterDescriptor` (the ranges are sequences of at most one).
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    pub struct ParameterDescriptor {
+        pub name: String,
+        pub r#type: u8,
+        pub description: String,
+        pub additional_constraints: String,
+        pub read_only: bool,
+        pub dynamic_typing: bool,
+        pub floating_point_range: Vec<FloatingPointRange>,
+        pub integer_range: Vec<IntegerRange>,
+    }
+
+    /// `rcl_interfaces/SetParametersResult`.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct SetParametersResult {
+        pub successful: bool,
+        pub reason: String,
+    }
+
+    /// `rcl_interfaces/ListParametersResult`.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ListParametersResult {
+        pub names: Vec<String>,
+        pub prefixes: Vec<String>,
+    }
+
+    /// `rcl_interfaces/ParameterEvent`, published on `/parameter_events`.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    pub struct ParameterEvent {
+        pub stamp: super::Time,
+        pub node: String,
+        pub new_parameters: Vec<Parameter>,
+        pub changed_parameters: Vec<Parameter>,
+        pub deleted_parameters: Vec<Parameter>,
+    }
+
+    /// `rcl_interfaces/srv/ListParameters` request.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ListParametersRequest {
+        pub prefixes: Vec<String>,
+        pub depth: u64,
+    }
+
+    /// `rcl_interfaces/srv/ListParameters` response.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ListParametersResponse {
+        pub result: ListParametersResult,
+    }
+
+    /// The request of GetParameters, GetParameterTypes and DescribeParameters.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct NamesRequest {
+        pub names: Vec<String>,
+    }
+
+    /// `rcl_interfaces/srv/GetParameters` response.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    pub struct GetParametersResponse {
+        pub values: Vec<ParameterValue>,
+    }
+
+    /// `rcl_interfaces/srv/GetParameterTypes` response.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct GetParameterTypesResponse {
+        #[serde(with = "serde_bytes")]
+        pub types: Vec<u8>,
+    }
+
+    /// `rcl_interfaces/srv/DescribeParameters` response.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    pub struct DescribeParametersResponse {
+        pub descriptors: Vec<ParameterDescriptor>,
+    }
+
+    /// The request of SetParameters and SetParametersAtomically.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    pub struct ParametersRequest {
+        pub parameters: Vec<Parameter>,
+    }
+
+    /// `rcl_interfaces/srv/SetParameters` response.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct SetParametersResponse {
+        pub results: Vec<SetParametersResult>,
+    }
+
+    /// `rcl_interfaces/srv/SetParametersAtomically` response.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct SetParametersAtomicallyResponse {
+        pub result: SetParametersResult,
+    }
+}
+
 /// ROS package and type name of each message, for topic creation.
 pub mod type_names {
     pub const IMAGE: (&str, &str) = ("sensor_msgs", "Image");
@@ -151,6 +303,8 @@ pub mod type_names {
     pub const CLASSIFICATION: (&str, &str) = ("vision_msgs", "Classification");
     pub const LABEL_INFO: (&str, &str) = ("vision_msgs", "LabelInfo");
     pub const DIAGNOSTIC_ARRAY: (&str, &str) = ("diagnostic_msgs", "DiagnosticArray");
+    pub const PARAMETER_EVENT: (&str, &str) = ("rcl_interfaces", "ParameterEvent");
+    pub const LOG: (&str, &str) = ("rcl_interfaces", "Log");
 }
 
 /// The `.msg` definitions of the messages replay records, concatenated with their

@@ -270,6 +270,11 @@ fn cases() -> &'static (tempfile::TempDir, Value) {
             "model": model.display().to_string(),
             "labels": PHRASES,
             "query_labels": QUERY_PHRASES,
+            "parameters": clip_perception::node::PARAMS.iter().map(|p| json!({
+                "name": p.name,
+                "type": clip_perception::node::param_services::type_code(p),
+                "read_only": p.read_only,
+            })).collect::<Vec<_>>(),
             "frames": frames,
         });
         (dir, cases)
@@ -376,6 +381,17 @@ fn replayed_cosines(
         .collect()
 }
 
+/// `examples/param_client.rs`, which `cargo test` builds next to the test binary's folder:
+/// ros2-client's service client in the "enhanced" request mapping (rmw_fastrtps_cpp's).
+fn param_client() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    profile_dir.join("examples/param_client")
+}
+
 /// Runs one peer scenario in its own private network namespace; panics with its output on failure.
 fn scenario(name: &str) {
     let Some(net) = private_net() else { return };
@@ -390,6 +406,8 @@ fn scenario(name: &str) {
         .arg(root().join("tests/node/peer.py"))
         .args([name, "--node", NODE, "--work"])
         .arg(work.path())
+        .arg("--param-client")
+        .arg(param_client())
         .env_remove("CLIP_PERCEPTION_LOG")
         .env("XDG_CACHE_HOME", work.path().join("xdg-cache"));
     let out = run_bounded(cmd, SCENARIO_LIMIT);
@@ -445,6 +463,16 @@ fn corrupt_compressed_frames_are_counted_and_skipped() {
 #[test]
 fn matched_flips_with_threshold_and_hysteresis_on_the_wire() {
     scenario("hysteresis");
+}
+
+#[test]
+fn parameter_services_answer_rmw_cyclonedds_requests_and_apply_live() {
+    scenario("params");
+}
+
+#[test]
+fn parameter_services_answer_the_enhanced_rpc_mapping_too() {
+    scenario("params_enhanced");
 }
 
 #[test]

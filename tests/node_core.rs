@@ -18,6 +18,7 @@ struct Recorder {
     matches: Mutex<Vec<FrameResult>>,
     label_infos: Mutex<Vec<LabelInfo>>,
     diagnostics: Mutex<Vec<DiagnosticStatus>>,
+    parameter_events: Mutex<Vec<Vec<(&'static str, serde_json::Value)>>>,
 }
 
 impl Outputs for Recorder {
@@ -32,6 +33,9 @@ impl Outputs for Recorder {
     }
     fn diagnostics(&self, _header: Header, status: DiagnosticStatus) {
         self.diagnostics.lock().unwrap().push(status);
+    }
+    fn parameters_changed(&self, changed: &[(&'static str, serde_json::Value)]) {
+        self.parameter_events.lock().unwrap().push(changed.to_vec());
     }
 }
 
@@ -297,4 +301,124 @@ fn precision_int8_on_a_bundle_without_it_stops_start_up() {
     // auto falls back to fp32.
     let setup = plan("auto").load_engine().unwrap();
     assert_eq!(setup.image.precision(), clip_perception::Precision::Fp32);
+}
+
+/// The results of a parameter set: Ok, or the refusal's reason.
+fn set(
+    core: &NodeCore,
+    changes: &[(&str, serde_json::Value)],
+    atomic: bool,
+) -> Vec<Result<(), String>> {
+    let changes = changes
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.clone()))
+        .collect();
+    core.set_parameters(changes, atomic)
+}
+
+#[test]
+fn parameter_sets_apply_between_frames_or_are_refused_with_the_reason() {
+    use serde_json::json;
+    let cache = tempfile::tempdir().unwrap();
+    let (core, rec) = start(&[], cache.path());
+    // Each parameter of a plain set on its own: the good ones apply, the bad ones say why.
+    let results = set(
+        &core,
+        &[
+            ("threshold", json!(0.0)),
+            ("model_dir", json!("/tmp")),
+            ("smoothing", json!(1.0)),
+            ("no_such_parameter", json!(1)),
+            ("top_k", json!("two")),
+            ("top_k", json!(2)),
+        ],
+        false,
+    );
+    assert_eq!(results[0], Ok(()));
+    assert!(
+        results[1].as_ref().unwrap_err().contains("read-only"),
+        "{results:?}"
+    );
+    assert!(
+        results[2].as_ref().unwrap_err().contains("out of range"),
+        "{results:?}"
+    );
+    assert!(
+        results[3].as_ref().unwrap_err().contains("not declared"),
+        "{results:?}"
+    );
+    assert!(
+        results[4].as_ref().unwrap_err().contains("integer"),
+        "{results:?}"
+    );
+    assert_eq!(results[5], Ok(()));
+    let params = core.parameters();
+    assert_eq!(
+        (params.threshold, params.top_k, params.smoothing),
+        (0.0, 2, 0.0)
+    );
+    assert_eq!(
+        rec.label_infos.lock().unwrap().last().unwrap().threshold,
+        0.0,
+        "LabelInfo follows the threshold"
+    );
+    // The next frame is scored with the new policy: 2 results, matched at cosine >= 0.
+    core.offer_image(frame(1));
+    wait_until("a result", || {
+        !rec.classifications.lock().unwrap().is_empty()
+    });
+    assert_eq!(rec.classifications.lock().unwrap()[0].results.len(), 2);
+    let matches = rec.matches.lock().unwrap()[0].matches.clone();
+    assert!(
+        matches
+            .labels
+            .iter()
+            .all(|m| m.matched == (m.cosine >= 0.0)),
+        "{matches:?}"
+    );
+
+    // Atomic: one bad value and nothing changes, no event, no LabelInfo.
+    let events = rec.parameter_events.lock().unwrap().len();
+    let infos = rec.label_infos.lock().unwrap().len();
+    let results = set(
+        &core,
+        &[
+            ("labels", json!(["drawer handle"])),
+            ("threshold", json!(2.0)),
+        ],
+        true,
+    );
+    assert_eq!(results.len(), 1);
+    assert!(results[0].as_ref().unwrap_err().contains("`threshold`"));
+    assert_eq!(core.labels(), ["red cup", "blue ball", "green box"]);
+    assert_eq!(rec.parameter_events.lock().unwrap().len(), events);
+    assert_eq!(rec.label_infos.lock().unwrap().len(), infos);
+
+    // Atomic and good: new phrases and threshold in one swap, one event naming both.
+    let results = set(
+        &core,
+        &[
+            ("labels", json!("drawer handle; coffee mug")),
+            ("threshold", json!(0.5)),
+        ],
+        true,
+    );
+    assert_eq!(results, vec![Ok(())]);
+    assert_eq!(core.labels(), ["drawer handle", "coffee mug"]);
+    let event = rec.parameter_events.lock().unwrap().last().unwrap().clone();
+    let names: Vec<&str> = event.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["labels", "threshold"]);
+    let info = rec.label_infos.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (info.class_names.clone(), info.threshold),
+        (core.labels(), 0.5)
+    );
+
+    // A query is a set of `labels`: the parameter follows it.
+    core.query("red cup\nblue ball".into());
+    wait_until("the query applied", || {
+        core.parameters().labels == ["red cup", "blue ball"]
+    });
+    assert_eq!(core.stats().queries_applied, 1);
+    core.shutdown();
 }

@@ -39,7 +39,7 @@ fn usage() -> String {
             p.name,
             p.ros_type,
             (p.default)(),
-            p.description
+            p.description.trim()
         ));
     }
     text
@@ -49,7 +49,7 @@ fn init_logging(args: &RosArgs) {
     let mut builder = env_logger::Builder::new();
     // Our own logs at info; the DDS stack's only from warn (its info level is very chatty).
     builder
-        .parse_filters("warn,ros2_client::distributions=error,clip_perception=info,clip_node=info");
+        .parse_filters("warn,ros2_client::distributions=error,ros2_client::service=error,rustdds::network::udp_sender=error,clip_perception=info,clip_node=info");
     if let Ok(filter) = std::env::var("CLIP_PERCEPTION_LOG").or_else(|_| std::env::var("RUST_LOG"))
     {
         builder.parse_filters(&filter);

@@ -6,6 +6,8 @@
 
 pub use crate::ros_msgs as msgs;
 
+pub mod params;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -51,6 +53,11 @@ pub fn default_qos() -> QosProfile {
         .reliability_reliable(WhenFull::DEFAULT)
         .durability(Durability::Volatile)
         .history(History::KeepLast { depth: 10 })
+}
+
+/// `/parameter_events` QoS as rclcpp's: reliable, volatile, keep last 1000.
+pub fn parameter_events_qos() -> QosProfile {
+    default_qos().history(History::KeepLast { depth: 1000 })
 }
 
 /// Latched QoS for LabelInfo: reliable, transient local, keep last 1, so a subscriber
@@ -112,6 +119,9 @@ struct DdsOutputs {
     matches: Publisher<msgs::StringMsg>,
     label_info: Publisher<msgs::LabelInfo>,
     diagnostics: Publisher<msgs::DiagnosticArray>,
+    parameter_events: Publisher<msgs::rcl::ParameterEvent>,
+    /// The node's full name, as parameter events carry it.
+    node: String,
     last_error: Mutex<Option<Instant>>,
 }
 
@@ -171,6 +181,16 @@ impl Outputs for DdsOutputs {
         };
         self.publish("diagnostics", &self.diagnostics, message);
     }
+
+    fn parameters_changed(&self, changed: &[(&'static str, serde_json::Value)]) {
+        let stamp = core_msgs::Stamp::now();
+        let stamp = msgs::Time {
+            sec: stamp.sec,
+            nanosec: stamp.nanosec,
+        };
+        let event = crate::node::param_services::event(&self.node, stamp, changed);
+        self.publish("parameter event", &self.parameter_events, event);
+    }
 }
 
 enum ImageSubscription {
@@ -180,6 +200,8 @@ enum ImageSubscription {
 
 const IMAGES: Token = Token(0);
 const QUERIES: Token = Token(1);
+/// The first of the parameter services' tokens.
+const PARAM_SERVICES: usize = 2;
 
 /// Takes every waiting sample of `sub`, handing each to `handle`; a sample that does not
 /// deserialize is counted as rejected.
@@ -255,6 +277,12 @@ pub fn run(plan: &NodePlan, setup: CoreSetup, stop: Arc<AtomicBool>) -> Result<(
             msgs::type_names::DIAGNOSTIC_ARRAY,
             default_qos(),
         )?,
+        parameter_events: t.publisher(
+            topics::PARAMETER_EVENTS,
+            msgs::type_names::PARAMETER_EVENT,
+            parameter_events_qos(),
+        )?,
+        node: names.fully_qualified(),
         last_error: Mutex::new(None),
     });
     let mut images = match plan.config.input {
@@ -271,6 +299,7 @@ pub fn run(plan: &NodePlan, setup: CoreSetup, stop: Arc<AtomicBool>) -> Result<(
     };
     let mut queries: Subscription<msgs::StringMsg> =
         t.subscription(topics::QUERY, msgs::type_names::STRING, default_qos())?;
+    let mut param_servers = params::ParamServers::create(&mut node, &names.fully_qualified())?;
 
     let mut poll = Poll::new().map_err(|e| dds_error("poll")(&e))?;
     let registry = poll.registry();
@@ -282,6 +311,7 @@ pub fn run(plan: &NodePlan, setup: CoreSetup, stop: Arc<AtomicBool>) -> Result<(
     registry
         .register(&mut queries, QUERIES, Interest::READABLE)
         .map_err(|e| dds_error("poll registration")(&e))?;
+    param_servers.register(registry, PARAM_SERVICES)?;
 
     let core = NodeCore::start(setup, outputs);
     log::info!("{} running", names.fully_qualified());
@@ -308,6 +338,7 @@ pub fn run(plan: &NodePlan, setup: CoreSetup, stop: Arc<AtomicBool>) -> Result<(
         drain(&queries, &core, "query", |m: msgs::StringMsg| {
             core.query(m.data)
         });
+        param_servers.serve(&core);
     }
     log::info!("{} shutting down", names.fully_qualified());
     core.shutdown();

@@ -114,6 +114,12 @@ impl FrameStep {
         &self.policy
     }
 
+    /// Changes thresholds, smoothing, hysteresis or top-k from the next frame on; the
+    /// smoothed values and matched flags carry over.
+    pub fn set_policy(&mut self, policy: MatchPolicy) {
+        self.policy = policy;
+    }
+
     /// Scores one (unnormalised) image embedding against `labels`, phrase set number
     /// `generation` (smoothing and hysteresis restart when it changes).
     pub fn step(&mut self, labels: &LabelMatrix, generation: u64, embedding: &[f32]) -> Matches {

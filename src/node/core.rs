@@ -4,10 +4,11 @@
 //!  adapter ── offer_image ──> LatestSlot (newest wins; a replaced frame counts as dropped)
 //!                                 │ frame thread: take newest ─> to_rgb ─> ImageEncoder
 //!                                 │   ─> engine's FrameStep against the current
-//!                                 │      Arc<ActiveLabels> (one snapshot per frame)
+//!                                 │      Arc<Active> (phrases + policy: one snapshot per frame)
 //!                                 │   ─> Classification + matches
-//!  adapter ── query ──> channel ──> text thread: parse, check, TextEmbedder (cache) ─>
-//!                                     swap Arc<ActiveLabels> atomically ─> LabelInfo
+//!  adapter ── query / parameter set ──> channel ──> parameter thread: the candidate
+//!       parameters, validated; new phrases through the TextEmbedder (cache) ─> swap
+//!       Arc<Active> atomically ─> LabelInfo, parameter event; a set gets its answer
 //!                                   diagnostics thread: every period ─> DiagnosticStatus
 //! ```
 //!
@@ -27,12 +28,13 @@ use std::time::{Duration, Instant};
 
 use super::latest::{LatestSlot, Taken};
 use super::messages::{Classification, FrameResult, Header, ImageInput, LabelInfo, Outputs, Stamp};
-use super::params::{check_node_phrases, NodeConfig};
+use super::params::{spec, NodeConfig, NodeParams};
 use super::stats::NodeStats;
 use crate::engine::step::FrameStep;
 use crate::image::RejectReason;
 use crate::model::ImageEncoder;
-use crate::text::{parse_phrases, LabelMatrix, Prompts, TextEmbedder};
+use crate::text::{parse_phrases, LabelMatrix, TextEmbedder};
+use serde_json::Value;
 
 /// Cameras slower than this period get no wait for a fresher frame.
 const MAX_FRESH_WAIT: Duration = Duration::from_millis(250);
@@ -40,14 +42,19 @@ const MAX_FRESH_WAIT: Duration = Duration::from_millis(250);
 /// How often a repeated warning of one kind may be logged.
 const WARN_EVERY: Duration = Duration::from_secs(5);
 
-/// The phrase set frames are scored against; replaced whole, never edited.
-pub struct ActiveLabels {
+/// What frames are scored with: the phrase set and the configuration (thresholds,
+/// smoothing, rates), replaced whole between frames, never edited.
+pub struct Active {
     pub matrix: LabelMatrix,
+    /// Phrase set number: smoothing and hysteresis restart when it changes.
     pub generation: u64,
+    pub config: NodeConfig,
 }
 
-/// What the core needs: the checked configuration and the engine's two halves.
+/// What the core needs: the parameters, their checked configuration and the engine's two
+/// halves.
 pub struct CoreSetup {
+    pub params: NodeParams,
     pub config: NodeConfig,
     pub image: ImageEncoder,
     pub text: TextEmbedder,
@@ -84,7 +91,9 @@ impl Throttle {
 
 struct Shared {
     slot: LatestSlot<ImageInput>,
-    labels: Mutex<Arc<ActiveLabels>>,
+    active: Mutex<Arc<Active>>,
+    /// The parameters' current values (written by the parameter thread only).
+    params: Mutex<NodeParams>,
     stats: Mutex<NodeStats>,
     stopping: Mutex<bool>,
     stop_signal: Condvar,
@@ -95,18 +104,34 @@ impl Shared {
         self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn current_labels(&self) -> Arc<ActiveLabels> {
-        self.labels
+    fn active(&self) -> Arc<Active> {
+        self.active
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 }
 
+/// One answer per parameter of a non-atomic set, or one for an atomic set: `Err` holds
+/// the reason the change was refused (the old values stay).
+pub type SetResults = Vec<Result<(), String>>;
+
+/// Work for the parameter thread, in arrival order.
+enum Control {
+    /// A phrase list from `~/query` (`;` or newline separated): sets `labels`.
+    Query(String),
+    /// A parameter set; `atomic`: all of them or none.
+    Set {
+        changes: Vec<(String, Value)>,
+        atomic: bool,
+        reply: Sender<SetResults>,
+    },
+}
+
 /// The running node core. Dropping it (or [`NodeCore::shutdown`]) stops its threads.
 pub struct NodeCore {
     shared: Arc<Shared>,
-    queries: Option<Sender<String>>,
+    control: Option<Sender<Control>>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -125,6 +150,7 @@ impl NodeCore {
     /// Starts the threads and publishes the initial LabelInfo.
     pub fn start(setup: CoreSetup, outputs: Arc<dyn Outputs>) -> NodeCore {
         let CoreSetup {
+            params,
             config,
             image,
             text,
@@ -138,16 +164,17 @@ impl NodeCore {
         outputs.label_info(label_info(&labels, config.policy.thresholds.default));
         let shared = Arc::new(Shared {
             slot: LatestSlot::default(),
-            labels: Mutex::new(Arc::new(ActiveLabels {
+            active: Mutex::new(Arc::new(Active {
                 matrix: labels,
                 generation: 0,
+                config,
             })),
+            params: Mutex::new(params),
             stats: Mutex::new(stats),
             stopping: Mutex::new(false),
             stop_signal: Condvar::new(),
         });
-        let config = Arc::new(config);
-        let (query_tx, query_rx) = mpsc::channel();
+        let (control_tx, control_rx) = mpsc::channel();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.to_string())
@@ -156,21 +183,21 @@ impl NodeCore {
         };
         let workers = vec![
             spawn("clip-frames", {
-                let (shared, config, outputs) = (shared.clone(), config.clone(), outputs.clone());
-                Box::new(move || frame_loop(&shared, &config, image, outputs.as_ref()))
+                let (shared, outputs) = (shared.clone(), outputs.clone());
+                Box::new(move || frame_loop(&shared, image, outputs.as_ref()))
             }),
-            spawn("clip-text", {
-                let (shared, config, outputs) = (shared.clone(), config.clone(), outputs.clone());
-                Box::new(move || text_loop(&shared, &config, text, query_rx, outputs.as_ref()))
+            spawn("clip-params", {
+                let (shared, outputs) = (shared.clone(), outputs.clone());
+                Box::new(move || control_loop(&shared, text, control_rx, outputs.as_ref()))
             }),
             spawn("clip-diagnostics", {
-                let (shared, config) = (shared.clone(), config.clone());
-                Box::new(move || diagnostics_loop(&shared, &config, &status_name, outputs.as_ref()))
+                let shared = shared.clone();
+                Box::new(move || diagnostics_loop(&shared, &status_name, outputs.as_ref()))
             }),
         ];
         NodeCore {
             shared,
-            queries: Some(query_tx),
+            control: Some(control_tx),
             workers,
         }
     }
@@ -194,12 +221,44 @@ impl NodeCore {
         stats.reject(reason);
     }
 
-    /// Hands a phrase list (`;` or newline separated) to the text thread.
+    /// Hands a phrase list (`;` or newline separated) to the parameter thread: it becomes
+    /// the `labels` parameter if it passes the same checks.
     pub fn query(&self, text: String) {
-        if let Some(tx) = &self.queries {
-            // Fails only once the text thread has stopped, at shutdown.
-            let _ = tx.send(text);
+        if let Some(tx) = &self.control {
+            // Fails only once the parameter thread has stopped, at shutdown.
+            let _ = tx.send(Control::Query(text));
         }
+    }
+
+    /// Sets parameters (name, untyped value) and waits until they apply or are refused:
+    /// checked as at start, read-only ones refused, new phrases encoded, then swapped in
+    /// between two frames. `atomic`: one answer, all or nothing; otherwise one answer per
+    /// parameter, each applied on its own, in order.
+    pub fn set_parameters(&self, changes: Vec<(String, Value)>, atomic: bool) -> SetResults {
+        let n = if atomic { 1 } else { changes.len() };
+        let (reply, answer) = mpsc::channel();
+        let sent = self.control.as_ref().is_some_and(|tx| {
+            tx.send(Control::Set {
+                changes,
+                atomic,
+                reply,
+            })
+            .is_ok()
+        });
+        let stopped = || vec![Err("the node is shutting down".to_string()); n];
+        if !sent {
+            return stopped();
+        }
+        answer.recv().unwrap_or_else(|_| stopped())
+    }
+
+    /// The parameters' current values.
+    pub fn parameters(&self) -> NodeParams {
+        self.shared
+            .params
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A copy of the counters.
@@ -209,7 +268,7 @@ impl NodeCore {
 
     /// The phrases results are currently scored against.
     pub fn labels(&self) -> Vec<String> {
-        self.shared.current_labels().matrix.labels.clone()
+        self.shared.active().matrix.labels.clone()
     }
 
     /// Stops the threads (after the frame being encoded, if any) and waits for them.
@@ -225,7 +284,7 @@ impl NodeCore {
             .unwrap_or_else(|e| e.into_inner()) = true;
         self.shared.stop_signal.notify_all();
         self.shared.slot.close();
-        self.queries.take();
+        self.control.take();
         for worker in self.workers.drain(..) {
             if worker.join().is_err() {
                 log::error!("a node thread panicked");
@@ -240,14 +299,9 @@ impl Drop for NodeCore {
     }
 }
 
-fn frame_loop(
-    shared: &Shared,
-    config: &NodeConfig,
-    mut image: ImageEncoder,
-    outputs: &dyn Outputs,
-) {
+fn frame_loop(shared: &Shared, mut image: ImageEncoder, outputs: &dyn Outputs) {
     let mut throttle = Throttle::default();
-    let mut step = FrameStep::new(config.policy.clone());
+    let mut step = FrameStep::new(shared.active().config.policy.clone());
     let mut next_start = Instant::now();
     loop {
         // With max_rate, wait out the interval first: frames arriving meanwhile replace
@@ -267,6 +321,8 @@ fn frame_loop(
             Taken::TimedOut => continue,
             Taken::Closed => return,
         };
+        let active = shared.active();
+        let config = &active.config;
         if config.wait_for_fresh_frame {
             // The waiting frame is already more than half a period old: the next one is
             // due soon, so wait for it (until 1.25 periods after this one arrived) and
@@ -337,9 +393,12 @@ fn process_frame(
     };
     let encoder_ms = started.elapsed().as_secs_f64() * 1e3;
     drop(rgb);
-    // One snapshot of the phrase set for everything this frame publishes.
-    let labels = shared.current_labels();
-    let matches = step.step(&labels.matrix, labels.generation, &embedding);
+    // One snapshot of the phrases and policy for everything this frame publishes.
+    let active = shared.active();
+    if step.policy() != &active.config.policy {
+        step.set_policy(active.config.policy.clone());
+    }
+    let matches = step.step(&active.matrix, active.generation, &embedding);
     let latency_ms = input.received.elapsed().as_secs_f64() * 1e3;
     let header = input.header;
     outputs.classification(Classification::of(header.clone(), &matches));
@@ -356,89 +415,166 @@ fn process_frame(
     stats.encoder_ms.push(encoder_ms);
 }
 
-fn text_loop(
+fn control_loop(
     shared: &Shared,
-    config: &NodeConfig,
     mut text: TextEmbedder,
-    queries: Receiver<String>,
+    control: Receiver<Control>,
     outputs: &dyn Outputs,
 ) {
-    while let Ok(mut query) = queries.recv() {
-        // Only the newest query matters: each one replaces the whole phrase list.
-        while let Ok(newer) = queries.try_recv() {
-            shared.stats().queries_superseded += 1;
-            query = newer;
-        }
-        let applied = catch_unwind(AssertUnwindSafe(|| {
-            apply_query(shared, config, &mut text, &query, outputs)
-        }));
-        if applied.is_err() {
-            shared.stats().queries_rejected += 1;
-            log::error!("a query made the text thread panic; the current phrases stay");
+    while let Ok(first) = control.recv() {
+        // Everything waiting is handled in order, except that only the newest query
+        // matters: each one replaces the whole phrase list.
+        let mut batch = vec![first];
+        batch.extend(control.try_iter());
+        let newest_query = batch.iter().rposition(|c| matches!(c, Control::Query(_)));
+        for (i, work) in batch.into_iter().enumerate() {
+            match work {
+                Control::Query(_) if Some(i) != newest_query => {
+                    shared.stats().queries_superseded += 1;
+                }
+                Control::Query(query) => {
+                    let phrases = Value::from(parse_phrases(&query));
+                    let applied = guarded(|| {
+                        apply(shared, &mut text, &[("labels".into(), phrases)], outputs)
+                    });
+                    let mut stats = shared.stats();
+                    match applied {
+                        Ok(()) => stats.queries_applied += 1,
+                        Err(why) => {
+                            stats.queries_rejected += 1;
+                            drop(stats);
+                            log::warn!("query rejected: {why}; the current phrases stay");
+                        }
+                    }
+                }
+                Control::Set {
+                    changes,
+                    atomic,
+                    reply,
+                } => {
+                    let results: SetResults = if atomic {
+                        vec![guarded(|| apply(shared, &mut text, &changes, outputs))]
+                    } else {
+                        changes
+                            .iter()
+                            .map(|c| {
+                                guarded(|| {
+                                    apply(shared, &mut text, std::slice::from_ref(c), outputs)
+                                })
+                            })
+                            .collect()
+                    };
+                    for (result, change) in results.iter().zip(&changes) {
+                        if let Err(why) = result {
+                            log::warn!("parameter set refused: {why}");
+                        } else if !atomic {
+                            log::info!("parameter `{}` set to {}", change.0, change.1);
+                        }
+                    }
+                    if atomic && results[0].is_ok() {
+                        log::info!("parameters set atomically: {changes:?}");
+                    }
+                    // The caller may have given up waiting; nothing to do then.
+                    let _ = reply.send(results);
+                }
+            }
         }
     }
 }
 
-fn apply_query(
+/// Runs one change, turning a panic into a refusal (the old values stay).
+fn guarded(f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        log::error!("a parameter change made the parameter thread panic; it was refused");
+        Err("internal error while applying the change".into())
+    })
+}
+
+/// Applies `changes` together or not at all: the candidate parameters are checked as at
+/// start, new phrases or prompts go through the text encoder (cache first), and the new
+/// phrases and configuration replace the old in one swap, between two frames. Publishes
+/// LabelInfo when the phrases or the threshold changed and a parameter event for what
+/// changed.
+fn apply(
     shared: &Shared,
-    config: &NodeConfig,
     text: &mut TextEmbedder,
-    query: &str,
+    changes: &[(String, Value)],
     outputs: &dyn Outputs,
-) {
-    let current = shared.current_labels();
-    let reject = |why: String| {
-        log::warn!(
-            "query rejected: {why}; keeping the {} current phrases",
-            current.matrix.len()
+) -> Result<(), String> {
+    let old = shared
+        .params
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let mut candidate = old.clone();
+    for (name, value) in changes {
+        let spec = spec(name).ok_or_else(|| format!("parameter `{name}` is not declared"))?;
+        if spec.read_only {
+            return Err(format!(
+                "parameter `{name}` is read-only (set it at start: params file or -p)"
+            ));
+        }
+        candidate.set(name, value).map_err(|e| e.to_string())?;
+    }
+    let config = candidate.validate().map_err(|e| e.to_string())?;
+    let active = shared.active();
+    let new_phrases = config.phrases != active.matrix.labels
+        || candidate.template != old.template
+        || candidate.ensemble != old.ensemble;
+    let (matrix, generation) = if new_phrases {
+        let started = Instant::now();
+        let matrix = text.label_matrix(&config.phrases, &config.prompts);
+        if !config.keep_text_encoder && text.encoder_loaded() {
+            text.unload_encoder();
+            super::release_freed_memory();
+        }
+        let matrix = matrix.map_err(|e| format!("text encoder: {e}"))?;
+        let generation = active.generation + 1;
+        log::info!(
+            "phrases switched to {:?} (set {generation}, text side {:.0} ms)",
+            matrix.labels,
+            started.elapsed().as_secs_f64() * 1e3
         );
-        shared.stats().queries_rejected += 1;
+        (matrix, generation)
+    } else {
+        (active.matrix.clone(), active.generation)
     };
-    let phrases = parse_phrases(query);
-    if let Err(why) = check_node_phrases(&phrases) {
-        return reject(why.to_string());
-    }
-    if phrases == current.matrix.labels {
-        log::info!("query repeats the current phrases; nothing to do");
-        shared.stats().queries_applied += 1;
-        return;
-    }
-    let prompts: &Prompts = &config.prompts;
-    let started = Instant::now();
-    let matrix = text.label_matrix(&phrases, prompts);
-    if !config.keep_text_encoder && text.encoder_loaded() {
-        text.unload_encoder();
-        super::release_freed_memory();
-    }
-    let matrix = match matrix {
-        Ok(m) => m,
-        Err(e) => return reject(format!("text encoder: {e}")),
-    };
-    let generation = current.generation + 1;
-    log::info!(
-        "phrases switched to {:?} (set {generation}, text side {:.0} ms)",
-        matrix.labels,
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    let info = label_info(&matrix, config.policy.thresholds.default);
+    let (before, after) = (old.values(), candidate.values());
+    let changed: Vec<(&'static str, Value)> = after
+        .into_iter()
+        .filter(|(name, value)| before.get(name) != Some(value))
+        .collect();
+    let threshold = config.policy.thresholds.default;
+    let info = (new_phrases || threshold != active.config.policy.thresholds.default)
+        .then(|| label_info(&matrix, threshold));
     {
         let mut stats = shared.stats();
-        stats.queries_applied += 1;
         stats.label_generation = generation;
         stats.labels = matrix.len();
         stats.text = text.stats();
     }
-    *shared.labels.lock().unwrap_or_else(|e| e.into_inner()) =
-        Arc::new(ActiveLabels { matrix, generation });
-    outputs.label_info(info);
+    *shared.params.lock().unwrap_or_else(|e| e.into_inner()) = candidate;
+    *shared.active.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(Active {
+        matrix,
+        generation,
+        config,
+    });
+    if let Some(info) = info {
+        outputs.label_info(info);
+    }
+    if !changed.is_empty() {
+        outputs.parameters_changed(&changed);
+    }
+    Ok(())
 }
 
-fn diagnostics_loop(shared: &Shared, config: &NodeConfig, name: &str, outputs: &dyn Outputs) {
+fn diagnostics_loop(shared: &Shared, name: &str, outputs: &dyn Outputs) {
     loop {
+        let period = shared.active().config.diagnostics_period;
         let stopping = shared.stopping.lock().unwrap_or_else(|e| e.into_inner());
         let (stopping, _) = shared
             .stop_signal
-            .wait_timeout_while(stopping, config.diagnostics_period, |s| !*s)
+            .wait_timeout_while(stopping, period, |s| !*s)
             .unwrap_or_else(|e| e.into_inner());
         if *stopping {
             return;

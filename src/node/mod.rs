@@ -17,6 +17,7 @@ pub mod core;
 pub mod latest;
 pub mod messages;
 pub mod names;
+pub mod param_services;
 pub mod params;
 pub mod params_file;
 pub mod ros_args;
@@ -43,6 +44,7 @@ pub mod topics {
     pub const LABEL_INFO: &str = "~/label_info";
     pub const MATCHES: &str = "~/matches";
     pub const DIAGNOSTICS: &str = "/diagnostics";
+    pub const PARAMETER_EVENTS: &str = "/parameter_events";
 }
 
 /// Returns memory the allocator holds but no longer uses to the OS. Loading a model frees
@@ -134,6 +136,7 @@ impl NodePlan {
         let image = builder.image_encoder().map_err(engine("model_dir"))?;
         release_freed_memory();
         Ok(CoreSetup {
+            params: self.params.clone(),
             config: config.clone(),
             image,
             text,

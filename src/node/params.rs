@@ -137,17 +137,27 @@ impl ParamType for Vec<String> {
     }
 }
 
-/// One parameter's declaration.
+/// One parameter's declaration, as the parameter services describe it.
 #[derive(Debug, Clone)]
 pub struct ParamSpec {
     pub name: &'static str,
     pub ros_type: &'static str,
     pub description: &'static str,
     pub default: fn() -> Value,
+    /// Fixed at start (the model, its threads, the subscriptions): a set is refused.
+    pub read_only: bool,
+    /// Inclusive bounds of a number parameter, as its descriptor's range.
+    pub range: Option<(f64, f64)>,
+}
+
+/// The declaration of parameter `name`.
+pub fn spec(name: &str) -> Option<&'static ParamSpec> {
+    PARAMS.iter().find(|p| p.name == name)
 }
 
 macro_rules! node_params {
-    ($( $(#[doc = $doc:literal])+ $name:ident : $ty:ty = $default:expr ; )+) => {
+    ($( $(#[doc = $doc:literal])+ $name:ident : $ty:ty = $default:expr
+        $(, range($lo:expr, $hi:expr))? $(, read_only = $read_only:literal)? ; )+) => {
         /// Every parameter of the node, with its default (see [`PARAMS`] for descriptions).
         #[derive(Debug, Clone, PartialEq)]
         pub struct NodeParams {
@@ -167,6 +177,18 @@ macro_rules! node_params {
                 ros_type: <$ty as ParamType>::ROS_TYPE,
                 description: concat!($($doc),+),
                 default: || <$ty as ParamType>::to_value(&$default),
+                read_only: {
+                    #[allow(unused_mut, unused_assignments)]
+                    let mut read_only = false;
+                    $( read_only = $read_only; )?
+                    read_only
+                },
+                range: {
+                    #[allow(unused_mut, unused_assignments)]
+                    let mut range: Option<(f64, f64)> = None;
+                    $( range = Some(($lo as f64, $hi as f64)); )?
+                    range
+                },
             }, )+
         ];
 
@@ -193,7 +215,7 @@ macro_rules! node_params {
 
 node_params! {
     /// Model bundle folder (model.yaml, encoders, tokenizer). Empty: the default model ($CLIP_PERCEPTION_MODEL, else the installed share/clip_perception/models/tabletop, else the source tree's).
-    model_dir: String = String::new();
+    model_dir: String = String::new(), read_only = true;
     /// Task phrases: a list, or one string with phrases separated by `;` or newlines.
     labels: Vec<String> = ["red cup", "blue ball", "green box", "yellow banana", "white phone"].map(String::from).to_vec();
     /// Prompt template, `{}` marks where the phrase goes.
@@ -201,33 +223,33 @@ node_params! {
     /// Prompt ensemble instead of the template: `imagenet`, `cifar10`, a file with one template per line, or empty for none.
     ensemble: String = String::new();
     /// Cosine similarity at or above which a phrase counts as matched, in [0, 1].
-    threshold: f64 = 0.25;
+    threshold: f64 = 0.25, range(0.0, 1.0);
     /// Per-phrase thresholds overriding `threshold`, each `phrase=value`.
     label_thresholds: Vec<String> = Vec::new();
     /// Results per Classification message, best first (0 = every phrase).
-    top_k: i64 = 0;
+    top_k: i64 = 0, range(0, MAX_PHRASES);
     /// Image input: `raw` subscribes to `image` (sensor_msgs/Image), `compressed` to `image/compressed`.
-    input: String = "raw".to_string();
+    input: String = "raw".to_string(), read_only = true;
     /// Most frames encoded per second (0 = as fast as the encoder goes); frames in between are dropped.
-    max_rate: f64 = 0.0;
-    /// Temporal smoothing of scores, in [0, 1): weight of the previous smoothed value (0 = off).
-    smoothing: f64 = 0.0;
+    max_rate: f64 = 0.0, range(0.0, 10_000.0);
+    /// Temporal smoothing of scores, in [0, 1) (1 itself is refused): weight of the previous smoothed value (0 = off).
+    smoothing: f64 = 0.0, range(0.0, 1.0);
     /// Hysteresis of the matched flag: a matched phrase stays matched until its cosine falls below threshold - hysteresis.
-    hysteresis: f64 = 0.0;
+    hysteresis: f64 = 0.0, range(0.0, 1.0);
     /// Keep text embeddings on disk so repeated phrases cost no text-encoder call.
-    use_cache: bool = true;
+    use_cache: bool = true, read_only = true;
     /// Text embedding cache folder. Empty: $XDG_CACHE_HOME/clip_perception (else ~/.cache/clip_perception).
-    cache_dir: String = String::new();
+    cache_dir: String = String::new(), read_only = true;
     /// Threads for the image encoder's matrix products (the text encoder uses one).
-    threads: i64 = 2;
+    threads: i64 = 2, range(1, 256), read_only = true;
     /// Image encoder graph: `int8`, `fp32`, or `auto` (int8 where the bundle has one, else fp32).
-    precision: String = "auto".to_string();
+    precision: String = "auto".to_string(), read_only = true;
     /// Keep the text encoder loaded between queries (faster new phrases, more memory); otherwise it is freed after each use.
-    keep_text_encoder: bool = false;
+    keep_text_encoder: bool = false, read_only = true;
     /// When the encoder frees up and the waiting frame is already older than half the camera's frame period, wait for the next frame (at most one period) and encode that instead: fresher results for a little throughput.
     wait_for_fresh_frame: bool = true;
     /// Seconds between /diagnostics messages.
-    diagnostics_period: f64 = 1.0;
+    diagnostics_period: f64 = 1.0, range(0.01, 3600.0);
 }
 
 /// The parameters checked and turned into what the node runs with.
@@ -261,13 +283,12 @@ pub fn phrases_of(entries: &[String]) -> Vec<String> {
     parse_phrases(&entries.join("\n"))
 }
 
-fn in_range(
-    name: &str,
-    value: f64,
-    lo: f64,
-    hi: f64,
-    hi_inclusive: bool,
-) -> Result<(), ParamError> {
+/// Checks a number against its parameter's declared range (`hi_inclusive: false` for a
+/// range whose upper end is itself refused, which a ROS range cannot express).
+fn in_range(name: &str, value: f64, hi_inclusive: bool) -> Result<(), ParamError> {
+    let (lo, hi) = spec(name)
+        .and_then(|s| s.range)
+        .expect("a number parameter declares its range");
     let ok = value.is_finite()
         && value >= lo
         && if hi_inclusive {
@@ -318,7 +339,7 @@ impl NodeParams {
             };
             ParamError::new(param, e.to_string())
         })?;
-        in_range("threshold", self.threshold, 0.0, 1.0, true)?;
+        in_range("threshold", self.threshold, true)?;
         let mut label_thresholds = HashMap::new();
         for entry in &self.label_thresholds {
             let (phrase, value) = entry.rsplit_once('=').ok_or_else(|| {
@@ -333,15 +354,12 @@ impl NodeParams {
                     format!("{entry:?}: {value:?} is not a number"),
                 )
             })?;
-            in_range("label_thresholds", value, 0.0, 1.0, true)?;
+            in_range("threshold", value, true).map_err(|e| {
+                ParamError::new("label_thresholds", format!("{entry:?}: {}", e.message))
+            })?;
             label_thresholds.insert(phrase.trim().to_string(), value as f32);
         }
-        if self.top_k < 0 {
-            return Err(ParamError::new(
-                "top_k",
-                format!("{} is negative (0 means every phrase)", self.top_k),
-            ));
-        }
+        in_range("top_k", self.top_k as f64, true)?;
         let input = match self.input.as_str() {
             "raw" => InputKind::Raw,
             "compressed" => InputKind::Compressed,
@@ -352,15 +370,10 @@ impl NodeParams {
                 ))
             }
         };
-        in_range("max_rate", self.max_rate, 0.0, 10_000.0, true)?;
-        in_range("smoothing", self.smoothing, 0.0, 1.0, false)?;
-        in_range("hysteresis", self.hysteresis, 0.0, 1.0, true)?;
-        if !(1..=256).contains(&self.threads) {
-            return Err(ParamError::new(
-                "threads",
-                format!("{} is out of range [1, 256]", self.threads),
-            ));
-        }
+        in_range("max_rate", self.max_rate, true)?;
+        in_range("smoothing", self.smoothing, false)?;
+        in_range("hysteresis", self.hysteresis, true)?;
+        in_range("threads", self.threads as f64, true)?;
         let precision = match self.precision.as_str() {
             "auto" | "" => None,
             other => Some(
@@ -369,13 +382,7 @@ impl NodeParams {
                     .map_err(|e| ParamError::new("precision", format!("{e}, or auto")))?,
             ),
         };
-        in_range(
-            "diagnostics_period",
-            self.diagnostics_period,
-            0.01,
-            3600.0,
-            true,
-        )?;
+        in_range("diagnostics_period", self.diagnostics_period, true)?;
         let cache_dir = cache_root(
             self.use_cache,
             (!self.cache_dir.is_empty()).then(|| std::path::Path::new(&self.cache_dir)),

@@ -3,7 +3,7 @@
 and checks what it publishes. One scenario per run; exits 0 when every check held, 1 with
 the failed expectation (and the node's log) otherwise.
 
-    private-net python3 tests/node/peer.py SCENARIO --node target/debug/clip_node --work DIR
+    private-net python3 tests/node/peer.py SCENARIO --node target/debug/clip_node --work DIR [--param-client PATH]
 
 DIR/cases.json (written by tests/node.rs, with the expected scores computed by the engine
 on identical pixels) gives the model, the phrases and the frames. Scenarios:
@@ -16,11 +16,17 @@ on identical pixels) gives the model, the phrases and the frames. Scenarios:
   malformed_raw, malformed_compressed  bad frames are counted by reason and skipped
   hysteresis  `matched` in ~/matches follows a phrase's threshold and is held by hysteresis
   launch      the node started as `ros2 launch` starts it (launch file run by tests/node/fake_launch)
+  params      the parameter services called as rmw_cyclonedds_cpp calls them: list, types, describe,
+              get; sets applied live (results, LabelInfo, /parameter_events), bad sets rejected
+              with a reason, atomic sets all or nothing, a query shown in `labels`
+  params_enhanced  the same services from an RPC-over-DDS ("enhanced", rmw_fastrtps_cpp) client
+              (--param-client), which sees the state the Cyclone-style client sees
 """
 
 import argparse
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -30,6 +36,8 @@ import ros_peer as rp  # the sibling module (a script's own folder comes first o
 from ros_peer import check
 
 RESULT_TIMEOUT = 30.0
+# Longest one run of the --param-client program may take.
+PARAM_CLIENT_TIMEOUT = 60.0
 
 
 def log(msg):
@@ -400,6 +408,214 @@ def scenario_launch(args, cases):
         s.close()
 
 
+def values_of(client, names):
+    """The current values of parameters, as Python values."""
+    values = [rp.pv_to_python(v) for v in client.get(names)]
+    check(len(values) == len(names), f"get_parameters {names} answered {len(values)} values")
+    return values
+
+
+def set_one(client, name, value):
+    """Sets one parameter; its SetParametersResult."""
+    results = client.set([rp.Parameter(name, value)])
+    check(len(results) == 1, f"set_parameters {name} answered {len(results)} results")
+    return results[0]
+
+
+def approx(a, b):
+    return isinstance(a, float) and abs(a - b) < 1e-9
+
+
+def event_changes(event):
+    """{name: value} of the parameters a ParameterEvent says changed."""
+    return {p.name: rp.pv_to_python(p.value) for p in event.changed_parameters}
+
+
+def scenario_params(args, cases):
+    fqn = "/clip_node"
+    s = Session(args, cases, "params", fqn=fqn)
+    try:
+        # Created before the node is ready, so that discovery is done when they are used;
+        # /parameter_events is followed from before the first set.
+        client = rp.ParamClient(s.peer, fqn)
+        events = rp.parameter_events(s.peer)
+        infos = s.label_info_reader()
+        s.wait_ready()
+        declared = {p["name"]: p for p in cases["parameters"]}
+        check(declared, "cases.json lists no parameters")
+
+        listed = client.list()
+        extra = sorted(set(listed.names) - set(declared))
+        missing = sorted(set(declared) - set(listed.names))
+        check(not missing, f"list_parameters lacks {missing}: {list(listed.names)}")
+        log(f"list_parameters: {len(listed.names)} names, beyond cases.json: {extra}")
+
+        names = sorted(declared)
+        types = client.get_types(names + ["no_such_parameter"])
+        check(types == [declared[n]["type"] for n in names] + [rp.PARAMETER_NOT_SET],
+              f"get_parameter_types {dict(zip(names + ['no_such_parameter'], types))}")
+        descriptors = client.describe(names)
+        check([d.name for d in descriptors] == names, f"described {[d.name for d in descriptors]}, asked {names}")
+        for d in descriptors:
+            want = declared[d.name]
+            check(d.type == want["type"] and d.read_only == want["read_only"],
+                  f"{d.name}: described as type {d.type}, read_only {d.read_only}; cases.json says {want}")
+        threshold, model_dir, labels = client.describe(["threshold", "model_dir", "labels"])
+        check(threshold.type == rp.PARAMETER_DOUBLE and not threshold.read_only and threshold.description,
+              f"threshold descriptor {threshold}")
+        check([(r.from_value, r.to_value) for r in threshold.floating_point_range] == [(0.0, 1.0)],
+              f"threshold range {threshold.floating_point_range}")
+        check(model_dir.read_only, f"model_dir is not read-only: {model_dir}")
+        check(labels.type == rp.PARAMETER_STRING_ARRAY, f"labels descriptor {labels}")
+        log(f"types and descriptors as declared; threshold: {threshold.description!r}")
+
+        start = values_of(client, ["threshold", "labels", "top_k"])
+        check(start == [0.25, cases["labels"], 0], f"threshold, labels, top_k at start: {start}")
+        frame = frames_of_kind(cases, "raw")[0]
+
+        # A valid set: applied to the frames that follow, announced on LabelInfo and /parameter_events.
+        result = set_one(client, "threshold", rp.pv_double(0.9))
+        check(result.successful, f"setting threshold 0.9 failed: {result.reason!r}")
+        got = values_of(client, ["threshold"])[0]
+        check(approx(got, 0.9), f"threshold after setting 0.9: {got}")
+        events.wait("a ParameterEvent with threshold 0.9",
+                    lambda e: e.node == fqn and approx(event_changes(e).get("threshold"), 0.9), 20)
+        infos.wait("LabelInfo with threshold 0.9", lambda m: abs(m.threshold - 0.9) < 1e-6, 20)
+        stamp, _ = s.classify(frame, "params_threshold")
+        matches = s.matches_for(stamp)["labels"]
+        for m in matches:
+            check(m["matched"] == (m["cosine"] >= 0.9), f"threshold 0.9: {m}")
+        log(f"threshold 0.9 applied: {[(m['phrase'], round(m['cosine'], 3), m['matched']) for m in matches]}")
+
+        # Rejected sets say why and change nothing.
+        bad = [
+            ("threshold", rp.pv_double(1.5), "range"),
+            ("model_dir", rp.pv_str("/tmp"), "read-only"),
+            ("threshold", rp.pv_str("high"), ""),
+            ("no_such_parameter", rp.pv_int(1), ""),
+        ]
+        for name, value, why in bad:
+            result = set_one(client, name, value)
+            shown = f"{name}={rp.pv_to_python(value)!r}"
+            check(not result.successful, f"{shown} was accepted")
+            check(result.reason and why in result.reason.lower(), f"{shown} rejected for {result.reason!r}")
+            got = values_of(client, ["threshold"])[0]
+            check(approx(got, 0.9), f"threshold after the rejected {shown}: {got}")
+            log(f"{shown} rejected: {result.reason!r}")
+
+        # Atomic sets: all or nothing.
+        query = cases["query_labels"]
+        result = client.set_atomically([rp.Parameter("labels", rp.pv_str_array(query[:2])),
+                                        rp.Parameter("threshold", rp.pv_double(2.0))])
+        check(not result.successful, "an atomic set with threshold 2.0 was accepted")
+        got = values_of(client, ["labels", "threshold"])
+        check(got[0] == cases["labels"] and approx(got[1], 0.9), f"labels, threshold after a failed atomic set: {got}")
+        log(f"atomic set with a bad threshold rejected ({result.reason!r}), labels kept")
+
+        result = client.set_atomically([rp.Parameter("labels", rp.pv_str_array(query)),
+                                        rp.Parameter("top_k", rp.pv_int(2))])
+        check(result.successful, f"atomic set of labels and top_k failed: {result.reason!r}")
+        infos.wait("LabelInfo with the new labels", lambda m: [c.class_name for c in m.class_map] == query, 30)
+        stamp, classification = s.classify(frame, "params_labels")
+        ids = [h.class_id for h in classification.results]
+        check(len(ids) == 2 and set(ids) <= set(query), f"top_k 2 of {query}: results {ids}")
+        events.wait("one ParameterEvent with labels and top_k",
+                    lambda e: e.node == fqn and event_changes(e).get("labels") == query
+                    and event_changes(e).get("top_k") == 2, 20)
+        log(f"labels and top_k set at once: results {ids}")
+
+        # A query is a change of `labels`.
+        s.query("red cup; blue ball")
+        asked = ["red cup", "blue ball"]
+        rp.wait_for("labels showing the query", lambda: values_of(client, ["labels"])[0] == asked, 20, interval=0.2)
+        events.wait("a ParameterEvent with the queried labels",
+                    lambda e: e.node == fqn and event_changes(e).get("labels") == asked, 20)
+        log(f"the query shows in labels: {asked}")
+
+        # A non-atomic set applies each parameter on its own.
+        results = client.set([rp.Parameter("threshold", rp.pv_double(0.3)),
+                              rp.Parameter("model_dir", rp.pv_str("/tmp")),
+                              rp.Parameter("top_k", rp.pv_int(3))])
+        ok = [r.successful for r in results]
+        check(ok == [True, False, True],
+              f"set threshold, model_dir, top_k: {[(r.successful, r.reason) for r in results]}")
+        got = values_of(client, ["threshold", "top_k"])
+        check(approx(got[0], 0.3) and got[1] == 3, f"threshold, top_k after the mixed set: {got}")
+        log(f"mixed set: {ok}, threshold and top_k applied, model_dir: {results[1].reason!r}")
+
+        # A threshold just below the frame's best cosine (the engine's, from cases.json) matches that phrase.
+        best = max(asked, key=lambda p: frame["cosine"][p])
+        low = round(frame["cosine"][best] - 0.05, 3)
+        check(low > 0.0, f"{frame['name']}: best cosine {frame['cosine'][best]} of {asked} is too low")
+        result = set_one(client, "threshold", rp.pv_double(low))
+        check(result.successful, f"setting threshold {low} failed: {result.reason!r}")
+        infos.wait(f"LabelInfo with threshold {low}", lambda m: abs(m.threshold - low) < 1e-6, 20)
+        stamp, _ = s.classify(frame, "params_low_threshold")
+        matches = s.matches_for(stamp)["labels"]
+        for m in matches:
+            check(m["matched"] == (m["cosine"] >= low), f"threshold {low}: {m}")
+        check(any(m["phrase"] == best and m["matched"] for m in matches), f"{best!r} not matched at {low}: {matches}")
+        log(f"threshold {low}: {[(m['phrase'], round(m['cosine'], 3), m['matched']) for m in matches]}")
+        s.node.check_alive()
+    finally:
+        s.close()
+
+
+def run_param_client(args, fqn, *command):
+    """Runs the RPC-over-DDS parameter client once; its one JSON line of output, parsed."""
+    cmd = [args.param_client, fqn, *command]
+    shown = " ".join(cmd)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=PARAM_CLIENT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise rp.Failure(f"{shown} gave no answer within {PARAM_CLIENT_TIMEOUT:.0f} s")
+    check(out.returncode == 0, f"{shown} exited with {out.returncode}: {out.stderr.strip()}")
+    lines = out.stdout.strip().splitlines()
+    check(lines, f"{shown} printed nothing; stderr: {out.stderr.strip()}")
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError as e:
+        raise rp.Failure(f"{shown} printed {lines[-1]!r}, not JSON: {e}")
+
+
+def scenario_params_enhanced(args, cases):
+    check(args.param_client, "params_enhanced needs --param-client PATH (the RPC-over-DDS parameter client)")
+    check(os.access(args.param_client, os.X_OK), f"--param-client {args.param_client} is not an executable")
+    fqn = "/clip_node"
+    s = Session(args, cases, "params_enhanced", fqn=fqn)
+    try:
+        cyclone_client = rp.ParamClient(s.peer, fqn)
+        s.wait_ready()
+        names = run_param_client(args, fqn, "list")["names"]
+        missing = sorted({p["name"] for p in cases["parameters"]} - set(names))
+        check(not missing, f"list lacks {missing}: {names}")
+        got = run_param_client(args, fqn, "get", "threshold")["values"]
+        check(got == [0.25], f"threshold at start: {got}")
+
+        results = run_param_client(args, fqn, "set", "threshold=0.5")["results"]
+        check(len(results) == 1 and results[0]["successful"], f"setting threshold 0.5: {results}")
+        got = run_param_client(args, fqn, "get", "threshold")["values"]
+        check(got == [0.5], f"threshold after setting 0.5: {got}")
+        got = values_of(cyclone_client, ["threshold"])
+        check(got == [0.5], f"the Cyclone-style client sees threshold {got} after the enhanced client set 0.5")
+
+        results = run_param_client(args, fqn, "set", f"model_dir={json.dumps('/tmp')}")["results"]
+        check(len(results) == 1 and not results[0]["successful"] and "read-only" in results[0]["reason"],
+              f"setting the read-only model_dir: {results}")
+        descriptors = run_param_client(args, fqn, "describe", "threshold")["descriptors"]
+        check(len(descriptors) == 1, f"describe threshold: {descriptors}")
+        descriptor = descriptors[0]
+        check(descriptor["name"] == "threshold" and descriptor["type"] == rp.PARAMETER_DOUBLE,
+              f"threshold descriptor {descriptor}")
+        check([r[:2] for r in descriptor["floating_point_range"]] == [[0.0, 1.0]],
+              f"threshold range {descriptor['floating_point_range']}")
+        log(f"enhanced client: {len(names)} names, threshold 0.25 -> 0.5 (seen by both clients), "
+            f"model_dir refused ({results[0]['reason']!r}), threshold range {descriptor['floating_point_range']}")
+        s.node.check_alive()
+    finally:
+        s.close()
+
+
 SCENARIOS = {
     "raw": lambda a, c: scenario_frames(a, c, "raw"),
     "compressed": lambda a, c: scenario_frames(a, c, "compressed"),
@@ -409,6 +625,8 @@ SCENARIOS = {
     "malformed_compressed": lambda a, c: scenario_malformed(a, c, "compressed"),
     "launch": scenario_launch,
     "hysteresis": scenario_hysteresis,
+    "params": scenario_params,
+    "params_enhanced": scenario_params_enhanced,
 }
 
 
@@ -417,6 +635,7 @@ def main():
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--node", required=True, help="the clip_node binary")
     parser.add_argument("--work", required=True, help="folder with cases.json; logs go here")
+    parser.add_argument("--param-client", help="the RPC-over-DDS parameter client (scenario params_enhanced)")
     args = parser.parse_args()
     check(os.environ.get("PRIVATE_NET_INSIDE") == "1", "run me under ../shared/tools/private-net")
     with open(os.path.join(args.work, "cases.json")) as f:

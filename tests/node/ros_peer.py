@@ -2,7 +2,7 @@
 rmw_cyclonedds) with the ROS 2 messages declared as IdlStructs under their DDS type names
 (`pkg::msg::dds_::Name_`) on `rt/...` topics, plus the helpers the node tests and the
 benchmark share: starting clip_node, waiting on conditions with bounded time, reading
-/diagnostics values.
+/diagnostics values, calling a node's parameter services as rmw_cyclonedds_cpp does.
 
 Run it only inside a private network namespace (../shared/tools/private-net): DDS
 discovery is multicast.
@@ -10,6 +10,7 @@ discovery is multicast.
 
 import json
 import os
+import random
 import signal
 import subprocess
 import time
@@ -19,7 +20,7 @@ from cyclonedds.core import Policy, Qos
 from cyclonedds.domain import DomainParticipant
 from cyclonedds.idl import IdlStruct
 from cyclonedds.idl._machinery import BytesMachine
-from cyclonedds.idl.types import float32, float64, int32, sequence, uint8, uint16, uint32
+from cyclonedds.idl.types import float32, float64, int32, int64, sequence, uint8, uint16, uint32, uint64
 from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
@@ -107,6 +108,170 @@ class DiagnosticArray(IdlStruct, typename="diagnostic_msgs::msg::dds_::Diagnosti
     status: sequence[DiagnosticStatus] = field(default_factory=list)
 
 
+# rcl_interfaces (ROS 2 Jazzy): parameters, their services and /parameter_events.
+# ParameterValue.type and ParameterDescriptor.type (rcl_interfaces/msg/ParameterType).
+(PARAMETER_NOT_SET, PARAMETER_BOOL, PARAMETER_INTEGER, PARAMETER_DOUBLE, PARAMETER_STRING,
+ PARAMETER_BYTE_ARRAY, PARAMETER_BOOL_ARRAY, PARAMETER_INTEGER_ARRAY, PARAMETER_DOUBLE_ARRAY,
+ PARAMETER_STRING_ARRAY) = range(10)
+
+
+@dataclass
+class ParameterValue(IdlStruct, typename="rcl_interfaces::msg::dds_::ParameterValue_"):
+    type: uint8 = PARAMETER_NOT_SET
+    bool_value: bool = False
+    integer_value: int64 = 0
+    double_value: float64 = 0.0
+    string_value: str = ""
+    byte_array_value: sequence[uint8] = field(default_factory=list)
+    bool_array_value: sequence[bool] = field(default_factory=list)
+    integer_array_value: sequence[int64] = field(default_factory=list)
+    double_array_value: sequence[float64] = field(default_factory=list)
+    string_array_value: sequence[str] = field(default_factory=list)
+
+
+@dataclass
+class Parameter(IdlStruct, typename="rcl_interfaces::msg::dds_::Parameter_"):
+    name: str = ""
+    value: ParameterValue = field(default_factory=ParameterValue)
+
+
+@dataclass
+class FloatingPointRange(IdlStruct, typename="rcl_interfaces::msg::dds_::FloatingPointRange_"):
+    from_value: float64 = 0.0
+    to_value: float64 = 0.0
+    step: float64 = 0.0
+
+
+@dataclass
+class IntegerRange(IdlStruct, typename="rcl_interfaces::msg::dds_::IntegerRange_"):
+    from_value: int64 = 0
+    to_value: int64 = 0
+    step: uint64 = 0
+
+
+@dataclass
+class ParameterDescriptor(IdlStruct, typename="rcl_interfaces::msg::dds_::ParameterDescriptor_"):
+    name: str = ""
+    type: uint8 = PARAMETER_NOT_SET
+    description: str = ""
+    additional_constraints: str = ""
+    read_only: bool = False
+    dynamic_typing: bool = False
+    floating_point_range: sequence[FloatingPointRange] = field(default_factory=list)
+    integer_range: sequence[IntegerRange] = field(default_factory=list)
+
+
+@dataclass
+class SetParametersResult(IdlStruct, typename="rcl_interfaces::msg::dds_::SetParametersResult_"):
+    successful: bool = False
+    reason: str = ""
+
+
+@dataclass
+class ListParametersResult(IdlStruct, typename="rcl_interfaces::msg::dds_::ListParametersResult_"):
+    names: sequence[str] = field(default_factory=list)
+    prefixes: sequence[str] = field(default_factory=list)
+
+
+@dataclass
+class ParameterEvent(IdlStruct, typename="rcl_interfaces::msg::dds_::ParameterEvent_"):
+    stamp: Time = field(default_factory=Time)
+    node: str = ""
+    new_parameters: sequence[Parameter] = field(default_factory=list)
+    changed_parameters: sequence[Parameter] = field(default_factory=list)
+    deleted_parameters: sequence[Parameter] = field(default_factory=list)
+
+
+# Service requests and responses as rmw_cyclonedds_cpp puts them on the wire: its request
+# header (`cdds_request_header_t`: the client's 64-bit id and the request's sequence
+# number, echoed in the response) comes before the srv's own fields.
+@dataclass
+class ListParameters_Request(IdlStruct, typename="rcl_interfaces::srv::dds_::ListParameters_Request_"):
+    guid: uint64 = 0
+    seq: int64 = 0
+    prefixes: sequence[str] = field(default_factory=list)
+    depth: uint64 = 0
+
+
+@dataclass
+class ListParameters_Response(IdlStruct, typename="rcl_interfaces::srv::dds_::ListParameters_Response_"):
+    guid: uint64 = 0
+    seq: int64 = 0
+    result: ListParametersResult = field(default_factory=ListParametersResult)
+
+
+@dataclass
+class GetParameters_Request(IdlStruct, typename="rcl_interfaces::srv::dds_::GetParameters_Request_"):
+    guid: uint64 = 0
+    seq: int64 = 0
+    names: sequence[str] = field(default_factory=list)
+
+
+@dataclass
+class GetParameters_Response(IdlStruct, typename="rcl_interfaces::srv::dds_::GetParameters_Response_"):
+    guid: uint64 = 0
+    seq: int64 = 0
+    values: sequence[ParameterValue] = field(default_factory=list)
+
+
+@dataclass
+class GetParameterTypes_Request(IdlStruct, typename="rcl_interfaces::srv::dds_::GetParameterTypes_Request_"):
+    guid: uint64 = 0
+    seq: int64 = 0
+    names: sequence[str] = field(default_factory=list)
+
+
+@dataclass
+class GetParameterTypes_Response(IdlStruct, typename="rcl_interfaces::srv::dds_::GetParameterTypes_Response_"):
+    guid: uint64 = 0
+    seq: int64 = 0
+    types: sequence[uint8] = field(default_factory=list)
+
+
+@dataclass
+class SetParameters_Request(IdlStruct, typename="rcl_interfaces::srv::dds_::SetParameters_Request_"):
+    guid: uint64 = 0
+    seq: int64 = 0
+    parameters: sequence[Parameter] = field(default_factory=list)
+
+
+@dataclass
+class SetParameters_Response(IdlStruct, typename="rcl_interfaces::srv::dds_::SetParameters_Response_"):
+    guid: uint64 = 0
+    seq: int64 = 0
+    results: sequence[SetParametersResult] = field(default_factory=list)
+
+
+@dataclass
+class SetParametersAtomically_Request(
+        IdlStruct, typename="rcl_interfaces::srv::dds_::SetParametersAtomically_Request_"):
+    guid: uint64 = 0
+    seq: int64 = 0
+    parameters: sequence[Parameter] = field(default_factory=list)
+
+
+@dataclass
+class SetParametersAtomically_Response(
+        IdlStruct, typename="rcl_interfaces::srv::dds_::SetParametersAtomically_Response_"):
+    guid: uint64 = 0
+    seq: int64 = 0
+    result: SetParametersResult = field(default_factory=SetParametersResult)
+
+
+@dataclass
+class DescribeParameters_Request(IdlStruct, typename="rcl_interfaces::srv::dds_::DescribeParameters_Request_"):
+    guid: uint64 = 0
+    seq: int64 = 0
+    names: sequence[str] = field(default_factory=list)
+
+
+@dataclass
+class DescribeParameters_Response(IdlStruct, typename="rcl_interfaces::srv::dds_::DescribeParameters_Response_"):
+    guid: uint64 = 0
+    seq: int64 = 0
+    descriptors: sequence[ParameterDescriptor] = field(default_factory=list)
+
+
 def _bytes_for_uint8_sequences(cls, member="data"):
     """Serializes a `sequence[uint8]` member with Cyclone's bytes machine: the same CDR
     (uint32 length + the bytes), ~30x faster than element by element. The declared type,
@@ -130,6 +295,15 @@ RELIABLE_DEEP_QOS = Qos(
 )
 LATCHED_QOS = Qos(
     Policy.Reliability.Reliable(duration(seconds=1)), Policy.Durability.TransientLocal, Policy.History.KeepLast(1)
+)
+
+# rclcpp's QoS of /parameter_events (rmw_qos_profile_parameter_events) and of services
+# (rmw_qos_profile_services_default).
+PARAMETER_EVENTS_QOS = Qos(
+    Policy.Reliability.Reliable(duration(seconds=1)), Policy.Durability.Volatile, Policy.History.KeepLast(1000)
+)
+SERVICE_QOS = Qos(
+    Policy.Reliability.Reliable(duration(seconds=1)), Policy.Durability.Volatile, Policy.History.KeepLast(10)
 )
 
 
@@ -160,9 +334,13 @@ class Peer:
         self._topics = {}
 
     def topic(self, name, cls):
-        key = (name, cls.__name__)
+        return self.raw_topic(dds_topic(name), cls)
+
+    def raw_topic(self, dds_name, cls):
+        """A topic by its DDS name (services' `rq`/`rr` topics have no ROS topic name)."""
+        key = (dds_name, cls.__name__)
         if key not in self._topics:
-            self._topics[key] = Topic(self.participant, dds_topic(name), cls)
+            self._topics[key] = Topic(self.participant, dds_name, cls)
         return self._topics[key]
 
     def writer(self, name, cls, qos):
@@ -311,3 +489,119 @@ def image_message(frame, stamp, frame_id):
         header=header, height=frame["height"], width=frame["width"], encoding=frame["encoding"],
         is_bigendian=frame.get("is_bigendian", 0), step=frame["step"], data=data,
     )
+
+
+def pv_bool(x):
+    return ParameterValue(type=PARAMETER_BOOL, bool_value=x)
+
+
+def pv_int(x):
+    return ParameterValue(type=PARAMETER_INTEGER, integer_value=x)
+
+
+def pv_double(x):
+    return ParameterValue(type=PARAMETER_DOUBLE, double_value=x)
+
+
+def pv_str(s):
+    return ParameterValue(type=PARAMETER_STRING, string_value=s)
+
+
+def pv_str_array(strings):
+    return ParameterValue(type=PARAMETER_STRING_ARRAY, string_array_value=list(strings))
+
+
+_PV_FIELDS = {
+    PARAMETER_BOOL: "bool_value", PARAMETER_INTEGER: "integer_value", PARAMETER_DOUBLE: "double_value",
+    PARAMETER_STRING: "string_value", PARAMETER_BYTE_ARRAY: "byte_array_value",
+    PARAMETER_BOOL_ARRAY: "bool_array_value", PARAMETER_INTEGER_ARRAY: "integer_array_value",
+    PARAMETER_DOUBLE_ARRAY: "double_array_value", PARAMETER_STRING_ARRAY: "string_array_value",
+}
+
+
+def pv_to_python(value):
+    """A ParameterValue as the Python value it holds (None when not set; arrays as lists)."""
+    if value.type == PARAMETER_NOT_SET:
+        return None
+    check(value.type in _PV_FIELDS, f"ParameterValue of unknown type {value.type}")
+    v = getattr(value, _PV_FIELDS[value.type])
+    return list(v) if isinstance(v, (list, bytes)) else v
+
+
+def parameter_events(peer):
+    """A collector of /parameter_events (every node's)."""
+    return Collector(peer.reader("/parameter_events", ParameterEvent, PARAMETER_EVENTS_QOS))
+
+
+# service name -> (request type, response type)
+PARAMETER_SERVICES = {
+    "list_parameters": (ListParameters_Request, ListParameters_Response),
+    "get_parameters": (GetParameters_Request, GetParameters_Response),
+    "get_parameter_types": (GetParameterTypes_Request, GetParameterTypes_Response),
+    "set_parameters": (SetParameters_Request, SetParameters_Response),
+    "set_parameters_atomically": (SetParametersAtomically_Request, SetParametersAtomically_Response),
+    "describe_parameters": (DescribeParameters_Request, DescribeParameters_Response),
+}
+
+
+class ParamClient:
+    """A client of node `fqn`'s parameter services as rmw_cyclonedds_cpp makes one: requests
+    on `rq<fqn>/<service>Request`, responses on `rr<fqn>/<service>Reply`, and the response
+    to a request is the one that carries its guid (fixed per client) and seq (one per call).
+    Responses to clients of the other request mapping (RPC-over-DDS "enhanced") share the
+    topics: Cyclone drops those that do not decode as these types (logging "deserialization
+    ... failed"), the rest carry another guid. The endpoints are created at once, so that
+    discovery runs while the caller does other things."""
+
+    def __init__(self, peer, fqn, timeout=20.0):
+        self.fqn = fqn
+        self.timeout = timeout
+        self.guid = random.getrandbits(64)
+        self.seq = 0
+        self._endpoints = {}
+        self._matched = set()
+        for service, (request_cls, response_cls) in PARAMETER_SERVICES.items():
+            writer = DataWriter(
+                peer.participant, peer.raw_topic(f"rq{fqn}/{service}Request", request_cls), qos=SERVICE_QOS)
+            reader = DataReader(
+                peer.participant, peer.raw_topic(f"rr{fqn}/{service}Reply", response_cls), qos=SERVICE_QOS)
+            self._endpoints[service] = (request_cls, writer, Collector(reader))
+
+    def call(self, service, **fields):
+        """Sends one request and returns its response (bounded wait)."""
+        request_cls, writer, responses = self._endpoints[service]
+        name = f"{self.fqn}/{service}"
+        if service not in self._matched:
+            wait_matched(writer, f"{name}'s requests", self.timeout)
+            wait_for(f"a writer of {name}'s replies",
+                     lambda: responses.reader.get_subscription_matched_status().current_count > 0, self.timeout)
+            self._matched.add(service)
+        self.seq += 1
+        seq = self.seq
+        writer.write(request_cls(guid=self.guid, seq=seq, **fields))
+        response = responses.wait(f"the response to {name} request {seq}",
+                                  lambda r: r.guid == self.guid and r.seq == seq, self.timeout)
+        responses.items.clear()  # the rest answered earlier calls or other clients
+        return response
+
+    def list(self, prefixes=(), depth=0):
+        """The ListParametersResult."""
+        return self.call("list_parameters", prefixes=list(prefixes), depth=depth).result
+
+    def get(self, names):
+        """One ParameterValue per name (type PARAMETER_NOT_SET for an unknown one)."""
+        return self.call("get_parameters", names=list(names)).values
+
+    def get_types(self, names):
+        return list(self.call("get_parameter_types", names=list(names)).types)
+
+    def set(self, parameters):
+        """One SetParametersResult per Parameter, each set on its own."""
+        return self.call("set_parameters", parameters=list(parameters)).results
+
+    def set_atomically(self, parameters):
+        """One SetParametersResult: all of them set, or none."""
+        return self.call("set_parameters_atomically", parameters=list(parameters)).result
+
+    def describe(self, names):
+        return self.call("describe_parameters", names=list(names)).descriptors
