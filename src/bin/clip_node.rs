@@ -4,16 +4,33 @@
 //! core on the `dds` adapter until SIGINT/SIGTERM. Logs go to stderr; a start-up error is
 //! one `error:` line naming the parameter or argument, with exit code 1.
 
-use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+// The binary is always built (colcon's cargo-ament-build installs only binaries whose
+// `required-features` are passed explicitly); without the `dds` transport it says so.
+#[cfg(not(feature = "dds"))]
+fn main() -> std::process::ExitCode {
+    eprintln!(
+        "error: clip_node was built without a transport: rebuild with the `dds` feature (on by default)"
+    );
+    std::process::ExitCode::from(1)
+}
 
-use anyhow::{Context, Result};
+#[cfg(feature = "dds")]
+fn main() -> std::process::ExitCode {
+    node::main()
+}
 
-use clip_perception::node::{topics, NodePlan, RosArgs, NODE_NAME, PARAMS};
+#[cfg(feature = "dds")]
+mod node {
+    use std::process::ExitCode;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
 
-fn usage() -> String {
-    let mut text = format!(
+    use anyhow::{Context, Result};
+
+    use clip_perception::node::{topics, NodePlan, RosArgs, NODE_NAME, PARAMS};
+
+    fn usage() -> String {
+        let mut text = format!(
         "{NODE_NAME}: CLIP zero-shot perception node (ROS 2 over DDS)\n\n\
          usage: clip_node [--help] [--version] --ros-args [-r __node:=NAME] [-r __ns:=NS] [-r FROM:=TO]...\n\
          \x20                [--params-file FILE]... [-p NAME:=VALUE]... [--log-level LEVEL]\n\n\
@@ -33,77 +50,79 @@ fn usage() -> String {
         topics::MATCHES,
         topics::DIAGNOSTICS,
     );
-    for p in PARAMS {
-        text.push_str(&format!(
-            "  {} ({}, default {}): {}\n",
-            p.name,
-            p.ros_type,
-            (p.default)(),
-            p.description.trim()
-        ));
-    }
-    text
-}
-
-fn init_logging(args: &RosArgs) {
-    let mut builder = env_logger::Builder::new();
-    // Our own logs at info; the DDS stack's only from warn (its info level is very chatty).
-    builder
-        .parse_filters("warn,ros2_client::distributions=error,ros2_client::service=error,rustdds::network::udp_sender=error,clip_perception=info,clip_node=info");
-    if let Ok(filter) = std::env::var("CLIP_PERCEPTION_LOG").or_else(|_| std::env::var("RUST_LOG"))
-    {
-        builder.parse_filters(&filter);
-    }
-    if let Some(filter) = args.log_filter(&args.node_name(NODE_NAME)) {
-        builder.parse_filters(&filter);
-    }
-    builder.target(env_logger::Target::Stderr).init();
-}
-
-fn run(args: RosArgs) -> Result<()> {
-    let plan = NodePlan::from_args(&args)?;
-    for warning in &plan.warnings {
-        log::warn!("{warning}");
-    }
-    log::info!(
-        "{}: model {}, {} phrases, input {:?}",
-        plan.names.fully_qualified(),
-        plan.config.model_dir.display(),
-        plan.config.phrases.len(),
-        plan.config.input
-    );
-    let setup = plan.load_engine()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
-        .context("installing the SIGINT/SIGTERM handler")?;
-    clip_perception::dds::run(&plan, setup, stop)?;
-    Ok(())
-}
-
-fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match RosArgs::parse(argv) {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+        for p in PARAMS {
+            text.push_str(&format!(
+                "  {} ({}, default {}): {}\n",
+                p.name,
+                p.ros_type,
+                (p.default)(),
+                p.description.trim()
+            ));
         }
-    };
-    if args.user_args.iter().any(|a| a == "-h" || a == "--help") {
-        print!("{}", usage());
-        return ExitCode::SUCCESS;
+        text
     }
-    if args.user_args.iter().any(|a| a == "-V" || a == "--version") {
-        println!("clip_node {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
+
+    fn init_logging(args: &RosArgs) {
+        let mut builder = env_logger::Builder::new();
+        // Our own logs at info; the DDS stack's only from warn (its info level is very chatty).
+        builder
+        .parse_filters("warn,ros2_client::distributions=error,ros2_client::service=error,rustdds::network::udp_sender=error,clip_perception=info,clip_node=info");
+        if let Ok(filter) =
+            std::env::var("CLIP_PERCEPTION_LOG").or_else(|_| std::env::var("RUST_LOG"))
+        {
+            builder.parse_filters(&filter);
+        }
+        if let Some(filter) = args.log_filter(&args.node_name(NODE_NAME)) {
+            builder.parse_filters(&filter);
+        }
+        builder.target(env_logger::Target::Stderr).init();
     }
-    init_logging(&args);
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
+
+    fn run(args: RosArgs) -> Result<()> {
+        let plan = NodePlan::from_args(&args)?;
+        for warning in &plan.warnings {
+            log::warn!("{warning}");
+        }
+        log::info!(
+            "{}: model {}, {} phrases, input {:?}",
+            plan.names.fully_qualified(),
+            plan.config.model_dir.display(),
+            plan.config.phrases.len(),
+            plan.config.input
+        );
+        let setup = plan.load_engine()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+            .context("installing the SIGINT/SIGTERM handler")?;
+        clip_perception::dds::run(&plan, setup, stop)?;
+        Ok(())
+    }
+
+    pub fn main() -> ExitCode {
+        let argv: Vec<String> = std::env::args().skip(1).collect();
+        let args = match RosArgs::parse(argv) {
+            Ok(args) => args,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        if args.user_args.iter().any(|a| a == "-h" || a == "--help") {
+            print!("{}", usage());
+            return ExitCode::SUCCESS;
+        }
+        if args.user_args.iter().any(|a| a == "-V" || a == "--version") {
+            println!("clip_node {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        init_logging(&args);
+        match run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
         }
     }
 }
