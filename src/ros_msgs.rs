@@ -238,6 +238,21 @@ pub mod rcl {
         pub deleted_parameters: Vec<Parameter>,
     }
 
+    /// `rcl_interfaces/Log`, published on `/rosout`.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Log {
+        pub stamp: super::Time,
+        /// 10 debug, 20 info, 30 warn, 40 error, 50 fatal.
+        pub level: u8,
+        /// The logger: the node's full name without the leading `/`, `.` for `/`, as rcl
+        /// names a node's logger.
+        pub name: String,
+        pub msg: String,
+        pub file: String,
+        pub function: String,
+        pub line: u32,
+    }
+
     /// `rcl_interfaces/srv/ListParameters` request.
     #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
     pub struct ListParametersRequest {

@@ -476,6 +476,11 @@ fn parameter_services_answer_the_enhanced_rpc_mapping_too() {
 }
 
 #[test]
+fn log_records_reach_rosout_at_the_nodes_log_level() {
+    scenario("rosout");
+}
+
+#[test]
 fn the_node_as_ros2_launch_starts_it_uses_the_launch_names_and_values() {
     scenario("launch");
 }

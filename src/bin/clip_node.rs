@@ -75,7 +75,9 @@ mod node {
         if let Some(filter) = args.log_filter(&args.node_name(NODE_NAME)) {
             builder.parse_filters(&filter);
         }
-        builder.target(env_logger::Target::Stderr).init();
+        let logger = builder.target(env_logger::Target::Stderr).build();
+        // Only fails if a logger is already set, which nothing in this program does.
+        let _ = clip_perception::dds::rosout::install(logger);
     }
 
     fn run(args: RosArgs) -> Result<()> {

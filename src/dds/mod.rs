@@ -7,6 +7,7 @@
 pub use crate::ros_msgs as msgs;
 
 pub mod params;
+pub mod rosout;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +59,13 @@ pub fn default_qos() -> QosProfile {
 /// `/parameter_events` QoS as rclcpp's: reliable, volatile, keep last 1000.
 pub fn parameter_events_qos() -> QosProfile {
     default_qos().history(History::KeepLast { depth: 1000 })
+}
+
+/// `/rosout` QoS as rcl's: reliable, transient local, keep last 1000.
+pub fn rosout_qos() -> QosProfile {
+    default_qos()
+        .durability(Durability::TransientLocal)
+        .history(History::KeepLast { depth: 1000 })
 }
 
 /// Latched QoS for LabelInfo: reliable, transient local, keep last 1, so a subscriber
@@ -252,7 +260,7 @@ pub fn run(plan: &NodePlan, setup: CoreSetup, stop: Arc<AtomicBool>) -> Result<(
         .new_node(
             node_name,
             NodeOptions::new()
-                .enable_rosout(true)
+                .enable_rosout(false)
                 .start_parameter_services(false),
         )
         .map_err(|e| dds_error("node")(&e))?;
@@ -260,6 +268,10 @@ pub fn run(plan: &NodePlan, setup: CoreSetup, stop: Arc<AtomicBool>) -> Result<(
         node: &mut node,
         plan,
     };
+    rosout::attach(
+        t.publisher(topics::ROSOUT, msgs::type_names::LOG, rosout_qos())?,
+        &names.fully_qualified(),
+    );
     let outputs = Arc::new(DdsOutputs {
         classification: t.publisher(
             topics::CLASSIFICATION,

@@ -45,6 +45,7 @@ pub mod topics {
     pub const MATCHES: &str = "~/matches";
     pub const DIAGNOSTICS: &str = "/diagnostics";
     pub const PARAMETER_EVENTS: &str = "/parameter_events";
+    pub const ROSOUT: &str = "/rosout";
 }
 
 /// Returns memory the allocator holds but no longer uses to the OS. Loading a model frees

@@ -197,7 +197,7 @@ impl RosArgs {
     }
 
     /// The log filter the `--log-level` arguments ask for (`env_logger` syntax): a plain
-    /// level sets the default; `name:=level` sets that logger (the node's own name maps
+    /// level sets every logger's; `name:=level` sets that logger (the node's own name maps
     /// to this crate).
     pub fn log_filter(&self, node_name: &str) -> Option<String> {
         if self.log_levels.is_empty() {
@@ -214,7 +214,8 @@ impl RosArgs {
             .map(|entry| match entry.split_once(":=") {
                 Some((logger, l)) if logger == node_name => format!("clip_perception={}", level(l)),
                 Some((logger, l)) => format!("{logger}={}", level(l)),
-                None => level(entry),
+                // A plain level is every logger's, the node's own included.
+                None => format!("{l},clip_perception={l},clip_node={l}", l = level(entry)),
             })
             .collect();
         Some(parts.join(","))
@@ -280,7 +281,10 @@ mod tests {
         );
         assert_eq!(args.params[1].node.as_deref(), Some("clip"));
         assert_eq!(args.params[1].value, "[a, b]");
-        assert_eq!(args.log_filter("clip").as_deref(), Some("debug"));
+        assert_eq!(
+            args.log_filter("clip").as_deref(),
+            Some("debug,clip_perception=debug,clip_node=debug")
+        );
         assert!(args.warnings.is_empty(), "{:?}", args.warnings);
     }
 

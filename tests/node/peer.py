@@ -15,6 +15,7 @@ on identical pixels) gives the model, the phrases and the frames. Scenarios:
               text-encoder call; bad queries are rejected and the old phrases stay
   malformed_raw, malformed_compressed  bad frames are counted by reason and skipped
   hysteresis  `matched` in ~/matches follows a phrase's threshold and is held by hysteresis
+  rosout      log records on /rosout with the node's logger name, honouring --log-level
   launch      the node started as `ros2 launch` starts it (launch file run by tests/node/fake_launch)
   params      the parameter services called as rmw_cyclonedds_cpp calls them: list, types, describe,
               get; sets applied live (results, LabelInfo, /parameter_events), bad sets rejected
@@ -361,6 +362,36 @@ def scenario_malformed(args, cases, kind):
         s.close()
 
 
+def scenario_rosout(args, cases):
+    """Log records reach /rosout as rcl_interfaces/Log under the node's logger name, and
+    `--log-level` decides which: a node at `warn` publishes its warnings but no info."""
+    rosout = rp.Collector(rp.Peer().reader("/rosout", rp.Log, rp.ROSOUT_QOS))
+    loud = Session(args, cases, "rosout_info", ros_args=("-r", "__node:=loud"), fqn="/loud")
+    quiet = None
+    try:
+        loud.wait_ready()
+        started = rosout.wait("the loud node's start-up record",
+                              lambda m: m.name == "loud" and m.level == 20 and "running" in m.msg, 20)
+        check(started.file.endswith(".rs") and started.line > 0, f"no source location: {started}")
+        loud.query("")
+        rosout.wait("the rejected query as a WARN record",
+                    lambda m: m.name == "loud" and m.level == 30 and "query rejected" in m.msg, 20)
+        quiet = Session(args, cases, "rosout_warn", ros_args=("-r", "__node:=quiet", "--log-level", "warn"),
+                        fqn="/quiet")
+        quiet.wait_ready()
+        quiet.query("")
+        rosout.wait("the quiet node's WARN record",
+                    lambda m: m.name == "quiet" and m.level == 30 and "query rejected" in m.msg, 20)
+        infos = [m.msg for m in rosout.items if m.name == "quiet" and m.level < 30]
+        check(not infos, f"the node at --log-level warn published lower records: {infos[:3]}")
+        log(f"{sum(m.name == 'loud' for m in rosout.items)} records from /loud, "
+            f"{sum(m.name == 'quiet' for m in rosout.items)} from /quiet (warn and up)")
+    finally:
+        if quiet:
+            quiet.close()
+        loud.close()
+
+
 def scenario_launch(args, cases):
     """The command line comes from launch/clip_node.launch.py, run the way `ros2 launch`
     runs it (tests/node/fake_launch emulates launch_ros' Node command line)."""
@@ -624,6 +655,7 @@ SCENARIOS = {
     "malformed_raw": lambda a, c: scenario_malformed(a, c, "raw"),
     "malformed_compressed": lambda a, c: scenario_malformed(a, c, "compressed"),
     "launch": scenario_launch,
+    "rosout": scenario_rosout,
     "hysteresis": scenario_hysteresis,
     "params": scenario_params,
     "params_enhanced": scenario_params_enhanced,

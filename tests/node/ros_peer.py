@@ -88,6 +88,17 @@ class LabelInfo(IdlStruct, typename="vision_msgs::msg::dds_::LabelInfo_"):
 
 
 @dataclass
+class Log(IdlStruct, typename="rcl_interfaces::msg::dds_::Log_"):
+    stamp: Time = field(default_factory=Time)
+    level: uint8 = 0
+    name: str = ""
+    msg: str = ""
+    file: str = ""
+    function: str = ""
+    line: uint32 = 0
+
+
+@dataclass
 class KeyValue(IdlStruct, typename="diagnostic_msgs::msg::dds_::KeyValue_"):
     key: str = ""
     value: str = ""
@@ -292,6 +303,10 @@ RELIABLE_QOS = Qos(
 # Readers that must not lose a result while the test is busy.
 RELIABLE_DEEP_QOS = Qos(
     Policy.Reliability.Reliable(duration(seconds=1)), Policy.Durability.Volatile, Policy.History.KeepLast(1000)
+)
+# rcl's /rosout QoS: a late subscriber still gets the records since start.
+ROSOUT_QOS = Qos(
+    Policy.Reliability.Reliable(duration(seconds=1)), Policy.Durability.TransientLocal, Policy.History.KeepLast(1000)
 )
 LATCHED_QOS = Qos(
     Policy.Reliability.Reliable(duration(seconds=1)), Policy.Durability.TransientLocal, Policy.History.KeepLast(1)
