@@ -1,14 +1,15 @@
 """Launches clip_node: CLIP zero-shot matching of camera frames against task phrases.
 
     ros2 launch clip_perception clip_node.launch.py namespace:=robot1 \
-        image_topic:=/camera/color/image_raw input:=raw params_file:=/path/to/clip_node.yaml
+        image_topic:=/camera/color/image_raw image_transport:=raw params_file:=/path/to/clip_node.yaml
 
 Arguments:
   namespace    namespace of the node and its relative topics (default: none)
   params_file  ROS params file (default: the package's config/clip_node.yaml)
-  image_topic  camera topic the node's `image` input is remapped to (`<image_topic>/compressed`
-               for input:=compressed, as image_transport names it)
-  input        raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage);
+  image_topic  camera topic the node's `image` is remapped to (one remap for both transports:
+               the node subscribes to `<image_topic>/compressed` for image_transport:=compressed,
+               as image_transport names it)
+  image_transport  raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage);
                empty: as the params file says
   model_dir    model bundle folder; empty: as the params file says (by default the bundled
                tabletop model)
@@ -24,9 +25,9 @@ from launch_ros.substitutions import FindPackageShare
 
 
 def _clip_node(context):
-    # `input`, `model_dir` and `precision` override the params file only when given.
+    # `image_transport`, `model_dir` and `precision` override the params file only when given.
     overrides = {}
-    for name in ("input", "model_dir", "precision"):
+    for name in ("image_transport", "model_dir", "precision"):
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = value
@@ -39,10 +40,7 @@ def _clip_node(context):
             namespace=LaunchConfiguration("namespace"),
             output="screen",
             parameters=[LaunchConfiguration("params_file")] + ([overrides] if overrides else []),
-            remappings=[
-                ("image", image_topic),
-                ("image/compressed", image_topic + "/compressed"),
-            ],
+            remappings=[("image", image_topic)],
         )
     ]
 
@@ -59,9 +57,10 @@ def generate_launch_description():
             description="ROS params file with the node's parameters"),
         DeclareLaunchArgument(
             "image_topic", default_value="image",
-            description="Camera topic (sensor_msgs/Image; <topic>/compressed for input:=compressed)"),
+            description="Camera topic (sensor_msgs/Image; <topic>/compressed for "
+                        "image_transport:=compressed)"),
         DeclareLaunchArgument(
-            "input", default_value="", choices=["", "raw", "compressed"],
+            "image_transport", default_value="", choices=["", "raw", "compressed"],
             description="raw: sensor_msgs/Image, compressed: sensor_msgs/CompressedImage "
                         "(empty: as the params file says)"),
         DeclareLaunchArgument(

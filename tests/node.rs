@@ -524,7 +524,10 @@ fn bad_parameters_stop_the_start_naming_the_parameter() {
         &[&tiny_param(), "threshold:=1.5"],
         &["`threshold`", "out of range"],
     );
-    start_fails(&[&tiny_param(), "input:=video"], &["`input`", "video"]);
+    start_fails(
+        &[&tiny_param(), "image_transport:=video"],
+        &["`image_transport`", "video"],
+    );
     start_fails(&[&tiny_param(), "top_k:=many"], &["`top_k`", "integer"]);
     start_fails(
         &[&tiny_param(), "precision:=int4"],

@@ -35,15 +35,15 @@ mod node {
          usage: clip_node [--help] [--version] --ros-args [-r __node:=NAME] [-r __ns:=NS] [-r FROM:=TO]...\n\
          \x20                [--params-file FILE]... [-p NAME:=VALUE]... [--log-level LEVEL]\n\n\
          topics (relative: launch remaps and namespaces them):\n\
-         \x20 sub {:<20} sensor_msgs/Image (input: raw)\n\
-         \x20 sub {:<20} sensor_msgs/CompressedImage (input: compressed)\n\
+         \x20 sub {:<20} sensor_msgs/Image (image_transport: raw)\n\
+         \x20 sub {:<20} sensor_msgs/CompressedImage (image_transport: compressed)\n\
          \x20 sub {:<20} std_msgs/String: phrases separated by `;` or newlines\n\
          \x20 pub {:<20} vision_msgs/Classification\n\
          \x20 pub {:<20} vision_msgs/LabelInfo (transient local)\n\
          \x20 pub {:<20} std_msgs/String (JSON)\n\
          \x20 pub {:<20} diagnostic_msgs/DiagnosticArray\n\nparameters:\n",
         topics::IMAGE,
-        topics::IMAGE_COMPRESSED,
+        format!("{}/compressed", topics::IMAGE),
         topics::QUERY,
         topics::CLASSIFICATION,
         topics::LABEL_INFO,
@@ -86,7 +86,7 @@ mod node {
             log::warn!("{warning}");
         }
         log::info!(
-            "{}: model {}, {} phrases, input {:?}",
+            "{}: model {}, {} phrases, image_transport {:?}",
             plan.names.fully_qualified(),
             plan.config.model_dir.display(),
             plan.config.phrases.len(),

@@ -297,14 +297,17 @@ pub fn run(plan: &NodePlan, setup: CoreSetup, stop: Arc<AtomicBool>) -> Result<(
         node: names.fully_qualified(),
         last_error: Mutex::new(None),
     });
+    let image_topic = plan
+        .image_topic()
+        .map_err(|e| dds_error(topics::IMAGE)(&e))?;
     let mut images = match plan.config.input {
         InputKind::Raw => ImageSubscription::Raw(t.subscription(
-            topics::IMAGE,
+            &image_topic,
             msgs::type_names::IMAGE,
             sensor_data_qos(),
         )?),
         InputKind::Compressed => ImageSubscription::Compressed(t.subscription(
-            topics::IMAGE_COMPRESSED,
+            &image_topic,
             msgs::type_names::COMPRESSED_IMAGE,
             sensor_data_qos(),
         )?),

@@ -37,8 +37,9 @@ pub const NODE_NAME: &str = "clip_node";
 
 /// The node's topics as named in its code (relative, so launch can namespace and remap them).
 pub mod topics {
+    /// The camera; with `image_transport: compressed` the node subscribes to this topic's
+    /// resolved (remapped) name + `/compressed`, as image_transport does.
     pub const IMAGE: &str = "image";
-    pub const IMAGE_COMPRESSED: &str = "image/compressed";
     pub const QUERY: &str = "~/query";
     pub const CLASSIFICATION: &str = "~/classification";
     pub const LABEL_INFO: &str = "~/label_info";
@@ -103,6 +104,17 @@ impl NodePlan {
     /// The absolute name a topic of [`topics`] resolves to.
     pub fn topic(&self, name: &str) -> Result<String, names::NameError> {
         self.names.resolve_topic(name)
+    }
+
+    /// The image topic the node subscribes to: `image` resolved (namespace, remaps), with
+    /// `/compressed` appended for the compressed transport (image_transport's naming, so
+    /// one remap of `image` serves both transports).
+    pub fn image_topic(&self) -> Result<String, names::NameError> {
+        let base = self.topic(topics::IMAGE)?;
+        Ok(match self.config.input {
+            InputKind::Raw => base,
+            InputKind::Compressed => format!("{}/compressed", base.trim_end_matches('/')),
+        })
     }
 
     /// Loads the model and builds the starting label matrix: the text side first (the text

@@ -150,6 +150,20 @@ pub struct ParamSpec {
     pub range: Option<(f64, f64)>,
 }
 
+/// Old parameter names still accepted at start (with a warning), and their new names.
+pub const ALIASES: &[(&str, &str)] = &[("input", "image_transport")];
+
+/// The parameter a name given at start stands for, and the warning an old name earns.
+pub fn canonical_name(name: &str) -> (&str, Option<String>) {
+    match ALIASES.iter().find(|(old, _)| *old == name) {
+        Some((old, new)) => (
+            new,
+            Some(format!("parameter `{old}` is now called `{new}`")),
+        ),
+        None => (name, None),
+    }
+}
+
 /// The declaration of parameter `name`.
 pub fn spec(name: &str) -> Option<&'static ParamSpec> {
     PARAMS.iter().find(|p| p.name == name)
@@ -228,8 +242,8 @@ node_params! {
     label_thresholds: Vec<String> = Vec::new();
     /// Results per Classification message, best first (0 = every phrase).
     top_k: i64 = 0, range(0, MAX_PHRASES);
-    /// Image input: `raw` subscribes to `image` (sensor_msgs/Image), `compressed` to `image/compressed`.
-    input: String = "raw".to_string(), read_only = true;
+    /// Image transport, as image_transport's nodes take it: `raw` subscribes to `image` (sensor_msgs/Image), `compressed` to the resolved `image` topic + `/compressed` (sensor_msgs/CompressedImage). Also accepted under its old name `input`.
+    image_transport: String = "raw".to_string(), read_only = true;
     /// Most frames encoded per second (0 = as fast as the encoder goes); frames in between are dropped.
     max_rate: f64 = 0.0, range(0.0, 10_000.0);
     /// Temporal smoothing of scores, in [0, 1) (1 itself is refused): weight of the previous smoothed value (0 = off).
@@ -360,12 +374,12 @@ impl NodeParams {
             label_thresholds.insert(phrase.trim().to_string(), value as f32);
         }
         in_range("top_k", self.top_k as f64, true)?;
-        let input = match self.input.as_str() {
+        let input = match self.image_transport.as_str() {
             "raw" => InputKind::Raw,
             "compressed" => InputKind::Compressed,
             other => {
                 return Err(ParamError::new(
-                    "input",
+                    "image_transport",
                     format!("{other:?} is neither \"raw\" nor \"compressed\""),
                 ))
             }
@@ -490,7 +504,7 @@ mod tests {
         rejected("label_thresholds", json!(["red cup"]));
         rejected("label_thresholds", json!(["red cup=2"]));
         rejected("top_k", json!(-1));
-        rejected("input", json!("jpeg"));
+        rejected("image_transport", json!("jpeg"));
         rejected("max_rate", json!(-1.0));
         rejected("smoothing", json!(1.0));
         rejected("threads", json!(0));

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::names::NodeNames;
-use super::params::{NodeParams, ParamError};
+use super::params::{canonical_name, NodeParams, ParamError};
 use super::ros_args::RosArgs;
 use crate::config::parse_yaml;
 
@@ -110,6 +110,8 @@ pub fn load_params(
     let mut warnings = Vec::new();
     for path in &args.params_files {
         for (name, value) in params_for_node(path, &fqn)? {
+            let (name, renamed) = canonical_name(&name);
+            warnings.extend(renamed.map(|w| format!("{}: {w}", path.display())));
             let known = params
                 .set(&name, &value)
                 .map_err(|source| LoadError::Param {
@@ -143,8 +145,10 @@ pub fn load_params(
         } else {
             value
         };
+        let (name, renamed) = canonical_name(&p.name);
+        warnings.extend(renamed.map(|w| format!("-p {}: {w}", p.name)));
         let known = params
-            .set(&p.name, &value)
+            .set(name, &value)
             .map_err(|source| LoadError::Param {
                 source,
                 origin: format!("-p {}:={}", p.name, p.value),
@@ -208,6 +212,16 @@ mod tests {
         assert_eq!(params.cache_dir, "");
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("extra.a"));
+        let args = RosArgs::parse(["--ros-args", "-p", "input:=compressed"]).unwrap();
+        let (params, warnings) = load_params(&args, &names, "clip_node").unwrap();
+        assert_eq!(
+            params.image_transport, "compressed",
+            "the old name still works"
+        );
+        assert!(
+            warnings[0].contains("now called `image_transport`"),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -56,7 +56,7 @@ def bench_model(args, model, work):
     import ros_peer as rp
 
     params = {
-        "model_dir": model, "labels": PHRASES, "input": "raw", "threads": args.threads,
+        "model_dir": model, "labels": PHRASES, "image_transport": "raw", "threads": args.threads,
         "diagnostics_period": 1.0, "cache_dir": os.path.join(work, "cache"),
     }
     for extra in args.param:

@@ -72,8 +72,8 @@ class Session:
         self.matches = rp.Collector(self.peer.reader(f"{fqn}/matches", rp.String, rp.RELIABLE_DEEP_QOS))
         self.diagnostics = rp.Diagnostics(self.peer, f"{fqn}: clip")
         self.query_writer = self.peer.writer(f"{fqn}/query", rp.String, rp.RELIABLE_QOS)
-        compressed = base.get("input") == "compressed"
-        topic = image_topic or ("/image/compressed" if compressed else "/image")
+        compressed = base.get("image_transport") == "compressed"
+        topic = (image_topic or "/image") + ("/compressed" if compressed else "")
         self.image_writer = self.peer.writer(topic, rp.CompressedImage if compressed else rp.Image, rp.SENSOR_QOS)
         self.next_sec = 1000
 
@@ -166,8 +166,12 @@ def frames_of_kind(cases, kind):
 
 
 def scenario_frames(args, cases, kind):
-    params = {"input": kind}
-    s = Session(args, cases, kind, params)
+    params = {"image_transport": kind}
+    # Compressed frames come through a remapped camera topic: image_transport's naming puts
+    # them on the remapped name + /compressed (/cam/image_raw/compressed).
+    remap = ("-r", "image:=/cam/image_raw") if kind == "compressed" else ()
+    s = Session(args, cases, kind, params, ros_args=remap,
+                image_topic="/cam/image_raw" if remap else None)
     try:
         s.wait_ready()
         frames = frames_of_kind(cases, kind)
@@ -334,7 +338,7 @@ def scenario_query(args, cases):
 
 
 def scenario_malformed(args, cases, kind):
-    s = Session(args, cases, f"malformed_{kind}", {"input": kind})
+    s = Session(args, cases, f"malformed_{kind}", {"image_transport": kind})
     try:
         s.wait_ready()
         good = frames_of_kind(cases, kind)[0]
@@ -412,7 +416,7 @@ def scenario_launch(args, cases):
     cmd = fake_launch.node_commands(
         launch_file,
         {"namespace": "robot1", "params_file": params_file, "image_topic": "/camera/color/image_raw",
-         "input": "raw", "model_dir": cases["model"], "precision": "fp32"},
+         "image_transport": "raw", "model_dir": cases["model"], "precision": "fp32"},
         executables={("clip_perception", "clip_node"): args.node},
         tmp_dir=args.work,
     )
