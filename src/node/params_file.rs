@@ -113,7 +113,7 @@ pub fn load_params(
             let (name, renamed) = canonical_name(&name);
             warnings.extend(renamed.map(|w| format!("{}: {w}", path.display())));
             let known = params
-                .set(&name, &value)
+                .set(name, &value)
                 .map_err(|source| LoadError::Param {
                     source,
                     origin: format!("--params-file {}", path.display()),
