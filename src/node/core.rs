@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use super::latest::{LatestSlot, Taken};
 use super::messages::{Classification, FrameResult, Header, ImageInput, LabelInfo, Outputs, Stamp};
 use super::params::{spec, NodeConfig, NodeParams};
-use super::stats::NodeStats;
+use super::stats::{Health, NodeStats};
 use crate::engine::step::FrameStep;
 use crate::image::RejectReason;
 use crate::model::ImageEncoder;
@@ -205,10 +205,10 @@ impl NodeCore {
     /// Hands a received image to the frame thread; a frame still waiting is dropped.
     pub fn offer_image(&self, input: ImageInput) {
         let received = input.received;
+        let frame_id = input.header.frame_id.clone();
         let replaced = self.shared.slot.offer(input);
         let mut stats = self.shared.stats();
-        stats.received += 1;
-        stats.arrivals.arrived(received);
+        stats.arrived(received, &frame_id);
         if replaced.is_some() {
             stats.dropped += 1;
         }
@@ -218,6 +218,7 @@ impl NodeCore {
     pub fn reject_message(&self, reason: RejectReason) {
         let mut stats = self.shared.stats();
         stats.received += 1;
+        stats.last_arrival = Some(Instant::now());
         stats.reject(reason);
     }
 
@@ -381,7 +382,7 @@ fn process_frame(
         Ok(_) => unreachable!("one image in, one embedding out"),
         Err(e) => {
             let reason = RejectReason::EncoderError;
-            shared.stats().reject(reason);
+            shared.stats().encoder_failed(e.to_string());
             throttle.warn(reason.name(), || {
                 format!(
                     "frame {:?} skipped: image encoder: {e}",
@@ -410,6 +411,7 @@ fn process_frame(
         encoder_ms,
     });
     let mut stats = shared.stats();
+    stats.encoder_failures_in_a_row = 0;
     stats.processed += 1;
     stats.latency_ms.push(latency_ms);
     stats.encoder_ms.push(encoder_ms);
@@ -580,7 +582,12 @@ fn diagnostics_loop(shared: &Shared, name: &str, outputs: &dyn Outputs) {
             return;
         }
         drop(stopping);
-        let status = shared.stats().report(name);
+        let config = &shared.active().config;
+        let health = Health {
+            period: config.diagnostics_period,
+            min_rate: config.min_rate,
+        };
+        let status = shared.stats().report(name, health);
         outputs.diagnostics(
             Header {
                 stamp: Stamp::now(),

@@ -125,8 +125,8 @@ pub struct LabelInfo {
     pub threshold: f32,
 }
 
-/// `diagnostic_msgs/DiagnosticStatus` levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `diagnostic_msgs/DiagnosticStatus` levels, in order of severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Level {
     Ok = 0,

@@ -154,7 +154,8 @@ impl NodePlan {
             image,
             text,
             labels,
-            status_name: format!("{}: clip", self.names.fully_qualified()),
+            // diagnostic_updater's convention: `<node name>: <task>`.
+            status_name: format!("{}: clip", self.names.name),
         })
     }
 }

@@ -262,8 +262,10 @@ node_params! {
     keep_text_encoder: bool = false, read_only = true;
     /// When the encoder frees up and the waiting frame is already older than half the camera's frame period, wait for the next frame (at most one period) and encode that instead: fresher results for a little throughput.
     wait_for_fresh_frame: bool = true;
-    /// Seconds between /diagnostics messages.
+    /// Seconds between /diagnostics messages. The status turns WARN when no frame arrived for 3 periods.
     diagnostics_period: f64 = 1.0, range(0.01, 3600.0);
+    /// Least processed frames per second while frames arrive; under it /diagnostics turns WARN (0 = no check).
+    min_rate: f64 = 0.0, range(0.0, 10_000.0);
 }
 
 /// The parameters checked and turned into what the node runs with.
@@ -284,6 +286,8 @@ pub struct NodeConfig {
     pub keep_text_encoder: bool,
     pub wait_for_fresh_frame: bool,
     pub diagnostics_period: std::time::Duration,
+    /// Processed frames/s under which diagnostics warn (0: no check).
+    pub min_rate: f64,
 }
 
 /// Why a phrase list is not acceptable for the node (the `labels` parameter or a query):
@@ -397,6 +401,7 @@ impl NodeParams {
             ),
         };
         in_range("diagnostics_period", self.diagnostics_period, true)?;
+        in_range("min_rate", self.min_rate, true)?;
         let cache_dir = cache_root(
             self.use_cache,
             (!self.cache_dir.is_empty()).then(|| std::path::Path::new(&self.cache_dir)),
@@ -423,6 +428,7 @@ impl NodeParams {
             keep_text_encoder: self.keep_text_encoder,
             wait_for_fresh_frame: self.wait_for_fresh_frame,
             diagnostics_period: std::time::Duration::from_secs_f64(self.diagnostics_period),
+            min_rate: self.min_rate,
         })
     }
 }

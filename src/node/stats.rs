@@ -1,7 +1,9 @@
 //! The node's counters and timing windows, and the `/diagnostics` status made from them:
 //! frames received / processed / dropped / rejected by reason, processing rate, receive ->
 //! publish latency percentiles, image-encoder time, and the text side's encoder calls and
-//! cache hits (so a repeated query visibly costs no encoder call).
+//! cache hits (so a repeated query visibly costs no encoder call). Its level follows
+//! diagnostic_updater's conventions: WARN for a camera that went quiet, a processing rate
+//! under `min_rate` or newly rejected frames, ERROR for an encoder that keeps failing.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -76,6 +78,21 @@ impl ArrivalClock {
     }
 }
 
+/// Diagnostic periods without any frame after which the status turns WARN.
+pub const STALE_PERIODS: u32 = 3;
+
+/// Frames in a row the image encoder must fail on for the status to turn ERROR.
+pub const ENCODER_FAILURES_FOR_ERROR: u32 = 3;
+
+/// What the status is judged against, from the live parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Health {
+    /// The diagnostic period.
+    pub period: Duration,
+    /// Least processed frames/s while frames arrive (0: no check).
+    pub min_rate: f64,
+}
+
 /// Everything the node counts.
 #[derive(Debug, Clone)]
 pub struct NodeStats {
@@ -101,6 +118,14 @@ pub struct NodeStats {
     pub encoder_ms: Window,
     /// Arrival times of frames.
     pub arrivals: ArrivalClock,
+    /// When the node started counting, and when the last frame arrived.
+    pub started: Instant,
+    pub last_arrival: Option<Instant>,
+    /// The camera: `frame_id` of the newest frame.
+    pub hardware_id: Option<String>,
+    /// Frames in a row the image encoder failed on, and its last error.
+    pub encoder_failures_in_a_row: u32,
+    pub last_encoder_error: String,
     last_report: Option<(Instant, u64, u64)>,
 }
 
@@ -121,6 +146,11 @@ impl Default for NodeStats {
             latency_ms: Window::new(1000),
             encoder_ms: Window::new(1000),
             arrivals: ArrivalClock::default(),
+            started: Instant::now(),
+            last_arrival: None,
+            hardware_id: None,
+            encoder_failures_in_a_row: 0,
+            last_encoder_error: String::new(),
             last_report: None,
         }
     }
@@ -139,8 +169,25 @@ impl NodeStats {
         self.rejected.values().sum()
     }
 
+    /// Counts a frame that arrived from camera `frame_id`.
+    pub fn arrived(&mut self, at: Instant, frame_id: &str) {
+        self.received += 1;
+        self.arrivals.arrived(at);
+        self.last_arrival = Some(at);
+        if self.hardware_id.as_deref() != Some(frame_id) {
+            self.hardware_id = Some(frame_id.to_string());
+        }
+    }
+
+    /// Counts a frame the image encoder failed on.
+    pub fn encoder_failed(&mut self, error: String) {
+        self.reject(RejectReason::EncoderError);
+        self.encoder_failures_in_a_row += 1;
+        self.last_encoder_error = error;
+    }
+
     /// The diagnostic status now; the rate covers the time since the previous report.
-    pub fn report(&mut self, name: &str) -> DiagnosticStatus {
+    pub fn report(&mut self, name: &str, health: Health) -> DiagnosticStatus {
         let now = Instant::now();
         let rejected = self.rejected_total();
         let (rate, new_rejects) = match self.last_report {
@@ -204,21 +251,59 @@ impl NodeStats {
             ),
             ("text cache hits".into(), self.text.cache_hits.to_string()),
         ]);
-        let (level, message) = if new_rejects > 0 {
-            (
+        values.push(("min rate (Hz)".into(), format!("{:.2}", health.min_rate)));
+        let mut problems: Vec<(Level, String)> = Vec::new();
+        if self.encoder_failures_in_a_row >= ENCODER_FAILURES_FOR_ERROR {
+            problems.push((
+                Level::Error,
+                format!(
+                    "image encoder failed on the last {} frames: {}",
+                    self.encoder_failures_in_a_row, self.last_encoder_error
+                ),
+            ));
+        }
+        let quiet_since = self.last_arrival.unwrap_or(self.started);
+        let quiet = now.saturating_duration_since(quiet_since);
+        if quiet > health.period * STALE_PERIODS {
+            let what = if self.last_arrival.is_some() {
+                "no image"
+            } else {
+                "no image yet"
+            };
+            problems.push((
+                Level::Warn,
+                format!("{what} for {:.1} s", quiet.as_secs_f64()),
+            ));
+        } else if health.min_rate > 0.0 && self.last_arrival.is_some() && rate < health.min_rate {
+            problems.push((
+                Level::Warn,
+                format!(
+                    "processing {rate:.1} frames/s, under min_rate {}",
+                    health.min_rate
+                ),
+            ));
+        }
+        if new_rejects > 0 {
+            problems.push((
                 Level::Warn,
                 format!("{new_rejects} frames rejected since the last report"),
-            )
-        } else if self.processed == 0 {
-            (Level::Ok, "waiting for images".to_string())
+            ));
+        }
+        let level = problems.iter().map(|(l, _)| *l).max().unwrap_or(Level::Ok);
+        let message = if problems.is_empty() {
+            format!("{rate:.1} frames/s")
         } else {
-            (Level::Ok, format!("{rate:.1} frames/s"))
+            problems
+                .into_iter()
+                .map(|(_, m)| m)
+                .collect::<Vec<_>>()
+                .join("; ")
         };
         DiagnosticStatus {
             level,
             name: name.to_string(),
             message,
-            hardware_id: String::new(),
+            hardware_id: self.hardware_id.clone().unwrap_or_else(|| "none".into()),
             values,
         }
     }
@@ -267,7 +352,8 @@ mod tests {
         s.reject(RejectReason::DataTooShort);
         s.reject(RejectReason::DataTooShort);
         s.reject(RejectReason::Undecodable);
-        let status = s.report("/clip_node");
+        s.arrived(Instant::now(), "cam");
+        let status = s.report("clip_node: clip", HEALTHY);
         let get = |k: &str| {
             status
                 .values
@@ -279,8 +365,101 @@ mod tests {
         assert_eq!(get("rejected data_too_short").as_deref(), Some("2"));
         assert_eq!(get("rejected undecodable").as_deref(), Some("1"));
         assert_eq!(status.level, Level::Warn);
-        assert_eq!(s.report("/clip_node").level, Level::Ok, "no new rejects");
+        assert_eq!(
+            s.report("clip_node: clip", HEALTHY).level,
+            Level::Ok,
+            "no new rejects"
+        );
         s.reject(RejectReason::Empty);
-        assert_eq!(s.report("/clip_node").level, Level::Warn);
+        assert_eq!(s.report("clip_node: clip", HEALTHY).level, Level::Warn);
+    }
+
+    const HEALTHY: Health = Health {
+        period: Duration::from_secs(3600),
+        min_rate: 0.0,
+    };
+
+    #[test]
+    fn a_quiet_camera_warns_after_three_periods() {
+        let mut s = NodeStats::default();
+        let health = Health {
+            period: Duration::from_millis(20),
+            min_rate: 0.0,
+        };
+        let status = s.report("clip_node: clip", health);
+        assert_eq!(
+            (status.level, status.hardware_id.as_str()),
+            (Level::Ok, "none")
+        );
+        std::thread::sleep(Duration::from_millis(70));
+        let status = s.report("clip_node: clip", health);
+        assert_eq!(status.level, Level::Warn);
+        assert!(
+            status.message.contains("no image yet"),
+            "{}",
+            status.message
+        );
+        s.arrived(Instant::now(), "camera_optical_frame");
+        let status = s.report("clip_node: clip", health);
+        assert_eq!(status.level, Level::Ok, "{}", status.message);
+        assert_eq!(status.hardware_id, "camera_optical_frame");
+        std::thread::sleep(Duration::from_millis(70));
+        let status = s.report("clip_node: clip", health);
+        assert_eq!(status.level, Level::Warn);
+        assert!(
+            status.message.starts_with("no image for"),
+            "{}",
+            status.message
+        );
+    }
+
+    #[test]
+    fn a_slow_node_warns_under_min_rate() {
+        let mut s = NodeStats::default();
+        let health = Health {
+            period: Duration::from_secs(3600),
+            min_rate: 1000.0,
+        };
+        s.arrived(Instant::now(), "cam");
+        s.report("clip_node: clip", health);
+        s.processed += 1;
+        std::thread::sleep(Duration::from_millis(20));
+        let status = s.report("clip_node: clip", health);
+        assert_eq!(status.level, Level::Warn);
+        assert!(
+            status.message.contains("under min_rate 1000"),
+            "{}",
+            status.message
+        );
+        let relaxed = Health {
+            min_rate: 0.0,
+            ..health
+        };
+        assert_eq!(s.report("clip_node: clip", relaxed).level, Level::Ok);
+    }
+
+    #[test]
+    fn an_encoder_that_keeps_failing_is_an_error() {
+        let mut s = NodeStats::default();
+        s.arrived(Instant::now(), "cam");
+        for _ in 0..ENCODER_FAILURES_FOR_ERROR - 1 {
+            s.encoder_failed("out of memory".into());
+        }
+        let status = s.report("clip_node: clip", HEALTHY);
+        assert_eq!(
+            status.level,
+            Level::Warn,
+            "rejected frames, not yet failing"
+        );
+        s.encoder_failed("out of memory".into());
+        let status = s.report("clip_node: clip", HEALTHY);
+        assert_eq!(status.level, Level::Error);
+        assert!(
+            status.message.contains("out of memory"),
+            "{}",
+            status.message
+        );
+        s.encoder_failures_in_a_row = 0;
+        assert_eq!(s.report("clip_node: clip", HEALTHY).level, Level::Ok);
     }
 }

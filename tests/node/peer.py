@@ -70,7 +70,8 @@ class Session:
         self.classifications = rp.Collector(
             self.peer.reader(f"{fqn}/classification", rp.Classification, rp.RELIABLE_DEEP_QOS))
         self.matches = rp.Collector(self.peer.reader(f"{fqn}/matches", rp.String, rp.RELIABLE_DEEP_QOS))
-        self.diagnostics = rp.Diagnostics(self.peer, f"{fqn}: clip")
+        # diagnostic_updater's naming: `<node name>: <task>`.
+        self.diagnostics = rp.Diagnostics(self.peer, f"{fqn.rsplit('/', 1)[-1]}: clip")
         self.query_writer = self.peer.writer(f"{fqn}/query", rp.String, rp.RELIABLE_QOS)
         compressed = base.get("image_transport") == "compressed"
         topic = (image_topic or "/image") + ("/compressed" if compressed else "")
@@ -185,6 +186,12 @@ def scenario_frames(args, cases, kind):
         processed = s.diagnostics.wait(
             "diagnostics counting every frame", lambda v: int(v["frames processed"]) >= len(frames))
         check(int(processed["frames rejected"]) == 0, f"frames were rejected: {processed}")
+        status = s.diagnostics.status
+        check(status.hardware_id == frame_id, f"hardware_id {status.hardware_id!r}, the camera is {frame_id!r}")
+        # The camera stops: WARN after 3 diagnostic periods (0.2 s each here).
+        stale = s.diagnostics.wait_status("WARN for the stopped camera",
+                                          lambda st: st.level == 1 and "no image for" in st.message, 10)
+        log(f"camera stopped: {stale.message!r}")
         s.node.check_alive()
     finally:
         s.close()

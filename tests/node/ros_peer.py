@@ -411,6 +411,7 @@ class Diagnostics:
         self.collector = Collector(peer.reader("/diagnostics", DiagnosticArray, RELIABLE_QOS))
         self.status_name = status_name
         self.values = None
+        self.status = None  # the newest DiagnosticStatus itself (level, message, hardware_id)
         self.count = 0
 
     def poll(self):
@@ -418,6 +419,7 @@ class Diagnostics:
             for status in array.status:
                 if status.name == self.status_name:
                     self.values = {kv.key: kv.value for kv in status.values}
+                    self.status = status
                     self.count += 1
         self.collector.items.clear()
         return self.values
@@ -431,6 +433,14 @@ class Diagnostics:
     def number(self, key):
         value = self.get(key)
         return None if value in (None, "-") else float(value)
+
+    def wait_status(self, what, predicate, timeout=20.0):
+        """Waits for a status that satisfies `predicate(status)`; returns it."""
+        def ok():
+            self.poll()
+            return self.status is not None and predicate(self.status)
+        wait_for(what, ok, timeout)
+        return self.status
 
     def wait(self, what, predicate, timeout=20.0):
         """Waits for a diagnostics message whose values satisfy `predicate(values)`."""
