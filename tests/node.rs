@@ -533,6 +533,17 @@ fn bad_parameters_stop_the_start_naming_the_parameter() {
         &[&tiny_param(), "precision:=int4"],
         &["`precision`", "int4", "fp32 or int8"],
     );
+    // Found only when the model loads, after the node is on the wire: still exit code 1
+    // and the parameter named.
+    let no_int8 = crate::common::copy_bundle(&tiny_bundle());
+    crate::common::remove_int8(no_int8.path());
+    start_fails(
+        &[
+            &format!("model_dir:={}", no_int8.path().display()),
+            "precision:=int8",
+        ],
+        &["`precision`", "image_encoder_int8"],
+    );
 }
 
 #[test]

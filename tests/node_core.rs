@@ -422,3 +422,65 @@ fn parameter_sets_apply_between_frames_or_are_refused_with_the_reason() {
     assert_eq!(core.stats().queries_applied, 1);
     core.shutdown();
 }
+
+#[test]
+fn a_query_sent_while_the_model_loads_applies_once_it_is_loaded() {
+    let cache = tempfile::tempdir().unwrap();
+    let model = format!("model_dir:={}", tiny_bundle().display());
+    let cache_arg = format!("cache_dir:={}", cache.path().display());
+    let args = RosArgs::parse([
+        "--ros-args",
+        "-p",
+        &model,
+        "-p",
+        &cache_arg,
+        "-p",
+        "threads:=1",
+        "-p",
+        "labels:=red cup; blue ball",
+    ])
+    .unwrap();
+    let plan = NodePlan::from_args(&args).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let core = NodeCore::start_loading(plan, recorder.clone());
+    // Loading takes far longer than this: the query and a frame arrive during it.
+    core.query("drawer handle; coffee mug".into());
+    core.offer_image(frame(7));
+    assert!(
+        !core.ready(),
+        "the model loaded faster than a channel send?"
+    );
+    assert!(
+        core.labels().is_empty(),
+        "no phrases before the model is loaded"
+    );
+    wait_until("the frame scored", || {
+        !recorder.classifications.lock().unwrap().is_empty()
+    });
+    wait_until("the query applied", || core.stats().queries_applied == 1);
+    assert_eq!(core.labels(), ["drawer handle", "coffee mug"]);
+    let infos = recorder.label_infos.lock().unwrap().clone();
+    assert_eq!(
+        infos[0].class_names,
+        ["red cup", "blue ball"],
+        "the start phrases first"
+    );
+    assert_eq!(infos.last().unwrap().class_names, core.labels());
+    assert_eq!(core.start_failure(), None);
+    core.shutdown();
+}
+
+#[test]
+fn a_model_that_fails_to_load_is_reported_and_nothing_runs() {
+    let dir = copy_bundle(&tiny_bundle());
+    remove_int8(dir.path());
+    let model = format!("model_dir:={}", dir.path().display());
+    let args = RosArgs::parse(["--ros-args", "-p", &model, "-p", "precision:=int8"]).unwrap();
+    let plan = NodePlan::from_args(&args).unwrap();
+    let core = NodeCore::start_loading(plan, Arc::new(Recorder::default()));
+    wait_until("the failure reported", || core.start_failure().is_some());
+    let why = core.start_failure().unwrap();
+    assert!(why.contains("`precision`"), "{why}");
+    assert!(!core.ready());
+    core.shutdown();
+}

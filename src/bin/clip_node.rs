@@ -92,12 +92,11 @@ mod node {
             plan.config.phrases.len(),
             plan.config.input
         );
-        let setup = plan.load_engine()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
             .context("installing the SIGINT/SIGTERM handler")?;
-        clip_perception::dds::run(&plan, setup, stop)?;
+        clip_perception::dds::run(&plan, stop)?;
         Ok(())
     }
 

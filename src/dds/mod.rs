@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::node::messages::{self as core_msgs, Outputs};
-use crate::node::{topics, CoreSetup, ImageInput, InputKind, NodeCore, NodePlan};
+use crate::node::{topics, ImageInput, InputKind, NodeCore, NodePlan};
 
 /// A DDS entity could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -248,9 +248,21 @@ pub fn domain_id() -> Result<u16, DdsError> {
     }
 }
 
-/// Runs the node until `stop` is set: creates the participant, node, publishers and
-/// subscriptions, starts the core, and moves received messages into it.
-pub fn run(plan: &NodePlan, setup: CoreSetup, stop: Arc<AtomicBool>) -> Result<(), DdsError> {
+/// Why the node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Dds(#[from] DdsError),
+    /// The model could not be loaded (the message names the parameter).
+    #[error("{0}")]
+    Start(String),
+}
+
+/// Runs the node until `stop` is set: creates the participant, node, publishers,
+/// subscriptions and parameter services, then starts the core, which loads the model
+/// while messages are already taken (a query sent at start is not lost), and moves
+/// received messages into it.
+pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
     let context = Context::with_options(ContextOptions::new().domain_id(domain_id()?))
         .map_err(|e| dds_error("participant")(&e))?;
     let names = &plan.names;
@@ -328,8 +340,8 @@ pub fn run(plan: &NodePlan, setup: CoreSetup, stop: Arc<AtomicBool>) -> Result<(
         .map_err(|e| dds_error("poll registration")(&e))?;
     param_servers.register(registry, PARAM_SERVICES)?;
 
-    let core = NodeCore::start(setup, outputs);
-    log::info!("{} running", names.fully_qualified());
+    let core = NodeCore::start_loading(plan.clone(), outputs);
+    log::info!("{} running; loading the model", names.fully_qualified());
     let mut events = Events::with_capacity(8);
     while !stop.load(Ordering::Relaxed) {
         if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(100))) {
@@ -354,6 +366,10 @@ pub fn run(plan: &NodePlan, setup: CoreSetup, stop: Arc<AtomicBool>) -> Result<(
             core.query(m.data)
         });
         param_servers.serve(&core);
+        if let Some(why) = core.start_failure() {
+            core.shutdown();
+            return Err(RunError::Start(why));
+        }
     }
     log::info!("{} shutting down", names.fully_qualified());
     core.shutdown();

@@ -91,24 +91,49 @@ impl Throttle {
 
 struct Shared {
     slot: LatestSlot<ImageInput>,
-    active: Mutex<Arc<Active>>,
+    /// `None` while the engine loads.
+    active: Mutex<Option<Arc<Active>>>,
     /// The parameters' current values (written by the parameter thread only).
     params: Mutex<NodeParams>,
     stats: Mutex<NodeStats>,
     stopping: Mutex<bool>,
     stop_signal: Condvar,
+    /// The node's threads, joined at shutdown.
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Why the engine could not be loaded.
+    failure: Mutex<Option<String>>,
 }
 
 impl Shared {
+    fn spawn(&self, name: &str, f: Box<dyn FnOnce() + Send>) {
+        let handle = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(f)
+            .expect("spawning a node thread");
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stopping.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn stats(&self) -> MutexGuard<'_, NodeStats> {
         self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn active(&self) -> Arc<Active> {
+    fn active(&self) -> Option<Arc<Active>> {
         self.active
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The phrases and policy frames are scored with; only called once loaded.
+    fn loaded(&self) -> Arc<Active> {
+        self.active().expect("the engine is loaded")
     }
 }
 
@@ -132,7 +157,6 @@ enum Control {
 pub struct NodeCore {
     shared: Arc<Shared>,
     control: Option<Sender<Control>>,
-    workers: Vec<JoinHandle<()>>,
 }
 
 fn label_info(labels: &LabelMatrix, threshold: f32) -> LabelInfo {
@@ -146,60 +170,76 @@ fn label_info(labels: &LabelMatrix, threshold: f32) -> LabelInfo {
     }
 }
 
+/// Loads the engine (in the parameter thread, so the node takes images and queries while
+/// it loads).
+type Loader = Box<dyn FnOnce() -> Result<CoreSetup, String> + Send>;
+
 impl NodeCore {
-    /// Starts the threads and publishes the initial LabelInfo.
+    /// Starts the node on an engine already loaded: publishes LabelInfo and starts taking
+    /// frames at once.
     pub fn start(setup: CoreSetup, outputs: Arc<dyn Outputs>) -> NodeCore {
-        let CoreSetup {
+        let (params, name) = (setup.params.clone(), setup.status_name.clone());
+        NodeCore::spawn(params, name, outputs, Box::new(move || Ok(setup)))
+    }
+
+    /// Starts the node before its model is loaded: images and queries are taken (the
+    /// newest image waits, queries and parameter sets queue) and diagnostics say
+    /// `loading` while the parameter thread loads the engine; then LabelInfo goes out,
+    /// the queued work applies and frames are scored. A load that fails is reported by
+    /// [`NodeCore::start_failure`].
+    pub fn start_loading(plan: super::NodePlan, outputs: Arc<dyn Outputs>) -> NodeCore {
+        let (params, name) = (plan.params.clone(), plan.status_name());
+        NodeCore::spawn(
             params,
-            config,
-            image,
-            text,
-            labels,
-            status_name,
-        } = setup;
-        let mut stats = NodeStats::default();
-        stats.labels = labels.len();
-        stats.precision = image.precision().name();
-        stats.text = text.stats();
-        outputs.label_info(label_info(&labels, config.policy.thresholds.default));
+            name,
+            outputs,
+            Box::new(move || plan.load_engine().map_err(|e| e.to_string())),
+        )
+    }
+
+    fn spawn(
+        params: NodeParams,
+        status_name: String,
+        outputs: Arc<dyn Outputs>,
+        loader: Loader,
+    ) -> NodeCore {
         let shared = Arc::new(Shared {
             slot: LatestSlot::default(),
-            active: Mutex::new(Arc::new(Active {
-                matrix: labels,
-                generation: 0,
-                config,
-            })),
+            active: Mutex::new(None),
             params: Mutex::new(params),
-            stats: Mutex::new(stats),
+            stats: Mutex::new(NodeStats::default()),
             stopping: Mutex::new(false),
             stop_signal: Condvar::new(),
+            workers: Mutex::new(Vec::new()),
+            failure: Mutex::new(None),
         });
         let (control_tx, control_rx) = mpsc::channel();
-        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
-                .name(name.to_string())
-                .spawn(f)
-                .expect("spawning a node thread")
-        };
-        let workers = vec![
-            spawn("clip-frames", {
-                let (shared, outputs) = (shared.clone(), outputs.clone());
-                Box::new(move || frame_loop(&shared, image, outputs.as_ref()))
-            }),
-            spawn("clip-params", {
-                let (shared, outputs) = (shared.clone(), outputs.clone());
-                Box::new(move || control_loop(&shared, text, control_rx, outputs.as_ref()))
-            }),
-            spawn("clip-diagnostics", {
-                let shared = shared.clone();
-                Box::new(move || diagnostics_loop(&shared, &status_name, outputs.as_ref()))
-            }),
-        ];
+        shared.spawn("clip-params", {
+            let (shared, outputs) = (shared.clone(), outputs.clone());
+            Box::new(move || load_then_control(shared, loader, control_rx, outputs))
+        });
+        shared.spawn("clip-diagnostics", {
+            let shared = shared.clone();
+            Box::new(move || diagnostics_loop(&shared, &status_name, outputs.as_ref()))
+        });
         NodeCore {
             shared,
             control: Some(control_tx),
-            workers,
         }
+    }
+
+    /// Why loading the engine failed, once it has (the node cannot run then).
+    pub fn start_failure(&self) -> Option<String> {
+        self.shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether the engine is loaded and frames are scored.
+    pub fn ready(&self) -> bool {
+        self.shared.active().is_some()
     }
 
     /// Hands a received image to the frame thread; a frame still waiting is dropped.
@@ -267,9 +307,12 @@ impl NodeCore {
         self.shared.stats().clone()
     }
 
-    /// The phrases results are currently scored against.
+    /// The phrases results are currently scored against (none while loading).
     pub fn labels(&self) -> Vec<String> {
-        self.shared.active().matrix.labels.clone()
+        self.shared
+            .active()
+            .map(|a| a.matrix.labels.clone())
+            .unwrap_or_default()
     }
 
     /// Stops the threads (after the frame being encoded, if any) and waits for them.
@@ -286,7 +329,16 @@ impl NodeCore {
         self.shared.stop_signal.notify_all();
         self.shared.slot.close();
         self.control.take();
-        for worker in self.workers.drain(..) {
+        // The parameter thread may add the frame thread while it is joined: take until none
+        // is left.
+        loop {
+            let worker = self
+                .shared
+                .workers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
+            let Some(worker) = worker else { break };
             if worker.join().is_err() {
                 log::error!("a node thread panicked");
             }
@@ -302,7 +354,7 @@ impl Drop for NodeCore {
 
 fn frame_loop(shared: &Shared, mut image: ImageEncoder, outputs: &dyn Outputs) {
     let mut throttle = Throttle::default();
-    let mut step = FrameStep::new(shared.active().config.policy.clone());
+    let mut step = FrameStep::new(shared.loaded().config.policy.clone());
     let mut next_start = Instant::now();
     loop {
         // With max_rate, wait out the interval first: frames arriving meanwhile replace
@@ -322,7 +374,7 @@ fn frame_loop(shared: &Shared, mut image: ImageEncoder, outputs: &dyn Outputs) {
             Taken::TimedOut => continue,
             Taken::Closed => return,
         };
-        let active = shared.active();
+        let active = shared.loaded();
         let config = &active.config;
         if config.wait_for_fresh_frame {
             // The waiting frame is already more than half a period old: the next one is
@@ -395,7 +447,7 @@ fn process_frame(
     let encoder_ms = started.elapsed().as_secs_f64() * 1e3;
     drop(rgb);
     // One snapshot of the phrases and policy for everything this frame publishes.
-    let active = shared.active();
+    let active = shared.loaded();
     if step.policy() != &active.config.policy {
         step.set_policy(active.config.policy.clone());
     }
@@ -415,6 +467,58 @@ fn process_frame(
     stats.processed += 1;
     stats.latency_ms.push(latency_ms);
     stats.encoder_ms.push(encoder_ms);
+}
+
+/// The parameter thread: loads the engine, then starts the frame thread and handles
+/// queries and parameter sets (those that came during loading first).
+fn load_then_control(
+    shared: Arc<Shared>,
+    loader: Loader,
+    control: Receiver<Control>,
+    outputs: Arc<dyn Outputs>,
+) {
+    let started = Instant::now();
+    let setup = match catch_unwind(AssertUnwindSafe(loader)) {
+        Ok(Ok(setup)) => setup,
+        Ok(Err(why)) => return fail(&shared, why),
+        Err(_) => return fail(&shared, "loading the engine panicked".into()),
+    };
+    if shared.stopping() {
+        return;
+    }
+    let CoreSetup {
+        config,
+        image,
+        text,
+        labels,
+        ..
+    } = setup;
+    {
+        let mut stats = shared.stats();
+        stats.labels = labels.len();
+        stats.precision = image.precision().name();
+        stats.text = text.stats();
+    }
+    outputs.label_info(label_info(&labels, config.policy.thresholds.default));
+    *shared.active.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Active {
+        matrix: labels,
+        generation: 0,
+        config,
+    }));
+    shared.spawn("clip-frames", {
+        let (shared, outputs) = (shared.clone(), outputs.clone());
+        Box::new(move || frame_loop(&shared, image, outputs.as_ref()))
+    });
+    log::info!(
+        "model loaded in {:.2} s; scoring frames",
+        started.elapsed().as_secs_f64()
+    );
+    control_loop(&shared, text, control, outputs.as_ref());
+}
+
+fn fail(shared: &Shared, why: String) {
+    log::error!("{why}");
+    *shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
 }
 
 fn control_loop(
@@ -444,6 +548,7 @@ fn control_loop(
                         Ok(()) => stats.queries_applied += 1,
                         Err(why) => {
                             stats.queries_rejected += 1;
+                            stats.last_query_rejection = Some(why.clone());
                             drop(stats);
                             log::warn!("query rejected: {why}; the current phrases stay");
                         }
@@ -519,7 +624,7 @@ fn apply(
         candidate.set(name, value).map_err(|e| e.to_string())?;
     }
     let config = candidate.validate().map_err(|e| e.to_string())?;
-    let active = shared.active();
+    let active = shared.loaded();
     let new_phrases = config.phrases != active.matrix.labels
         || candidate.template != old.template
         || candidate.ensemble != old.ensemble;
@@ -556,11 +661,11 @@ fn apply(
         stats.text = text.stats();
     }
     *shared.params.lock().unwrap_or_else(|e| e.into_inner()) = candidate;
-    *shared.active.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(Active {
+    *shared.active.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Active {
         matrix,
         generation,
         config,
-    });
+    }));
     if let Some(info) = info {
         outputs.label_info(info);
     }
@@ -572,7 +677,15 @@ fn apply(
 
 fn diagnostics_loop(shared: &Shared, name: &str, outputs: &dyn Outputs) {
     loop {
-        let period = shared.active().config.diagnostics_period;
+        let health = {
+            let params = shared.params.lock().unwrap_or_else(|e| e.into_inner());
+            Health {
+                period: Duration::from_secs_f64(params.diagnostics_period),
+                min_rate: params.min_rate,
+                loading: shared.active().is_none(),
+            }
+        };
+        let period = health.period;
         let stopping = shared.stopping.lock().unwrap_or_else(|e| e.into_inner());
         let (stopping, _) = shared
             .stop_signal
@@ -582,11 +695,6 @@ fn diagnostics_loop(shared: &Shared, name: &str, outputs: &dyn Outputs) {
             return;
         }
         drop(stopping);
-        let config = &shared.active().config;
-        let health = Health {
-            period: config.diagnostics_period,
-            min_rate: config.min_rate,
-        };
         let status = shared.stats().report(name, health);
         outputs.diagnostics(
             Header {

@@ -101,6 +101,11 @@ impl NodePlan {
         })
     }
 
+    /// The diagnostic status name, diagnostic_updater's `<node name>: <task>`.
+    pub fn status_name(&self) -> String {
+        format!("{}: clip", self.names.name)
+    }
+
     /// The absolute name a topic of [`topics`] resolves to.
     pub fn topic(&self, name: &str) -> Result<String, names::NameError> {
         self.names.resolve_topic(name)
@@ -154,8 +159,7 @@ impl NodePlan {
             image,
             text,
             labels,
-            // diagnostic_updater's convention: `<node name>: <task>`.
-            status_name: format!("{}: clip", self.names.name),
+            status_name: self.status_name(),
         })
     }
 }

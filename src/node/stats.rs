@@ -91,6 +91,8 @@ pub struct Health {
     pub period: Duration,
     /// Least processed frames/s while frames arrive (0: no check).
     pub min_rate: f64,
+    /// The engine is still loading (frames wait; nothing is judged yet).
+    pub loading: bool,
 }
 
 /// Everything the node counts.
@@ -126,6 +128,8 @@ pub struct NodeStats {
     /// Frames in a row the image encoder failed on, and its last error.
     pub encoder_failures_in_a_row: u32,
     pub last_encoder_error: String,
+    /// Why the last rejected query was rejected.
+    pub last_query_rejection: Option<String>,
     last_report: Option<(Instant, u64, u64)>,
 }
 
@@ -151,6 +155,7 @@ impl Default for NodeStats {
             hardware_id: None,
             encoder_failures_in_a_row: 0,
             last_encoder_error: String::new(),
+            last_query_rejection: None,
             last_report: None,
         }
     }
@@ -238,6 +243,12 @@ impl NodeStats {
             ("queries applied".into(), self.queries_applied.to_string()),
             ("queries rejected".into(), self.queries_rejected.to_string()),
             (
+                "last query rejected because".into(),
+                self.last_query_rejection
+                    .clone()
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            (
                 "queries superseded".into(),
                 self.queries_superseded.to_string(),
             ),
@@ -252,6 +263,8 @@ impl NodeStats {
             ("text cache hits".into(), self.text.cache_hits.to_string()),
         ]);
         values.push(("min rate (Hz)".into(), format!("{:.2}", health.min_rate)));
+        let state = if health.loading { "loading" } else { "running" };
+        values.insert(0, ("state".into(), state.into()));
         let mut problems: Vec<(Level, String)> = Vec::new();
         if self.encoder_failures_in_a_row >= ENCODER_FAILURES_FOR_ERROR {
             problems.push((
@@ -264,7 +277,9 @@ impl NodeStats {
         }
         let quiet_since = self.last_arrival.unwrap_or(self.started);
         let quiet = now.saturating_duration_since(quiet_since);
-        if quiet > health.period * STALE_PERIODS {
+        if health.loading {
+            // Nothing to judge yet: frames wait for the engine.
+        } else if quiet > health.period * STALE_PERIODS {
             let what = if self.last_arrival.is_some() {
                 "no image"
             } else {
@@ -290,7 +305,9 @@ impl NodeStats {
             ));
         }
         let level = problems.iter().map(|(l, _)| *l).max().unwrap_or(Level::Ok);
-        let message = if problems.is_empty() {
+        let message = if problems.is_empty() && health.loading {
+            "loading the model".to_string()
+        } else if problems.is_empty() {
             format!("{rate:.1} frames/s")
         } else {
             problems
@@ -377,6 +394,7 @@ mod tests {
     const HEALTHY: Health = Health {
         period: Duration::from_secs(3600),
         min_rate: 0.0,
+        loading: false,
     };
 
     #[test]
@@ -419,6 +437,7 @@ mod tests {
         let health = Health {
             period: Duration::from_secs(3600),
             min_rate: 1000.0,
+            loading: false,
         };
         s.arrived(Instant::now(), "cam");
         s.report("clip_node: clip", health);

@@ -82,8 +82,9 @@ class Session:
         return rp.Collector(self.peer.reader(f"{self.fqn}/label_info", rp.LabelInfo, rp.LATCHED_QOS))
 
     def wait_ready(self):
-        """Running: a diagnostics message arrived and the image writer is matched."""
-        self.diagnostics.wait("the node's first /diagnostics message", lambda v: True, timeout=60)
+        """Running: diagnostics say the model is loaded and the image writer is matched."""
+        self.diagnostics.wait("the node's model loaded (diagnostics state: running)",
+                              lambda v: v.get("state") == "running", timeout=60)
         rp.wait_matched(self.image_writer, "the image topic")
         rp.wait_matched(self.query_writer, "the query topic")
         self.node.check_alive()
