@@ -403,6 +403,7 @@ mod tests {
         let health = Health {
             period: Duration::from_millis(20),
             min_rate: 0.0,
+            loading: false,
         };
         let status = s.report("clip_node: clip", health);
         assert_eq!(
