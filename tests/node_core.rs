@@ -101,11 +101,8 @@ fn label_set(c: &Classification) -> Vec<String> {
 fn the_newest_frame_wins_and_replaced_frames_count_as_dropped() {
     let cache = tempfile::tempdir().unwrap();
     let (core, rec) = start(&[], cache.path());
-    assert_eq!(
-        rec.label_infos.lock().unwrap().len(),
-        1,
-        "LabelInfo at start"
-    );
+    wait_until("LabelInfo at start", || core.ready());
+    assert_eq!(rec.label_infos.lock().unwrap().len(), 1);
     for sec in 1..=40 {
         core.offer_image(frame(sec));
     }
@@ -482,5 +479,50 @@ fn a_model_that_fails_to_load_is_reported_and_nothing_runs() {
     let why = core.start_failure().unwrap();
     assert!(why.contains("`precision`"), "{why}");
     assert!(!core.ready());
+    core.shutdown();
+}
+
+#[test]
+fn frame_policy_every_scores_each_frame_in_order_until_the_queue_is_full() {
+    let cache = tempfile::tempdir().unwrap();
+    let (core, rec) = start(&["frame_policy:=every", "queue_size:=100"], cache.path());
+    for sec in 1..=40 {
+        core.offer_image(frame(sec));
+    }
+    wait_until("every frame processed", || core.stats().processed == 40);
+    let secs: Vec<i32> = rec
+        .classifications
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.header.stamp.sec)
+        .collect();
+    assert_eq!(secs, (1..=40).collect::<Vec<_>>(), "every frame, in order");
+    assert_eq!(core.stats().dropped, 0);
+
+    // A small queue drops what does not fit, and counts it.
+    assert_eq!(
+        set(&core, &[("queue_size", serde_json::json!(2))], false),
+        vec![Ok(())]
+    );
+    for sec in 41..=80 {
+        core.offer_image(frame(sec));
+    }
+    wait_until("every frame processed or dropped", || {
+        let s = core.stats();
+        s.processed + s.dropped == 80
+    });
+    assert!(core.stats().dropped > 0);
+    // Back to newest at run time.
+    assert_eq!(
+        set(
+            &core,
+            &[("frame_policy", serde_json::json!("newest"))],
+            false
+        ),
+        vec![Ok(())]
+    );
+    let refused = set(&core, &[("frame_policy", serde_json::json!("all"))], false);
+    assert!(refused[0].as_ref().unwrap_err().contains("`frame_policy`"));
     core.shutdown();
 }

@@ -1,8 +1,9 @@
 //! The node itself, without a transport: three threads around the engine.
 //!
 //! ```text
-//!  adapter ── offer_image ──> LatestSlot (newest wins; a replaced frame counts as dropped)
-//!                                 │ frame thread: take newest ─> to_rgb ─> ImageEncoder
+//!  adapter ── offer_image ──> FrameQueue (newest: one waits, a replaced frame counts as
+//!                                 │ dropped; every: in order up to queue_size)
+//!                                 │ frame thread: take ─> to_rgb ─> ImageEncoder
 //!                                 │   ─> engine's FrameStep against the current
 //!                                 │      Arc<Active> (phrases + policy: one snapshot per frame)
 //!                                 │   ─> Classification + matches
@@ -26,7 +27,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::latest::{LatestSlot, Taken};
+use super::frame_queue::{FramePolicy, FrameQueue, Taken};
 use super::messages::{Classification, FrameResult, Header, ImageInput, LabelInfo, Outputs, Stamp};
 use super::params::{spec, NodeConfig, NodeParams};
 use super::stats::{Health, NodeStats};
@@ -90,7 +91,7 @@ impl Throttle {
 }
 
 struct Shared {
-    slot: LatestSlot<ImageInput>,
+    slot: FrameQueue<ImageInput>,
     /// `None` while the engine loads.
     active: Mutex<Option<Arc<Active>>>,
     /// The parameters' current values (written by the parameter thread only).
@@ -204,7 +205,8 @@ impl NodeCore {
         loader: Loader,
     ) -> NodeCore {
         let shared = Arc::new(Shared {
-            slot: LatestSlot::default(),
+            // Checked before start; a default cannot fail.
+            slot: FrameQueue::new(params.frame_policy().unwrap_or(FramePolicy::Newest)),
             active: Mutex::new(None),
             params: Mutex::new(params),
             stats: Mutex::new(NodeStats::default()),
@@ -242,7 +244,7 @@ impl NodeCore {
         self.shared.active().is_some()
     }
 
-    /// Hands a received image to the frame thread; a frame still waiting is dropped.
+    /// Hands a received image to the frame queue; a frame the policy drops is counted.
     pub fn offer_image(&self, input: ImageInput) {
         let received = input.received;
         let frame_id = input.header.frame_id.clone();
@@ -376,7 +378,7 @@ fn frame_loop(shared: &Shared, mut image: ImageEncoder, outputs: &dyn Outputs) {
         };
         let active = shared.loaded();
         let config = &active.config;
-        if config.wait_for_fresh_frame {
+        if config.wait_for_fresh_frame && config.frame_policy == FramePolicy::Newest {
             // The waiting frame is already more than half a period old: the next one is
             // due soon, so wait for it (until 1.25 periods after this one arrived) and
             // encode the fresher frame instead.
@@ -661,6 +663,10 @@ fn apply(
         stats.text = text.stats();
     }
     *shared.params.lock().unwrap_or_else(|e| e.into_inner()) = candidate;
+    if config.frame_policy != active.config.frame_policy {
+        let dropped = shared.slot.set_policy(config.frame_policy);
+        shared.stats().dropped += dropped as u64;
+    }
     *shared.active.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Active {
         matrix,
         generation,

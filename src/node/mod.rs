@@ -14,7 +14,7 @@
 //! ```
 
 pub mod core;
-pub mod latest;
+pub mod frame_queue;
 pub mod messages;
 pub mod names;
 pub mod param_services;

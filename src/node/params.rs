@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+use super::frame_queue::FramePolicy;
 use crate::engine::model_dir::resolve_model_dir;
 use crate::engine::scoring::Thresholds;
 use crate::engine::step::MatchPolicy;
@@ -260,7 +261,11 @@ node_params! {
     precision: String = "auto".to_string(), read_only = true;
     /// Keep the text encoder loaded between queries (faster new phrases, more memory); otherwise it is freed after each use.
     keep_text_encoder: bool = false, read_only = true;
-    /// When the encoder frees up and the waiting frame is already older than half the camera's frame period, wait for the next frame (at most one period) and encode that instead: fresher results for a little throughput.
+    /// Which frames are encoded: `newest` (a robot: the newest frame wins, a frame waiting for the encoder is replaced by a newer one and counted as dropped) or `every` (a recording played with `ros2 bag play`: frames wait in order, up to `queue_size`; only frames arriving at a full queue are dropped).
+    frame_policy: String = "newest".to_string();
+    /// Most frames waiting for the encoder with `frame_policy: every`.
+    queue_size: i64 = 100, range(1, 10_000);
+    /// With `frame_policy: newest`: when the encoder frees up and the waiting frame is already older than half the camera's frame period, wait for the next frame (at most one period) and encode that instead: fresher results for a little throughput.
     wait_for_fresh_frame: bool = true;
     /// Seconds between /diagnostics messages. The status turns WARN when no frame arrived for 3 periods.
     diagnostics_period: f64 = 1.0, range(0.01, 3600.0);
@@ -285,6 +290,7 @@ pub struct NodeConfig {
     pub precision: Option<Precision>,
     pub keep_text_encoder: bool,
     pub wait_for_fresh_frame: bool,
+    pub frame_policy: FramePolicy,
     pub diagnostics_period: std::time::Duration,
     /// Processed frames/s under which diagnostics warn (0: no check).
     pub min_rate: f64,
@@ -326,6 +332,21 @@ fn in_range(name: &str, value: f64, hi_inclusive: bool) -> Result<(), ParamError
 }
 
 impl NodeParams {
+    /// `frame_policy` and `queue_size`, checked.
+    pub fn frame_policy(&self) -> Result<FramePolicy, ParamError> {
+        in_range("queue_size", self.queue_size as f64, true)?;
+        match self.frame_policy.as_str() {
+            "newest" => Ok(FramePolicy::Newest),
+            "every" => Ok(FramePolicy::Every {
+                queue_size: self.queue_size as usize,
+            }),
+            other => Err(ParamError::new(
+                "frame_policy",
+                format!("{other:?} is neither \"newest\" nor \"every\""),
+            )),
+        }
+    }
+
     /// Checks every parameter (cheap checks only: no model is loaded) and returns the
     /// configuration the node runs with. The first bad parameter is reported by name.
     pub fn validate(&self) -> Result<NodeConfig, ParamError> {
@@ -427,6 +448,7 @@ impl NodeParams {
             precision,
             keep_text_encoder: self.keep_text_encoder,
             wait_for_fresh_frame: self.wait_for_fresh_frame,
+            frame_policy: self.frame_policy()?,
             diagnostics_period: std::time::Duration::from_secs_f64(self.diagnostics_period),
             min_rate: self.min_rate,
         })
@@ -515,6 +537,8 @@ mod tests {
         rejected("smoothing", json!(1.0));
         rejected("threads", json!(0));
         rejected("diagnostics_period", json!(0.0));
+        rejected("frame_policy", json!("oldest"));
+        rejected("queue_size", json!(0));
         assert!(rejected("precision", json!("int4")).contains("fp32 or int8"));
     }
 
