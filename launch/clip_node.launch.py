@@ -15,6 +15,8 @@ Arguments:
                tabletop model)
   precision    image encoder graph: int8, fp32 or auto (int8 where the bundle has one);
                empty: as the params file says
+  use_sim_time true: follow /clock (e.g. `ros2 bag play --clock`); empty: as the params
+               file says
 """
 
 from launch import LaunchDescription
@@ -31,6 +33,9 @@ def _clip_node(context):
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = value
+    use_sim_time = LaunchConfiguration("use_sim_time").perform(context)
+    if use_sim_time:
+        overrides["use_sim_time"] = use_sim_time.lower() == "true"
     image_topic = LaunchConfiguration("image_topic").perform(context)
     return [
         Node(
@@ -69,5 +74,9 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "precision", default_value="", choices=["", "auto", "int8", "fp32"],
             description="Image encoder graph: int8, fp32 or auto (empty: as the params file says)"),
+        DeclareLaunchArgument(
+            "use_sim_time", default_value="", choices=["", "true", "false"],
+            description="Follow /clock, as `ros2 bag play --clock` publishes it "
+                        "(empty: as the params file says)"),
         OpaqueFunction(function=_clip_node),
     ])

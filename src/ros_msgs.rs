@@ -84,6 +84,12 @@ pub struct CompressedImage {
     pub data: Vec<u8>,
 }
 
+/// `rosgraph_msgs/Clock`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clock {
+    pub clock: Time,
+}
+
 /// `std_msgs/String`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StringMsg {
@@ -319,6 +325,7 @@ pub mod type_names {
     pub const LABEL_INFO: (&str, &str) = ("vision_msgs", "LabelInfo");
     pub const DIAGNOSTIC_ARRAY: (&str, &str) = ("diagnostic_msgs", "DiagnosticArray");
     pub const PARAMETER_EVENT: (&str, &str) = ("rcl_interfaces", "ParameterEvent");
+    pub const CLOCK: (&str, &str) = ("rosgraph_msgs", "Clock");
     pub const LOG: (&str, &str) = ("rcl_interfaces", "Log");
 }
 

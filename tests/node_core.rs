@@ -34,7 +34,7 @@ impl Outputs for Recorder {
     fn diagnostics(&self, _header: Header, status: DiagnosticStatus) {
         self.diagnostics.lock().unwrap().push(status);
     }
-    fn parameters_changed(&self, changed: &[(&'static str, serde_json::Value)]) {
+    fn parameters_changed(&self, _stamp: Stamp, changed: &[(&'static str, serde_json::Value)]) {
         self.parameter_events.lock().unwrap().push(changed.to_vec());
     }
 }
@@ -524,5 +524,54 @@ fn frame_policy_every_scores_each_frame_in_order_until_the_queue_is_full() {
     );
     let refused = set(&core, &[("frame_policy", serde_json::json!("all"))], false);
     assert!(refused[0].as_ref().unwrap_err().contains("`frame_policy`"));
+    core.shutdown();
+}
+
+#[test]
+fn with_sim_time_max_rate_spaces_frames_on_the_ros_clock_and_stamps_follow_it() {
+    let cache = tempfile::tempdir().unwrap();
+    let (core, rec) = start(
+        &["use_sim_time:=true", "max_rate:=10", "frame_policy:=every"],
+        cache.path(),
+    );
+    wait_until("loaded", || core.ready());
+    assert!(core.uses_sim_time());
+    assert_eq!(
+        rec.label_infos.lock().unwrap()[0].header.stamp,
+        Stamp { sec: 0, nanosec: 0 },
+        "no /clock yet: ROS time is zero"
+    );
+    for sec in 1..=3 {
+        core.offer_image(frame(sec));
+    }
+    wait_until("the first frame", || core.stats().processed == 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        core.stats().processed,
+        1,
+        "the ROS clock stands still: so do frames"
+    );
+    core.set_sim_time(Stamp {
+        sec: 0,
+        nanosec: 100_000_000,
+    });
+    wait_until("the second frame, 0.1 s of ROS time later", || {
+        core.stats().processed == 2
+    });
+    core.set_sim_time(Stamp {
+        sec: 50,
+        nanosec: 0,
+    });
+    wait_until("the third frame", || core.stats().processed == 3);
+    let results = rec.classifications.lock().unwrap().clone();
+    let secs: Vec<i32> = results.iter().map(|c| c.header.stamp.sec).collect();
+    assert_eq!(secs, [1, 2, 3], "results keep their image's stamp");
+    assert_eq!(
+        core.now(),
+        Stamp {
+            sec: 50,
+            nanosec: 0
+        }
+    );
     core.shutdown();
 }

@@ -68,6 +68,12 @@ pub fn rosout_qos() -> QosProfile {
         .history(History::KeepLast { depth: 1000 })
 }
 
+/// `/clock` as rclcpp subscribes to it: best effort, keep last 1 (matches reliable and
+/// best-effort publishers alike).
+pub fn clock_qos() -> QosProfile {
+    sensor_data_qos().history(History::KeepLast { depth: 1 })
+}
+
 /// Latched QoS for LabelInfo: reliable, transient local, keep last 1, so a subscriber
 /// that joins later still gets the current phrase set.
 pub fn latched_qos() -> QosProfile {
@@ -190,8 +196,11 @@ impl Outputs for DdsOutputs {
         self.publish("diagnostics", &self.diagnostics, message);
     }
 
-    fn parameters_changed(&self, changed: &[(&'static str, serde_json::Value)]) {
-        let stamp = core_msgs::Stamp::now();
+    fn parameters_changed(
+        &self,
+        stamp: core_msgs::Stamp,
+        changed: &[(&'static str, serde_json::Value)],
+    ) {
         let stamp = msgs::Time {
             sec: stamp.sec,
             nanosec: stamp.nanosec,
@@ -208,15 +217,16 @@ enum ImageSubscription {
 
 const IMAGES: Token = Token(0);
 const QUERIES: Token = Token(1);
+const CLOCK: Token = Token(100);
 /// The first of the parameter services' tokens.
 const PARAM_SERVICES: usize = 2;
 
 /// Takes every waiting sample of `sub`, handing each to `handle`; a sample that does not
-/// deserialize is counted as rejected.
+/// deserialize is logged, and counted as a rejected frame when `frames`.
 fn drain<M: DeserializeOwned + 'static>(
     sub: &Subscription<M>,
     core: &NodeCore,
-    what: &str,
+    (what, frames): (&str, bool),
     mut handle: impl FnMut(M),
 ) {
     loop {
@@ -225,7 +235,9 @@ fn drain<M: DeserializeOwned + 'static>(
             Ok(None) => break,
             Err(e) => {
                 log::warn!("{what}: a message could not be read: {e}");
-                core.reject_message(crate::image::RejectReason::Undeserializable);
+                if frames {
+                    core.reject_message(crate::image::RejectReason::Undeserializable);
+                }
                 break;
             }
         }
@@ -326,6 +338,11 @@ pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
     };
     let mut queries: Subscription<msgs::StringMsg> =
         t.subscription(topics::QUERY, msgs::type_names::STRING, default_qos())?;
+    let mut clock: Option<Subscription<msgs::Clock>> = if plan.params.use_sim_time {
+        Some(t.subscription(topics::CLOCK, msgs::type_names::CLOCK, clock_qos())?)
+    } else {
+        None
+    };
     let mut param_servers = params::ParamServers::create(&mut node, &names.fully_qualified())?;
 
     let mut poll = Poll::new().map_err(|e| dds_error("poll")(&e))?;
@@ -339,6 +356,11 @@ pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
         .register(&mut queries, QUERIES, Interest::READABLE)
         .map_err(|e| dds_error("poll registration")(&e))?;
     param_servers.register(registry, PARAM_SERVICES)?;
+    if let Some(clock) = &mut clock {
+        registry
+            .register(clock, CLOCK, Interest::READABLE)
+            .map_err(|e| dds_error("poll registration")(&e))?;
+    }
 
     let core = NodeCore::start_loading(plan.clone(), outputs);
     log::info!("{} running; loading the model", names.fully_qualified());
@@ -351,20 +373,31 @@ pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
         }
         // Both readers are drained on every wake-up: cheap, and immune to missed edges.
         match &images {
-            ImageSubscription::Raw(s) => drain(s, &core, "image", |m: msgs::Image| {
+            ImageSubscription::Raw(s) => drain(s, &core, ("image", true), |m: msgs::Image| {
                 let (header, pixels) = m.into_parts();
                 core.offer_image(ImageInput::new(header, pixels));
             }),
-            ImageSubscription::Compressed(s) => {
-                drain(s, &core, "image/compressed", |m: msgs::CompressedImage| {
+            ImageSubscription::Compressed(s) => drain(
+                s,
+                &core,
+                ("image/compressed", true),
+                |m: msgs::CompressedImage| {
                     let (header, pixels) = m.into_parts();
                     core.offer_image(ImageInput::new(header, pixels));
-                })
-            }
+                },
+            ),
         }
-        drain(&queries, &core, "query", |m: msgs::StringMsg| {
+        drain(&queries, &core, ("query", false), |m: msgs::StringMsg| {
             core.query(m.data)
         });
+        if let Some(clock) = &clock {
+            drain(clock, &core, ("clock", false), |m: msgs::Clock| {
+                core.set_sim_time(core_msgs::Stamp {
+                    sec: m.clock.sec,
+                    nanosec: m.clock.nanosec,
+                })
+            });
+        }
         param_servers.serve(&core);
         if let Some(why) = core.start_failure() {
             core.shutdown();

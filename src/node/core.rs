@@ -27,6 +27,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::clock::{since_zero, RosClock};
 use super::frame_queue::{FramePolicy, FrameQueue, Taken};
 use super::messages::{Classification, FrameResult, Header, ImageInput, LabelInfo, Outputs, Stamp};
 use super::params::{spec, NodeConfig, NodeParams};
@@ -39,6 +40,9 @@ use serde_json::Value;
 
 /// Cameras slower than this period get no wait for a fresher frame.
 const MAX_FRESH_WAIT: Duration = Duration::from_millis(250);
+
+/// How often the frame thread looks at the simulated clock while `max_rate` holds it.
+const SIM_TIME_POLL: Duration = Duration::from_millis(5);
 
 /// How often a repeated warning of one kind may be logged.
 const WARN_EVERY: Duration = Duration::from_secs(5);
@@ -103,6 +107,8 @@ struct Shared {
     workers: Mutex<Vec<JoinHandle<()>>>,
     /// Why the engine could not be loaded.
     failure: Mutex<Option<String>>,
+    /// ROS time: the system clock, or `/clock` with `use_sim_time`.
+    clock: RosClock,
 }
 
 impl Shared {
@@ -119,6 +125,16 @@ impl Shared {
 
     fn stopping(&self) -> bool {
         *self.stopping.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits `timeout` or until the node stops; true if it is stopping.
+    fn wait_or_stop(&self, timeout: Duration) -> bool {
+        let stopping = self.stopping.lock().unwrap_or_else(|e| e.into_inner());
+        let (stopping, _) = self
+            .stop_signal
+            .wait_timeout_while(stopping, timeout, |s| !*s)
+            .unwrap_or_else(|e| e.into_inner());
+        *stopping
     }
 
     fn stats(&self) -> MutexGuard<'_, NodeStats> {
@@ -160,10 +176,10 @@ pub struct NodeCore {
     control: Option<Sender<Control>>,
 }
 
-fn label_info(labels: &LabelMatrix, threshold: f32) -> LabelInfo {
+fn label_info(stamp: Stamp, labels: &LabelMatrix, threshold: f32) -> LabelInfo {
     LabelInfo {
         header: Header {
-            stamp: Stamp::now(),
+            stamp,
             frame_id: String::new(),
         },
         class_names: labels.labels.clone(),
@@ -204,6 +220,7 @@ impl NodeCore {
         outputs: Arc<dyn Outputs>,
         loader: Loader,
     ) -> NodeCore {
+        let clock = RosClock::new(params.use_sim_time);
         let shared = Arc::new(Shared {
             // Checked before start; a default cannot fail.
             slot: FrameQueue::new(params.frame_policy().unwrap_or(FramePolicy::Newest)),
@@ -214,6 +231,7 @@ impl NodeCore {
             stop_signal: Condvar::new(),
             workers: Mutex::new(Vec::new()),
             failure: Mutex::new(None),
+            clock,
         });
         let (control_tx, control_rx) = mpsc::channel();
         shared.spawn("clip-params", {
@@ -309,6 +327,21 @@ impl NodeCore {
         self.shared.stats().clone()
     }
 
+    /// Whether the node follows `/clock` (`use_sim_time`).
+    pub fn uses_sim_time(&self) -> bool {
+        self.shared.clock.is_sim()
+    }
+
+    /// A `/clock` message arrived.
+    pub fn set_sim_time(&self, t: Stamp) {
+        self.shared.clock.set_sim_time(t);
+    }
+
+    /// ROS time now, as the node stamps what it publishes itself.
+    pub fn now(&self) -> Stamp {
+        self.shared.clock.now()
+    }
+
     /// The phrases results are currently scored against (none while loading).
     pub fn labels(&self) -> Vec<String> {
         self.shared
@@ -358,16 +391,18 @@ fn frame_loop(shared: &Shared, mut image: ImageEncoder, outputs: &dyn Outputs) {
     let mut throttle = Throttle::default();
     let mut step = FrameStep::new(shared.loaded().config.policy.clone());
     let mut next_start = Instant::now();
+    // With use_sim_time, max_rate spaces frames on the ROS clock (time since zero).
+    let mut next_sim = Duration::ZERO;
     loop {
         // With max_rate, wait out the interval first: frames arriving meanwhile replace
-        // each other in the slot, and the newest is taken when the interval ends.
+        // each other in the queue (newest) or wait in it (every).
         if let Some(wait) = next_start.checked_duration_since(Instant::now()) {
-            let stopping = shared.stopping.lock().unwrap_or_else(|e| e.into_inner());
-            let (stopping, _) = shared
-                .stop_signal
-                .wait_timeout_while(stopping, wait, |s| !*s)
-                .unwrap_or_else(|e| e.into_inner());
-            if *stopping {
+            if shared.wait_or_stop(wait) {
+                return;
+            }
+        }
+        while shared.clock.is_sim() && since_zero(shared.clock.now()) < next_sim {
+            if shared.wait_or_stop(SIM_TIME_POLL) {
                 return;
             }
         }
@@ -397,7 +432,11 @@ fn frame_loop(shared: &Shared, mut image: ImageEncoder, outputs: &dyn Outputs) {
             }
         }
         if let Some(interval) = config.min_frame_interval {
-            next_start = Instant::now() + interval;
+            if shared.clock.is_sim() {
+                next_sim = since_zero(shared.clock.now()) + interval;
+            } else {
+                next_start = Instant::now() + interval;
+            }
         }
         // A bug that panics on some frame must not stop the frames that follow.
         let processed = catch_unwind(AssertUnwindSafe(|| {
@@ -501,7 +540,11 @@ fn load_then_control(
         stats.precision = image.precision().name();
         stats.text = text.stats();
     }
-    outputs.label_info(label_info(&labels, config.policy.thresholds.default));
+    outputs.label_info(label_info(
+        shared.clock.now(),
+        &labels,
+        config.policy.thresholds.default,
+    ));
     *shared.active.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Active {
         matrix: labels,
         generation: 0,
@@ -655,7 +698,7 @@ fn apply(
         .collect();
     let threshold = config.policy.thresholds.default;
     let info = (new_phrases || threshold != active.config.policy.thresholds.default)
-        .then(|| label_info(&matrix, threshold));
+        .then(|| label_info(shared.clock.now(), &matrix, threshold));
     {
         let mut stats = shared.stats();
         stats.label_generation = generation;
@@ -676,7 +719,7 @@ fn apply(
         outputs.label_info(info);
     }
     if !changed.is_empty() {
-        outputs.parameters_changed(&changed);
+        outputs.parameters_changed(shared.clock.now(), &changed);
     }
     Ok(())
 }
@@ -691,20 +734,13 @@ fn diagnostics_loop(shared: &Shared, name: &str, outputs: &dyn Outputs) {
                 loading: shared.active().is_none(),
             }
         };
-        let period = health.period;
-        let stopping = shared.stopping.lock().unwrap_or_else(|e| e.into_inner());
-        let (stopping, _) = shared
-            .stop_signal
-            .wait_timeout_while(stopping, period, |s| !*s)
-            .unwrap_or_else(|e| e.into_inner());
-        if *stopping {
+        if shared.wait_or_stop(health.period) {
             return;
         }
-        drop(stopping);
         let status = shared.stats().report(name, health);
         outputs.diagnostics(
             Header {
-                stamp: Stamp::now(),
+                stamp: shared.clock.now(),
                 frame_id: String::new(),
             },
             status,

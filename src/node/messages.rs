@@ -153,8 +153,9 @@ pub trait Outputs: Send + Sync + 'static {
     fn matches(&self, result: &FrameResult);
     fn label_info(&self, message: LabelInfo);
     fn diagnostics(&self, header: Header, status: DiagnosticStatus);
-    /// Parameters whose values changed (name, new value), for `/parameter_events`.
-    fn parameters_changed(&self, changed: &[(&'static str, serde_json::Value)]);
+    /// Parameters whose values changed (name, new value), for `/parameter_events`, at ROS
+    /// time `stamp`.
+    fn parameters_changed(&self, stamp: Stamp, changed: &[(&'static str, serde_json::Value)]);
 }
 
 #[cfg(test)]

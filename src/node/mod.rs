@@ -13,6 +13,7 @@
 //!           Outputs ─> Classification, matches JSON, LabelInfo, DiagnosticArray
 //! ```
 
+pub mod clock;
 pub mod core;
 pub mod frame_queue;
 pub mod messages;
@@ -47,6 +48,7 @@ pub mod topics {
     pub const DIAGNOSTICS: &str = "/diagnostics";
     pub const PARAMETER_EVENTS: &str = "/parameter_events";
     pub const ROSOUT: &str = "/rosout";
+    pub const CLOCK: &str = "/clock";
 }
 
 /// Returns memory the allocator holds but no longer uses to the OS. Loading a model frees

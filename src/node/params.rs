@@ -267,6 +267,8 @@ node_params! {
     queue_size: i64 = 100, range(1, 10_000);
     /// With `frame_policy: newest`: when the encoder frees up and the waiting frame is already older than half the camera's frame period, wait for the next frame (at most one period) and encode that instead: fresher results for a little throughput.
     wait_for_fresh_frame: bool = true;
+    /// Follow the /clock topic (rosgraph_msgs/Clock, as `ros2 bag play --clock` publishes it) for the times the node stamps itself (LabelInfo, diagnostics, parameter events) and for `max_rate`; results keep their image's stamp.
+    use_sim_time: bool = false, read_only = true;
     /// Seconds between /diagnostics messages. The status turns WARN when no frame arrived for 3 periods.
     diagnostics_period: f64 = 1.0, range(0.01, 3600.0);
     /// Least processed frames per second while frames arrive; under it /diagnostics turns WARN (0 = no check).

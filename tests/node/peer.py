@@ -424,7 +424,7 @@ def scenario_launch(args, cases):
     cmd = fake_launch.node_commands(
         launch_file,
         {"namespace": "robot1", "params_file": params_file, "image_topic": "/camera/color/image_raw",
-         "image_transport": "raw", "model_dir": cases["model"], "precision": "fp32"},
+         "image_transport": "raw", "model_dir": cases["model"], "precision": "fp32", "use_sim_time": "true"},
         executables={("clip_perception", "clip_node"): args.node},
         tmp_dir=args.work,
     )
@@ -434,19 +434,36 @@ def scenario_launch(args, cases):
     s = Session(args, cases, "launch", cmd=cmd, fqn="/robot1/clip_node", image_topic="/camera/color/image_raw")
     try:
         s.wait_ready()
-        info = s.label_info_reader().wait("LabelInfo on /robot1/clip_node/label_info", lambda m: True, 20)
+        infos = s.label_info_reader()
+        info = infos.wait("LabelInfo on /robot1/clip_node/label_info", lambda m: True, 20)
+        # use_sim_time:=true from the launch argument: no /clock yet, so ROS time is zero.
+        check(rp.stamp_of(info.header) == (0, 0), f"LabelInfo stamp {rp.stamp_of(info.header)} before any /clock")
         check([c.class_name for c in info.class_map] == phrases, f"labels from the params file: {info.class_map}")
         check(abs(info.threshold - 0.3) < 1e-6, f"threshold from the params file: {info.threshold}")
         frame = frames_of_kind(cases, "raw")[0]
         stamp, result = s.classify(frame, "launch_camera")
         check(len(result.results) == 2, f"top_k 2 from the params file, got {len(result.results)} results")
         check(result.header.frame_id == "launch_camera", "frame_id")
+        # A simulated clock (as `ros2 bag play --clock` publishes it): what the node stamps
+        # itself follows it; results keep their image's stamp.
+        clock = s.peer.writer("/clock", rp.Clock, rp.RELIABLE_QOS)
+        rp.wait_matched(clock, "/clock")
+        diag_arrays = rp.Collector(s.peer.reader("/diagnostics", rp.DiagnosticArray, rp.RELIABLE_QOS))
+        sim = (5000, 123)
+        clock.write(rp.Clock(clock=rp.Time(*sim)))
+        diag_arrays.wait("diagnostics stamped with the simulated clock",
+                         lambda a: rp.stamp_of(a.header) == sim, 20)
         s.query("; ".join(cases["labels"]))
         s.diagnostics.wait("the query on /robot1/clip_node/query applied", lambda v: int(v["label generation"]) == 1)
+        info = infos.wait("LabelInfo after the query", lambda m: [c.class_name for c in m.class_map] == cases["labels"],
+                          20)
+        check(rp.stamp_of(info.header) == sim, f"LabelInfo stamp {rp.stamp_of(info.header)}, /clock said {sim}")
+        stamp, result = s.classify(frame, "launch_camera")
+        check(rp.stamp_of(result.header) == stamp, "a result keeps its image's stamp under sim time")
         s.diagnostics.wait("precision:=fp32 from the launch argument", lambda v: v.get("image encoder") == "fp32")
         text = s.node.log_text()
-        check("use_sim_time" in text and "WARN" in text, "no warning for the unknown parameter use_sim_time")
-        log("names, remaps and parameters as launched")
+        check("unknown parameter" not in text, f"a launch parameter was unknown:\n{text}")
+        log("names, remaps, parameters and sim time as launched")
     finally:
         s.close()
 

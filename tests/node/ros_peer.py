@@ -88,6 +88,11 @@ class LabelInfo(IdlStruct, typename="vision_msgs::msg::dds_::LabelInfo_"):
 
 
 @dataclass
+class Clock(IdlStruct, typename="rosgraph_msgs::msg::dds_::Clock_"):
+    clock: Time = field(default_factory=Time)
+
+
+@dataclass
 class Log(IdlStruct, typename="rcl_interfaces::msg::dds_::Log_"):
     stamp: Time = field(default_factory=Time)
     level: uint8 = 0

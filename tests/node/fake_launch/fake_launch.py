@@ -22,8 +22,9 @@ class LaunchContext:
 
 
 def perform(value, context):
-    """Resolves a substitution, a list of them (concatenated) or a plain string."""
-    if isinstance(value, str):
+    """Resolves a substitution, a list of them (concatenated), or a plain value (string,
+    bool, number: launch_ros takes those in parameter dicts as they are)."""
+    if isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, (list, tuple)):
         return "".join(perform(v, context) for v in value)
