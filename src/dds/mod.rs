@@ -14,10 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ros2_client::dds::rustdds::mio1::{Events, Interest, Poll, Token};
+use ros2_client::dds::rustdds::DomainParticipantBuilder;
 use ros2_client::qos::{Durability, History, WhenFull};
 use ros2_client::{
-    Context, ContextOptions, MessageTypeName, Name, Node, NodeName, NodeOptions, Publisher,
-    QosProfile, Subscription,
+    Context, MessageTypeName, Name, Node, NodeName, NodeOptions, Publisher, QosProfile,
+    Subscription,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -270,13 +271,74 @@ pub enum RunError {
     Start(String),
 }
 
+/// How far the node looks for peers, from ROS 2's environment variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    /// Multicast and advertised locators on the loopback interface only.
+    pub localhost_only: bool,
+    /// What the transport cannot do as asked, one line each, for the log.
+    pub warnings: Vec<String>,
+}
+
+/// Reads `ROS_AUTOMATIC_DISCOVERY_RANGE` (`SUBNET`, the default, `LOCALHOST`, `OFF`,
+/// `SYSTEM_DEFAULT`), the older `ROS_LOCALHOST_ONLY=1` (used when the range is unset, as
+/// Jazzy does) and `ROS_STATIC_PEERS`, given as `(name, value)` lookups.
+pub fn discovery_from(env: impl Fn(&str) -> Option<String>) -> Discovery {
+    let mut warnings = Vec::new();
+    let range = env("ROS_AUTOMATIC_DISCOVERY_RANGE")
+        .map(|v| v.trim().to_ascii_uppercase())
+        .filter(|v| !v.is_empty());
+    let localhost_only = match range.as_deref() {
+        None => env("ROS_LOCALHOST_ONLY").is_some_and(|v| v.trim() == "1"),
+        Some("LOCALHOST") => true,
+        Some("SUBNET") | Some("SYSTEM_DEFAULT") => false,
+        Some("OFF") => {
+            warnings.push(
+                "ROS_AUTOMATIC_DISCOVERY_RANGE=OFF: this DDS transport cannot turn automatic \
+                 discovery off; it is limited to this host (LOCALHOST) instead"
+                    .into(),
+            );
+            true
+        }
+        Some(other) => {
+            warnings.push(format!(
+                "ROS_AUTOMATIC_DISCOVERY_RANGE={other:?} is not LOCALHOST, SUBNET, OFF or \
+                 SYSTEM_DEFAULT; using SUBNET"
+            ));
+            false
+        }
+    };
+    if let Some(peers) = env("ROS_STATIC_PEERS").filter(|p| !p.trim().is_empty()) {
+        warnings.push(format!(
+            "ROS_STATIC_PEERS={peers:?} ignored: this DDS transport has no static peers; \
+             peers are found by multicast discovery"
+        ));
+    }
+    Discovery {
+        localhost_only,
+        warnings,
+    }
+}
+
 /// Runs the node until `stop` is set: creates the participant, node, publishers,
 /// subscriptions and parameter services, then starts the core, which loads the model
 /// while messages are already taken (a query sent at start is not lost), and moves
 /// received messages into it.
 pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
-    let context = Context::with_options(ContextOptions::new().domain_id(domain_id()?))
+    let discovery = discovery_from(|name| std::env::var(name).ok());
+    for warning in &discovery.warnings {
+        log::warn!("{warning}");
+    }
+    let mut participant = DomainParticipantBuilder::new(domain_id()?);
+    if discovery.localhost_only {
+        log::info!("discovery limited to this host (loopback)");
+        participant = participant.with_only_networks([std::net::Ipv4Addr::LOCALHOST]);
+    }
+    let participant = participant
+        .build()
         .map_err(|e| dds_error("participant")(&e))?;
+    let context =
+        Context::from_domain_participant(participant).map_err(|e| dds_error("participant")(&e))?;
     let names = &plan.names;
     let node_name =
         NodeName::new(&names.namespace, &names.name).map_err(|e| dds_error("node name")(&e))?;
@@ -407,4 +469,43 @@ pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
     log::info!("{} shutting down", names.fully_qualified());
     core.shutdown();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn discovery(vars: &[(&str, &str)]) -> Discovery {
+        discovery_from(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn ros_discovery_variables() {
+        assert!(!discovery(&[]).localhost_only);
+        assert!(discovery(&[("ROS_LOCALHOST_ONLY", "1")]).localhost_only);
+        assert!(!discovery(&[("ROS_LOCALHOST_ONLY", "0")]).localhost_only);
+        let range = discovery(&[
+            ("ROS_AUTOMATIC_DISCOVERY_RANGE", "localhost"),
+            ("ROS_LOCALHOST_ONLY", "0"),
+        ]);
+        assert!(range.localhost_only && range.warnings.is_empty());
+        let subnet = discovery(&[
+            ("ROS_AUTOMATIC_DISCOVERY_RANGE", "SUBNET"),
+            ("ROS_LOCALHOST_ONLY", "1"),
+        ]);
+        assert!(
+            !subnet.localhost_only,
+            "the range wins over the older variable"
+        );
+        let off = discovery(&[("ROS_AUTOMATIC_DISCOVERY_RANGE", "OFF")]);
+        assert!(off.localhost_only && off.warnings[0].contains("OFF"));
+        let bad = discovery(&[("ROS_AUTOMATIC_DISCOVERY_RANGE", "everywhere")]);
+        assert!(!bad.localhost_only && bad.warnings[0].contains("EVERYWHERE"));
+        let peers = discovery(&[("ROS_STATIC_PEERS", "192.168.0.2")]);
+        assert!(peers.warnings[0].contains("ROS_STATIC_PEERS"));
+    }
 }

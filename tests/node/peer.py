@@ -49,7 +49,7 @@ class Session:
     """One node under test and the peer's endpoints for it."""
 
     def __init__(self, args, cases, name, params=None, ros_args=(), cmd=None, fqn="/clip_node",
-                 image_topic=None):
+                 image_topic=None, env=None):
         self.args = args
         self.cases = cases
         self.fqn = fqn
@@ -65,7 +65,7 @@ class Session:
         if cmd is None:
             cmd = rp.node_command(args.node, base, ros_args)
         log(f"starting: {' '.join(cmd)}")
-        self.node = rp.NodeProcess(cmd, os.path.join(args.work, f"{name}.log"))
+        self.node = rp.NodeProcess(cmd, os.path.join(args.work, f"{name}.log"), env=env)
         self.peer = rp.Peer()
         self.classifications = rp.Collector(
             self.peer.reader(f"{fqn}/classification", rp.Classification, rp.RELIABLE_DEEP_QOS))
@@ -199,7 +199,10 @@ def scenario_frames(args, cases, kind):
 
 
 def scenario_late_label_info(args, cases):
-    s = Session(args, cases, "late_label_info", {"threshold": 0.3})
+    # Also: the node limited to this host by ROS 2's discovery variable still reaches a
+    # peer on the same host, and says so.
+    s = Session(args, cases, "late_label_info", {"threshold": 0.3},
+                env={"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_STATIC_PEERS": "10.0.0.9"})
     try:
         s.wait_ready()
         # The node published LabelInfo at start, before this reader existed.
@@ -210,6 +213,9 @@ def scenario_late_label_info(args, cases):
         check([c.class_id for c in info.class_map] == list(range(len(names))), "class ids are not 0..n-1")
         check(abs(info.threshold - 0.3) < 1e-6, f"LabelInfo threshold {info.threshold}")
         log(f"late LabelInfo: {names}, threshold {info.threshold}")
+        text = s.node.log_text()
+        check("discovery limited to this host" in text, "no word of ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST")
+        check("ROS_STATIC_PEERS" in text and "WARN" in text, "no warning for the unsupported ROS_STATIC_PEERS")
     finally:
         s.close()
 
