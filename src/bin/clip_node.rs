@@ -41,7 +41,14 @@ mod node {
          \x20 pub {:<20} vision_msgs/Classification\n\
          \x20 pub {:<20} vision_msgs/LabelInfo (transient local)\n\
          \x20 pub {:<20} std_msgs/String (JSON)\n\
-         \x20 pub {:<20} diagnostic_msgs/DiagnosticArray\n\nparameters:\n",
+         \x20 pub {:<20} diagnostic_msgs/DiagnosticArray\n\
+         \x20 pub {:<20} rcl_interfaces/Log (every log record)\n\
+         \x20 pub {:<20} rcl_interfaces/ParameterEvent\n\
+         \x20 sub {:<20} rosgraph_msgs/Clock (use_sim_time: true)\n\
+         services: ~/list_parameters, ~/get_parameters, ~/get_parameter_types,\n\
+         \x20 ~/describe_parameters, ~/set_parameters, ~/set_parameters_atomically (rcl_interfaces)\n\n\
+         environment: ROS_DOMAIN_ID, ROS_AUTOMATIC_DISCOVERY_RANGE (LOCALHOST, SUBNET), ROS_LOCALHOST_ONLY\n\n\
+         parameters (read-only ones are fixed at start; the others change at run time):\n",
         topics::IMAGE,
         format!("{}/compressed", topics::IMAGE),
         topics::QUERY,
@@ -49,10 +56,18 @@ mod node {
         topics::LABEL_INFO,
         topics::MATCHES,
         topics::DIAGNOSTICS,
+        topics::ROSOUT,
+        topics::PARAMETER_EVENTS,
+        topics::CLOCK,
     );
         for p in PARAMS {
+            let range = p
+                .range
+                .map(|(lo, hi)| format!(", [{lo}, {hi}]"))
+                .unwrap_or_default();
+            let read_only = if p.read_only { ", read-only" } else { "" };
             text.push_str(&format!(
-                "  {} ({}, default {}): {}\n",
+                "  {} ({}{range}{read_only}, default {}): {}\n",
                 p.name,
                 p.ros_type,
                 (p.default)(),
