@@ -131,7 +131,8 @@ rm -rf "$INSTALL" "$WS/log"
 build_start=$(date +%s)
 if ! (cd "$WS" && nice -n 19 "$VENV/bin/colcon" --log-base "$WS/log" build \
         --base-paths "$WS/src" --build-base "$BUILD_BASE" --install-base "$INSTALL" \
-        --cargo-args --release --locked); then
+        --cargo-args --release --locked) \
+     | sed '/^{"packages":/d'; then  # colcon echoes colcon-cargo's `cargo metadata` JSON
   for f in "$WS/log/latest_build/$PKG/stderr.log" "$WS/log/latest_build/$PKG/stdout_stderr.log"; do
     [ -f "$f" ] && { echo "--- $f (tail)"; tail -n 60 "$f"; }
   done
@@ -161,7 +162,8 @@ need -f "$SHARE/package.xml" "share/$PKG/package.xml"
 need -f "$SHARE/launch/clip_node.launch.py" "share/$PKG/launch/clip_node.launch.py"
 need -f "$SHARE/config/clip_node.yaml" "share/$PKG/config/clip_node.yaml"
 need -f "$MODEL/model.yaml" "the default model bundle (share/$PKG/models/tabletop/model.yaml)"
-need -f "$INSTALL/setup.bash" "colcon's install/setup.bash"
+# setup.sh: colcon-core's own shell; setup.bash comes with colcon-bash (colcon-common-extensions).
+need -f "$INSTALL/setup.sh" "colcon's install/setup.sh"
 # Every file model.yaml names, with its sha256.
 if [ -f "$MODEL/model.yaml" ]; then
   while read -r file sum; do
@@ -185,7 +187,8 @@ else
 fi
 [ -e "$SHARE/models/.cache" ] && echo "  note: share/$PKG/models/.cache was installed (a local export cache)"
 echo "  install tree ($(du -sh "$P" | cut -f1)):"
-(cd "$INSTALL" && find . -maxdepth 4 | sort | sed 's/^/    /')
+(cd "$INSTALL" && find . -maxdepth 6 -not -path '*/rust/src/*' -not -path '*/models/*/*/*' \
+   | sort | sed 's/^/    /')
 [ "$missing" = 0 ] || fail "$missing install tree check(s) failed"
 
 # --- The installed node answers a Cyclone DDS peer ------------------------------------
