@@ -327,6 +327,8 @@ def scenario_query(args, cases):
         s.classifications.wait("results after the bad queries",
                                lambda c: len(s.classifications.items) >= count + 5, RESULT_TIMEOUT)
         check(int(s.diagnostics.get("label generation")) == 2, "a bad query changed the phrases")
+        why = s.diagnostics.get("last query rejected because", "-")
+        check("257 characters" in why, f"diagnostics give no reason for the last rejected query: {why!r}")
         streamer.stop.set()
         streamer.join()
 
