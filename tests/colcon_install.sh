@@ -185,6 +185,14 @@ else
   echo "  BAD: lib/$PKG/clip_node is not $BUILD_BASE/$PKG/release/clip_node" >&2
   missing=$((missing + 1))
 fi
+# Installed binaries without the dependencies' debug info (Cargo.toml's release profile).
+node_mb=$(( $(stat -c %s "$P/lib/$PKG/clip_node" 2>/dev/null || echo 0) / 1048576 ))
+if [ "$node_mb" -gt 150 ]; then
+  echo "  BAD: lib/$PKG/clip_node is $node_mb MB (over 150 MB: debug info installed?)" >&2
+  missing=$((missing + 1))
+else
+  echo "  ok: lib/$PKG/clip_node is $node_mb MB"
+fi
 [ -e "$SHARE/models/.cache" ] && echo "  note: share/$PKG/models/.cache was installed (a local export cache)"
 echo "  install tree ($(du -sh "$P" | cut -f1)):"
 (cd "$INSTALL" && find . -maxdepth 6 -not -path '*/rust/src/*' -not -path '*/models/*/*/*' \
