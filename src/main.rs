@@ -2,7 +2,10 @@
 //! bag replay through the node's per-frame path, tokenization, image/text embeddings, the
 //! exact preprocessed tensor, bundle info.
 //! Results go to stdout (a table, or one JSON object per line with `--json`); logs go to
-//! stderr; any error is reported once, as one line, with a non-zero exit code.
+//! stderr; any error is reported once, as one `error:` line. Commands over many images go
+//! on past an image that cannot be read (one `error:` line for it, and in `--json` output
+//! an `{"image", "error"}` line in its place) unless `--fail-fast`. Exit codes: 0 all good,
+//! 1 some inputs failed or the run failed (model, output), 2 usage.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -138,6 +141,9 @@ struct ClassifyArgs {
     /// Do not read or write the text embedding cache.
     #[arg(long)]
     no_cache: bool,
+    /// Stop at the first image that cannot be read (default: report it and go on).
+    #[arg(long)]
+    fail_fast: bool,
 }
 
 #[derive(Args)]
@@ -203,6 +209,9 @@ struct ImageArgs {
     /// One JSON object per image on stdout.
     #[arg(long)]
     json: bool,
+    /// Stop at the first image that cannot be read (default: report it and go on).
+    #[arg(long)]
+    fail_fast: bool,
 }
 
 #[derive(Args)]
@@ -216,11 +225,78 @@ struct TextArgs {
     json: bool,
 }
 
-fn load_images(paths: &[PathBuf]) -> Result<Vec<RgbImage<'static>>> {
-    paths
-        .iter()
-        .map(|p| load_image_file(p).map_err(anyhow::Error::from))
-        .collect()
+/// Some inputs of a batch command failed (each was reported where it stood).
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} inputs failed")]
+struct InputsFailed {
+    failed: usize,
+    total: usize,
+}
+
+/// The images of one batch that could be read, and per path where its result goes: the
+/// index of its image, or why it failed.
+struct Batch<'p> {
+    paths: &'p [PathBuf],
+    images: Vec<RgbImage<'static>>,
+    slots: Vec<std::result::Result<usize, String>>,
+}
+
+impl<'p> Batch<'p> {
+    /// Reads and decodes `paths`; a file that fails ends the run with `fail_fast`, else
+    /// it is reported (one `error:` line) and counted in `failed`.
+    fn load(paths: &'p [PathBuf], fail_fast: bool, failed: &mut usize) -> Result<Batch<'p>> {
+        let mut images = Vec::with_capacity(paths.len());
+        let mut slots = Vec::with_capacity(paths.len());
+        for path in paths {
+            match load_image_file(path) {
+                Ok(image) => {
+                    slots.push(Ok(images.len()));
+                    images.push(image);
+                }
+                Err(e) if fail_fast => return Err(e.into()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    *failed += 1;
+                    slots.push(Err(e.to_string()));
+                }
+            }
+        }
+        Ok(Batch {
+            paths,
+            images,
+            slots,
+        })
+    }
+
+    /// Writes each path's result (`write(path, index of its image)`) or, with `--json`, its
+    /// error line, in input order.
+    fn write(
+        &self,
+        json_out: bool,
+        out: &mut impl Write,
+        mut write: impl FnMut(&Path, usize, &mut dyn Write) -> Result<()>,
+    ) -> Result<()> {
+        for (path, slot) in self.paths.iter().zip(&self.slots) {
+            match slot {
+                Ok(i) => write(path, *i, out)?,
+                Err(e) if json_out => writeln!(
+                    out,
+                    "{}",
+                    json!({"image": path.display().to_string(), "error": e})
+                )?,
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The end of a batch command: an error if any input failed.
+fn inputs_done(failed: usize, total: usize) -> Result<()> {
+    if failed > 0 {
+        return Err(InputsFailed { failed, total }.into());
+    }
+    Ok(())
 }
 
 fn classify(args: ClassifyArgs, out: &mut impl Write) -> Result<()> {
@@ -240,10 +316,14 @@ fn classify(args: ClassifyArgs, out: &mut impl Write) -> Result<()> {
         args.top_k
     };
     // Decode, encode and print one batch at a time: a large folder is streamed.
+    let mut failed = 0;
     for paths in args.images.chunks(args.batch_size.max(1)) {
-        let images = load_images(paths)?;
-        let scores = engine.classify(&images, &labels)?;
-        print_scores(paths, &scores, &labels, k, args.json, out)?;
+        let batch = Batch::load(paths, args.fail_fast, &mut failed)?;
+        let scores = engine.classify(&batch.images, &labels)?;
+        batch.write(args.json, out, |path, i, out| {
+            print_scores(path, &scores[i], &labels, k, args.json, out)
+        })?;
+        out.flush().context("writing to stdout")?;
     }
     let stats = engine.text.stats();
     log::info!(
@@ -252,54 +332,55 @@ fn classify(args: ClassifyArgs, out: &mut impl Write) -> Result<()> {
         stats.prompts_encoded,
         stats.encoder_calls
     );
-    Ok(())
+    inputs_done(failed, args.images.len())
 }
 
 fn print_scores(
-    paths: &[PathBuf],
-    scores: &[Scores],
+    path: &Path,
+    s: &Scores,
     labels: &LabelMatrix,
     k: usize,
     json_out: bool,
-    out: &mut impl Write,
+    out: &mut dyn Write,
 ) -> Result<()> {
-    for (path, s) in paths.iter().zip(scores) {
-        let top = s.top_k(k);
-        if json_out {
-            let top: Vec<_> = top
-                .iter()
-                .map(|r| json!({"label": labels.labels[r.index], "cosine": r.cosine, "probability": r.probability}))
-                .collect();
+    let top = s.top_k(k);
+    if json_out {
+        let top: Vec<_> = top
+            .iter()
+            .map(|r| json!({"label": labels.labels[r.index], "cosine": r.cosine, "probability": r.probability}))
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            json!({"image": path.display().to_string(), "top": top})
+        )?;
+    } else {
+        writeln!(out, "{}", path.display())?;
+        let width = labels
+            .labels
+            .iter()
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap_or(0);
+        for (rank, r) in top.iter().enumerate() {
             writeln!(
                 out,
-                "{}",
-                json!({"image": path.display().to_string(), "top": top})
+                "  {:>2}. {:<width$}  p={:.3}  cos={:.4}",
+                rank + 1,
+                labels.labels[r.index],
+                r.probability,
+                r.cosine
             )?;
-        } else {
-            writeln!(out, "{}", path.display())?;
-            let width = labels
-                .labels
-                .iter()
-                .map(|l| l.chars().count())
-                .max()
-                .unwrap_or(0);
-            for (rank, r) in top.iter().enumerate() {
-                writeln!(
-                    out,
-                    "  {:>2}. {:<width$}  p={:.3}  cos={:.4}",
-                    rank + 1,
-                    labels.labels[r.index],
-                    r.probability,
-                    r.cosine
-                )?;
-            }
         }
     }
     Ok(())
 }
 
+/// Images per `embed-image` pass (a long list is streamed).
+const EMBED_BATCH: usize = 8;
+
 fn write_vectors(
-    out: &mut impl Write,
+    out: &mut dyn Write,
     key: &str,
     names: &[String],
     vectors: &[Vec<f32>],
@@ -335,14 +416,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::EmbedImage(args) => {
             let mut engine = args.model.open()?.build()?;
-            let images = load_images(&args.images)?;
-            let vectors = engine.embed_images(&images)?;
-            let names: Vec<String> = args
-                .images
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
-            write_vectors(&mut out, "image", &names, &vectors, args.json)?;
+            let mut failed = 0;
+            for paths in args.images.chunks(EMBED_BATCH) {
+                let batch = Batch::load(paths, args.fail_fast, &mut failed)?;
+                let vectors = engine.embed_images(&batch.images)?;
+                batch.write(args.json, &mut out, |path, i, out| {
+                    let name = [path.display().to_string()];
+                    write_vectors(out, "image", &name, &vectors[i..=i], args.json)
+                })?;
+            }
+            out.flush().context("writing to stdout")?;
+            inputs_done(failed, args.images.len())?;
         }
         Command::EmbedText(args) => {
             let mut text = args.model.open()?.text_embedder()?;
@@ -667,7 +751,11 @@ fn main() {
         .target(env_logger::Target::Stderr)
         .init();
     if let Err(err) = run(cli) {
-        eprintln!("error: {err:#}");
+        match err.downcast_ref::<InputsFailed>() {
+            // Each failed input already has its `error:` line.
+            Some(summary) => eprintln!("{summary}"),
+            None => eprintln!("error: {err:#}"),
+        }
         std::process::exit(1);
     }
 }

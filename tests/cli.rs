@@ -37,6 +37,108 @@ fn assert_fails(o: &Output, needles: &[&str]) {
     }
 }
 
+/// Exit code 1 after every input: one `error:` line per failed input (containing
+/// `needles[i]`), then the count; `good` results on stdout.
+fn assert_inputs_failed(o: &Output, needles: &[&str], total: usize, good: usize) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), needles.len() + 1, "{err}");
+    for (line, needle) in lines.iter().zip(needles) {
+        assert!(
+            line.starts_with("error: ") && line.contains(needle),
+            "{line:?} lacks {needle:?}"
+        );
+    }
+    let summary = format!("{} of {total} inputs failed", needles.len());
+    assert_eq!(*lines.last().unwrap(), summary);
+    assert_eq!(stdout(o).lines().count(), good, "{}", stdout(o));
+}
+
+#[test]
+fn batch_commands_report_bad_images_in_place_and_keep_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.jpg");
+    std::fs::write(&broken, b"not a jpeg").unwrap();
+    let broken = broken.display().to_string();
+    let (good1, good2) = (image("w2_h2.png"), image("palette_w200_h150.png"));
+    let missing = "/no/such/image.png";
+    let inputs = [good1.as_str(), &broken, missing, &good2];
+    let model = model();
+    let classify = |extra: &[&str]| {
+        let args = [
+            &[
+                "classify",
+                "--model",
+                &model,
+                "--labels",
+                "cup; ball",
+                "--no-cache",
+            ][..],
+            &inputs[..],
+            extra,
+        ]
+        .concat();
+        run(&args)
+    };
+    // Table: the two good images' results, one error line per bad one, then the count.
+    let o = classify(&["--batch-size", "2"]);
+    assert_inputs_failed(&o, &["broken.jpg: cannot decode image", missing], 4, 6);
+    let table = stdout(&o);
+    assert!(
+        table.starts_with(&good1) && table.contains(&good2),
+        "{table}"
+    );
+    // JSON: one line per input, in input order, errors in their places.
+    let o = classify(&["--json"]);
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let images: Vec<&str> = lines.iter().map(|l| l["image"].as_str().unwrap()).collect();
+    assert_eq!(images, inputs);
+    assert!(lines[0]["top"].is_array() && lines[3]["top"].is_array());
+    assert!(lines[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot decode image"));
+    assert!(lines[2]["error"].as_str().unwrap().contains("cannot read"));
+    assert_eq!(o.status.code(), Some(1));
+    // --fail-fast: the first bad image ends the run.
+    let o = classify(&["--fail-fast", "--batch-size", "1"]);
+    assert_fails_after(&o, "broken.jpg", 3);
+    // embed-image the same way.
+    let o = run(&[
+        &["embed-image", "--model", &model, "--json"][..],
+        &inputs[..],
+    ]
+    .concat());
+    assert_inputs_failed(&o, &["broken.jpg", missing], 4, 4);
+    let o = run(&[
+        &["embed-image", "--model", &model, "--fail-fast"][..],
+        &inputs[..],
+    ]
+    .concat());
+    assert_fails_after(&o, "broken.jpg", 0);
+    // Usage errors: exit code 2.
+    assert_eq!(run(&["classify", "--labels", "cup"]).status.code(), Some(2));
+    assert_eq!(
+        run(&["embed-image", "--no-such-flag", &good1])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+/// `--fail-fast`: exit code 1, `lines` lines of results before the one `error:` line.
+fn assert_fails_after(o: &Output, needle: &str, lines: usize) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
+    assert_eq!(stdout(o).lines().count(), lines, "{}", stdout(o));
+}
+
 #[test]
 fn classify_json_lines_sorted() {
     let cache = tempfile::tempdir().unwrap();
@@ -249,7 +351,7 @@ fn bad_inputs_fail_with_one_clear_line() {
         "cup",
         "--no-cache",
     ]);
-    assert_fails(&o, &["broken.png", "cannot decode image"]);
+    assert_inputs_failed(&o, &["broken.png: cannot decode image"], 1, 0);
 
     let o = run(&[
         "classify",
@@ -260,7 +362,7 @@ fn bad_inputs_fail_with_one_clear_line() {
         "cup",
         "--no-cache",
     ]);
-    assert_fails(&o, &["/no/such/image.png"]);
+    assert_inputs_failed(&o, &["/no/such/image.png"], 1, 0);
 
     // Bad labels, template or ensemble: (extra arguments, what the message must name).
     let cases: [(&[&str], &[&str]); 3] = [
@@ -290,7 +392,7 @@ fn bad_inputs_fail_with_one_clear_line() {
 #[test]
 fn an_error_line_says_its_cause_once() {
     let o = run(&["embed-image", "--model", &model(), "/no/such/image.png"]);
-    assert_fails(&o, &["/no/such/image.png: cannot read: "]);
+    assert_inputs_failed(&o, &["/no/such/image.png: cannot read: "], 1, 0);
     let err = stderr(&o);
     assert_eq!(err.matches("os error 2").count(), 1, "{err}");
 }
