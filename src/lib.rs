@@ -32,6 +32,7 @@
 
 pub mod bag;
 pub mod config;
+pub mod cpu;
 #[cfg(feature = "dds")]
 pub mod dds;
 pub mod engine;
@@ -39,6 +40,7 @@ pub mod error;
 pub mod eval;
 pub mod fused;
 pub mod image;
+pub mod index;
 pub mod model;
 pub mod node;
 pub mod npy;

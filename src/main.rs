@@ -69,6 +69,10 @@ enum Command {
     },
     /// Replay a recorded image topic of a rosbag2 bag through the node's per-frame path.
     Replay(ReplayArgs),
+    /// Embed every image under a folder into an index (re-runs encode only what changed).
+    Index(IndexArgs),
+    /// The images of an index most similar to a text (or, with --image, to an image).
+    Search(SearchArgs),
     /// Show a bundle's manifest, graph inputs/outputs and file sizes.
     Info {
         /// Bundle folder.
@@ -198,6 +202,44 @@ struct ReplayArgs {
     /// JSON as std_msgs/String, on the node's topics, at the frames' log times).
     #[arg(long)]
     out_bag: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct IndexArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Image folder (searched recursively: jpg, jpeg, png, bmp, webp, gif).
+    dir: PathBuf,
+    /// Index folder (created, or updated in place).
+    #[arg(long)]
+    out: PathBuf,
+    /// Images per image-encoder pass.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+}
+
+#[derive(Args)]
+struct SearchArgs {
+    /// Model bundle folder: must be the index's model (default: the default model lookup).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Index folder made by `index`.
+    index: PathBuf,
+    /// What to look for, as text (used as given; see --template).
+    #[arg(required_unless_present = "image", conflicts_with = "image")]
+    query: Option<String>,
+    /// Look for images like this one instead of a text.
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Prompt template for the text (`{}` marks the query), e.g. "a photo of {}."
+    #[arg(long)]
+    template: Option<String>,
+    /// Results.
+    #[arg(short, default_value_t = 10)]
+    k: usize,
+    /// One JSON object per result: {"path", "score", "rank"}.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -448,8 +490,99 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Info { dir, json } => info(&dir, json, &mut out)?,
         Command::Replay(args) => replay(args)?,
+        Command::Index(args) => index(args)?,
+        Command::Search(args) => search(args, &mut out)?,
     }
     out.flush().context("writing to stdout")?;
+    Ok(())
+}
+
+fn index(args: IndexArgs) -> Result<()> {
+    let options = EngineOptions {
+        batch_size: args.batch_size.max(1),
+        ..args.model.engine_options()
+    };
+    let mut engine = EngineBuilder::open(options)?.build()?;
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    let stats = clip_perception::index::update(
+        &mut engine,
+        &args.dir,
+        &args.out,
+        args.batch_size,
+        |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    eprintln!(
+        "{}: {} images encoded, {} unchanged, {} removed, {} unreadable (skipped)",
+        args.out.display(),
+        stats.encoded,
+        stats.reused,
+        stats.removed,
+        stats.skipped
+    );
+    Ok(())
+}
+
+fn search(args: SearchArgs, out: &mut impl Write) -> Result<()> {
+    let index = clip_perception::index::Index::open(&args.index)?;
+    let options = EngineOptions {
+        model: args.model.clone(),
+        ..Default::default()
+    };
+    let builder = EngineBuilder::open(options)?;
+    let bundle = builder.bundle();
+    if bundle.manifest_sha256 != index.manifest.model.manifest_sha256 {
+        anyhow::bail!(
+            "{}: made with model {:?} (manifest sha256 {}), but {} is {:?} (manifest sha256 {}): \
+             pass the index's model with --model",
+            args.index.display(),
+            index.manifest.model.name,
+            index.manifest.model.manifest_sha256,
+            bundle.dir.display(),
+            bundle.manifest.name,
+            bundle.manifest_sha256
+        );
+    }
+    let query = match (&args.image, &args.query) {
+        (Some(image), _) => {
+            let image = load_image_file(image)?;
+            let mut encoder = builder.image_encoder()?;
+            encoder.encode(std::slice::from_ref(&image))?.remove(0)
+        }
+        (None, Some(text)) => {
+            let text = match &args.template {
+                Some(t) => {
+                    Prompts::single(t)?; // checks the template has its `{}`
+                    clip_perception::text::prompts::fill_template(t, text)
+                }
+                None => text.clone(),
+            };
+            builder
+                .text_embedder()?
+                .embed_texts(&[text], false)?
+                .remove(0)
+        }
+        (None, None) => unreachable!("clap requires a query or --image"),
+    };
+    for hit in index.search(&query, args.k)? {
+        let path = index.manifest.root.join(&hit.path).display().to_string();
+        if args.json {
+            writeln!(
+                out,
+                "{}",
+                json!({"path": path, "score": hit.score, "rank": hit.rank})
+            )?;
+        } else {
+            writeln!(out, "{:>3}. {:.4}  {path}", hit.rank, hit.score)?;
+        }
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod embeddings;
 mod eval;
+mod index;
 #[cfg(feature = "dds")]
 mod node;
 mod node_core;

@@ -64,35 +64,6 @@ fn source_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The CPU's model name and the vector/matrix extensions tract's kernels may use.
-fn cpu_features() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| {
-        info.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default()
-    };
-    let flags = field("flags");
-    let wanted = [
-        "avx2",
-        "fma",
-        "avx512f",
-        "avx512bw",
-        "avx512_vnni",
-        "avx_vnni",
-        "amx_tile",
-        "amx_int8",
-        "amx_bf16",
-    ];
-    let present: Vec<&str> = wanted
-        .into_iter()
-        .filter(|f| flags.split_whitespace().any(|x| x == *f))
-        .collect();
-    format!("{} [{}]", field("model name"), present.join(" "))
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -228,7 +199,7 @@ fn run(args: &Args, mut bag_path: PathBuf, out_dir: &Path) -> Result<()> {
         topic = choose_topic(&bag, Some(&topic.name))?;
     }
     let plan = NodePlan::from_args(&ros_args(args)?)?;
-    println!("cpu: {}", cpu_features());
+    println!("cpu: {}", clip_perception::cpu::cpu_features());
 
     // The same frames, decoded once, for the encoder alone.
     let mut pixels = Vec::new();
