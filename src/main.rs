@@ -519,15 +519,19 @@ fn index(args: IndexArgs) -> Result<()> {
         },
     )?;
     bar.finish_and_clear();
+    for skipped in &stats.skipped {
+        eprintln!("error: {}", skipped.error);
+    }
     eprintln!(
         "{}: {} images encoded, {} unchanged, {} removed, {} unreadable (skipped)",
         args.out.display(),
         stats.encoded,
         stats.reused,
         stats.removed,
-        stats.skipped
+        stats.skipped.len()
     );
-    Ok(())
+    let total = stats.encoded + stats.reused + stats.skipped.len();
+    inputs_done(stats.skipped.len(), total)
 }
 
 fn search(args: SearchArgs, out: &mut impl Write) -> Result<()> {

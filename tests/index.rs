@@ -24,8 +24,10 @@ fn cli(args: &[&str]) -> std::process::Output {
     o
 }
 
+/// Runs `index`; the folder holds one broken image, so it exits with 1 after writing the
+/// index, that file named in an `error:` line.
 fn index(dir: &Path, out: &Path) -> String {
-    let o = cli(&[
+    let o = run_cli(&[
         "index",
         &dir.display().to_string(),
         "--out",
@@ -33,7 +35,14 @@ fn index(dir: &Path, out: &Path) -> String {
         "--batch-size",
         "3",
     ]);
-    String::from_utf8_lossy(&o.stderr).to_string()
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("shelf/broken.png"),
+        "{err}"
+    );
+    assert!(err.trim_end().ends_with("inputs failed"), "{err}");
+    err
 }
 
 /// A folder of the sample images, one in a subfolder, plus a file that is not an image

@@ -99,7 +99,8 @@ pub struct UpdateStats {
     pub encoded: usize,
     pub reused: usize,
     pub removed: usize,
-    pub skipped: usize,
+    /// Files that could not be read or decoded (left out of the index).
+    pub skipped: Vec<Skipped>,
 }
 
 fn corrupt(path: &Path, message: impl Into<String>) -> Error {
@@ -380,7 +381,6 @@ pub fn update(
                     slots.push(*slot);
                 }
                 Err(e) => {
-                    log::warn!("skipped: {e}");
                     skipped.push(Skipped {
                         path: items[*slot].path.clone(),
                         error: e.to_string(),
@@ -395,7 +395,7 @@ pub fn update(
         done += chunk.len();
         progress(done, todo.len());
     }
-    stats.skipped = skipped.len();
+    stats.skipped = skipped.clone();
     let (items, rows): (Vec<Item>, Vec<Vec<f32>>) = items
         .into_iter()
         .zip(rows)
