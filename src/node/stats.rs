@@ -402,8 +402,7 @@ mod tests {
         let mut s = NodeStats::default();
         let health = Health {
             period: Duration::from_millis(20),
-            min_rate: 0.0,
-            loading: false,
+            ..HEALTHY
         };
         let status = s.report("clip_node: clip", health);
         assert_eq!(
@@ -436,9 +435,8 @@ mod tests {
     fn a_slow_node_warns_under_min_rate() {
         let mut s = NodeStats::default();
         let health = Health {
-            period: Duration::from_secs(3600),
             min_rate: 1000.0,
-            loading: false,
+            ..HEALTHY
         };
         s.arrived(Instant::now(), "cam");
         s.report("clip_node: clip", health);
