@@ -47,6 +47,7 @@ pub mod npy;
 pub mod replay;
 pub mod ros_msgs;
 pub mod text;
+pub mod zeroshot;
 
 pub use engine::step::{FrameResult, FrameStep, MatchPolicy, Matches, PhraseMatch, Stamp};
 pub use engine::{ClipEngine, EngineBuilder, EngineOptions};

@@ -73,6 +73,8 @@ enum Command {
     Index(IndexArgs),
     /// The images of an index most similar to a text (or, with --image, to an image).
     Search(SearchArgs),
+    /// Zero-shot benchmark on a labelled set (ImageFolder layout, or CIFAR-10/100 binary).
+    Eval(EvalArgs),
     /// Show a bundle's manifest, graph inputs/outputs and file sizes.
     Info {
         /// Bundle folder.
@@ -216,6 +218,39 @@ struct IndexArgs {
     /// Images per image-encoder pass.
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// An ImageFolder layout (one folder per class; names from the folders or classes.txt),
+    /// or a CIFAR binary file (test_batch.bin, test.bin) or the folder holding it.
+    data: PathBuf,
+    /// Prompt template, `{}` marks the class name (default "a photo of a {}.").
+    #[arg(long, conflicts_with = "ensemble")]
+    template: Option<String>,
+    /// Prompt ensemble: imagenet, cifar10, or a file with one template per line.
+    #[arg(long)]
+    ensemble: Option<String>,
+    /// Also the accuracy of each template alone (prompt sensitivity).
+    #[arg(long)]
+    per_template: bool,
+    /// How many of the most confident mistakes to list.
+    #[arg(long, default_value_t = 10)]
+    failures: usize,
+    /// Use only the first N images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Images per image-encoder pass.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// One JSON object with every number on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Stop at the first image that cannot be read (default: report it and go on).
+    #[arg(long)]
+    fail_fast: bool,
 }
 
 #[derive(Args)]
@@ -492,6 +527,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Replay(args) => replay(args)?,
         Command::Index(args) => index(args)?,
         Command::Search(args) => search(args, &mut out)?,
+        Command::Eval(args) => eval(args, &mut out)?,
     }
     out.flush().context("writing to stdout")?;
     Ok(())
@@ -532,6 +568,142 @@ fn index(args: IndexArgs) -> Result<()> {
     );
     let total = stats.encoded + stats.reused + stats.skipped.len();
     inputs_done(stats.skipped.len(), total)
+}
+
+fn eval(args: EvalArgs, out: &mut impl Write) -> Result<()> {
+    use clip_perception::zeroshot::{evaluate, spread, Dataset};
+    let data = Dataset::open(&args.data)?;
+    let prompts = Prompts::choose(args.template.as_deref(), args.ensemble.as_deref())?;
+    let options = EngineOptions {
+        batch_size: args.batch_size.max(1),
+        ..args.model.engine_options()
+    };
+    let mut engine = EngineBuilder::open(options)?.build()?;
+    let labels = engine.label_matrix(&data.classes, &prompts)?;
+    let n = args.limit.unwrap_or(usize::MAX).min(data.len());
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(n as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    let (mut embeddings, mut truth, mut names) = (Vec::new(), Vec::new(), Vec::new());
+    let mut failed = 0;
+    let indices: Vec<usize> = (0..n).collect();
+    for chunk in indices.chunks(args.batch_size.max(1)) {
+        let mut images = Vec::new();
+        for &i in chunk {
+            let sample = data.sample(i);
+            match sample.image {
+                Ok(image) => {
+                    images.push(image);
+                    truth.push(sample.label);
+                    names.push(sample.name);
+                }
+                Err(e) if args.fail_fast => return Err(e.into()),
+                Err(e) => {
+                    bar.suspend(|| eprintln!("error: {e}"));
+                    failed += 1;
+                }
+            }
+        }
+        embeddings.extend(engine.embed_images(&images)?);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let result = evaluate(&labels, &embeddings, &truth, &names, args.failures);
+    let per_template = if args.per_template {
+        let mut rows = Vec::new();
+        for template in prompts.templates() {
+            let alone = engine.label_matrix(&data.classes, &Prompts::single(template)?)?;
+            rows.push((
+                template.clone(),
+                evaluate(&alone, &embeddings, &truth, &names, 0).top1,
+            ));
+        }
+        Some(rows)
+    } else {
+        None
+    };
+    let spread_of = |rows: &[(String, f64)]| spread(&rows.iter().map(|r| r.1).collect::<Vec<_>>());
+    if args.json {
+        let per_template = per_template.as_ref().map(|rows| {
+            let (min, max, mean, std) = spread_of(rows);
+            json!({
+                "templates": rows.iter().map(|(t, a)| json!({"template": t, "top1": a})).collect::<Vec<_>>(),
+                "prompts_top1": result.top1, "min": min, "max": max, "mean": mean, "std": std,
+            })
+        });
+        writeln!(
+            out,
+            "{}",
+            json!({
+                "data": args.data.display().to_string(), "classes": data.classes,
+                "prompts": prompts.name(), "templates": prompts.templates().len(),
+                "images": result.images, "failed": failed, "top1": result.top1,
+                "top5": result.top5, "mean_per_class_recall": result.mean_per_class_recall,
+                "per_class": result.per_class, "confusion": result.confusion,
+                "mistakes": result.mistakes, "per_template": per_template,
+            })
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{}: {} images, {} classes, prompts {} ({} templates)",
+            args.data.display(),
+            result.images,
+            data.classes.len(),
+            prompts.name(),
+            prompts.templates().len()
+        )?;
+        writeln!(
+            out,
+            "top-1 {:.4}   top-5 {:.4}   mean per-class recall {:.4}\n",
+            result.top1, result.top5, result.mean_per_class_recall
+        )?;
+        let width = data
+            .classes
+            .iter()
+            .map(|c| c.chars().count())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        writeln!(out, "{:<width$}  images  correct  recall", "class")?;
+        for c in &result.per_class {
+            writeln!(
+                out,
+                "{:<width$}  {:>6}  {:>7}  {:.4}",
+                c.class, c.count, c.correct, c.recall
+            )?;
+        }
+        if let Some(rows) = &per_template {
+            let (min, max, mean, std) = spread_of(rows);
+            writeln!(out, "\ntop-1 per template (prompt sensitivity):")?;
+            for (template, top1) in rows {
+                writeln!(out, "  {top1:.4}  {template}")?;
+            }
+            writeln!(
+                out,
+                "  min {min:.4}  max {max:.4}  mean {mean:.4}  std {std:.4}; all together ({}): {:.4}",
+                prompts.name(),
+                result.top1
+            )?;
+        }
+        if !result.mistakes.is_empty() {
+            writeln!(
+                out,
+                "\nmost confident mistakes (truth -> predicted, cosine, margin):"
+            )?;
+            for m in &result.mistakes {
+                writeln!(
+                    out,
+                    "  {}  {} -> {}  {:.4}  {:.4}",
+                    m.image, m.truth, m.predicted, m.cosine, m.margin
+                )?;
+            }
+        }
+    }
+    out.flush().context("writing to stdout")?;
+    inputs_done(failed, n)
 }
 
 fn search(args: SearchArgs, out: &mut impl Write) -> Result<()> {

@@ -16,3 +16,4 @@ mod replay;
 mod tabletop;
 mod text_clean;
 mod tokenizer;
+mod zeroshot;
