@@ -248,6 +248,10 @@ struct EvalArgs {
     /// One JSON object with every number on stdout.
     #[arg(long)]
     json: bool,
+    /// Write an HTML report (index.html, metrics.json, confusion / per-template plots, a
+    /// contact sheet of the mistakes) here.
+    #[arg(long)]
+    report: Option<PathBuf>,
     /// Stop at the first image that cannot be read (default: report it and go on).
     #[arg(long)]
     fail_fast: bool,
@@ -587,6 +591,8 @@ fn eval(args: EvalArgs, out: &mut impl Write) -> Result<()> {
         ProgressBar::hidden()
     };
     let (mut embeddings, mut truth, mut names) = (Vec::new(), Vec::new(), Vec::new());
+    // The dataset index of each encoded image.
+    let mut positions = Vec::new();
     let mut failed = 0;
     let indices: Vec<usize> = (0..n).collect();
     for chunk in indices.chunks(args.batch_size.max(1)) {
@@ -598,6 +604,7 @@ fn eval(args: EvalArgs, out: &mut impl Write) -> Result<()> {
                     images.push(image);
                     truth.push(sample.label);
                     names.push(sample.name);
+                    positions.push(i);
                 }
                 Err(e) if args.fail_fast => return Err(e.into()),
                 Err(e) => {
@@ -625,7 +632,7 @@ fn eval(args: EvalArgs, out: &mut impl Write) -> Result<()> {
         None
     };
     let spread_of = |rows: &[(String, f64)]| spread(&rows.iter().map(|r| r.1).collect::<Vec<_>>());
-    if args.json {
+    let metrics = {
         let per_template = per_template.as_ref().map(|rows| {
             let (min, max, mean, std) = spread_of(rows);
             json!({
@@ -633,18 +640,40 @@ fn eval(args: EvalArgs, out: &mut impl Write) -> Result<()> {
                 "prompts_top1": result.top1, "min": min, "max": max, "mean": mean, "std": std,
             })
         });
-        writeln!(
-            out,
-            "{}",
-            json!({
-                "data": args.data.display().to_string(), "classes": data.classes,
-                "prompts": prompts.name(), "templates": prompts.templates().len(),
-                "images": result.images, "failed": failed, "top1": result.top1,
-                "top5": result.top5, "mean_per_class_recall": result.mean_per_class_recall,
-                "per_class": result.per_class, "confusion": result.confusion,
-                "mistakes": result.mistakes, "per_template": per_template,
-            })
+        json!({
+            "data": args.data.display().to_string(), "classes": data.classes,
+            "prompts": prompts.name(), "templates": prompts.templates().len(),
+            "images": result.images, "failed": failed, "top1": result.top1,
+            "top5": result.top5, "mean_per_class_recall": result.mean_per_class_recall,
+            "per_class": result.per_class, "confusion": result.confusion,
+            "mistakes": result.mistakes, "per_template": per_template,
+        })
+    };
+    if let Some(dir) = &args.report {
+        use clip_perception::zeroshot::report::{write_report, ReportInput};
+        let mistake_images = result
+            .mistakes
+            .iter()
+            .map(|m| data.sample(positions[m.index]).image.ok())
+            .collect();
+        let title = args.data.display().to_string();
+        let files = write_report(
+            dir,
+            &ReportInput {
+                title: &title,
+                classes: &data.classes,
+                prompts: prompts.name(),
+                result: &result,
+                per_template: per_template.as_deref(),
+                mistake_images,
+                metrics: &metrics,
+            },
         )?;
+        log::info!("report: {}", files.len());
+        eprintln!("report: {}", dir.join("index.html").display());
+    }
+    if args.json {
+        writeln!(out, "{metrics}")?;
     } else {
         writeln!(
             out,

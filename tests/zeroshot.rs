@@ -147,7 +147,9 @@ fn eval_numbers_equal_those_from_classify() {
         "known answers: some right ({top1}), some wrong ({mistakes})"
     );
 
-    // Prompt sensitivity: one row per template of the ensemble, and their spread.
+    // Prompt sensitivity: one row per template of the ensemble, and their spread; the
+    // report with its pictures (opened in chromium by tests/scripts/report_screenshot.sh).
+    let report = tempfile::tempdir().unwrap();
     let (sens, o) = run_json(&[
         "eval",
         &dir.path().display().to_string(),
@@ -155,8 +157,19 @@ fn eval_numbers_equal_those_from_classify() {
         "--ensemble",
         "cifar10",
         "--per-template",
+        "--report",
+        &report.path().display().to_string(),
     ]);
     assert!(o.status.success());
+    let html = std::fs::read_to_string(report.path().join("index.html")).unwrap();
+    for png in ["confusion.png", "per_template.png", "mistakes.png"] {
+        assert!(html.contains(png), "index.html lacks {png}");
+        let img = image::open(report.path().join(png)).unwrap();
+        assert!(img.width() > 200 && img.height() > 100, "{png}");
+    }
+    let metrics = std::fs::read_to_string(report.path().join("metrics.json")).unwrap();
+    let metrics: Value = serde_json::from_str(&metrics).unwrap();
+    assert_eq!(metrics, sens, "metrics.json is what --json prints");
     let rows = sens["per_template"]["templates"].as_array().unwrap();
     assert_eq!(rows.len(), 18);
     let accs: Vec<f64> = rows.iter().map(|r| r["top1"].as_f64().unwrap()).collect();

@@ -46,10 +46,7 @@ pub fn write_report(
     eval: &Evaluation,
     title: &str,
 ) -> Result<Vec<PathBuf>, ReportError> {
-    REGISTER.call_once(|| {
-        plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES)
-            .unwrap_or_else(|_| panic!("the bundled font parses"));
-    });
+    register_font();
     std::fs::create_dir_all(dir).map_err(|e| error(dir)(e.to_string()))?;
     let path = |name: &str| dir.join(name);
     let json = serde_json::to_string_pretty(eval).expect("metrics serialize");
@@ -67,10 +64,19 @@ pub fn write_report(
     Ok(FILES.iter().map(|f| path(f)).collect())
 }
 
-type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
-type DrawResult = Result<(), String>;
+/// Registers the bundled font with plotters (once per process).
+pub(crate) fn register_font() {
+    REGISTER.call_once(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES)
+            .unwrap_or_else(|_| panic!("the bundled font parses"));
+    });
+}
 
-fn draw_png(
+pub(crate) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+pub(crate) type DrawResult = Result<(), String>;
+
+/// Draws a `w x h` PNG at `path` on a white background.
+pub(crate) fn draw_png(
     path: &Path,
     (w, h): (u32, u32),
     draw: impl FnOnce(&Area) -> DrawResult,
@@ -86,7 +92,7 @@ fn draw_png(
     image.save(path).map_err(|e| error(path)(e.to_string()))
 }
 
-fn text(e: impl std::fmt::Display) -> String {
+pub(crate) fn text(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
@@ -97,7 +103,7 @@ fn color(i: usize) -> RGBColor {
 }
 
 /// At most `n` characters of `s`, with an ellipsis when cut.
-fn short(s: &str, n: usize) -> String {
+pub(crate) fn short(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {
@@ -106,8 +112,13 @@ fn short(s: &str, n: usize) -> String {
 }
 
 fn confusion_size(eval: &Evaluation) -> (u32, u32) {
-    let n = eval.phrases.len() as u32 + 1;
-    let cell = 70;
+    confusion_matrix_size(eval.phrases.len() + 1)
+}
+
+/// The picture size of an `n x n` confusion matrix (cells shrink for many classes).
+pub(crate) fn confusion_matrix_size(n: usize) -> (u32, u32) {
+    let n = n as u32;
+    let cell = (1400 / n.max(1)).clamp(14, 70);
     (260 + n * cell, 140 + n * cell)
 }
 
@@ -118,25 +129,40 @@ fn confusion(root: &Area, eval: &Evaluation) -> DrawResult {
             "No truth given (--truth / --truth-topic): no confusion matrix.",
         );
     };
-    let n = c.labels.len();
-    let max = c.matrix.iter().flatten().copied().max().unwrap_or(0).max(1);
+    confusion_matrix(
+        root,
+        "Confusion: rows truth, columns best matched phrase",
+        &c.labels,
+        &c.matrix,
+    )
+}
+
+/// A confusion matrix: rows truth, columns predicted, counts in the cells (while they fit).
+pub(crate) fn confusion_matrix(
+    root: &Area,
+    caption: &str,
+    labels: &[String],
+    matrix: &[Vec<u64>],
+) -> DrawResult {
+    let n = labels.len();
+    let max = matrix.iter().flatten().copied().max().unwrap_or(0).max(1);
+    let (_, height) = root.dim_in_pixel();
+    let cell = (height.saturating_sub(140) / n.max(1) as u32).max(1);
     let mut chart = ChartBuilder::on(root)
-        .caption(
-            "Confusion: rows truth, columns best matched phrase",
-            (FONT, 20),
-        )
+        .caption(caption, (FONT, 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(200)
         // Integer segments include their range's end: 0..n-1 is n cells.
         .build_cartesian_2d((0..n - 1).into_segmented(), (0..n - 1).into_segmented())
         .map_err(text)?;
+    // Labels only where the cells leave room for them.
     let name = |v: &SegmentValue<usize>, len: usize| match v {
-        SegmentValue::CenterOf(i) if *i < n => short(&c.labels[n - 1 - *i], len),
+        SegmentValue::CenterOf(i) if *i < n && cell >= 12 => short(&labels[n - 1 - *i], len),
         _ => String::new(),
     };
     let column = |v: &SegmentValue<usize>| match v {
-        SegmentValue::CenterOf(i) if *i < n => short(&c.labels[*i], 9),
+        SegmentValue::CenterOf(i) if *i < n && cell >= 24 => short(&labels[*i], 9),
         _ => String::new(),
     };
     chart
@@ -152,7 +178,7 @@ fn confusion(root: &Area, eval: &Evaluation) -> DrawResult {
         .axis_desc_style((FONT, 15))
         .draw()
         .map_err(text)?;
-    let cells = c.matrix.iter().enumerate().flat_map(|(row, counts)| {
+    let cells = matrix.iter().enumerate().flat_map(|(row, counts)| {
         counts.iter().enumerate().map(move |(col, &count)| {
             let y = n - 1 - row;
             let shade = 1.0 - count as f64 / max as f64;
@@ -171,7 +197,7 @@ fn confusion(root: &Area, eval: &Evaluation) -> DrawResult {
         })
     });
     chart.draw_series(cells).map_err(text)?;
-    let counts = c.matrix.iter().enumerate().flat_map(|(row, counts)| {
+    let counts = matrix.iter().enumerate().flat_map(|(row, counts)| {
         counts.iter().enumerate().map(move |(col, &count)| {
             let ink = if count as f64 > max as f64 * 0.6 {
                 WHITE
@@ -191,7 +217,9 @@ fn confusion(root: &Area, eval: &Evaluation) -> DrawResult {
             )
         })
     });
-    chart.draw_series(counts).map_err(text)?;
+    if cell >= 24 {
+        chart.draw_series(counts).map_err(text)?;
+    }
     Ok(())
 }
 
@@ -353,7 +381,7 @@ fn message(root: &Area, text_: &str) -> DrawResult {
         .map_err(text)
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

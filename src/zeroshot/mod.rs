@@ -5,6 +5,7 @@
 //! alone, and the most confident mistakes.
 
 pub mod dataset;
+pub mod report;
 
 use serde::Serialize;
 
@@ -29,6 +30,9 @@ pub struct ClassResult {
 pub struct Mistake {
     /// The image (a path, or `file#record` for a CIFAR record).
     pub image: String,
+    /// Its position in the images given to [`evaluate`].
+    #[serde(skip)]
+    pub index: usize,
     pub truth: String,
     pub predicted: String,
     /// Cosine of the predicted class.
@@ -47,7 +51,7 @@ pub struct ZeroShot {
     pub mean_per_class_recall: f64,
     pub per_class: Vec<ClassResult>,
     /// `confusion[t][p]`: images of class t classified as p.
-    pub confusion: Vec<Vec<usize>>,
+    pub confusion: Vec<Vec<u64>>,
     /// The most confident mistakes, most confident first.
     pub mistakes: Vec<Mistake>,
 }
@@ -62,10 +66,10 @@ pub fn evaluate(
     keep_mistakes: usize,
 ) -> ZeroShot {
     let n_classes = labels.len();
-    let mut confusion = vec![vec![0usize; n_classes]; n_classes];
+    let mut confusion = vec![vec![0u64; n_classes]; n_classes];
     let (mut top1, mut top5) = (0usize, 0usize);
     let mut mistakes = Vec::new();
-    for ((embedding, &t), name) in embeddings.iter().zip(truth).zip(names) {
+    for (index, ((embedding, &t), name)) in embeddings.iter().zip(truth).zip(names).enumerate() {
         let cosine = score(labels, embedding).cosine;
         let mut order: Vec<usize> = (0..n_classes).collect();
         order.sort_by(|a, b| cosine[*b].total_cmp(&cosine[*a]).then(a.cmp(b)));
@@ -76,6 +80,7 @@ pub fn evaluate(
         } else {
             mistakes.push(Mistake {
                 image: name.clone(),
+                index,
                 truth: labels.labels[t].clone(),
                 predicted: labels.labels[predicted].clone(),
                 cosine: cosine[predicted],
@@ -90,8 +95,8 @@ pub fn evaluate(
     mistakes.truncate(keep_mistakes);
     let per_class: Vec<ClassResult> = (0..n_classes)
         .map(|c| {
-            let count: usize = confusion[c].iter().sum();
-            let correct = confusion[c][c];
+            let count = confusion[c].iter().sum::<u64>() as usize;
+            let correct = confusion[c][c] as usize;
             ClassResult {
                 class: labels.labels[c].clone(),
                 count,
