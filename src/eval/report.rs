@@ -12,7 +12,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::metrics::Evaluation;
 
-const FONT: &str = "sans-serif";
+/// The bundled font's family name (see [`register_font`]).
+pub(crate) const FONT: &str = "sans-serif";
 static FONT_BYTES: &[u8] = include_bytes!("fonts/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
@@ -24,7 +25,8 @@ pub struct ReportError {
     pub cause: String,
 }
 
-fn error(path: &Path) -> impl Fn(String) -> ReportError + '_ {
+/// A report error for `path` with the cause given later.
+pub(crate) fn error(path: &Path) -> impl Fn(String) -> ReportError + '_ {
     move |cause| ReportError {
         path: path.display().to_string(),
         cause,

@@ -141,6 +141,10 @@ impl Shared {
         self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn params(&self) -> MutexGuard<'_, NodeParams> {
+        self.params.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn active(&self) -> Option<Arc<Active>> {
         self.active
             .lock()
@@ -315,11 +319,7 @@ impl NodeCore {
 
     /// The parameters' current values.
     pub fn parameters(&self) -> NodeParams {
-        self.shared
-            .params
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.params().clone()
     }
 
     /// A copy of the counters.
@@ -653,11 +653,7 @@ fn apply(
     changes: &[(String, Value)],
     outputs: &dyn Outputs,
 ) -> Result<(), String> {
-    let old = shared
-        .params
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let old = shared.params().clone();
     let mut candidate = old.clone();
     for (name, value) in changes {
         let spec = spec(name).ok_or_else(|| format!("parameter `{name}` is not declared"))?;
@@ -705,7 +701,7 @@ fn apply(
         stats.labels = matrix.len();
         stats.text = text.stats();
     }
-    *shared.params.lock().unwrap_or_else(|e| e.into_inner()) = candidate;
+    *shared.params() = candidate;
     if config.frame_policy != active.config.frame_policy {
         let dropped = shared.slot.set_policy(config.frame_policy);
         shared.stats().dropped += dropped as u64;
@@ -727,7 +723,7 @@ fn apply(
 fn diagnostics_loop(shared: &Shared, name: &str, outputs: &dyn Outputs) {
     loop {
         let health = {
-            let params = shared.params.lock().unwrap_or_else(|e| e.into_inner());
+            let params = shared.params();
             Health {
                 period: Duration::from_secs_f64(params.diagnostics_period),
                 min_rate: params.min_rate,

@@ -10,12 +10,11 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{Mistake, ZeroShot};
 use crate::eval::report::{
-    confusion_matrix, confusion_matrix_size, draw_png, escape, register_font, short, text, Area,
-    DrawResult, ReportError,
+    confusion_matrix, confusion_matrix_size, draw_png, error, escape, register_font, short, text,
+    Area, DrawResult, ReportError, FONT,
 };
 use crate::image::RgbImage;
 
-const FONT: &str = "sans-serif";
 const THUMB: u32 = 160;
 const COLUMNS: u32 = 4;
 
@@ -31,13 +30,6 @@ pub struct ReportInput<'a> {
     pub mistake_images: Vec<Option<RgbImage<'static>>>,
     /// Everything, as `--json` prints it.
     pub metrics: &'a serde_json::Value,
-}
-
-fn error(path: &Path) -> impl Fn(String) -> ReportError + '_ {
-    move |cause| ReportError {
-        path: path.display().to_string(),
-        cause,
-    }
 }
 
 /// Writes the report into `dir` (created if missing); returns the files written.
