@@ -36,7 +36,10 @@ pub enum Error {
         message: String,
     },
     /// A bundle file does not hash to the sha256 its manifest records.
-    #[error("{path}: sha256 mismatch: manifest says {expected}, file has {actual}")]
+    #[error(
+        "{path}: sha256 mismatch: manifest says {expected}, file has {actual} (the file is \
+         damaged or was replaced without updating model.yaml)"
+    )]
     Checksum {
         path: PathBuf,
         expected: String,

@@ -240,3 +240,126 @@ fn corrupt_int8_graph_names_its_file() {
         "{e}"
     );
 }
+
+/// Records `file`'s current sha256 in the bundle's manifest (a bundle re-exported with the
+/// file as it is now).
+fn record_sha256(dir: &std::path::Path, file: &str) {
+    let manifest = dir.join("model.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let old = ModelBundle::open(&crate::common::tiny_bundle()).unwrap();
+    let listed = [
+        &old.manifest.files.image_encoder.sha256,
+        &old.manifest.files.text_encoder.sha256,
+        &old.manifest.files.tokenizer.sha256,
+    ];
+    let new = clip_perception::model::bundle::sha256_file(&dir.join(file)).unwrap();
+    let before = text.clone();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("path: {file},")))
+        .unwrap_or_else(|| panic!("no {file} in the manifest"))
+        .to_string();
+    let sha = listed
+        .iter()
+        .find(|s| line.contains(s.as_str()))
+        .expect("the line's sha256");
+    std::fs::write(
+        &manifest,
+        before.replace(&line, &line.replace(sha.as_str(), &new)),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_file_replaced_after_open_is_refused_at_its_load_never_half_used() {
+    // A bundle updated under a running process: the text encoder swapped for another valid
+    // graph after the manifest and checksums were read. The load checks the bytes it parses.
+    let dir = copy_bundle(&tiny_bundle());
+    let bundle = ModelBundle::open(dir.path()).unwrap();
+    std::fs::copy(
+        dir.path().join("image_encoder.onnx"),
+        dir.path().join("text_encoder.onnx"),
+    )
+    .unwrap();
+    let e = err_of(TextEncoder::load(&bundle, EncoderOptions::default()));
+    assert!(
+        e.contains("text_encoder.onnx") && e.contains("sha256 mismatch"),
+        "{e}"
+    );
+    let tokenizer = dir.path().join("tokenizer.json");
+    let mut bytes = std::fs::read(&tokenizer).unwrap();
+    bytes.extend_from_slice(b"\n ");
+    std::fs::write(&tokenizer, bytes).unwrap();
+    let e = err_of(bundle.tokenizer());
+    assert!(
+        e.contains("tokenizer.json") && e.contains("sha256 mismatch"),
+        "{e}"
+    );
+    // The image encoder, untouched, still loads from the same open bundle.
+    ImageEncoder::load(&bundle, fp32()).unwrap();
+}
+
+#[test]
+fn a_corrupt_onnx_file_with_a_matching_checksum_is_a_clear_error() {
+    // Truncated, and noise: the manifest was written for these very bytes (a bad export),
+    // so the checksum passes and the ONNX parser has to refuse them.
+    let original = std::fs::read(tiny_bundle().join("text_encoder.onnx")).unwrap();
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    for (what, bytes) in [
+        ("truncated", original[..original.len() / 2].to_vec()),
+        ("noise", noise),
+        ("empty", Vec::new()),
+    ] {
+        let dir = copy_bundle(&tiny_bundle());
+        std::fs::write(dir.path().join("text_encoder.onnx"), bytes).unwrap();
+        record_sha256(dir.path(), "text_encoder.onnx");
+        let bundle = ModelBundle::open(dir.path()).unwrap();
+        let e = err_of(TextEncoder::load(&bundle, EncoderOptions::default()));
+        assert!(
+            e.contains("text_encoder.onnx") && e.contains("cannot load ONNX graph"),
+            "{what}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_tokenizer_that_disagrees_with_the_manifest_is_refused() {
+    // One more token than the text encoder's vocabulary.
+    let dir = copy_bundle(&tiny_bundle());
+    let path = dir.path().join("tokenizer.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    json["added_tokens"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "id": 49408, "content": "<|pad|>", "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true
+        }));
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    record_sha256(dir.path(), "tokenizer.json");
+    let bundle = ModelBundle::open(dir.path()).unwrap();
+    let e = err_of(bundle.tokenizer());
+    assert!(
+        e.contains("tokenizer.json")
+            && e.contains("49409")
+            && e.contains("architecture.text.vocab_size"),
+        "{e}"
+    );
+    // The manifest's vocabulary size edited instead: the same refusal.
+    let dir = copy_bundle(&tiny_bundle());
+    edit_manifest(dir.path(), "vocab_size: 49408", "vocab_size: 50000");
+    let bundle = ModelBundle::open(dir.path()).unwrap();
+    let e = err_of(bundle.tokenizer());
+    assert!(e.contains("50000") && e.contains("vocab_size"), "{e}");
+    // Every entry point takes its tokenizer from the bundle: the engine refuses to start.
+    let e = err_of(clip_perception::ClipEngine::load(
+        clip_perception::EngineOptions {
+            model: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        },
+    ));
+    assert!(e.contains("vocab_size"), "{e}");
+}

@@ -48,7 +48,15 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 fn start(extra: &[&str], cache: &std::path::Path) -> (NodeCore, Arc<Recorder>) {
-    let model = format!("model_dir:={}", tiny_bundle().display());
+    start_model(&tiny_bundle(), extra, cache)
+}
+
+fn start_model(
+    model: &std::path::Path,
+    extra: &[&str],
+    cache: &std::path::Path,
+) -> (NodeCore, Arc<Recorder>) {
+    let model = format!("model_dir:={}", model.display());
     let cache = format!("cache_dir:={}", cache.display());
     let mut args = vec![
         "--ros-args",
@@ -573,5 +581,51 @@ fn with_sim_time_max_rate_spaces_frames_on_the_ros_clock_and_stamps_follow_it() 
             nanosec: 0
         }
     );
+    core.shutdown();
+}
+
+#[test]
+fn a_bundle_file_replaced_while_running_is_refused_at_its_next_load_and_the_node_keeps_serving() {
+    // The text encoder is loaded for a new phrase and freed after it (keep_text_encoder
+    // false, the default). Swapped on disk in between, its next load must refuse the file
+    // by checksum: the query is rejected with the reason, the old phrases and the image
+    // encoder keep working, and putting the file back lets the same query through.
+    let bundle = copy_bundle(&tiny_bundle());
+    let cache = tempfile::tempdir().unwrap();
+    let (core, rec) = start_model(bundle.path(), &["diagnostics_period:=0.05"], cache.path());
+    wait_until("the model", || core.ready());
+    let text_encoder = bundle.path().join("text_encoder.onnx");
+    let original = std::fs::read(&text_encoder).unwrap();
+    std::fs::copy(bundle.path().join("image_encoder.onnx"), &text_encoder).unwrap();
+
+    core.query("coffee mug; drawer handle".into());
+    wait_until("the query's rejection", || {
+        core.stats().queries_rejected == 1
+    });
+    let why = core.stats().last_query_rejection.unwrap();
+    assert!(
+        why.contains("text_encoder.onnx") && why.contains("sha256 mismatch"),
+        "{why}"
+    );
+    assert_eq!(core.labels(), vec!["red cup", "blue ball", "green box"]);
+    let before = rec.classifications.lock().unwrap().len();
+    let mut sec = 0;
+    wait_until("results with the old phrases", || {
+        sec += 1;
+        core.offer_image(frame(sec));
+        std::thread::sleep(Duration::from_millis(5));
+        let results = rec.classifications.lock().unwrap();
+        results.len() > before + 2
+    });
+    for c in rec.classifications.lock().unwrap().iter() {
+        assert_eq!(label_set(c), ["blue ball", "green box", "red cup"]);
+    }
+
+    std::fs::write(&text_encoder, original).unwrap();
+    core.query("coffee mug; drawer handle".into());
+    wait_until("the query applied once the file is whole", || {
+        core.stats().queries_applied == 1
+    });
+    assert_eq!(core.labels(), vec!["coffee mug", "drawer handle"]);
     core.shutdown();
 }

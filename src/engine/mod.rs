@@ -115,10 +115,7 @@ impl EngineBuilder {
 
     /// The bundle's CLIP tokenizer.
     pub fn tokenizer(&self) -> Result<ClipTokenizer> {
-        ClipTokenizer::from_file(
-            &self.bundle.tokenizer_path(),
-            self.bundle.manifest.context_length,
-        )
+        self.bundle.tokenizer()
     }
 
     /// The text side: tokenizer, cache, and a text encoder loaded on first need.

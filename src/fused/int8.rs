@@ -504,7 +504,8 @@ mod tests {
                 int8,
                 transformer: false,
             };
-            let model = crate::model::encoder::parse_onnx(path, fusions)
+            let bytes = std::fs::read(path).unwrap();
+            let model = crate::model::encoder::parse_onnx(path, &bytes, fusions)
                 .unwrap()
                 .with_input_fact(0, f32::fact([2, 3, 224, 224]).into())
                 .unwrap()

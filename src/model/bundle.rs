@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config;
 use crate::error::{Error, Result};
+use crate::text::tokenizer::ClipTokenizer;
 
 /// The manifest file name inside a bundle folder.
 pub const MANIFEST_FILE: &str = "model.yaml";
@@ -414,6 +415,83 @@ impl ModelBundle {
             files.push(("files.image_encoder_int8", graph(g)));
         }
         files
+    }
+
+    /// Reads a bundle file (a path under the bundle folder, as the manifest lists it) and
+    /// checks the bytes read against the sha256 the manifest records for it. Every loader
+    /// parses these same bytes, so a file replaced after [`ModelBundle::open`] (a bundle
+    /// updated under a running node) is refused at its next load, never half used.
+    pub fn read_verified(&self, relative: &str) -> Result<Vec<u8>> {
+        let listed = self
+            .listed_files()
+            .into_iter()
+            .find(|(_, f)| f.path == relative)
+            .map(|(_, f)| f);
+        let path = self.dir.join(relative);
+        let Some(file) = listed else {
+            return Err(Error::Config {
+                path,
+                message: format!("is not listed in {}", self.manifest_path().display()),
+            });
+        };
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let actual = hex_sha256(&bytes);
+        if !actual.eq_ignore_ascii_case(&file.sha256) {
+            return Err(Error::Checksum {
+                path,
+                expected: file.sha256.to_ascii_lowercase(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The bundle's CLIP tokenizer, from the checksummed bytes of `files.tokenizer`, checked
+    /// against the manifest: its vocabulary must be the text encoder's
+    /// (`architecture.text.vocab_size` where the manifest records it), with the end token,
+    /// where CLIP's text tower pools, as its last id.
+    pub fn tokenizer(&self) -> Result<ClipTokenizer> {
+        let path = self.tokenizer_path();
+        let bytes = self.read_verified(&self.manifest.files.tokenizer.path)?;
+        let tokenizer = ClipTokenizer::from_bytes(&path, &bytes, self.manifest.context_length)?;
+        if let Some(expected) = self.text_vocab_size() {
+            let actual = tokenizer.vocab_size();
+            if actual != expected {
+                return Err(Error::Config {
+                    path,
+                    message: format!(
+                        "has {actual} tokens but {} says the text encoder has {expected} \
+                         (field `architecture.text.vocab_size`): tokenizer and encoder are \
+                         from different models",
+                        self.manifest_path().display()
+                    ),
+                });
+            }
+            let end = tokenizer.end_id() as usize;
+            if end + 1 != expected {
+                return Err(Error::Config {
+                    path,
+                    message: format!(
+                        "`{}` has id {end}, not the last id {} of the text encoder's \
+                         vocabulary: CLIP's text tower would pool at the wrong token",
+                        crate::text::tokenizer::END_TOKEN,
+                        expected - 1
+                    ),
+                });
+            }
+        }
+        Ok(tokenizer)
+    }
+
+    /// `architecture.text.vocab_size` from the manifest, where the exporter recorded it.
+    pub fn text_vocab_size(&self) -> Option<usize> {
+        self.manifest
+            .extra
+            .get("architecture")?
+            .get("text")?
+            .get("vocab_size")?
+            .as_u64()
+            .map(|v| v as usize)
     }
 
     /// Checks that every listed file exists and hashes to its recorded sha256.

@@ -156,12 +156,15 @@ pub(crate) struct Fusions {
 
 /// Parses an ONNX file (value_info ignored: quantized graphs carry symbolic shapes that
 /// clash with the input facts set later), with the engine's fused ops substituted.
-pub(crate) fn parse_onnx(path: &Path, fusions: Fusions) -> TractResult<InferenceModel> {
+/// `bytes` are the file's contents as read (and checksummed) once; `path` names it in
+/// errors and locates external tensor data.
+pub(crate) fn parse_onnx(
+    path: &Path,
+    bytes: &[u8],
+    fusions: Fusions,
+) -> TractResult<InferenceModel> {
     let mut onnx = tract_onnx::onnx().with_ignore_value_info(true);
-    if !fusions.int8 && !fusions.transformer {
-        return onnx.model_for_path(path);
-    }
-    let mut proto = onnx.proto_model_for_path(path)?;
+    let mut proto = onnx.proto_model_for_read(&mut &bytes[..])?;
     if fusions.int8 {
         crate::fused::int8::register(&mut onnx);
         let fused = crate::fused::int8::fuse(&mut proto);
@@ -197,7 +200,7 @@ pub(crate) fn parse_onnx(path: &Path, fusions: Fusions) -> TractResult<Inference
 /// manifest, checks the input's fixed dims against `expected_input` (None = any), sets
 /// `input_fact`, optimises, and checks the output is [batch, dim].
 fn load_runner(
-    path: &Path,
+    bundle: &ModelBundle,
     spec: &GraphFile,
     input_dt: DatumType,
     expected_input: &[Option<i64>],
@@ -205,11 +208,13 @@ fn load_runner(
     dim: usize,
     plan: PlanOptions,
 ) -> Result<Runner> {
+    let path = &bundle.dir.join(&spec.path);
+    let bytes = bundle.read_verified(&spec.path)?;
     let mismatch = |message: String| Error::GraphMismatch {
         path: path.to_path_buf(),
         message,
     };
-    let mut model = parse_onnx(path, plan.fusions)
+    let mut model = parse_onnx(path, &bytes, plan.fusions)
         .map_err(|e| Error::inference(format!("{}: cannot load ONNX graph", path.display()), e))?;
 
     let inputs = model
@@ -362,9 +367,9 @@ impl ImageEncoder {
         let precision = options
             .precision
             .unwrap_or_else(|| bundle.default_precision());
-        let (spec, path) = bundle.image_encoder_graph(precision)?;
+        let (spec, _) = bundle.image_encoder_graph(precision)?;
         let runner = load_runner(
-            &path,
+            bundle,
             spec,
             f32::datum_type(),
             &[None, Some(3), Some(s), Some(s)],
@@ -485,7 +490,7 @@ impl TextEncoder {
     pub fn load(bundle: &ModelBundle, options: EncoderOptions) -> Result<Self> {
         let m = &bundle.manifest;
         let runner = load_runner(
-            &bundle.text_encoder_path(),
+            bundle,
             &m.files.text_encoder,
             i64::datum_type(),
             &[None, None],

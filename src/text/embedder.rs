@@ -46,8 +46,7 @@ impl TextEmbedder {
         options: EncoderOptions,
         cache_root: Option<&Path>,
     ) -> Result<Self> {
-        let tokenizer =
-            ClipTokenizer::from_file(&bundle.tokenizer_path(), bundle.manifest.context_length)?;
+        let tokenizer = bundle.tokenizer()?;
         Ok(TextEmbedder {
             bundle: bundle.clone(),
             tokenizer,

@@ -52,7 +52,13 @@ impl ClipTokenizer {
     /// Loads a CLIP `tokenizer.json` (it must know `<|startoftext|>` and `<|endoftext|>`).
     pub fn from_file(path: &Path, context_length: usize) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let mut inner = Tokenizer::from_bytes(&bytes).map_err(|e| Error::Config {
+        Self::from_bytes(path, &bytes, context_length)
+    }
+
+    /// [`ClipTokenizer::from_file`] on the file's bytes (read once, e.g. checksummed);
+    /// `path` names the file in errors.
+    pub fn from_bytes(path: &Path, bytes: &[u8], context_length: usize) -> Result<Self> {
+        let mut inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             message: format!("not a Hugging Face tokenizer.json: {e}"),
         })?;
@@ -94,6 +100,11 @@ impl ClipTokenizer {
 
     pub fn context_length(&self) -> usize {
         self.context_length
+    }
+
+    /// Size of the vocabulary, special tokens included (the text encoder's embedding rows).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
     }
 
     /// Token ids of `text` as the text encoder gets them: start token, BPE ids of the
