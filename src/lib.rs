@@ -39,6 +39,9 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod fused;
+/// The fuzz harness (`fuzz/`, `tests/fuzz_corpus.rs`); not part of the API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod index;
 pub mod model;

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod embeddings;
 mod eval;
+mod fuzz_corpus;
 mod index;
 #[cfg(feature = "dds")]
 mod node;
