@@ -583,3 +583,35 @@ fn the_params_file_holds_the_defaults() {
     assert_eq!(params, clip_perception::node::NodeParams::default());
     assert_eq!(pairs.len(), clip_perception::node::PARAMS.len());
 }
+
+/// The soak test's CI version (`tests/node/soak.py`; the README has the hour's figures):
+/// two minutes of a 30 Hz VGA camera with 1% malformed frames and a query every 10 s.
+/// RSS, threads and file descriptors must stay put after warm-up, the counters add up, and
+/// no result mixes phrase sets.
+#[test]
+fn two_minutes_at_camera_rate_stay_flat_and_consistent() {
+    let Some(net) = private_net() else { return };
+    if !cyclone_peer() {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new("bash");
+    cmd.arg(net)
+        .arg("python3")
+        .arg(root().join("tests/node/soak.py"))
+        .args(["--node", NODE, "--precision", "fp32"])
+        .args(["--duration", "110", "--warmup", "40", "--sample-period", "2"])
+        .arg("--model")
+        .arg(root().join("models/tabletop"))
+        .env_remove("CLIP_PERCEPTION_LOG")
+        .env("XDG_CACHE_HOME", work.path().join("xdg-cache"));
+    let out = run_bounded(cmd, SCENARIO_LIMIT);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "soak failed ({}):\n{text}", out.status);
+    assert!(text.contains("] passed"), "the soak never said it passed:\n{text}");
+    eprintln!("{text}");
+}

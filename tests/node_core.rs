@@ -261,6 +261,38 @@ fn bad_frames_are_counted_by_reason_and_the_next_good_frame_is_processed() {
 }
 
 #[test]
+fn a_malformed_frame_is_refused_on_arrival_and_never_pushes_out_the_waiting_frame() {
+    // max_rate holds the frame thread for a second after each frame: the good frame offered
+    // meanwhile waits in the queue, and the malformed one after it must not replace it.
+    let cache = tempfile::tempdir().unwrap();
+    let (core, rec) = start(&["max_rate:=1.0"], cache.path());
+    wait_until("the model", || core.ready());
+    core.offer_image(frame(1));
+    wait_until("the first result", || {
+        rec.classifications.lock().unwrap().len() == 1
+    });
+    core.offer_image(frame(2));
+    let mut short = frame(3);
+    if let Pixels::Raw { data, .. } = &mut short.pixels {
+        data.truncate(10);
+    }
+    core.offer_image(short);
+    let stats = core.stats();
+    assert_eq!(stats.rejected_total(), 1, "counted on arrival: {stats:?}");
+    assert_eq!(stats.dropped, 0);
+    wait_until("the waiting good frame's result", || {
+        rec.classifications.lock().unwrap().len() == 2
+    });
+    assert_eq!(rec.classifications.lock().unwrap()[1].header.stamp.sec, 2);
+    let stats = core.stats();
+    assert_eq!(
+        stats.received,
+        stats.processed + stats.dropped + stats.rejected_total()
+    );
+    core.shutdown();
+}
+
+#[test]
 fn max_rate_spaces_the_frames_out() {
     let cache = tempfile::tempdir().unwrap();
     let (core, rec) = start(&["max_rate:=20.0"], cache.path());

@@ -4,13 +4,32 @@
 
 use std::path::Path;
 
-use super::error::{check_size, DecodeError, FrameError, MAX_PIXELS, MAX_SIDE};
+use super::error::{
+    check_size, DecodeError, FrameError, MAX_COMPRESSED_BYTES, MAX_PIXELS, MAX_SIDE,
+};
 use super::frame::{CompressedFrame, RgbImage};
 use crate::error::{Error, Result};
 
 /// Reads and decodes an image file (PNG, JPEG, BMP, GIF, TIFF, WebP, PNM) to RGB8.
 pub fn load_image_file(path: &Path) -> Result<RgbImage<'static>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let too_large = |len: u64| Error::Decode {
+        origin: path.display().to_string(),
+        cause: DecodeError::Size(Box::new(FrameError::CompressedTooLarge { len })),
+    };
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len > MAX_COMPRESSED_BYTES {
+        return Err(too_large(len));
+    }
+    // Read at most one byte past the limit: a file that grows meanwhile is still refused.
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_COMPRESSED_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > MAX_COMPRESSED_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
     decode_bytes(&bytes).map_err(|cause| Error::Decode {
         origin: path.display().to_string(),
         cause,
@@ -18,8 +37,33 @@ pub fn load_image_file(path: &Path) -> Result<RgbImage<'static>> {
 }
 
 impl CompressedFrame<'_> {
+    /// The checks that need no decoding: not empty, at most [`MAX_COMPRESSED_BYTES`], and
+    /// starting with the signature of a format the decoders know.
+    pub fn check(&self) -> std::result::Result<(), FrameError> {
+        let undecodable = |cause| FrameError::Undecodable {
+            format: self.format.to_string(),
+            cause,
+        };
+        if self.data.is_empty() {
+            return Err(FrameError::Empty {
+                width: 0,
+                height: 0,
+            });
+        }
+        if self.data.len() as u64 > MAX_COMPRESSED_BYTES {
+            return Err(FrameError::CompressedTooLarge {
+                len: self.data.len() as u64,
+            });
+        }
+        if image::guess_format(self.data).is_err() {
+            return Err(undecodable(DecodeError::UnknownFormat));
+        }
+        Ok(())
+    }
+
     /// Decodes the JPEG/PNG bytes to RGB8.
     pub fn to_rgb(&self) -> std::result::Result<RgbImage<'static>, FrameError> {
+        self.check()?;
         decode_bytes(self.data).map_err(|cause| FrameError::Undecodable {
             format: self.format.to_string(),
             cause,

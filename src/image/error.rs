@@ -7,6 +7,10 @@ pub const MAX_SIDE: u32 = 16_384;
 /// Largest accepted pixel count of any image (a 16k x 8k panorama).
 pub const MAX_PIXELS: u64 = 1 << 27;
 
+/// Largest accepted compressed frame or image file, in bytes (a 16k x 8k PNG of noise
+/// fits; a camera JPEG is a few hundred kB).
+pub const MAX_COMPRESSED_BYTES: u64 = 256 << 20;
+
 /// Why a frame was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
@@ -18,6 +22,8 @@ pub enum FrameError {
         "image of {width}x{height} exceeds the limit ({MAX_SIDE} per side, {MAX_PIXELS} pixels)"
     )]
     TooLarge { width: u32, height: u32 },
+    #[error("compressed image of {len} bytes exceeds the limit ({MAX_COMPRESSED_BYTES} bytes)")]
+    CompressedTooLarge { len: u64 },
     #[error("step {step} is smaller than width*bytes_per_pixel = {min}")]
     StepTooSmall { step: u64, min: u64 },
     #[error("data holds {len} bytes, step*height needs {need}")]
@@ -32,7 +38,9 @@ impl FrameError {
         match self {
             FrameError::UnknownEncoding(_) => RejectReason::UnknownEncoding,
             FrameError::Empty { .. } => RejectReason::Empty,
-            FrameError::TooLarge { .. } => RejectReason::TooLarge,
+            FrameError::TooLarge { .. } | FrameError::CompressedTooLarge { .. } => {
+                RejectReason::TooLarge
+            }
             FrameError::StepTooSmall { .. } => RejectReason::StepTooSmall,
             FrameError::DataTooShort { .. } => RejectReason::DataTooShort,
             FrameError::Undecodable { .. } => RejectReason::Undecodable,

@@ -106,9 +106,10 @@ impl RgbImage<'_> {
 }
 
 impl<'a> Frame<'a> {
-    /// Validates the frame and returns its pixels as RGB8: borrowed for tightly usable
-    /// `rgb8`, converted otherwise (BGR swapped, alpha dropped, grey replicated).
-    pub fn to_rgb(&self) -> Result<RgbImage<'a>, FrameError> {
+    /// The checks [`Frame::to_rgb`] makes before touching a pixel (encoding, size limits,
+    /// step, data length): constant time, so a receiver can refuse a malformed frame the
+    /// moment it arrives. Returns the parsed encoding.
+    pub fn check(&self) -> Result<Encoding, FrameError> {
         let encoding = Encoding::from_ros(self.encoding)
             .ok_or_else(|| FrameError::UnknownEncoding(self.encoding.to_string()))?;
         check_size(self.width, self.height)?;
@@ -129,6 +130,14 @@ impl<'a> Frame<'a> {
                 need,
             });
         }
+        Ok(encoding)
+    }
+
+    /// Validates the frame and returns its pixels as RGB8: borrowed for tightly usable
+    /// `rgb8`, converted otherwise (BGR swapped, alpha dropped, grey replicated).
+    pub fn to_rgb(&self) -> Result<RgbImage<'a>, FrameError> {
+        let encoding = self.check()?;
+        let bpp = encoding.bytes_per_pixel() as u64;
         let (w, h, step) = (
             self.width as usize,
             self.height as usize,

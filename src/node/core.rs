@@ -69,6 +69,12 @@ pub struct CoreSetup {
     pub status_name: String,
 }
 
+/// Locks `m`, also after a thread panicked while holding it (every value guarded here
+/// stays consistent between statements).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Logs a warning at most once per [`WARN_EVERY`] per kind, with the count it held back.
 #[derive(Default)]
 struct Throttle {
@@ -117,19 +123,16 @@ impl Shared {
             .name(name.to_string())
             .spawn(f)
             .expect("spawning a node thread");
-        self.workers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(handle);
+        lock(&self.workers).push(handle);
     }
 
     fn stopping(&self) -> bool {
-        *self.stopping.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.stopping)
     }
 
     /// Waits `timeout` or until the node stops; true if it is stopping.
     fn wait_or_stop(&self, timeout: Duration) -> bool {
-        let stopping = self.stopping.lock().unwrap_or_else(|e| e.into_inner());
+        let stopping = lock(&self.stopping);
         let (stopping, _) = self
             .stop_signal
             .wait_timeout_while(stopping, timeout, |s| !*s)
@@ -138,18 +141,15 @@ impl Shared {
     }
 
     fn stats(&self) -> MutexGuard<'_, NodeStats> {
-        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.stats)
     }
 
     fn params(&self) -> MutexGuard<'_, NodeParams> {
-        self.params.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.params)
     }
 
     fn active(&self) -> Option<Arc<Active>> {
-        self.active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.active).clone()
     }
 
     /// The phrases and policy frames are scored with; only called once loaded.
@@ -178,6 +178,8 @@ enum Control {
 pub struct NodeCore {
     shared: Arc<Shared>,
     control: Option<Sender<Control>>,
+    /// Warnings about frames refused on arrival (the transport's thread).
+    arrival_throttle: Mutex<Throttle>,
 }
 
 fn label_info(stamp: Stamp, labels: &LabelMatrix, threshold: f32) -> LabelInfo {
@@ -249,16 +251,13 @@ impl NodeCore {
         NodeCore {
             shared,
             control: Some(control_tx),
+            arrival_throttle: Mutex::new(Throttle::default()),
         }
     }
 
     /// Why loading the engine failed, once it has (the node cannot run then).
     pub fn start_failure(&self) -> Option<String> {
-        self.shared
-            .failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.shared.failure).clone()
     }
 
     /// Whether the engine is loaded and frames are scored.
@@ -270,6 +269,18 @@ impl NodeCore {
     pub fn offer_image(&self, input: ImageInput) {
         let received = input.received;
         let frame_id = input.header.frame_id.clone();
+        // A malformed frame is counted and skipped here: it never takes a place in the
+        // queue, so it cannot push out a good frame waiting there.
+        if let Err(e) = input.pixels.check() {
+            let mut stats = self.shared.stats();
+            stats.arrived(received, &frame_id);
+            stats.reject(e.reason());
+            drop(stats);
+            lock(&self.arrival_throttle).warn(e.reason().name(), || {
+                format!("frame {frame_id:?} skipped: {e}")
+            });
+            return;
+        }
         let replaced = self.shared.slot.offer(input);
         let mut stats = self.shared.stats();
         stats.arrived(received, &frame_id);
@@ -356,23 +367,14 @@ impl NodeCore {
     }
 
     fn stop(&mut self) {
-        *self
-            .shared
-            .stopping
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = true;
+        *lock(&self.shared.stopping) = true;
         self.shared.stop_signal.notify_all();
         self.shared.slot.close();
         self.control.take();
         // The parameter thread may add the frame thread while it is joined: take until none
         // is left.
         loop {
-            let worker = self
-                .shared
-                .workers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop();
+            let worker = lock(&self.shared.workers).pop();
             let Some(worker) = worker else { break };
             if worker.join().is_err() {
                 log::error!("a node thread panicked");
@@ -545,7 +547,7 @@ fn load_then_control(
         &labels,
         config.policy.thresholds.default,
     ));
-    *shared.active.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Active {
+    *lock(&shared.active) = Some(Arc::new(Active {
         matrix: labels,
         generation: 0,
         config,
@@ -563,7 +565,7 @@ fn load_then_control(
 
 fn fail(shared: &Shared, why: String) {
     log::error!("{why}");
-    *shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    *lock(&shared.failure) = Some(why);
 }
 
 fn control_loop(
@@ -706,7 +708,7 @@ fn apply(
         let dropped = shared.slot.set_policy(config.frame_policy);
         shared.stats().dropped += dropped as u64;
     }
-    *shared.active.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Active {
+    *lock(&shared.active) = Some(Arc::new(Active {
         matrix,
         generation,
         config,

@@ -32,8 +32,7 @@ pub enum Pixels {
 }
 
 impl Pixels {
-    /// Validates and converts to RGB8 (borrowing where the encoding allows).
-    pub fn to_rgb(&self) -> Result<RgbImage<'_>, FrameError> {
+    fn raw(&self) -> Option<Frame<'_>> {
         match self {
             Pixels::Raw {
                 width,
@@ -42,16 +41,34 @@ impl Pixels {
                 encoding,
                 is_bigendian,
                 data,
-            } => Frame {
+            } => Some(Frame {
                 width: *width,
                 height: *height,
                 step: *step,
                 encoding,
                 is_bigendian: *is_bigendian,
                 data,
-            }
-            .to_rgb(),
+            }),
+            Pixels::Compressed { .. } => None,
+        }
+    }
+
+    /// Validates and converts to RGB8 (borrowing where the encoding allows).
+    pub fn to_rgb(&self) -> Result<RgbImage<'_>, FrameError> {
+        match self {
             Pixels::Compressed { format, data } => CompressedFrame { format, data }.to_rgb(),
+            raw => raw.raw().expect("a raw frame").to_rgb(),
+        }
+    }
+
+    /// The constant-time checks done on arrival, before a frame may take a place in the
+    /// queue: a raw frame's header against its data ([`Frame::check`]), a compressed
+    /// frame's size and format signature ([`CompressedFrame::check`]). What they pass can
+    /// still fail to decode later.
+    pub fn check(&self) -> Result<(), FrameError> {
+        match self {
+            Pixels::Compressed { format, data } => CompressedFrame { format, data }.check(),
+            raw => raw.raw().expect("a raw frame").check().map(|_| ()),
         }
     }
 }
