@@ -246,7 +246,7 @@ fn corrupt_int8_graph_names_its_file() {
 fn record_sha256(dir: &std::path::Path, file: &str) {
     let manifest = dir.join("model.yaml");
     let text = std::fs::read_to_string(&manifest).unwrap();
-    let old = ModelBundle::open(&crate::common::tiny_bundle()).unwrap();
+    let old = ModelBundle::open(crate::common::tiny_bundle()).unwrap();
     let listed = [
         &old.manifest.files.image_encoder.sha256,
         &old.manifest.files.text_encoder.sha256,

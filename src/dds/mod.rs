@@ -8,13 +8,15 @@ pub use crate::ros_msgs as msgs;
 
 pub mod params;
 pub mod rosout;
+pub mod wire;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ros2_client::dds::rustdds::mio1::{Events, Interest, Poll, Token};
-use ros2_client::dds::rustdds::DomainParticipantBuilder;
+use ros2_client::dds::rustdds::{DomainParticipantBuilder, GUID};
 use ros2_client::qos::{Durability, History, WhenFull};
 use ros2_client::{
     Context, MessageTypeName, Name, Node, NodeName, NodeOptions, Publisher, QosProfile,
@@ -50,9 +52,13 @@ pub fn sensor_data_qos() -> QosProfile {
 }
 
 /// ROS 2's default QoS: reliable, volatile, keep last 10.
+///
+/// A publish waits at most 20 ms for room: RustDDS paces a reliable writer by its slowest
+/// reliable reader's acknowledgements, and a subscriber that stops acknowledging must not
+/// hold the frame thread (the failed publishes are counted in diagnostics).
 pub fn default_qos() -> QosProfile {
     QosProfile::publisher_default()
-        .reliability_reliable(WhenFull::DEFAULT)
+        .reliability_reliable(WhenFull::Wait(Duration::from_millis(20)))
         .durability(Durability::Volatile)
         .history(History::KeepLast { depth: 10 })
 }
@@ -86,6 +92,8 @@ pub fn latched_qos() -> QosProfile {
 struct Topics<'a> {
     node: &'a mut Node,
     plan: &'a NodePlan,
+    /// Every endpoint made so far, with its topic's full name (for [`wire::WireWatch`]).
+    endpoints: HashMap<GUID, String>,
 }
 
 impl Topics<'_> {
@@ -94,13 +102,15 @@ impl Topics<'_> {
         name: &str,
         (pkg, ty): (&str, &str),
         qos: &QosProfile,
-    ) -> Result<ros2_client::dds::rustdds::Topic, DdsError> {
+    ) -> Result<(ros2_client::dds::rustdds::Topic, String), DdsError> {
         let full = self.plan.topic(name).map_err(|e| dds_error(name)(&e))?;
         let ros_name = Name::parse(&full).map_err(|e| dds_error(format!("topic {full}"))(&e))?;
         log::info!("{name} -> {full} ({pkg}/msg/{ty})");
-        self.node
+        let topic = self
+            .node
             .create_topic(&ros_name, MessageTypeName::new(pkg, ty), qos)
-            .map_err(|e| dds_error(format!("topic {full}"))(&e))
+            .map_err(|e| dds_error(format!("topic {full}"))(&e))?;
+        Ok((topic, full))
     }
 
     fn publisher<M: Serialize>(
@@ -109,10 +119,13 @@ impl Topics<'_> {
         ty: (&str, &str),
         qos: QosProfile,
     ) -> Result<Publisher<M>, DdsError> {
-        let topic = self.topic(name, ty, &qos)?;
-        self.node
+        let (topic, full) = self.topic(name, ty, &qos)?;
+        let publisher = self
+            .node
             .create_publisher(&topic, Some(qos))
-            .map_err(|e| dds_error(format!("publisher {name}"))(&e))
+            .map_err(|e| dds_error(format!("publisher {name}"))(&e))?;
+        self.endpoints.insert(publisher.guid(), full);
+        Ok(publisher)
     }
 
     fn subscription<M: 'static>(
@@ -121,10 +134,13 @@ impl Topics<'_> {
         ty: (&str, &str),
         qos: QosProfile,
     ) -> Result<Subscription<M>, DdsError> {
-        let topic = self.topic(name, ty, &qos)?;
-        self.node
+        let (topic, full) = self.topic(name, ty, &qos)?;
+        let subscription = self
+            .node
             .create_subscription(&topic, Some(qos))
-            .map_err(|e| dds_error(format!("subscription {name}"))(&e))
+            .map_err(|e| dds_error(format!("subscription {name}"))(&e))?;
+        self.endpoints.insert(subscription.guid(), full);
+        Ok(subscription)
     }
 }
 
@@ -137,18 +153,34 @@ struct DdsOutputs {
     parameter_events: Publisher<msgs::rcl::ParameterEvent>,
     /// The node's full name, as parameter events carry it.
     node: String,
+    /// Failed publishes: when the last was logged, how many, and the last one's error.
     last_error: Mutex<Option<Instant>>,
+    failures: Mutex<(u64, String)>,
 }
 
 impl DdsOutputs {
     fn publish<M: Serialize>(&self, what: &str, publisher: &Publisher<M>, message: M) {
         if let Err(e) = publisher.publish(message) {
+            let error = format!("{what}: {e}");
+            {
+                let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+                failures.0 += 1;
+                failures.1.clone_from(&error);
+            }
             let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
             if last.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
                 *last = Some(Instant::now());
-                log::warn!("publishing {what} failed: {e}");
+                log::warn!("publishing {error}");
             }
         }
+    }
+
+    /// Failed publishes so far, and the last one's error.
+    fn failures(&self) -> (u64, String) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -219,6 +251,8 @@ enum ImageSubscription {
 const IMAGES: Token = Token(0);
 const QUERIES: Token = Token(1);
 const CLOCK: Token = Token(100);
+/// The participant's status events ([`wire::WireWatch`]).
+const STATUS: Token = Token(101);
 /// The first of the parameter services' tokens.
 const PARAM_SERVICES: usize = 2;
 
@@ -353,6 +387,7 @@ pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
     let mut t = Topics {
         node: &mut node,
         plan,
+        endpoints: HashMap::new(),
     };
     rosout::attach(
         t.publisher(topics::ROSOUT, msgs::type_names::LOG, rosout_qos())?,
@@ -382,6 +417,7 @@ pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
         )?,
         node: names.fully_qualified(),
         last_error: Mutex::new(None),
+        failures: Mutex::new((0, String::new())),
     });
     let image_topic = plan
         .image_topic()
@@ -405,6 +441,15 @@ pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
     } else {
         None
     };
+    let image_reader = match &images {
+        ImageSubscription::Raw(s) => s.guid(),
+        ImageSubscription::Compressed(s) => s.guid(),
+    };
+    let mut wire = wire::WireWatch::new(
+        context.domain_participant().status_listener(),
+        std::mem::take(&mut t.endpoints),
+        image_reader,
+    );
     let mut param_servers = params::ParamServers::create(&mut node, &names.fully_qualified())?;
 
     let mut poll = Poll::new().map_err(|e| dds_error("poll")(&e))?;
@@ -418,13 +463,16 @@ pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
         .register(&mut queries, QUERIES, Interest::READABLE)
         .map_err(|e| dds_error("poll registration")(&e))?;
     param_servers.register(registry, PARAM_SERVICES)?;
+    registry
+        .register(wire.listener(), STATUS, Interest::READABLE)
+        .map_err(|e| dds_error("poll registration")(&e))?;
     if let Some(clock) = &mut clock {
         registry
             .register(clock, CLOCK, Interest::READABLE)
             .map_err(|e| dds_error("poll registration")(&e))?;
     }
 
-    let core = NodeCore::start_loading(plan.clone(), outputs);
+    let core = NodeCore::start_loading(plan.clone(), outputs.clone());
     log::info!("{} running; loading the model", names.fully_qualified());
     let mut events = Events::with_capacity(8);
     while !stop.load(Ordering::Relaxed) {
@@ -460,6 +508,9 @@ pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
                 })
             });
         }
+        wire.drain(&core);
+        let (failed, last) = outputs.failures();
+        core.update_wire(|w| w.publish_failed(failed, last));
         param_servers.serve(&core);
         if let Some(why) = core.start_failure() {
             core.shutdown();

@@ -289,6 +289,11 @@ impl NodeCore {
         }
     }
 
+    /// Updates what the transport knows about the node's peers (shown in diagnostics).
+    pub fn update_wire(&self, update: impl FnOnce(&mut super::wire::WireHealth)) {
+        update(&mut self.shared.stats().wire);
+    }
+
     /// Counts a message the adapter could not even decode into an image.
     pub fn reject_message(&self, reason: RejectReason) {
         let mut stats = self.shared.stats();

@@ -23,6 +23,7 @@ pub mod params;
 pub mod params_file;
 pub mod ros_args;
 pub mod stats;
+pub mod wire;
 
 use crate::engine::{EngineBuilder, EngineOptions};
 use crate::error::Error;

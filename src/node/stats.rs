@@ -130,6 +130,8 @@ pub struct NodeStats {
     pub last_encoder_error: String,
     /// Why the last rejected query was rejected.
     pub last_query_rejection: Option<String>,
+    /// The transport's view of the node's peers (image publishers, incompatible QoS).
+    pub wire: super::wire::WireHealth,
     last_report: Option<(Instant, u64, u64)>,
 }
 
@@ -156,6 +158,7 @@ impl Default for NodeStats {
             encoder_failures_in_a_row: 0,
             last_encoder_error: String::new(),
             last_query_rejection: None,
+            wire: Default::default(),
             last_report: None,
         }
     }
@@ -263,6 +266,7 @@ impl NodeStats {
             ("text cache hits".into(), self.text.cache_hits.to_string()),
         ]);
         values.push(("min rate (Hz)".into(), format!("{:.2}", health.min_rate)));
+        values.extend(self.wire.values());
         let state = if health.loading { "loading" } else { "running" };
         values.insert(0, ("state".into(), state.into()));
         let mut problems: Vec<(Level, String)> = Vec::new();
@@ -298,6 +302,7 @@ impl NodeStats {
                 ),
             ));
         }
+        problems.extend(self.wire.problems());
         if new_rejects > 0 {
             problems.push((
                 Level::Warn,

@@ -22,6 +22,12 @@ on identical pixels) gives the model, the phrases and the frames. Scenarios:
               with a reason, atomic sets all or nothing, a query shown in `labels`
   params_enhanced  the same services from an RPC-over-DDS ("enhanced", rmw_fastrtps_cpp) client
               (--param-client), which sees the state the Cyclone-style client sees
+Faults on the wire (the node keeps serving, says so in diagnostics, recovers without a restart):
+  camera_restart     the camera's publisher goes away and another comes
+  incompatible_qos   a second camera whose QoS (exclusive ownership) cannot match
+  burst              1000 frames at once
+  stalled_subscriber a reliable subscriber that never reads
+  query_flood        1000 queries/s for 3 s while frames stream
 """
 
 import argparse
@@ -34,6 +40,8 @@ import time
 import traceback
 
 import ros_peer as rp  # the sibling module (a script's own folder comes first on the import path)
+from cyclonedds.core import Policy, Qos
+from cyclonedds.util import duration
 from ros_peer import check
 
 RESULT_TIMEOUT = 30.0
@@ -689,6 +697,229 @@ def scenario_params_enhanced(args, cases):
         s.close()
 
 
+# ---- faults on the wire ------------------------------------------------------------------
+
+def label_set(c):
+    return sorted(h.class_id for h in c.results)
+
+
+def values_now(s):
+    """The newest diagnostics values (the Diagnostics helper keeps only the newest)."""
+    s.diagnostics.poll()
+    return s.diagnostics.values or {}
+
+
+def scenario_camera_restart(args, cases):
+    """The camera's publisher goes away and a new one comes: diagnostics say so (WARN, no
+    publisher, one lost) and the node serves the new one with no restart."""
+    s = Session(args, cases, "camera_restart")
+    try:
+        s.wait_ready()
+        frame = frames_of_kind(cases, "raw")[0]
+        s.classify(frame, "camera1")
+        s.diagnostics.wait("one image publisher", lambda v: v.get("image publishers") == "1")
+        rp.delete_entity(s.image_writer)
+        gone = s.diagnostics.wait_status(
+            "WARN: no image, no publisher, one lost",
+            lambda st: st.level == 1 and "no image for" in st.message
+            and s.diagnostics.values.get("image publishers") == "0"
+            and s.diagnostics.values.get("image publishers lost") == "1")
+        log(f"camera gone: {gone.message!r}")
+        s.image_writer = s.peer.writer("/image", rp.Image, rp.SENSOR_QOS)
+        rp.wait_matched(s.image_writer, "the new camera's image topic")
+        stamp, result = s.classify(frame, "camera2")
+        check(result.header.frame_id == "camera2", "no result from the new camera")
+        back = s.diagnostics.wait_status(
+            "OK again with the new publisher",
+            lambda st: st.level == 0 and s.diagnostics.values.get("image publishers") == "1"
+            and st.hardware_id == "camera2")
+        log(f"camera back: {back.message!r}")
+        s.node.check_alive()
+    finally:
+        s.close()
+
+
+def scenario_incompatible_qos(args, cases):
+    """A second camera publishes with exclusive ownership, which the node's shared-ownership
+    subscription cannot match: diagnostics WARN about it while it exists, the first camera
+    is served all along, and the warning clears once it is gone."""
+    s = Session(args, cases, "incompatible_qos")
+    try:
+        s.wait_ready()
+        frame = frames_of_kind(cases, "raw")[0]
+        s.classify(frame, "good camera")
+        exclusive = Qos(Policy.Reliability.BestEffort, Policy.Durability.Volatile, Policy.History.KeepLast(5),
+                        Policy.Ownership.Exclusive, Policy.OwnershipStrength(10))
+        other = s.peer.writer("/image", rp.Image, exclusive)
+        warned = s.diagnostics.wait_status(
+            "a WARN about the incompatible publisher",
+            lambda st: st.level == 1 and "publisher on /image is offering incompatible QoS (Ownership)" in st.message)
+        log(f"diagnostics: {warned.message!r}")
+        check(s.diagnostics.values.get("incompatible QoS endpoints") == "1", f"{s.diagnostics.values}")
+        for i in range(5):
+            other.write(rp.image_message(frame, s.new_stamp(), "exclusive camera"))
+            stamp, result = s.classify(frame, f"good camera {i}")
+        s.classifications.poll()
+        check(not [c for c in s.classifications.items if c.header.frame_id == "exclusive camera"],
+              "a frame from the incompatible publisher was classified")
+        rp.delete_entity(other)
+        s.diagnostics.wait("the incompatible publisher forgotten", lambda v: v.get("incompatible QoS endpoints") == "0")
+        s.classify(frame, "good camera again")
+        cleared = s.diagnostics.wait_status("no QoS warning once it is gone",
+                                            lambda st: "incompatible" not in st.message)
+        log(f"after it left: {cleared.message!r}")
+        s.node.check_alive()
+    finally:
+        s.close()
+
+
+def scenario_burst(args, cases):
+    """1000 frames as fast as the peer can write them: the node keeps up by dropping (newest
+    frame wins), every frame is accounted for, and the next frame after the burst is served."""
+    s = Session(args, cases, "burst")
+    try:
+        s.wait_ready()
+        frame = frames_of_kind(cases, "raw")[0]
+        s.classify(frame, "before")
+        started = time.monotonic()
+        for i in range(1000):
+            s.publish(frame, "burst")
+        log(f"1000 frames written in {time.monotonic() - started:.2f} s")
+        time.sleep(1.0)
+        stamp, result = s.classify(frame, "after")
+        check(result.header.frame_id == "after", "no result after the burst")
+
+        def settled(v):
+            return int(v["frames received"]) >= 2 and int(v["frames received"]) == (
+                int(v["frames processed"]) + int(v["frames dropped"]) + int(v["frames rejected"]))
+        v = s.diagnostics.wait("received = processed + dropped + rejected", settled)
+        log(f"received {v['frames received']}, processed {v['frames processed']}, dropped {v['frames dropped']}")
+        check(int(v["frames received"]) <= 1000 + 10, f"received {v['frames received']} of at most ~1002 sent")
+        check(int(v["frames dropped"]) > 0, "a burst of 1000 dropped nothing?")
+        s.classifications.poll()
+        check(len(s.classifications.items) == int(v["frames processed"]),
+              f"{len(s.classifications.items)} results for {v['frames processed']} processed frames")
+        s.node.check_alive()
+    finally:
+        s.close()
+
+
+def scenario_stalled_subscriber(args, cases):
+    """A subscriber that never reads, with ROS 2's default QoS (reliable, keep last 10), as
+    a node that stopped spinning has: its DDS reader still acknowledges, so results must keep
+    reaching the subscribers that read, as fast as without it. (Not tested: a reader that
+    refuses samples, keep-all with room for one, which RustDDS 0.15 cannot serve; README,
+    Reliability.)"""
+    s = Session(args, cases, "stalled_subscriber")
+    try:
+        lazy = rp.Peer()
+        lazy_qos = Qos(Policy.Reliability.Reliable(duration(seconds=1)), Policy.Durability.Volatile,
+                       Policy.History.KeepLast(10))
+        lazy_readers = [lazy.reader(f"{s.fqn}/{topic}", cls, lazy_qos)
+                        for topic, cls in (("classification", rp.Classification), ("matches", rp.String))]
+        s.wait_ready()
+        frame = frames_of_kind(cases, "raw")[0]
+        waits = []
+        for i in range(30):
+            sent = time.monotonic()
+            s.classify(frame, f"frame {i}")
+            waits.append(time.monotonic() - sent)
+        waits.sort()
+        log(f"with a default-QoS subscriber that never reads: result after publish median "
+            f"{waits[len(waits) // 2] * 1e3:.0f} ms, max {waits[-1] * 1e3:.0f} ms")
+        check(waits[-1] < 5.0, f"a result took {waits[-1]:.1f} s")
+        check(values_now(s).get("publish failures") == "0", f"{s.diagnostics.values}")
+        check(all(r.get_subscription_matched_status().current_count > 0 for r in lazy_readers),
+              "the subscriber that never reads was not matched")
+        s.node.check_alive()
+    finally:
+        s.close()
+
+
+def scenario_query_flood(args, cases):
+    """1000 queries a second for 3 s while frames stream: results keep coming, no result
+    mixes phrase sets, every query is accounted for (applied, rejected or superseded), and
+    the last one wins."""
+    s = Session(args, cases, "query_flood")
+    streamer = None
+    try:
+        s.wait_ready()
+        frame = frames_of_kind(cases, "raw")[0]
+        s.classify(frame, "before")
+        v0 = values_now(s)
+        base = sum(int(v0[k]) for k in ("queries applied", "queries rejected", "queries superseded"))
+        streamer = Streamer(s, frame, rate=20)
+        streamer.start()
+        # The frame rate without the flood, then with it: the flood must not starve frames.
+        time.sleep(0.5)
+        va = values_now(s)
+        time.sleep(3.0)
+        vb = values_now(s)
+        sets = [["red cup", "blue ball"], ["green box", "yellow banana", "white phone"], ["coffee mug"]]
+        sent = []
+        started = time.monotonic()
+        n = 0
+        while time.monotonic() - started < 3.0:
+            phrases = sets[n % len(sets)] + ([f"flood phrase {n}"] if n % 50 == 0 else [])
+            if n % 97 == 0:
+                text = " ; "  # empty: rejected
+            else:
+                text = "; ".join(phrases)
+                sent.append(sorted(phrases))
+            s.query(text)
+            n += 1
+            target = started + n / 1000.0
+            delay = target - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        last = ["coffee mug", "drawer handle"]
+        s.query("; ".join(last))
+        sent.append(sorted(last))
+        n += 1
+        flood_s = time.monotonic() - started
+        vc = values_now(s)
+        log(f"{n} queries sent in {flood_s:.1f} s")
+
+        def processed(x, y):
+            return int(y["frames processed"]) - int(x["frames processed"])
+        without, during = processed(va, vb) / 3.0, processed(vb, vc) / flood_s
+        log(f"frames processed: {without:.1f}/s before the flood, {during:.1f}/s during it")
+        check(during >= 0.5 * without and during > 0,
+              f"the flood starved the frames: {during:.1f}/s processed, {without:.1f}/s before it")
+
+        def accounted(v):
+            total = sum(int(v[k]) for k in ("queries applied", "queries rejected", "queries superseded"))
+            return total - base == n
+        v = s.diagnostics.wait("every query accounted for", accounted, timeout=60)
+        log(f"applied {int(v['queries applied']) - int(v0['queries applied'])}, "
+            f"superseded {int(v['queries superseded']) - int(v0['queries superseded'])}, "
+            f"rejected {int(v['queries rejected']) - int(v0['queries rejected'])}")
+        s.classifications.wait("a result with the last query's phrases",
+                               lambda c: label_set(c) == sorted(last), RESULT_TIMEOUT)
+        streamer.stop.set()
+        streamer.join()
+        streamer_sent = streamer.sent
+        streamer = None
+        time.sleep(1.0)
+        s.classifications.poll()
+        allowed = [sorted(cases["labels"])] + sent
+        mixed = [label_set(c) for c in s.classifications.items if label_set(c) not in allowed]
+        check(not mixed, f"results with phrase sets no query had: {mixed[:3]}")
+        v = values_now(s)
+        stream = [c for c in s.classifications.items if c.header.frame_id == "stream"]
+        log(f"{len(stream)} results for the {streamer_sent} frames streamed; node: received "
+            f"{int(v['frames received']) - int(v0['frames received'])}, processed "
+            f"{int(v['frames processed']) - int(v0['frames processed'])}, dropped "
+            f"{int(v['frames dropped']) - int(v0['frames dropped'])}")
+        check(len(s.classifications.items) == int(v["frames processed"]),
+              f"{len(s.classifications.items)} results for {v['frames processed']} processed frames")
+        s.node.check_alive()
+    finally:
+        if streamer:
+            streamer.stop.set()
+        s.close()
+
+
 SCENARIOS = {
     "raw": lambda a, c: scenario_frames(a, c, "raw"),
     "compressed": lambda a, c: scenario_frames(a, c, "compressed"),
@@ -701,6 +932,11 @@ SCENARIOS = {
     "hysteresis": scenario_hysteresis,
     "params": scenario_params,
     "params_enhanced": scenario_params_enhanced,
+    "camera_restart": scenario_camera_restart,
+    "incompatible_qos": scenario_incompatible_qos,
+    "burst": scenario_burst,
+    "stalled_subscriber": scenario_stalled_subscriber,
+    "query_flood": scenario_query_flood,
 }
 
 

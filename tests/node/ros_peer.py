@@ -382,6 +382,12 @@ def wait_for(what, condition, timeout, interval=0.005):
         time.sleep(interval)
 
 
+def delete_entity(entity):
+    """Deletes a DDS entity now (a writer or reader: discovery tells the others it left),
+    rather than whenever the garbage collector gets to it."""
+    entity.__del__()
+
+
 def wait_matched(writer, what, timeout=20.0):
     wait_for(f"a subscriber on {what}", lambda: writer.get_publication_matched_status().current_count > 0, timeout)
 
