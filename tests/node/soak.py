@@ -9,7 +9,8 @@ stay flat and consistent the whole time.
 Checks (exit 1 naming the first that failed; a JSON summary with --json):
   - the node lives the whole run and exits cleanly on SIGINT;
   - RSS after warm-up stays within --rss-tolerance (5%) of its value at the end of warm-up;
-  - thread and open-file-descriptor counts after warm-up equal their values at the end of it;
+  - thread and open-file-descriptor counts after warm-up equal their values at the end of it
+    (sampled halfway between queries, away from the moment a query loads the text encoder);
   - diagnostics: received = processed + dropped + rejected once the camera stops, every
     malformed frame the node received is counted as rejected (by reason), and the peer got
     one Classification per processed frame, none for a malformed frame;
@@ -166,7 +167,9 @@ def soak(args, work):
         log(f"node running; camera {args.width}x{args.height} at {args.rate:g} Hz for {args.duration:g} s")
         t0 = time.monotonic()
         camera.start()
-        next_sample = t0
+        # Samples fall halfway between queries: a query may load the text encoder (files
+        # open, threads busy for a moment), which is not what a leak looks like.
+        next_sample = t0 + args.query_period / 2
         next_query = t0 + args.query_period
         queries = 0
         warm_sample = None
@@ -291,7 +294,8 @@ def main():
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--malformed", type=float, default=0.01, help="fraction of malformed frames")
     parser.add_argument("--query-period", type=float, default=10.0, help="seconds between queries")
-    parser.add_argument("--sample-period", type=float, default=5.0, help="seconds between /proc samples")
+    parser.add_argument("--sample-period", type=float, default=10.0,
+                        help="seconds between /proc samples (a multiple of --query-period keeps them between queries)")
     parser.add_argument("--rss-tolerance", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=1, help="the node's encoder threads")
     parser.add_argument("--precision", choices=("int8", "fp32"), help="the node's image encoder (default: the bundle's)")
