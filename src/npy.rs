@@ -46,7 +46,9 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
 
 /// Reads a C-order little-endian f32 `.npy` file: (shape, values).
 pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes =
+        crate::config::read_limited(path, crate::config::limits::DATA_FILE_BYTES, "a .npy file")
+            .map_err(|e| Error::io(path, e))?;
     let bad = |message: &str| Error::Config {
         path: path.to_path_buf(),
         message: format!("not a supported .npy file: {message}"),

@@ -177,6 +177,10 @@ fn a_query_switches_phrases_atomically_and_bad_queries_keep_the_old_ones() {
         "cached phrases cost an encoder call"
     );
 
+    let huge = "x; ".repeat(clip_perception::node::core::MAX_QUERY_BYTES / 3 + 1);
+    core.query(huge);
+    let why = core.stats().last_query_rejection.unwrap();
+    assert!(why.contains("over the limit of"), "{why}");
     let too_many = (0..65)
         .map(|i| format!("p{i}"))
         .collect::<Vec<_>>()
@@ -186,7 +190,7 @@ fn a_query_switches_phrases_atomically_and_bad_queries_keep_the_old_ones() {
     }
     wait_until("the bad queries", || {
         let s = core.stats();
-        s.queries_rejected + s.queries_superseded >= 4
+        s.queries_rejected + s.queries_superseded >= 5
     });
     assert_eq!(core.labels(), vec!["red cup", "blue ball", "green box"]);
     assert_eq!(core.stats().label_generation, 2);

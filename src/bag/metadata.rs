@@ -43,7 +43,12 @@ pub struct BagMetadata {
 /// Reads `DIR/metadata.yaml`.
 pub fn read(dir: &Path) -> Result<BagMetadata, BagError> {
     let path = dir.join("metadata.yaml");
-    let text = std::fs::read_to_string(&path).map_err(|cause| {
+    let text = crate::config::read_text_limited(
+        &path,
+        crate::config::limits::CONFIG_BYTES,
+        "a metadata.yaml",
+    )
+    .map_err(|cause| {
         if cause.kind() == std::io::ErrorKind::NotFound {
             BagError::Format {
                 path: dir.to_path_buf(),

@@ -100,7 +100,12 @@ impl Truth {
     /// Reads a CSV file of `start,end,label` intervals (see the module docs).
     pub fn from_csv(path: &Path, phrases: &[String]) -> Result<Truth, TruthError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| TruthError::Read {
+        let text = crate::config::read_text_limited(
+            path,
+            crate::config::limits::TABLE_BYTES,
+            "a truth CSV",
+        )
+        .map_err(|e| TruthError::Read {
             path: name.clone(),
             cause: e.to_string(),
         })?;

@@ -222,6 +222,33 @@ fn decode_jpeg(bytes: &[u8]) -> std::result::Result<RgbImage<'static>, JpegError
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_compressed_frame_over_the_size_limit_is_refused_before_decoding() {
+        // calloc'd, never touched: the check reads the length and the first bytes only.
+        let mut data = vec![0u8; MAX_COMPRESSED_BYTES as usize + 1];
+        data[..3].copy_from_slice(&[0xFF, 0xD8, 0xFF]);
+        let e = CompressedFrame {
+            format: "jpeg",
+            data: &data,
+        }
+        .to_rgb()
+        .unwrap_err();
+        assert_eq!(
+            e,
+            FrameError::CompressedTooLarge {
+                len: MAX_COMPRESSED_BYTES + 1
+            }
+        );
+        assert_eq!(e.reason().name(), "too_large");
+        let e = CompressedFrame {
+            format: "jpeg",
+            data: b"not an image",
+        }
+        .check()
+        .unwrap_err();
+        assert_eq!(e.reason().name(), "undecodable");
+    }
+
     use super::*;
     use crate::image::error::RejectReason;
 

@@ -124,8 +124,12 @@ impl Index {
     /// Reads an index folder, checking that its files agree with its manifest.
     pub fn open(dir: &Path) -> Result<Index> {
         let manifest_path = dir.join("manifest.json");
-        let text =
-            std::fs::read_to_string(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
+        let text = crate::config::read_text_limited(
+            &manifest_path,
+            crate::config::limits::TABLE_BYTES,
+            "an index manifest",
+        )
+        .map_err(|e| Error::io(&manifest_path, e))?;
         let manifest: Manifest =
             serde_json::from_str(&text).map_err(|e| corrupt(&manifest_path, e.to_string()))?;
         if manifest.format != FORMAT || manifest.version != VERSION {
@@ -147,8 +151,12 @@ impl Index {
             ));
         }
         let items_path = dir.join(&manifest.items);
-        let items_text =
-            std::fs::read_to_string(&items_path).map_err(|e| Error::io(&items_path, e))?;
+        let items_text = crate::config::read_text_limited(
+            &items_path,
+            crate::config::limits::DATA_FILE_BYTES,
+            "an index item list",
+        )
+        .map_err(|e| Error::io(&items_path, e))?;
         let items = items_text
             .lines()
             .enumerate()

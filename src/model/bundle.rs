@@ -200,7 +200,9 @@ impl ModelBundle {
             });
         }
         let manifest_path = dir.join(MANIFEST_FILE);
-        let bytes = std::fs::read(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
+        let bytes =
+            config::read_limited(&manifest_path, config::limits::CONFIG_BYTES, MANIFEST_FILE)
+                .map_err(|e| Error::io(&manifest_path, e))?;
         let text = String::from_utf8(bytes.clone()).map_err(|_| Error::Config {
             path: manifest_path.clone(),
             message: "is not UTF-8 text".into(),
@@ -434,7 +436,8 @@ impl ModelBundle {
                 message: format!("is not listed in {}", self.manifest_path().display()),
             });
         };
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let bytes = config::read_limited(&path, config::limits::BUNDLE_FILE_BYTES, "a bundle file")
+            .map_err(|e| Error::io(&path, e))?;
         let actual = hex_sha256(&bytes);
         if !actual.eq_ignore_ascii_case(&file.sha256) {
             return Err(Error::Checksum {

@@ -40,6 +40,10 @@ use serde_json::Value;
 
 /// Cameras slower than this period get no wait for a fresher frame.
 const MAX_FRESH_WAIT: Duration = Duration::from_millis(250);
+/// Longest query message accepted (checked before it is split into phrases): the most
+/// phrases, each of the most characters (4 bytes each in UTF-8) and a separator.
+pub const MAX_QUERY_BYTES: usize =
+    super::params::MAX_PHRASES * (crate::text::phrases::MAX_PHRASE_CHARS * 4 + 2);
 
 /// How often the frame thread looks at the simulated clock while `max_rate` holds it.
 const SIM_TIME_POLL: Duration = Duration::from_millis(5);
@@ -305,6 +309,20 @@ impl NodeCore {
     /// Hands a phrase list (`;` or newline separated) to the parameter thread: it becomes
     /// the `labels` parameter if it passes the same checks.
     pub fn query(&self, text: String) {
+        if text.len() > MAX_QUERY_BYTES {
+            let why = format!(
+                "query of {} bytes is over the limit of {MAX_QUERY_BYTES} bytes ({} phrases of \
+                 at most {} characters)",
+                text.len(),
+                super::params::MAX_PHRASES,
+                crate::text::phrases::MAX_PHRASE_CHARS
+            );
+            log::warn!("query rejected: {why}");
+            let mut stats = self.shared.stats();
+            stats.queries_rejected += 1;
+            stats.last_query_rejection = Some(why);
+            return;
+        }
         if let Some(tx) = &self.control {
             // Fails only once the parameter thread has stopped, at shutdown.
             let _ = tx.send(Control::Query(text));

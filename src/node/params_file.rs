@@ -71,8 +71,12 @@ pub fn params_for_node(path: &Path, fqn: &str) -> Result<Vec<(String, Value)>, L
         path: path.to_path_buf(),
         message,
     };
-    let text =
-        std::fs::read_to_string(path).map_err(|e| file_error(format!("cannot read: {e}")))?;
+    let text = crate::config::read_text_limited(
+        path,
+        crate::config::limits::CONFIG_BYTES,
+        "a params file",
+    )
+    .map_err(|e| file_error(format!("cannot read: {e}")))?;
     let doc: Value = parse_yaml(&text, path).map_err(|e| file_error(e.to_string()))?;
     let Value::Object(nodes) = doc else {
         return Err(file_error(

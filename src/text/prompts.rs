@@ -65,7 +65,12 @@ impl Prompts {
             );
         }
         let path = Path::new(name_or_file);
-        let text = std::fs::read_to_string(path).map_err(|cause| {
+        let text = crate::config::read_text_limited(
+            path,
+            crate::config::limits::CONFIG_BYTES,
+            "a template file",
+        )
+        .map_err(|cause| {
             if cause.kind() == std::io::ErrorKind::NotFound {
                 PromptError::UnknownEnsemble(name_or_file.to_string())
             } else {

@@ -172,7 +172,9 @@ fn names_file(path: &Path) -> Result<Option<Vec<String>>> {
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text =
+        crate::config::read_text_limited(path, crate::config::limits::CONFIG_BYTES, "a class list")
+            .map_err(|e| Error::io(path, e))?;
     Ok(Some(
         text.lines()
             .map(|l| l.trim().replace('_', " "))
@@ -216,7 +218,12 @@ impl Dataset {
                 .unwrap_or_else(|| CIFAR10_CLASSES.map(String::from).to_vec());
             (1, 0, names)
         };
-        let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
+        let bytes = crate::config::read_limited(
+            file,
+            crate::config::limits::DATA_FILE_BYTES,
+            "a CIFAR batch",
+        )
+        .map_err(|e| Error::io(file, e))?;
         let record = label_bytes + 3 * CIFAR_PIXELS;
         if bytes.is_empty() || bytes.len() % record != 0 {
             return Err(bad(
