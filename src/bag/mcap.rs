@@ -18,6 +18,10 @@ use super::{BagError, BagMessage, TopicInfo};
 /// damaged length field is refused before memory is reserved for it.
 const MAX_RECORD: usize = 1 << 30;
 
+/// Most bytes reserved for one read: a damaged length field in a short file (below
+/// [`MAX_RECORD`]) reserves no more than this before the file ends.
+const READ_STEP: usize = 1 << 20;
+
 /// A message record's channel, as far as replay cares.
 #[derive(Debug, Clone)]
 struct ChannelInfo {
@@ -99,7 +103,10 @@ impl Records {
             };
             let (opcode, data) = match event {
                 LinearReadEvent::ReadRequest(n) => {
-                    let buf = self.reader.insert(n);
+                    // The reader asks for a whole record (or chunk) at once, as long as its
+                    // length field says, up to MAX_RECORD; hand it the file in steps of at
+                    // most READ_STEP so memory only grows with bytes the file really has.
+                    let buf = self.reader.insert(n.min(READ_STEP));
                     match self.file.read(buf) {
                         Ok(read) => {
                             self.reader.notify_read(read);
