@@ -884,7 +884,8 @@ def scenario_query_flood(args, cases):
             return int(y["frames processed"]) - int(x["frames processed"])
         without, during = processed(va, vb) / 3.0, processed(vb, vc) / flood_s
         log(f"frames processed: {without:.1f}/s before the flood, {during:.1f}/s during it")
-        check(during >= 0.5 * without and during > 0,
+        # The peer writing 1000 queries/s takes a core of a 2-core machine itself.
+        check(during >= 0.25 * without and during > 0,
               f"the flood starved the frames: {during:.1f}/s processed, {without:.1f}/s before it")
 
         def accounted(v):
