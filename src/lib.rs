@@ -44,6 +44,7 @@ pub mod fused;
 pub mod fuzzing;
 pub mod image;
 pub mod index;
+pub mod kernels;
 pub mod model;
 pub mod node;
 pub mod npy;
