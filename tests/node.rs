@@ -410,6 +410,17 @@ fn scenario(name: &str) {
         .arg(param_client())
         .env_remove("CLIP_PERCEPTION_LOG")
         .env("XDG_CACHE_HOME", work.path().join("xdg-cache"));
+    run_peer(
+        cmd,
+        &format!("scenario {name}"),
+        &format!("] {name}: passed in "),
+    );
+}
+
+/// Runs a peer script to completion; panics with its output unless it exited 0 and said
+/// `passed` (the wrapper's exit status alone could come from anything; the peer's own last
+/// word says it ran to its end).
+fn run_peer(cmd: Command, what: &str, passed: &str) {
     let out = run_bounded(cmd, SCENARIO_LIMIT);
     let text = format!(
         "{}{}",
@@ -418,14 +429,12 @@ fn scenario(name: &str) {
     );
     assert!(
         out.status.success(),
-        "scenario {name} failed ({}):\n{text}",
+        "{what} failed ({}):\n{text}",
         out.status
     );
-    // The wrapper's exit status alone could come from anything; the peer's own last word
-    // says the scenario ran to its end.
     assert!(
-        text.contains(&format!("] {name}: passed in ")),
-        "scenario {name}: exit 0 but the peer never said it passed:\n{text}"
+        text.contains(passed),
+        "{what}: exit 0 but the peer never said it passed:\n{text}"
     );
     eprintln!("{text}");
 }
@@ -605,22 +614,7 @@ fn a_soak_at_camera_rate_stays_flat_and_consistent() {
         .arg(root().join("models/tabletop"))
         .env_remove("CLIP_PERCEPTION_LOG")
         .env("XDG_CACHE_HOME", work.path().join("xdg-cache"));
-    let out = run_bounded(cmd, SCENARIO_LIMIT);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "soak failed ({}):\n{text}",
-        out.status
-    );
-    assert!(
-        text.contains("] passed"),
-        "the soak never said it passed:\n{text}"
-    );
-    eprintln!("{text}");
+    run_peer(cmd, "the soak", "] passed");
 }
 
 #[test]

@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 
 use ros2_client::dds::rustdds::{
-    DomainParticipantStatusEvent as Event, DomainParticipantStatusListener, StatusEvented, GUID,
+    DomainParticipantStatusEvent as Event, DomainParticipantStatusListener, QosPolicies,
+    StatusEvented, GUID,
 };
 
 use crate::node::wire::{Incompatible, Side};
@@ -15,6 +16,14 @@ use crate::node::NodeCore;
 /// A remote endpoint's id in [`WireHealth`]: its participant, then its entity.
 fn id(guid: &GUID) -> String {
     format!("{:?}/{:?}", guid.prefix, guid.entity_id)
+}
+
+/// The (first) QoS policy in which `offered` fails `requested`, by name.
+fn failing_policy(offered: &QosPolicies, requested: &QosPolicies) -> String {
+    offered
+        .compliance_failure_wrt(requested)
+        .map(|p| format!("{p:?}"))
+        .unwrap_or_else(|| "unknown policy".into())
 }
 
 /// The participant's status events, and the node's own endpoints by GUID.
@@ -90,25 +99,23 @@ impl WireWatch {
                 remote_writer,
                 requested_qos,
                 offered_qos,
-            } => {
-                let policy = offered_qos
-                    .compliance_failure_wrt(&requested_qos)
-                    .map(|p| format!("{p:?}"))
-                    .unwrap_or_else(|| "unknown policy".into());
-                incompatible(&local_reader, &remote_writer, Side::Publisher, policy);
-            }
+            } => incompatible(
+                &local_reader,
+                &remote_writer,
+                Side::Publisher,
+                failing_policy(&offered_qos, &requested_qos),
+            ),
             Event::RemoteReaderQosIncompatible {
                 local_writer,
                 remote_reader,
                 requested_qos,
                 offered_qos,
-            } => {
-                let policy = offered_qos
-                    .compliance_failure_wrt(&requested_qos)
-                    .map(|p| format!("{p:?}"))
-                    .unwrap_or_else(|| "unknown policy".into());
-                incompatible(&local_writer, &remote_reader, Side::Subscriber, policy);
-            }
+            } => incompatible(
+                &local_writer,
+                &remote_reader,
+                Side::Subscriber,
+                failing_policy(&offered_qos, &requested_qos),
+            ),
             Event::WriterLost { guid, .. } | Event::ReaderLost { guid, .. } => {
                 core.update_wire(|w| w.endpoint_lost(&id(&guid)));
             }
