@@ -1,0 +1,31 @@
+#!/bin/bash
+# Runs fuzz targets one after another (one libFuzzer worker, at the lowest CPU priority) and
+# appends each run's final statistics to fuzz/work/logs/summary.txt.
+#
+#   fuzz/run_all.sh SECONDS TARGET:MAX_LEN ...      # from the repository root
+#   fuzz/run_all.sh 900 raw_frame:4096 image_bytes:16384 bag_mcap:40000
+#
+# Each target stops at 1,000,000 executions or after SECONDS, whichever comes first. New
+# corpus entries go to fuzz/work/<target> (ignored); the committed corpus is read only.
+# MALLOC=<MiB> changes libFuzzer's single-allocation limit (default 1024).
+set -u
+cd "$(dirname "$0")/.."
+secs=$1
+shift
+mkdir -p fuzz/work/logs
+for spec in "$@"; do
+    t=${spec%%:*}
+    len=${spec#*:}
+    mkdir -p "fuzz/work/$t"
+    echo "=== $t start $(date +%T)" >> fuzz/work/logs/summary.txt
+    nice -n 19 cargo +nightly fuzz run --fuzz-dir fuzz --codegen-units 16 "$t" \
+        "fuzz/work/$t" "fuzz/corpus/$t" -- \
+        -runs=1000000 -rss_limit_mb=2048 -malloc_limit_mb="${MALLOC:-1024}" -timeout=10 \
+        -max_len="$len" -max_total_time="$secs" -print_final_stats=1 \
+        > "fuzz/work/logs/$t.log" 2>&1
+    echo "=== $t rc=$? end $(date +%T)" >> fuzz/work/logs/summary.txt
+    grep -E "^#[0-9]+" "fuzz/work/logs/$t.log" | tail -1 >> fuzz/work/logs/summary.txt
+    grep -E "stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)|Done [0-9]+ runs|ERROR|SUMMARY|(crash|timeout|oom|leak)-" \
+        "fuzz/work/logs/$t.log" | head -8 >> fuzz/work/logs/summary.txt
+done
+echo "=== all done $(date +%T)" >> fuzz/work/logs/summary.txt
