@@ -18,16 +18,30 @@
 //! divide-round-cast) and [`DequantizeRows`] (one pass), computing exactly the same
 //! arithmetic in the same order, so results equal the unfused graph's (and onnxruntime's)
 //! bit for bit. A chain that does not have exactly this shape is left as it is.
+//!
+//! Where the engine's own int8 product runs ([`Int8Choice`], by default on CPUs with AVX2
+//! and no VNNI; `CLIP_PERCEPTION_INT8_KERNEL` forces one), the integer product, the dequantize
+//! chain and the Linear layer's bias Add after the `Reshape` that follows it
+//! (`Add(bias, Reshape(y))`, bias [N]) become one op instead, [`Int8Linear`]: the weight
+//! is packed once when the op is built, and the kernel's output stage computes
+//! `(float(acc) * w_scale) * scale + bias` with the graph's fp32 operations in its order
+//! ([`crate::kernels::int8_gemm`]), again bit-identical to the unfused graph.
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
+use std::collections::HashMap;
+
 use super::rewrite::{attr, fused_node, GraphIndex, Rewrite, ONNX_FLOAT};
+use crate::kernels::int8_gemm::{self, Int8Choice, Int8Kernel, PackedB};
 
 const QUANTIZE_OP: &str = "ClipPerceptionQuantizeRows";
 const DEQUANTIZE_OP: &str = "ClipPerceptionDequantizeRows";
+const LINEAR_OP: &str = "ClipPerceptionInt8Linear";
+/// ONNX TensorProto data type of int64.
+const ONNX_INT64: i32 = 7;
 /// ONNX TensorProto data type of int8.
 const ONNX_INT8: i64 = 3;
 
@@ -35,13 +49,19 @@ const ONNX_INT8: i64 = 3;
 pub fn register(onnx: &mut tract_onnx::Onnx) {
     onnx.op_register.insert(QUANTIZE_OP, parse_quantize);
     onnx.op_register.insert(DEQUANTIZE_OP, parse_dequantize);
+    onnx.op_register.insert(LINEAR_OP, parse_linear);
 }
 
 /// How many chains [`fuse`] replaced.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Fused {
     pub quantize: usize,
+    /// Dequantize chains run as [`DequantizeRows`] after tract's integer product.
     pub dequantize: usize,
+    /// Integer products with their dequantize chain run as [`Int8Linear`].
+    pub linear: usize,
+    /// Of those, how many took the bias Add in too.
+    pub bias: usize,
 }
 
 /// Whether a ReduceMax reduces the last axis only, keeping it (attribute or input form).
@@ -103,14 +123,14 @@ fn quantize_chain(g: &GraphIndex, cast: &NodeProto) -> Option<([usize; 6], Strin
 fn dequantize_chain(
     g: &GraphIndex,
     outer: &NodeProto,
-    row_scales: &[String],
+    row_scales: &HashMap<String, String>,
 ) -> Option<([usize; 2], String, String, String)> {
     let nodes = g.nodes;
     if outer.op_type != "Mul" || outer.input.len() != 2 {
         return None;
     }
     let [a, row_scale] = [&outer.input[0], &outer.input[1]];
-    if !row_scales.contains(row_scale) {
+    if !row_scales.contains_key(row_scale) {
         return None;
     }
     let inner = g.produced_by(a, "Mul")?;
@@ -136,15 +156,94 @@ fn dequantize_chain(
     ))
 }
 
+/// The integer product producing `acc`, `MatMulInteger(q, W)` with `q` the quantized
+/// activation and `W` an int8 [K, N] initializer (no zero points), N the number of column
+/// scales. Returns (its node, W's name, N).
+fn linear_product(
+    g: &GraphIndex,
+    acc: &str,
+    q: &str,
+    col_scale: &str,
+) -> Option<(usize, String, usize)> {
+    let mm = g.produced_by(acc, "MatMulInteger")?;
+    let node = &g.nodes[mm];
+    if node.input.len() != 2 || node.input[0] != q || !g.single_use(acc) {
+        return None;
+    }
+    let w = g.inits.get(node.input[1].as_str())?;
+    let n = g.inits.get(col_scale)?.dims.first().copied()?;
+    if w.data_type != ONNX_INT8 as i32 || w.dims.len() != 2 || w.dims[1] != n || n <= 0 {
+        return None;
+    }
+    Some((mm, node.input[1].clone(), n as usize))
+}
+
+/// The int64 values of an initializer.
+fn init_i64s(g: &GraphIndex, tensor: &str) -> Option<Vec<i64>> {
+    let t = g.inits.get(tensor)?;
+    if t.data_type != ONNX_INT64 {
+        return None;
+    }
+    if !t.int64_data.is_empty() {
+        return Some(t.int64_data.clone());
+    }
+    (t.raw_data.len() % 8 == 0).then(|| {
+        t.raw_data
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    })
+}
+
+/// The Linear layer's bias after the dequantized rows `y` [M, N]:
+/// `Add(bias, Reshape(y, Concat(.., [N])))` (either Add operand order), bias an f32 [N]
+/// initializer. Returns (the Reshape, the Add, the bias's name).
+fn bias_add(g: &GraphIndex, y: &str, n: usize) -> Option<(usize, usize, String)> {
+    let reshape = g.single_reader(y)?;
+    let r = &g.nodes[reshape];
+    if r.op_type != "Reshape" || r.input.len() != 2 || r.input[0] != y {
+        return None;
+    }
+    // The new shape keeps the last axis: N, so a bias [N] adds along the same columns.
+    let concat = &g.nodes[g.produced_by(&r.input[1], "Concat")?];
+    if init_i64s(g, concat.input.last()?)? != [n as i64] {
+        return None;
+    }
+    let add = g.single_reader(&r.output[0])?;
+    let a = &g.nodes[add];
+    if a.op_type != "Add" || a.input.len() != 2 {
+        return None;
+    }
+    let bias = if a.input[1] == r.output[0] {
+        &a.input[0]
+    } else {
+        &a.input[1]
+    };
+    let b = g.inits.get(bias.as_str())?;
+    if b.data_type != ONNX_FLOAT as i32 || b.dims != [n as i64] {
+        return None;
+    }
+    Some((reshape, add, bias.clone()))
+}
+
 /// Rewrites the quantize and dequantize chains of a `dynamic-symmetric` int8 graph into
-/// the fused ops (see the module docs). Everything else is left untouched.
+/// the fused ops (see the module docs), with the int8 product chosen by
+/// `CLIP_PERCEPTION_INT8_KERNEL` ([`Int8Choice::from_env`]). Everything else is left
+/// untouched.
 pub fn fuse(model: &mut ModelProto) -> Fused {
+    fuse_with(model, Int8Choice::from_env())
+}
+
+/// [`fuse`] with the int8 product given: with [`Int8Choice::Own`], each integer product
+/// and its dequantize chain (and bias) become one [`Int8Linear`].
+pub fn fuse_with(model: &mut ModelProto, choice: Int8Choice) -> Fused {
     let Some(graph) = model.graph.as_mut() else {
         return Fused::default();
     };
     let g = GraphIndex::new(graph);
     let mut rewrite = Rewrite::new(g.nodes.len());
-    let mut row_scales: Vec<String> = Vec::new();
+    // Row-scale tensor -> its quantized activation.
+    let mut row_scales: HashMap<String, String> = HashMap::new();
     for (ix, cast) in g.nodes.iter().enumerate() {
         let Some((chain, x, scale, eps)) = quantize_chain(&g, cast) else {
             continue;
@@ -153,8 +252,10 @@ pub fn fuse(model: &mut ModelProto) -> Fused {
         let outputs = vec![cast.output[0].clone(), scale.clone()];
         let node = fused_node(cast, QUANTIZE_OP, vec![x], outputs, &[("eps", eps)]);
         rewrite.replace(ix, node);
-        row_scales.push(scale);
+        row_scales.insert(scale, cast.output[0].clone());
     }
+    let mut linear = 0;
+    let mut bias = 0;
     for (ix, outer) in g.nodes.iter().enumerate() {
         if rewrite.is_removed(ix) {
             continue;
@@ -162,16 +263,48 @@ pub fn fuse(model: &mut ModelProto) -> Fused {
         let Some((chain, acc, cols, rows)) = dequantize_chain(&g, outer, &row_scales) else {
             continue;
         };
+        let product = match choice {
+            Int8Choice::Own(kernel) => {
+                linear_product(&g, &acc, &row_scales[&rows], &cols).map(|p| (kernel, p))
+            }
+            Int8Choice::Tract => None,
+        };
         chain.into_iter().for_each(|i| rewrite.remove(i));
         let outputs = vec![outer.output[0].clone()];
-        let node = fused_node(outer, DEQUANTIZE_OP, vec![acc, rows, cols], outputs, &[]);
+        let Some((kernel, (mm, weight, n))) = product else {
+            let node = fused_node(outer, DEQUANTIZE_OP, vec![acc, rows, cols], outputs, &[]);
+            rewrite.replace(ix, node);
+            continue;
+        };
+        rewrite.remove(mm);
+        let q = row_scales[&rows].clone();
+        let mut inputs = vec![q, rows, weight, cols];
+        if let Some((reshape, add, b)) = bias_add(&g, &outer.output[0], n) {
+            // The Reshape now produces the Add's output; the op adds the bias.
+            let mut unflatten = g.nodes[reshape].clone();
+            unflatten.output[0] = g.nodes[add].output[0].clone();
+            rewrite.replace(reshape, unflatten);
+            rewrite.remove(add);
+            inputs.push(b);
+            bias += 1;
+        }
+        let mut node = fused_node(outer, LINEAR_OP, inputs, outputs, &[]);
+        node.attribute.push(tract_onnx::pb::AttributeProto {
+            name: "kernel".into(),
+            s: kernel.name().as_bytes().to_vec(),
+            r#type: 3, // STRING
+            ..Default::default()
+        });
         rewrite.replace(ix, node);
+        linear += 1;
     }
     let inserted = rewrite.apply(graph);
     let count = |op: &str| inserted.get(op).copied().unwrap_or(0);
     Fused {
         quantize: count(QUANTIZE_OP),
         dequantize: count(DEQUANTIZE_OP),
+        linear,
+        bias,
     }
 }
 
@@ -188,6 +321,25 @@ fn parse_dequantize(
     _node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     Ok((expand(DequantizeRowsExpansion), vec![]))
+}
+
+fn parse_linear(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let name = attr(node, "kernel")
+        .map(|a| a.s.as_slice())
+        .unwrap_or_default();
+    let kernel = Int8Kernel::available()
+        .into_iter()
+        .find(|k| k.name().as_bytes() == name)
+        .with_context(|| {
+            format!(
+                "{LINEAR_OP}: kernel `{}` is not available on this CPU",
+                String::from_utf8_lossy(name)
+            )
+        })?;
+    Ok((expand(Int8LinearExpansion { kernel }), vec![]))
 }
 
 #[derive(Debug, Clone)]
@@ -444,6 +596,187 @@ impl TypedOp for DequantizeRows {
     as_op!();
 }
 
+#[derive(Debug, Clone)]
+struct Int8LinearExpansion {
+    kernel: Int8Kernel,
+}
+
+impl Expansion for Int8LinearExpansion {
+    fn name(&self) -> StaticName {
+        LINEAR_OP.into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> TractResult<()> {
+        ensure!(
+            inputs.len() == 4 || inputs.len() == 5,
+            "{LINEAR_OP}: {} inputs, expected 4 or 5",
+            inputs.len()
+        );
+        check_output_arity(outputs, 1)?;
+        s.equals(&inputs[0].datum_type, i8::datum_type())?;
+        s.equals(&inputs[1].datum_type, f32::datum_type())?;
+        s.equals(&inputs[2].datum_type, i8::datum_type())?;
+        s.equals(&inputs[3].datum_type, f32::datum_type())?;
+        if let Some(bias) = inputs.get(4) {
+            s.equals(&bias.datum_type, f32::datum_type())?;
+        }
+        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        s.equals(&inputs[0].rank, 2)?;
+        s.equals(&inputs[2].rank, 2)?;
+        s.equals(&outputs[0].rank, 2)?;
+        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
+        s.equals(&outputs[0].shape[1], &inputs[2].shape[1])
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        let konst = |i: usize| -> TractResult<Arc<Tensor>> {
+            model
+                .outlet_fact(inputs[i])?
+                .konst
+                .clone()
+                .with_context(|| format!("{prefix}: {LINEAR_OP} input {i} is not a constant"))
+        };
+        let weight = konst(2)?;
+        let &[k, n] = weight.shape() else {
+            bail!("{prefix}: weight of shape {:?}", weight.shape());
+        };
+        let w = weight.try_as_plain_ram()?;
+        let packed = PackedB::pack(w.as_slice::<i8>()?, k, n, self.kernel);
+        let vector = |i: usize| -> TractResult<Arc<[f32]>> {
+            let t = konst(i)?;
+            let v = t.try_as_plain_ram()?;
+            let v = v.as_slice::<f32>()?;
+            ensure!(
+                v.len() == n,
+                "{prefix}: input {i} has {} values for {n} columns",
+                v.len()
+            );
+            Ok(v.into())
+        };
+        let op = Int8Linear {
+            packed: Arc::new(packed),
+            col_scale: vector(3)?,
+            bias: if inputs.len() == 5 {
+                Some(vector(4)?)
+            } else {
+                None
+            },
+        };
+        model.wire_node(prefix, op, &inputs[..2])
+    }
+}
+
+/// `y[i, j] = (float(q x W)[i, j] * col_scale[j]) * row_scale[i] (+ bias[j])`: the int8
+/// product of [`crate::kernels::int8_gemm`] on the weight packed at load, with the graph's
+/// dequantization (and bias) in its output stage. Inputs: q [M, K] int8, row_scale [M, 1].
+#[derive(Debug, Clone)]
+pub struct Int8Linear {
+    packed: Arc<PackedB>,
+    col_scale: Arc<[f32]>,
+    bias: Option<Arc<[f32]>>,
+}
+
+impl PartialEq for Int8Linear {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.packed, &other.packed)
+            && self.col_scale == other.col_scale
+            && self.bias == other.bias
+    }
+}
+
+impl Eq for Int8Linear {}
+
+impl Op for Int8Linear {
+    fn name(&self) -> StaticName {
+        "Int8Linear".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "int8 {}x{} ({} kernel){}",
+            self.packed.k(),
+            self.packed.n(),
+            self.packed.kernel().name(),
+            if self.bias.is_some() { ", bias" } else { "" }
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Int8Linear {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (k, n) = (self.packed.k(), self.packed.n());
+        let q = &inputs[0];
+        let &[m, qk] = q.shape() else {
+            bail!(
+                "Int8Linear: input of shape {:?}, expected [M, {k}]",
+                q.shape()
+            );
+        };
+        ensure!(
+            qk == k,
+            "Int8Linear: input of shape {:?}, expected [M, {k}]",
+            q.shape()
+        );
+        let q_ram = q.try_as_plain_ram()?;
+        let rows_ram = inputs[1].try_as_plain_ram()?;
+        let rows = rows_ram.as_slice::<f32>()?;
+        ensure!(
+            rows.len() == m,
+            "Int8Linear: {} row scales for {m} rows",
+            rows.len()
+        );
+        // SAFETY: f32 has no invalid bit patterns, and `gemm` writes every one of the m*n
+        // outputs (its blocks cover the output) before it is read.
+        let mut out = unsafe { Tensor::uninitialized::<f32>(&[m, n])? };
+        {
+            let mut ov = out.try_as_plain_ram_mut()?;
+            let output = int8_gemm::Output::Dequantize {
+                out: ov.as_slice_mut::<f32>()?,
+                row_scale: rows,
+                col_scale: &self.col_scale,
+                bias: self.bias.as_deref(),
+            };
+            let executor = tract_linalg::multithread::current_tract_executor();
+            let pool = match &executor {
+                tract_linalg::multithread::Executor::MultiThread(pool) => Some(&**pool),
+                _ => None,
+            };
+            int8_gemm::gemm(q_ram.as_slice::<i8>()?, m, &self.packed, output, pool);
+        }
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for Int8Linear {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(
+            inputs[0].rank() == 2,
+            "Int8Linear: input of rank {}",
+            inputs[0].rank()
+        );
+        Ok(tvec!(f32::fact([
+            inputs[0].shape[0].clone(),
+            self.packed.n().to_dim()
+        ])))
+    }
+
+    as_op!();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,52 +814,112 @@ mod tests {
         assert!(s > 0.0 && z.iter().all(|&v| v == 0));
     }
 
-    /// The fused graph computes exactly what the quantizer's standard-ONNX graph does.
+    /// The fused graph computes exactly what the quantizer's standard-ONNX graph does, with
+    /// tract's integer product and with each of the engine's own kernels this CPU has (on
+    /// one thread and on a pool of two).
     #[test]
     fn fused_graph_equals_the_unfused_graph_bit_for_bit() {
         let path = std::path::Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/tiny-clip/image_encoder_int8.onnx"
         ));
-        let onnx = tract_onnx::onnx();
-        let mut proto = onnx.proto_model_for_path(path).unwrap();
-        let fused = fuse(&mut proto);
-        // Two layers: (q/k/v input, out_proj, fc1, fc2) each, plus the projection.
-        assert_eq!(
-            fused,
-            Fused {
-                quantize: 9,
-                dequantize: 13
+        let pixels: Vec<f32> = (0..2 * 3 * 224 * 224)
+            .map(|i: usize| ((i.wrapping_mul(7919) % 1000) as f32 / 250.0) - 2.0)
+            .collect();
+        let input = Tensor::from_shape(&[2, 3, 224, 224], &pixels).unwrap();
+        // Runs the graph, fused with `choice` (None: as written); returns the embeddings
+        // and how many Int8Linear ops the optimised plan holds.
+        let run = |choice: Option<Int8Choice>, threads: usize| -> (Vec<f32>, usize) {
+            let mut onnx = tract_onnx::onnx();
+            let mut proto = onnx.proto_model_for_path(path).unwrap();
+            if let Some(choice) = choice {
+                register(&mut onnx);
+                let fused = fuse_with(&mut proto, choice);
+                // Two layers: (q/k/v input, out_proj, fc1, fc2) each, plus the projection;
+                // every Linear layer but the projection has a bias.
+                let want = match choice {
+                    Int8Choice::Tract => Fused {
+                        quantize: 9,
+                        dequantize: 13,
+                        linear: 0,
+                        bias: 0,
+                    },
+                    Int8Choice::Own(_) => Fused {
+                        quantize: 9,
+                        dequantize: 0,
+                        linear: 13,
+                        bias: 12,
+                    },
+                };
+                assert_eq!(fused, want);
             }
-        );
-        let run = |int8: bool| -> Vec<f32> {
-            let fusions = crate::model::encoder::Fusions {
-                int8,
-                transformer: false,
-            };
-            let bytes = std::fs::read(path).unwrap();
-            let model = crate::model::encoder::parse_onnx(path, &bytes, fusions)
+            let model = onnx
+                .with_ignore_value_info(true)
+                .parse(&proto, path.parent().and_then(|p| p.to_str()))
                 .unwrap()
+                .model
                 .with_input_fact(0, f32::fact([2, 3, 224, 224]).into())
                 .unwrap()
                 .into_optimized()
-                .unwrap()
-                .into_runnable()
                 .unwrap();
-            let pixels: Vec<f32> = (0..2 * 3 * 224 * 224)
-                .map(|i: usize| ((i.wrapping_mul(7919) % 1000) as f32 / 250.0) - 2.0)
-                .collect();
-            let input = Tensor::from_shape(&[2, 3, 224, 224], &pixels).unwrap();
-            let out = model.run(tvec!(input.into())).unwrap();
-            out[0]
+            let linear = model
+                .nodes()
+                .iter()
+                .filter(|n| n.op().name() == "Int8Linear")
+                .count();
+            let mut options = RunOptions::default();
+            if threads > 1 {
+                options.executor = Some(tract_linalg::multithread::Executor::multithread(threads));
+            }
+            let plan = model.into_runnable_with_options(&options).unwrap();
+            let out = plan.run(tvec!(input.clone().into())).unwrap();
+            let values = out[0]
                 .to_plain_array_view::<f32>()
                 .unwrap()
                 .iter()
                 .copied()
-                .collect()
+                .collect();
+            (values, linear)
         };
-        let (a, b) = (run(true), run(false));
-        assert_eq!(a.len(), 2 * 16);
-        assert_eq!(a, b);
+        let (unfused, _) = run(None, 1);
+        assert_eq!(unfused.len(), 2 * 16);
+        let (tract, linear) = run(Some(Int8Choice::Tract), 1);
+        assert_eq!(linear, 0);
+        assert_eq!(tract, unfused);
+        for kernel in Int8Kernel::available() {
+            for threads in [1, 2] {
+                let (own, linear) = run(Some(Int8Choice::Own(kernel)), threads);
+                assert_eq!(linear, 13, "{} kernel", kernel.name());
+                assert_eq!(own, unfused, "{} kernel, {threads} threads", kernel.name());
+            }
+        }
+    }
+
+    /// The engine's parse path (`Fusions::int8`) fuses the products as the environment
+    /// (or, without it, the CPU) says.
+    #[test]
+    fn the_encoder_parses_the_fused_products() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tiny-clip/image_encoder_int8.onnx"
+        ));
+        let fusions = crate::model::encoder::Fusions {
+            int8: true,
+            transformer: false,
+        };
+        let bytes = std::fs::read(path).unwrap();
+        let model = crate::model::encoder::parse_onnx(path, &bytes, fusions).unwrap();
+        let ops = |name: &str| {
+            model
+                .nodes()
+                .iter()
+                .filter(|n| n.op().name() == name)
+                .count()
+        };
+        let linear = ops(LINEAR_OP);
+        match Int8Choice::from_env() {
+            Int8Choice::Own(_) => assert_eq!((linear, ops("MatMulInteger")), (13, 0)),
+            Int8Choice::Tract => assert_eq!((linear, ops("MatMulInteger")), (0, 13)),
+        }
     }
 }

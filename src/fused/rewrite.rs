@@ -76,6 +76,17 @@ impl<'g> GraphIndex<'g> {
             .filter(|&i| self.nodes[i].op_type == op)
     }
 
+    /// The one node that reads `tensor`, when exactly one node input (and no graph
+    /// output) reads it.
+    pub fn single_reader(&self, tensor: &str) -> Option<usize> {
+        if !self.single_use(tensor) {
+            return None;
+        }
+        self.nodes
+            .iter()
+            .position(|n| n.input.iter().any(|i| i == tensor))
+    }
+
     /// The value of a scalar f32 initializer.
     pub fn init_f32(&self, tensor: &str) -> Option<f32> {
         self.inits.get(tensor).and_then(|t| scalar_f32(t))

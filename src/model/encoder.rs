@@ -169,10 +169,12 @@ pub(crate) fn parse_onnx(
         crate::fused::int8::register(&mut onnx);
         let fused = crate::fused::int8::fuse(&mut proto);
         log::debug!(
-            "{}: fused {} int8 quantize and {} dequantize chains",
+            "{}: fused {} int8 quantize and {} dequantize chains, {} int8 products ({} with bias)",
             path.display(),
             fused.quantize,
-            fused.dequantize
+            fused.dequantize,
+            fused.linear,
+            fused.bias
         );
     }
     if fusions.transformer {
