@@ -807,10 +807,11 @@ def scenario_burst(args, cases):
 def scenario_stalled_subscriber(args, cases):
     """A subscriber that never reads, with ROS 2's default QoS (reliable, keep last 10), as
     a node that stopped spinning has: its DDS reader still acknowledges, so results must keep
-    reaching the subscribers that read, as fast as without it. (Not tested: a reader that
-    refuses samples, keep-all with room for one, which RustDDS 0.15 cannot serve; README,
-    Reliability.)"""
+    reaching the subscribers that read, as fast as without it. Then one that refuses
+    samples (keep all, room for one, in its own process) and is killed: results keep
+    reaching the others all along."""
     s = Session(args, cases, "stalled_subscriber")
+    streamer = None
     try:
         lazy = rp.Peer()
         lazy_qos = Qos(Policy.Reliability.Reliable(duration(seconds=1)), Policy.Durability.Volatile,
@@ -831,8 +832,46 @@ def scenario_stalled_subscriber(args, cases):
         check(values_now(s).get("publish failures") == "0", f"{s.diagnostics.values}")
         check(all(r.get_subscription_matched_status().current_count > 0 for r in lazy_readers),
               "the subscriber that never reads was not matched")
+
+        # One that refuses samples, in its own process; then killed (no goodbye on the wire).
+        streamer = Streamer(s, frame, rate=10)
+        streamer.start()
+        v1 = values_now(s)
+        time.sleep(5.0)
+        baseline = int(values_now(s)["frames processed"]) - int(v1["frames processed"])
+        log(f"without it: {baseline / 5:.1f} frames/s processed of 10/s offered")
+        refusing = subprocess.Popen(
+            [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "refusing_subscriber.py"),
+             f"{s.fqn}/classification"], stdout=subprocess.PIPE, text=True)
+        try:
+            check(refusing.stdout.readline().strip() == "ready", "the refusing subscriber did not start")
+            time.sleep(2.0)
+            for phase in ("with a subscriber that refuses samples", "after it was killed"):
+                s.classifications.poll()
+                before, v1 = len(s.classifications.items), values_now(s)
+                time.sleep(5.0)
+                s.classifications.poll()
+                v2 = values_now(s)
+                processed = int(v2["frames processed"]) - int(v1["frames processed"])
+                delivered = len(s.classifications.items) - before
+                log(f"{phase}: {processed / 5:.1f} frames/s processed of 10/s offered, {delivered} results "
+                    f"delivered, publish failures {v2['publish failures']}")
+                check(processed >= baseline / 2, f"{phase}: {processed} frames processed in 5 s, {baseline} without it")
+                check(delivered >= processed - 3, f"{phase}: {delivered} results delivered for {processed} processed")
+                if refusing.poll() is None:
+                    refusing.kill()
+                    refusing.wait()
+        finally:
+            if refusing.poll() is None:
+                refusing.kill()
+                refusing.wait()
+        streamer.stop.set()
+        streamer.join()
+        streamer = None
         s.node.check_alive()
     finally:
+        if streamer:
+            streamer.stop.set()
         s.close()
 
 
