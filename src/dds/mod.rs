@@ -153,34 +153,37 @@ struct DdsOutputs {
     parameter_events: Publisher<msgs::rcl::ParameterEvent>,
     /// The node's full name, as parameter events carry it.
     node: String,
-    /// Failed publishes: when the last was logged, how many, and the last one's error.
-    last_error: Mutex<Option<Instant>>,
-    failures: Mutex<(u64, String)>,
+    failures: Mutex<PublishFailures>,
+}
+
+/// Failed publishes: how many, the last one's error, and when one was last logged.
+#[derive(Default)]
+struct PublishFailures {
+    count: u64,
+    last: String,
+    logged_at: Option<Instant>,
 }
 
 impl DdsOutputs {
     fn publish<M: Serialize>(&self, what: &str, publisher: &Publisher<M>, message: M) {
         if let Err(e) = publisher.publish(message) {
-            let error = format!("{what}: {e}");
+            let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            failures.count += 1;
+            failures.last = format!("{what}: {e}");
+            if failures
+                .logged_at
+                .is_none_or(|t| t.elapsed() > Duration::from_secs(5))
             {
-                let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-                failures.0 += 1;
-                failures.1.clone_from(&error);
-            }
-            let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
-            if last.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
-                *last = Some(Instant::now());
-                log::warn!("publishing {error}");
+                failures.logged_at = Some(Instant::now());
+                log::warn!("publishing {}", failures.last);
             }
         }
     }
 
     /// Failed publishes so far, and the last one's error.
     fn failures(&self) -> (u64, String) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        (failures.count, failures.last.clone())
     }
 }
 
@@ -416,8 +419,7 @@ pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
             parameter_events_qos(),
         )?,
         node: names.fully_qualified(),
-        last_error: Mutex::new(None),
-        failures: Mutex::new((0, String::new())),
+        failures: Mutex::default(),
     });
     let image_topic = plan
         .image_topic()
