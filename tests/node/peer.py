@@ -271,15 +271,16 @@ def scenario_hysteresis(args, cases):
 class Streamer(threading.Thread):
     """Publishes one frame over and over at `rate` Hz with increasing stamps."""
 
-    def __init__(self, session, frame, rate):
+    def __init__(self, session, frame, rate, frame_id="stream"):
         super().__init__(daemon=True)
         self.session, self.frame, self.period = session, frame, 1.0 / rate
+        self.frame_id = frame_id
         self.stop = threading.Event()
         self.sent = 0
 
     def run(self):
         while not self.stop.is_set():
-            self.session.publish(self.frame, "stream")
+            self.session.publish(self.frame, self.frame_id)
             self.sent += 1
             self.stop.wait(self.period)
 
@@ -713,6 +714,7 @@ def scenario_camera_restart(args, cases):
     """The camera's publisher goes away and a new one comes: diagnostics say so (WARN, no
     publisher, one lost) and the node serves the new one with no restart."""
     s = Session(args, cases, "camera_restart")
+    streamer = None
     try:
         s.wait_ready()
         frame = frames_of_kind(cases, "raw")[0]
@@ -729,6 +731,9 @@ def scenario_camera_restart(args, cases):
         rp.wait_matched(s.image_writer, "the new camera's image topic")
         stamp, result = s.classify(frame, "camera2")
         check(result.header.frame_id == "camera2", "no result from the new camera")
+        # A camera streams: with frames arriving, the stale warning must go.
+        streamer = Streamer(s, frame, rate=10, frame_id="camera2")
+        streamer.start()
         back = s.diagnostics.wait_status(
             "OK again with the new publisher",
             lambda st: st.level == 0 and s.diagnostics.values.get("image publishers") == "1"
@@ -736,6 +741,8 @@ def scenario_camera_restart(args, cases):
         log(f"camera back: {back.message!r}")
         s.node.check_alive()
     finally:
+        if streamer:
+            streamer.stop.set()
         s.close()
 
 
