@@ -124,6 +124,18 @@ impl Records {
                 }
                 LinearReadEvent::Record { data, opcode } => (opcode, data),
             };
+            // Replay needs schemas, channels and messages; every other record is skipped
+            // unparsed. The two with length-prefixed fields are checked first: the parser
+            // reserves a field's declared length before it reads it (4 GiB for a damaged u32).
+            if !matches!(
+                opcode,
+                mcap::records::op::SCHEMA | mcap::records::op::CHANNEL | mcap::records::op::MESSAGE
+            ) {
+                continue;
+            }
+            if let Err(message) = check_lengths(opcode, data) {
+                return Some(Err(self.corrupt(message)));
+            }
             match mcap::parse_record(opcode, data) {
                 Ok(Record::Schema { header, .. }) => {
                     self.schemas.insert(header.id, header.name);
@@ -149,6 +161,64 @@ impl Records {
                 Err(e) => return Some(Err(self.corrupt(e.to_string()))),
             }
         }
+    }
+}
+
+/// Checks that every length-prefixed field of a Schema or Channel record fits in the record.
+fn check_lengths(opcode: u8, data: &[u8]) -> Result<(), String> {
+    struct Fields<'a> {
+        data: &'a [u8],
+        at: usize,
+    }
+    impl Fields<'_> {
+        fn skip(&mut self, n: usize, end: usize) -> Result<(), String> {
+            if end - self.at < n {
+                return Err(format!(
+                    "a field of {n} bytes runs past the end of its record (byte {} of {end})",
+                    self.at
+                ));
+            }
+            self.at += n;
+            Ok(())
+        }
+        fn len(&mut self, end: usize) -> Result<usize, String> {
+            let at = self.at;
+            self.skip(4, end)?;
+            let bytes: [u8; 4] = self.data[at..at + 4].try_into().expect("4 bytes");
+            Ok(u32::from_le_bytes(bytes) as usize)
+        }
+        fn prefixed(&mut self, end: usize) -> Result<(), String> {
+            let n = self.len(end)?;
+            self.skip(n, end)
+        }
+    }
+    let end = data.len();
+    let mut f = Fields { data, at: 0 };
+    match opcode {
+        mcap::records::op::SCHEMA => {
+            f.skip(2, end)?; // id
+            f.prefixed(end)?; // name
+            f.prefixed(end)?; // encoding
+            f.prefixed(end) // data
+        }
+        mcap::records::op::CHANNEL => {
+            f.skip(4, end)?; // id, schema id
+            f.prefixed(end)?; // topic
+            f.prefixed(end)?; // message encoding
+            let map_len = f.len(end)?;
+            let map_end =
+                f.at.checked_add(map_len)
+                    .filter(|e| *e <= end)
+                    .ok_or_else(|| {
+                        format!("a metadata map of {map_len} bytes runs past the end of its record")
+                    })?;
+            while f.at < map_end {
+                f.prefixed(map_end)?; // key
+                f.prefixed(map_end)?; // value
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -218,5 +288,38 @@ impl Iterator for McapMessages {
                 }));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod length_tests {
+    use super::check_lengths;
+    use mcap::records::op;
+
+    #[test]
+    fn length_prefixed_fields_must_fit_their_record() {
+        // Channel: id, schema id, topic "/a", encoding "cdr", empty map.
+        let mut channel = vec![
+            1, 0, 1, 0, 2, 0, 0, 0, b'/', b'a', 3, 0, 0, 0, b'c', b'd', b'r',
+        ];
+        channel.extend([0, 0, 0, 0]);
+        assert_eq!(check_lengths(op::CHANNEL, &channel), Ok(()));
+        let mut huge = channel.clone();
+        huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(check_lengths(op::CHANNEL, &huge)
+            .unwrap_err()
+            .contains("runs past"));
+        let mut map = channel.clone();
+        map.truncate(channel.len() - 4);
+        map.extend(12u32.to_le_bytes());
+        map.extend([1, 0, 0, 0, b'k', 200, 0, 0, 0, b'v', 0, 0]);
+        assert!(check_lengths(op::CHANNEL, &map).is_err());
+        // Schema: id, name "s", encoding "", data of 2 bytes claimed but 1 present.
+        let schema = [1, 0, 1, 0, 0, 0, b's', 0, 0, 0, 0, 2, 0, 0, 0, 9];
+        assert!(check_lengths(op::SCHEMA, &schema).is_err());
+        assert_eq!(
+            check_lengths(op::SCHEMA, &schema[..15]),
+            Err("a field of 2 bytes runs past the end of its record (byte 15 of 15)".into())
+        );
     }
 }
