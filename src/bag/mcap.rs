@@ -1,8 +1,14 @@
-//! MCAP storage, streamed from the file with the `mcap` crate's sans-IO reader: each chunk
-//! is decompressed (zstd, lz4) and its CRC checked before any of its messages is delivered,
-//! so a damaged chunk is reported at its byte offset after every message of the chunks
-//! before it, and never delivers a damaged frame. Works with and without a summary section
-//! (the summary is not needed for a linear read).
+//! MCAP storage, streamed from the file with the `mcap` crate's sans-IO reader, which hands
+//! over whole top-level records. Chunks are opened here ([`Chunk`]): decompressed (zstd,
+//! lz4, or none), their size and CRC checked before any of their messages is delivered, and
+//! every record inside checked to fit the chunk. So a damaged chunk is reported at its byte
+//! offset after every message of the chunks before it, and never delivers a damaged frame.
+//! Works with and without a summary section (the summary is not needed for a linear read).
+//!
+//! (The crate's own chunk walk, mcap 0.26, subtracts an inner record's declared length from
+//! what is left of an uncompressed chunk without checking it fits: a debug build panics, a
+//! release build reads on past the chunk. Fuzzing found it; the input is under
+//! `fuzz/regressions/bag_mcap/`.)
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -43,9 +49,134 @@ struct Records {
     reader: LinearReader,
     /// Bytes of the file handed to the reader so far.
     offset: u64,
+    /// The chunk being read, its records not yet all delivered.
+    chunk: Option<Chunk>,
     schemas: HashMap<u16, String>,
     channels: HashMap<u16, ChannelInfo>,
     done: bool,
+}
+
+/// The records of one chunk, decompressed and checked.
+#[derive(Debug)]
+struct Chunk {
+    records: Vec<u8>,
+    /// Where the next record starts in `records`.
+    at: usize,
+}
+
+/// Reads `n` bytes of a record's field at `*at`, or says which field runs past the end.
+fn field<'a>(data: &'a [u8], at: &mut usize, n: usize, what: &str) -> Result<&'a [u8], String> {
+    if data.len() - *at < n {
+        return Err(format!(
+            "the chunk's {what} ({n} bytes at byte {at} of the record) runs past its end ({} bytes)",
+            data.len()
+        ));
+    }
+    *at += n;
+    Ok(&data[*at - n..*at])
+}
+
+fn u64_field(data: &[u8], at: &mut usize, what: &str) -> Result<u64, String> {
+    let bytes = field(data, at, 8, what)?;
+    Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+}
+
+impl Chunk {
+    /// Opens a Chunk record (the MCAP spec's field order: start and end time, uncompressed
+    /// size and CRC, compression, then the length-prefixed records): decompresses it and
+    /// checks its size and (when not 0) its CRC. Memory grows only with bytes the
+    /// decompressor really produces, up to the declared size (at most [`MAX_RECORD`]).
+    fn open(data: &[u8]) -> Result<Chunk, String> {
+        let mut at = 0;
+        field(data, &mut at, 16, "message start and end time")?;
+        let size = u64_field(data, &mut at, "uncompressed size")?;
+        let crc = u32::from_le_bytes(
+            field(data, &mut at, 4, "uncompressed CRC")?
+                .try_into()
+                .expect("4 bytes"),
+        );
+        let name_len = u32::from_le_bytes(
+            field(data, &mut at, 4, "compression name length")?
+                .try_into()
+                .expect("4 bytes"),
+        );
+        let name = field(data, &mut at, name_len as usize, "compression name")?;
+        let name = String::from_utf8_lossy(name).into_owned();
+        let compressed_len = u64_field(data, &mut at, "records length")?;
+        let compressed = field(
+            data,
+            &mut at,
+            usize::try_from(compressed_len).unwrap_or(usize::MAX),
+            "records",
+        )?;
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|s| *s <= MAX_RECORD)
+            .ok_or_else(|| {
+                format!("a chunk declares {size} uncompressed bytes, above the {MAX_RECORD} limit")
+            })?;
+        let records = match name.as_str() {
+            "" => compressed.to_vec(),
+            "zstd" => decompress(
+                zstd::stream::read::Decoder::new(compressed).map_err(|e| format!("zstd: {e}"))?,
+                size,
+                "zstd",
+            )?,
+            "lz4" => decompress(
+                lz4::Decoder::new(compressed).map_err(|e| format!("lz4: {e}"))?,
+                size,
+                "lz4",
+            )?,
+            other => return Err(format!("unsupported chunk compression {other:?}")),
+        };
+        if records.len() != size {
+            return Err(format!(
+                "a chunk holds {} bytes of records where it declares {size}",
+                records.len()
+            ));
+        }
+        if crc != 0 {
+            let calculated = crc32fast::hash(&records);
+            if calculated != crc {
+                return Err(format!(
+                    "chunk CRC mismatch: the chunk says {crc:#010x}, its records give {calculated:#010x}"
+                ));
+            }
+        }
+        Ok(Chunk { records, at: 0 })
+    }
+
+    /// The next record (opcode, body) of the chunk, checked to fit it.
+    fn next_record(&mut self) -> Option<Result<(u8, &[u8]), String>> {
+        if self.at == self.records.len() {
+            return None;
+        }
+        let start = self.at;
+        let result = (|| {
+            let opcode = field(&self.records, &mut self.at, 1, "record opcode")?[0];
+            let len = u64_field(&self.records, &mut self.at, "record length")?;
+            let left = self.records.len() - self.at;
+            if len > left as u64 {
+                return Err(format!(
+                    "a record (opcode {opcode:#04x}) at byte {start} of a chunk claims {len} bytes; {left} are left in the chunk"
+                ));
+            }
+            self.at += len as usize;
+            Ok(opcode)
+        })();
+        Some(result.map(|opcode| (opcode, &self.records[start + 9..self.at])))
+    }
+}
+
+/// Decompresses up to `size` bytes (one more is read, to tell a chunk that holds more than
+/// it declares).
+fn decompress(decoder: impl Read, size: usize, name: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    decoder
+        .take(size as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("{name} decompression failed: {e}"))?;
+    Ok(out)
 }
 
 impl Records {
@@ -59,10 +190,11 @@ impl Records {
             file,
             reader: LinearReader::new_with_options(
                 LinearReaderOptions::default()
-                    .with_prevalidate_chunk_crcs(true)
+                    .with_emit_chunks(true)
                     .with_record_length_limit(MAX_RECORD),
             ),
             offset: 0,
+            chunk: None,
             schemas: HashMap::new(),
             channels: HashMap::new(),
             done: false,
@@ -85,6 +217,21 @@ impl Records {
             return None;
         }
         loop {
+            // The open chunk's records first, then the file's next record.
+            if let Some(chunk) = self.chunk.as_mut() {
+                match chunk.next_record() {
+                    None => self.chunk = None,
+                    Some(Err(message)) => return Some(Err(self.corrupt(message))),
+                    Some(Ok((opcode, data))) => {
+                        match take_record(opcode, data, &mut self.schemas, &mut self.channels) {
+                            Ok(None) => {}
+                            Ok(Some(message)) => return Some(Ok(message)),
+                            Err(message) => return Some(Err(self.corrupt(message))),
+                        }
+                    }
+                }
+                continue;
+            }
             let event = match self.reader.next_event() {
                 None => {
                     self.done = true;
@@ -124,44 +271,62 @@ impl Records {
                 }
                 LinearReadEvent::Record { data, opcode } => (opcode, data),
             };
-            // Replay needs schemas, channels and messages; every other record is skipped
-            // unparsed. The two with length-prefixed fields are checked first: the parser
-            // reserves a field's declared length before it reads it (4 GiB for a damaged u32).
-            if !matches!(
-                opcode,
-                mcap::records::op::SCHEMA | mcap::records::op::CHANNEL | mcap::records::op::MESSAGE
-            ) {
+            if opcode == mcap::records::op::CHUNK {
+                match Chunk::open(data) {
+                    Ok(chunk) => self.chunk = Some(chunk),
+                    Err(message) => return Some(Err(self.corrupt(message))),
+                }
                 continue;
             }
-            if let Err(message) = check_lengths(opcode, data) {
-                return Some(Err(self.corrupt(message)));
-            }
-            match mcap::parse_record(opcode, data) {
-                Ok(Record::Schema { header, .. }) => {
-                    self.schemas.insert(header.id, header.name);
-                }
-                Ok(Record::Channel(c)) => {
-                    let type_name = self.schemas.get(&c.schema_id).cloned().unwrap_or_default();
-                    self.channels.insert(
-                        c.id,
-                        ChannelInfo {
-                            topic: c.topic,
-                            type_name,
-                        },
-                    );
-                }
-                Ok(Record::Message { header, data }) => {
-                    return Some(Ok(RawMessage {
-                        channel: header.channel_id,
-                        log_time_ns: header.log_time,
-                        data: data.into_owned(),
-                    }));
-                }
-                Ok(_) => {}
-                Err(e) => return Some(Err(self.corrupt(e.to_string()))),
+            match take_record(opcode, data, &mut self.schemas, &mut self.channels) {
+                Ok(None) => {}
+                Ok(Some(message)) => return Some(Ok(message)),
+                Err(message) => return Some(Err(self.corrupt(message))),
             }
         }
     }
+}
+
+/// Remembers a schema or channel record, returns a message record; every other record is
+/// skipped unparsed. The records with length-prefixed fields are checked first: the parser
+/// reserves a field's declared length before it reads it (4 GiB for a damaged u32).
+fn take_record(
+    opcode: u8,
+    data: &[u8],
+    schemas: &mut HashMap<u16, String>,
+    channels: &mut HashMap<u16, ChannelInfo>,
+) -> Result<Option<RawMessage>, String> {
+    if !matches!(
+        opcode,
+        mcap::records::op::SCHEMA | mcap::records::op::CHANNEL | mcap::records::op::MESSAGE
+    ) {
+        return Ok(None);
+    }
+    check_lengths(opcode, data)?;
+    match mcap::parse_record(opcode, data).map_err(|e| e.to_string())? {
+        Record::Schema { header, .. } => {
+            schemas.insert(header.id, header.name);
+        }
+        Record::Channel(c) => {
+            let type_name = schemas.get(&c.schema_id).cloned().unwrap_or_default();
+            channels.insert(
+                c.id,
+                ChannelInfo {
+                    topic: c.topic,
+                    type_name,
+                },
+            );
+        }
+        Record::Message { header, data } => {
+            return Ok(Some(RawMessage {
+                channel: header.channel_id,
+                log_time_ns: header.log_time,
+                data: data.into_owned(),
+            }));
+        }
+        _ => {}
+    }
+    Ok(None)
 }
 
 /// Checks that every length-prefixed field of a Schema or Channel record fits in the record.
@@ -321,5 +486,93 @@ mod length_tests {
             check_lengths(op::SCHEMA, &schema[..15]),
             Err("a field of 2 bytes runs past the end of its record (byte 15 of 15)".into())
         );
+    }
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::Chunk;
+
+    /// A Chunk record's body: times, uncompressed size and CRC, compression, records.
+    fn chunk(records: &[u8], size: u64, crc: u32, compression: &str) -> Vec<u8> {
+        let mut c = vec![0u8; 16];
+        c.extend(size.to_le_bytes());
+        c.extend(crc.to_le_bytes());
+        c.extend((compression.len() as u32).to_le_bytes());
+        c.extend(compression.as_bytes());
+        c.extend((records.len() as u64).to_le_bytes());
+        c.extend(records);
+        c
+    }
+
+    fn record(opcode: u8, claimed: u64, body: &[u8]) -> Vec<u8> {
+        let mut r = vec![opcode];
+        r.extend(claimed.to_le_bytes());
+        r.extend(body);
+        r
+    }
+
+    #[test]
+    fn records_come_out_in_order_and_must_fit_the_chunk() {
+        let mut records = record(0x0a, 2, b"ab");
+        records.extend(record(0x05, 3, b"xyz"));
+        let crc = crc32fast::hash(&records);
+        let mut c = Chunk::open(&chunk(&records, records.len() as u64, crc, "")).unwrap();
+        assert_eq!(c.next_record().unwrap().unwrap(), (0x0a, &b"ab"[..]));
+        assert_eq!(c.next_record().unwrap().unwrap(), (0x05, &b"xyz"[..]));
+        assert!(c.next_record().is_none());
+
+        // The fuzzer's case: an inner record claiming more than the chunk has left.
+        let records = record(0x05, 1000, b"short");
+        let mut c = Chunk::open(&chunk(&records, records.len() as u64, 0, "")).unwrap();
+        let err = c.next_record().unwrap().unwrap_err();
+        assert!(err.contains("claims 1000 bytes; 5 are left"), "{err}");
+        let mut c = Chunk::open(&chunk(&[0x05, 1, 2], 3, 0, "")).unwrap();
+        assert!(c.next_record().unwrap().is_err());
+    }
+
+    #[test]
+    fn damaged_chunks_are_refused_before_any_record() {
+        let records = record(0x05, 3, b"xyz");
+        let good = chunk(
+            &records,
+            records.len() as u64,
+            crc32fast::hash(&records),
+            "",
+        );
+        assert!(Chunk::open(&good).is_ok());
+        let bad_crc = chunk(&records, records.len() as u64, 1, "");
+        assert!(Chunk::open(&bad_crc).unwrap_err().contains("CRC mismatch"));
+        let bad_size = chunk(&records, 99, 0, "");
+        assert!(Chunk::open(&bad_size).unwrap_err().contains("declares 99"));
+        let huge = chunk(&records, u64::MAX, 0, "zstd");
+        assert!(Chunk::open(&huge).unwrap_err().contains("above the"));
+        let unknown = chunk(&records, records.len() as u64, 0, "bz2");
+        assert!(Chunk::open(&unknown).unwrap_err().contains("bz2"));
+        for cut in [0, 10, 20, 27, 30, good.len() - 1] {
+            let err = Chunk::open(&good[..cut]).err().unwrap_or_default();
+            assert!(err.contains("runs past its end"), "cut at {cut}: {err}");
+        }
+        let mut long_name = good.clone();
+        long_name[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(Chunk::open(&long_name).is_err());
+    }
+
+    #[test]
+    fn compressed_chunks_are_decompressed_and_checked() {
+        let records = record(0x05, 3, b"xyz");
+        let crc = crc32fast::hash(&records);
+        let zstd = zstd::bulk::compress(&records, 3).unwrap();
+        let mut c = Chunk::open(&chunk(&zstd, records.len() as u64, crc, "zstd")).unwrap();
+        assert_eq!(c.next_record().unwrap().unwrap(), (0x05, &b"xyz"[..]));
+        // A chunk that decompresses to more than it declares.
+        let err = Chunk::open(&chunk(&zstd, 2, 0, "zstd")).err().unwrap();
+        assert!(err.contains("declares 2"), "{err}");
+        let err = Chunk::open(&chunk(b"not zstd", 3, 0, "zstd"))
+            .err()
+            .unwrap();
+        assert!(err.contains("zstd"), "{err}");
+        let err = Chunk::open(&chunk(b"not lz4", 3, 0, "lz4")).err().unwrap();
+        assert!(err.contains("lz4"), "{err}");
     }
 }
