@@ -1,0 +1,111 @@
+//! The int8 product's own benchmark: GMAC/s of each micro-kernel this CPU has on the Linear
+//! shapes of CLIP ViT-B/32 (50 tokens per image), at 1 and 2 threads, with the weight packed
+//! once as the encoder does and the dequantizing output stage on.
+//!
+//! ```sh
+//! cargo run --release --example int8_gemm_bench -- [--reps 40] [--batch 1] [--scalar]
+//! ```
+//!
+//! The portable scalar kernel is slow and only measured with `--scalar`.
+//!
+//! Prints the minimum and the median over `--reps` calls (the minimum is the steadier figure
+//! on a shared machine). The encoder's own numbers come from `models/benchmark.py`.
+
+use std::time::Instant;
+
+use clip_perception::kernels::int8_gemm::{gemm, Int8Kernel, Output, PackedB};
+
+fn values(len: usize, seed: u64) -> Vec<i8> {
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) % 255) as i8
+        })
+        .collect()
+}
+
+fn arg(args: &[String], name: &str, default: usize) -> usize {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}: not a number: {v}"))
+        })
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let reps = arg(&args, "--reps", 40).max(1);
+    let batch = arg(&args, "--batch", 1).max(1);
+    println!("cpu: {}", clip_perception::cpu::cpu_features());
+    let m = 50 * batch;
+    // (name, K, N): attention in-projection, out-projection, MLP up, MLP down.
+    let shapes = [
+        ("qkv", 768, 2304),
+        ("out", 768, 768),
+        ("fc1", 768, 3072),
+        ("fc2", 3072, 768),
+    ];
+    println!("| kernel | threads | layer | M x K x N | min ms | median ms | GMAC/s (min) |");
+    println!("|---|---|---|---|---|---|---|");
+    let scalar = args.iter().any(|a| a == "--scalar");
+    for kernel in Int8Kernel::available() {
+        if kernel == Int8Kernel::Scalar && !scalar {
+            continue;
+        }
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("thread pool");
+            let mut total_min = 0.0;
+            let mut macs = 0.0;
+            for (name, k, n) in shapes {
+                let a = values(m * k, 1);
+                let b = PackedB::pack(&values(k * n, 2), k, n, kernel);
+                let row_scale = vec![0.01f32; m];
+                let col_scale = vec![0.02f32; n];
+                let bias = vec![0.5f32; n];
+                let mut out = vec![0f32; m * n];
+                let mut times = Vec::with_capacity(reps);
+                for _ in 0..reps + 2 {
+                    let t = Instant::now();
+                    gemm(
+                        &a,
+                        m,
+                        &b,
+                        Output::Dequantize {
+                            out: &mut out,
+                            row_scale: &row_scale,
+                            col_scale: &col_scale,
+                            bias: Some(&bias),
+                        },
+                        Some(&pool),
+                    );
+                    times.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+                let mut times = times.split_off(2);
+                times.sort_by(f64::total_cmp);
+                let (min, median) = (times[0], times[times.len() / 2]);
+                let mac = (m * k * n) as f64;
+                total_min += min;
+                macs += mac;
+                println!(
+                    "| {} | {threads} | {name} | {m} x {k} x {n} | {min:.3} | {median:.3} | {:.1} |",
+                    kernel.name(),
+                    mac / min / 1e6
+                );
+            }
+            println!(
+                "| {} | {threads} | all four | | {total_min:.3} | | {:.1} |",
+                kernel.name(),
+                macs / total_min / 1e6
+            );
+        }
+    }
+}
