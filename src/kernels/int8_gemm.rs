@@ -488,11 +488,13 @@ unsafe fn run_block_inline(
                             group.as_ptr(),
                             kp,
                             bp.as_ptr(),
-                            out.add(i * b.n + j0),
-                            b.n,
-                            row_scale[i..i + r].as_ptr(),
-                            col_scale[j0..j0 + NR].as_ptr(),
-                            bias.map_or(std::ptr::null(), |bias| bias[j0..j0 + NR].as_ptr()),
+                            avx2::Dequantize {
+                                out: out.add(i * b.n + j0),
+                                n: b.n,
+                                row_scale: row_scale[i..i + r].as_ptr(),
+                                col_scale: col_scale[j0..j0 + NR].as_ptr(),
+                                bias: bias.map_or(std::ptr::null(), |b| b[j0..j0 + NR].as_ptr()),
+                            },
                         )
                     };
                     i += r;
@@ -649,41 +651,45 @@ mod avx2 {
         }
     }
 
+    /// Where [`micro_dequantize`] writes one full panel of R rows, and its scales.
+    #[derive(Clone, Copy)]
+    pub(super) struct Dequantize {
+        /// Row 0, column 0 of the block; rows are `n` floats apart.
+        pub out: *mut f32,
+        pub n: usize,
+        /// R row scales.
+        pub row_scale: *const f32,
+        /// NR column scales.
+        pub col_scale: *const f32,
+        /// NR bias values, or null for none.
+        pub bias: *const f32,
+    }
+
     /// `out[r, c] = (float(acc[r, c]) * col_scale[c]) * row_scale[r] (+ bias[c])` for the R
     /// rows and NR columns of one full panel, straight from the accumulator registers (the
     /// same fp32 operations, in the same order, as [`super::Sink::write`]).
     ///
     /// # Safety
-    /// The CPU has AVX2; `a` points to kp x R words, `b` to kp x 2 x NR bytes; `out` to R
-    /// rows of `n` floats with NR writable from each; `row_scale` to R floats; `col_scale`
-    /// and `bias` (null: none) to NR floats.
+    /// The CPU has AVX2; `a` points to kp x R words, `b` to kp x 2 x NR bytes; `to.out` to R
+    /// rows of `to.n` floats with NR writable from each; `to.row_scale` to R floats;
+    /// `to.col_scale` and `to.bias` (unless null) to NR floats.
     #[target_feature(enable = "avx2")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn dequantize<const R: usize>(
-        a: *const i32,
-        kp: usize,
-        b: *const i8,
-        out: *mut f32,
-        n: usize,
-        row_scale: *const f32,
-        col_scale: *const f32,
-        bias: *const f32,
-    ) {
+    unsafe fn dequantize<const R: usize>(a: *const i32, kp: usize, b: *const i8, to: Dequantize) {
         // SAFETY: the caller's contract.
         unsafe {
             let acc = accumulate::<R>(a, kp, b);
             let cs = [
-                _mm256_loadu_ps(col_scale),
-                _mm256_loadu_ps(col_scale.add(8)),
+                _mm256_loadu_ps(to.col_scale),
+                _mm256_loadu_ps(to.col_scale.add(8)),
             ];
             for (r, acc) in acc.iter().enumerate() {
-                let rs = _mm256_set1_ps(*row_scale.add(r));
+                let rs = _mm256_set1_ps(*to.row_scale.add(r));
                 for (v, reg) in acc.iter().enumerate() {
                     let mut y = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(*reg), cs[v]), rs);
-                    if !bias.is_null() {
-                        y = _mm256_add_ps(y, _mm256_loadu_ps(bias.add(8 * v)));
+                    if !to.bias.is_null() {
+                        y = _mm256_add_ps(y, _mm256_loadu_ps(to.bias.add(8 * v)));
                     }
-                    _mm256_storeu_ps(out.add(r * n + 8 * v), y);
+                    _mm256_storeu_ps(to.out.add(r * to.n + 8 * v), y);
                 }
             }
         }
@@ -694,27 +700,22 @@ mod avx2 {
     /// # Safety
     /// As [`dequantize`] with R = `rows`.
     #[target_feature(enable = "avx2")]
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn micro_dequantize(
         rows: usize,
         a: *const i32,
         kp: usize,
         b: *const i8,
-        out: *mut f32,
-        n: usize,
-        row_scale: *const f32,
-        col_scale: *const f32,
-        bias: *const f32,
+        to: Dequantize,
     ) {
         // SAFETY: the caller's contract.
         unsafe {
             match rows {
-                6 => dequantize::<6>(a, kp, b, out, n, row_scale, col_scale, bias),
-                5 => dequantize::<5>(a, kp, b, out, n, row_scale, col_scale, bias),
-                4 => dequantize::<4>(a, kp, b, out, n, row_scale, col_scale, bias),
-                3 => dequantize::<3>(a, kp, b, out, n, row_scale, col_scale, bias),
-                2 => dequantize::<2>(a, kp, b, out, n, row_scale, col_scale, bias),
-                _ => dequantize::<1>(a, kp, b, out, n, row_scale, col_scale, bias),
+                6 => dequantize::<6>(a, kp, b, to),
+                5 => dequantize::<5>(a, kp, b, to),
+                4 => dequantize::<4>(a, kp, b, to),
+                3 => dequantize::<3>(a, kp, b, to),
+                2 => dequantize::<2>(a, kp, b, to),
+                _ => dequantize::<1>(a, kp, b, to),
             }
         }
     }
