@@ -828,69 +828,93 @@ mod tests {
             .collect();
         let input = Tensor::from_shape(&[2, 3, 224, 224], &pixels).unwrap();
         // Runs the graph, fused with `choice` (None: as written); returns the embeddings
-        // and how many Int8Linear ops the optimised plan holds.
-        let run = |choice: Option<Int8Choice>, threads: usize| -> (Vec<f32>, usize) {
-            let mut onnx = tract_onnx::onnx();
-            let mut proto = onnx.proto_model_for_path(path).unwrap();
-            if let Some(choice) = choice {
-                register(&mut onnx);
-                let fused = fuse_with(&mut proto, choice);
-                // Two layers: (q/k/v input, out_proj, fc1, fc2) each, plus the projection;
-                // every Linear layer but the projection has a bias.
-                let want = match choice {
-                    Int8Choice::Tract => Fused {
-                        quantize: 9,
-                        dequantize: 13,
-                        linear: 0,
-                        bias: 0,
-                    },
-                    Int8Choice::Own(_) => Fused {
-                        quantize: 9,
-                        dequantize: 0,
-                        linear: 13,
-                        bias: 12,
-                    },
-                };
-                assert_eq!(fused, want);
-            }
-            let model = onnx
-                .with_ignore_value_info(true)
-                .parse(&proto, path.parent().and_then(|p| p.to_str()))
-                .unwrap()
-                .model
-                .with_input_fact(0, f32::fact([2, 3, 224, 224]).into())
-                .unwrap()
-                .into_optimized()
-                .unwrap();
-            let linear = model
-                .nodes()
-                .iter()
-                .filter(|n| n.op().name() == "Int8Linear")
-                .count();
-            let mut options = RunOptions::default();
-            if threads > 1 {
-                options.executor = Some(tract_linalg::multithread::Executor::multithread(threads));
-            }
-            let plan = model.into_runnable_with_options(&options).unwrap();
-            let out = plan.run(tvec!(input.clone().into())).unwrap();
-            let values = out[0]
-                .to_plain_array_view::<f32>()
-                .unwrap()
-                .iter()
-                .copied()
-                .collect();
-            (values, linear)
-        };
-        let (unfused, _) = run(None, 1);
-        assert_eq!(unfused.len(), 2 * 16);
-        let (tract, linear) = run(Some(Int8Choice::Tract), 1);
-        assert_eq!(linear, 0);
-        assert_eq!(tract, unfused);
-        for kernel in Int8Kernel::available() {
-            for threads in [1, 2] {
-                let (own, linear) = run(Some(Int8Choice::Own(kernel)), threads);
-                assert_eq!(linear, 13, "{} kernel", kernel.name());
-                assert_eq!(own, unfused, "{} kernel, {threads} threads", kernel.name());
+        // and how many Int8Linear ops the optimised plan holds. `seven_bit` halves every
+        // int8 weight first (all within -64..=64: the vpmaddubsw kernel's own path).
+        let run =
+            |choice: Option<Int8Choice>, threads: usize, seven_bit: bool| -> (Vec<f32>, usize) {
+                let mut onnx = tract_onnx::onnx();
+                let mut proto = onnx.proto_model_for_path(path).unwrap();
+                if seven_bit {
+                    let graph = proto.graph.as_mut().unwrap();
+                    let mut halved = 0;
+                    for t in graph.initializer.iter_mut() {
+                        if t.data_type == 3 && t.dims.len() == 2 {
+                            // INT8 weights as raw bytes.
+                            assert!(!t.raw_data.is_empty());
+                            for v in t.raw_data.iter_mut() {
+                                *v = ((*v as i8) / 2) as u8;
+                            }
+                            halved += 1;
+                        }
+                    }
+                    assert_eq!(halved, 13);
+                }
+                if let Some(choice) = choice {
+                    register(&mut onnx);
+                    let fused = fuse_with(&mut proto, choice);
+                    // Two layers: (q/k/v input, out_proj, fc1, fc2) each, plus the projection;
+                    // every Linear layer but the projection has a bias.
+                    let want = match choice {
+                        Int8Choice::Tract => Fused {
+                            quantize: 9,
+                            dequantize: 13,
+                            linear: 0,
+                            bias: 0,
+                        },
+                        Int8Choice::Own(_) => Fused {
+                            quantize: 9,
+                            dequantize: 0,
+                            linear: 13,
+                            bias: 12,
+                        },
+                    };
+                    assert_eq!(fused, want);
+                }
+                let model = onnx
+                    .with_ignore_value_info(true)
+                    .parse(&proto, path.parent().and_then(|p| p.to_str()))
+                    .unwrap()
+                    .model
+                    .with_input_fact(0, f32::fact([2, 3, 224, 224]).into())
+                    .unwrap()
+                    .into_optimized()
+                    .unwrap();
+                let linear = model
+                    .nodes()
+                    .iter()
+                    .filter(|n| n.op().name() == "Int8Linear")
+                    .count();
+                let mut options = RunOptions::default();
+                if threads > 1 {
+                    options.executor =
+                        Some(tract_linalg::multithread::Executor::multithread(threads));
+                }
+                let plan = model.into_runnable_with_options(&options).unwrap();
+                let out = plan.run(tvec!(input.clone().into())).unwrap();
+                let values = out[0]
+                    .to_plain_array_view::<f32>()
+                    .unwrap()
+                    .iter()
+                    .copied()
+                    .collect();
+                (values, linear)
+            };
+        for seven_bit in [false, true] {
+            let (unfused, _) = run(None, 1, seven_bit);
+            assert_eq!(unfused.len(), 2 * 16);
+            let (tract, linear) = run(Some(Int8Choice::Tract), 1, seven_bit);
+            assert_eq!(linear, 0);
+            assert_eq!(tract, unfused);
+            for kernel in Int8Kernel::available() {
+                for threads in [1, 2] {
+                    let (own, linear) = run(Some(Int8Choice::Own(kernel)), threads, seven_bit);
+                    let what = format!(
+                        "{} kernel, {threads} threads, 7-bit {seven_bit}",
+                        kernel.name()
+                    );
+                    assert_eq!(linear, 13, "{what}");
+                    assert_eq!(own, unfused, "{what}");
+                }
             }
         }
     }

@@ -47,6 +47,11 @@ pub enum Int8Kernel {
     Scalar,
     /// x86-64 AVX2 (`vpmovsxbw` + `vpmaddwd`), selected at run time.
     Avx2,
+    /// x86-64 AVX2 with `vpmaddubsw` on unsigned-offset activations, for weights where no
+    /// two K-adjacent values of a column can overflow its int16 pair sum (every weight
+    /// within -64..=64 does: 7-bit weights); other weights are packed for [`Int8Kernel::Avx2`]
+    /// instead ([`PackedB::kernel`] says which runs).
+    Avx2Maddubs,
 }
 
 impl Int8Kernel {
@@ -54,6 +59,7 @@ impl Int8Kernel {
         match self {
             Int8Kernel::Scalar => "scalar",
             Int8Kernel::Avx2 => "avx2",
+            Int8Kernel::Avx2Maddubs => "avx2-maddubs",
         }
     }
 
@@ -62,18 +68,22 @@ impl Int8Kernel {
         match self {
             Int8Kernel::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            Int8Kernel::Avx2 => std::is_x86_feature_detected!("avx2"),
+            Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs => std::is_x86_feature_detected!("avx2"),
             #[cfg(not(target_arch = "x86_64"))]
-            Int8Kernel::Avx2 => false,
+            Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs => false,
         }
     }
 
     /// Every kernel this CPU can run, fastest last.
     pub fn available() -> Vec<Int8Kernel> {
-        [Int8Kernel::Scalar, Int8Kernel::Avx2]
-            .into_iter()
-            .filter(|k| k.is_available())
-            .collect()
+        [
+            Int8Kernel::Scalar,
+            Int8Kernel::Avx2,
+            Int8Kernel::Avx2Maddubs,
+        ]
+        .into_iter()
+        .filter(|k| k.is_available())
+        .collect()
     }
 
     /// The fastest kernel this CPU can run.
@@ -94,8 +104,9 @@ pub enum Int8Choice {
 }
 
 impl Int8Choice {
-    /// What runs when [`KERNEL_ENV`] is unset or `auto`: the AVX2 kernel on CPUs with AVX2
-    /// and no int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI; every AMX CPU has
+    /// What runs when [`KERNEL_ENV`] is unset or `auto`: the AVX2 kernels on CPUs with AVX2
+    /// (`vpmaddubsw` for weights that allow it, else the widening one) and no int8
+    /// dot-product instructions (AVX-512 VNNI, AVX-VNNI; every AMX CPU has
     /// AVX-512 VNNI), where tract's integer product has no fast kernel (measured ~80x
     /// slower than this module's on a 2-vCPU AMD EPYC, ViT-B/32 at batch 1); elsewhere
     /// tract's, until this module's kernel is measured faster there.
@@ -105,7 +116,8 @@ impl Int8Choice {
             && !std::is_x86_feature_detected!("avx512vnni")
             && !std::is_x86_feature_detected!("avxvnni")
         {
-            return Int8Choice::Own(Int8Kernel::Avx2);
+            // vpmaddubsw where a weight allows it, else the widening kernel (`pack`).
+            return Int8Choice::Own(Int8Kernel::Avx2Maddubs);
         }
         Int8Choice::Tract
     }
@@ -130,9 +142,10 @@ impl Int8Choice {
             Some("tract") => return Ok(Int8Choice::Tract),
             Some("scalar") => Int8Kernel::Scalar,
             Some("avx2") => Int8Kernel::Avx2,
+            Some("avx2-maddubs") => Int8Kernel::Avx2Maddubs,
             Some(other) => {
                 return Err(format!(
-                    "unknown value `{other}` (expected scalar, avx2, tract or auto)"
+                    "unknown value `{other}` (expected scalar, avx2, avx2-maddubs, tract or auto)"
                 ))
             }
         };
@@ -150,8 +163,38 @@ pub struct PackedB {
     k: usize,
     n: usize,
     kernel: Int8Kernel,
-    /// ceil(n / NR) panels of ceil(k / 2) pairs x NR columns x 2 values.
+    /// ceil(n / NR) panels of ceil(k / 2) pairs x NR columns x 2 values, or for
+    /// [`Int8Kernel::Avx2Maddubs`] ceil(k / 4) quads x NR columns x 4 values.
     data: Vec<i8>,
+    /// [`Int8Kernel::Avx2Maddubs`]: `128 * sum_k B[k, j]` (wrapping) per column, padded to
+    /// whole panels: what the activations' +128 offset adds to column j.
+    offset_sums: Vec<i32>,
+}
+
+/// Rows of a row group of A for a kernel ([`pack_a`]): the micro-kernel's block height.
+const fn group_rows(kernel: Int8Kernel) -> usize {
+    match kernel {
+        // 10 accumulators, 2 panel registers, the broadcast, the product and the ones.
+        Int8Kernel::Avx2Maddubs => MR_MADDUBS,
+        _ => MR,
+    }
+}
+
+/// Rows of the `vpmaddubsw` micro-kernel's block.
+const MR_MADDUBS: usize = 5;
+
+/// Whether `vpmaddubsw` on activations offset to 0..=255 is exact for `b` ([k, n]): for
+/// every column and K pair (2p, 2p + 1), 255 x (sum of the pair's positive values) and
+/// 255 x (sum of its negative values) fit in int16, i.e. both sums are within 128.
+pub fn fits_maddubs(b: &[i8], k: usize, n: usize) -> bool {
+    (0..k.div_ceil(2)).all(|p| {
+        let row0 = &b[2 * p * n..(2 * p + 1) * n];
+        let row1 = b.get((2 * p + 1) * n..(2 * p + 2) * n);
+        (0..n).all(|j| {
+            let (x, y) = (row0[j] as i32, row1.map_or(0, |r| r[j] as i32));
+            x.max(0) + y.max(0) <= 128 && x.min(0) + y.min(0) >= -128
+        })
+    })
 }
 
 impl PackedB {
@@ -171,21 +214,45 @@ impl PackedB {
             "this CPU cannot run the {} int8 kernel",
             kernel.name()
         );
-        let kp = k.div_ceil(2);
+        let kernel = match kernel {
+            Int8Kernel::Avx2Maddubs if !fits_maddubs(b, k, n) => Int8Kernel::Avx2,
+            other => other,
+        };
+        // Values per K step of a panel: pairs, or quads for vpmaddubsw.
+        let step = if kernel == Int8Kernel::Avx2Maddubs {
+            4
+        } else {
+            2
+        };
+        let steps = k.div_ceil(step);
         let panels = n.div_ceil(NR);
-        let mut data = vec![0i8; panels * kp * 2 * NR];
-        for (panel, chunk) in data.chunks_exact_mut(kp * 2 * NR).enumerate() {
-            for (p, pair) in chunk.chunks_exact_mut(2 * NR).enumerate() {
+        let mut data = vec![0i8; panels * steps * step * NR];
+        for (panel, chunk) in data.chunks_exact_mut(steps * step * NR).enumerate() {
+            for (p, values) in chunk.chunks_exact_mut(step * NR).enumerate() {
                 for c in 0..NR.min(n - panel * NR) {
                     let col = panel * NR + c;
-                    pair[2 * c] = b[2 * p * n + col];
-                    if 2 * p + 1 < k {
-                        pair[2 * c + 1] = b[(2 * p + 1) * n + col];
+                    for e in 0..step.min(k - p * step) {
+                        values[step * c + e] = b[(p * step + e) * n + col];
                     }
                 }
             }
         }
-        PackedB { k, n, kernel, data }
+        let mut offset_sums = Vec::new();
+        if kernel == Int8Kernel::Avx2Maddubs {
+            offset_sums = vec![0i32; panels * NR];
+            for row in b.chunks_exact(n.max(1)).take(k) {
+                for (sum, &v) in offset_sums.iter_mut().zip(row) {
+                    *sum = sum.wrapping_add(128 * v as i32);
+                }
+            }
+        }
+        PackedB {
+            k,
+            n,
+            kernel,
+            data,
+            offset_sums,
+        }
     }
 
     pub fn k(&self) -> usize {
@@ -196,12 +263,23 @@ impl PackedB {
         self.n
     }
 
+    /// The kernel that runs this weight (an [`Int8Kernel::Avx2Maddubs`] request whose
+    /// weight does not fit it gets [`Int8Kernel::Avx2`]).
     pub fn kernel(&self) -> Int8Kernel {
         self.kernel
     }
 
+    /// K steps of a panel: pairs, or quads for [`Int8Kernel::Avx2Maddubs`].
+    fn steps(&self) -> usize {
+        if self.kernel == Int8Kernel::Avx2Maddubs {
+            self.k.div_ceil(4)
+        } else {
+            self.k.div_ceil(2)
+        }
+    }
+
     fn panel(&self, panel: usize) -> &[i8] {
-        let len = self.k.div_ceil(2) * 2 * NR;
+        let len = self.data.len() / self.n.div_ceil(NR);
         &self.data[panel * len..(panel + 1) * len]
     }
 }
@@ -288,10 +366,45 @@ impl Sink<'_> {
     }
 }
 
+/// A packed for `b`'s kernel: [`pack_a_pairs`], or for [`Int8Kernel::Avx2Maddubs`]
+/// [`pack_a_quads`].
+fn pack_a(a: &[i8], m: usize, b: &PackedB) -> Vec<i32> {
+    if b.kernel == Int8Kernel::Avx2Maddubs {
+        pack_a_quads(a, m, b.k)
+    } else {
+        pack_a_pairs(a, m, b.k)
+    }
+}
+
+/// A's rows as quads of unsigned bytes `A[i, 4q + e] + 128`, one word each, K padded to a
+/// multiple of 4 (with 128: the padded weights are 0), in groups of [`MR_MADDUBS`] rows laid
+/// out as [`pack_a_pairs`] does.
+fn pack_a_quads(a: &[i8], m: usize, k: usize) -> Vec<i32> {
+    let kq = k.div_ceil(4);
+    let mut out = vec![0i32; m * kq];
+    if k == 0 {
+        return out;
+    }
+    let g = MR_MADDUBS;
+    for (group, (rows, packed)) in a.chunks(g * k).zip(out.chunks_mut(g * kq)).enumerate() {
+        let r_count = g.min(m - group * g);
+        for (r, row) in rows.chunks_exact(k).enumerate() {
+            for q in 0..kq {
+                let mut word = [128u8; 4];
+                for (e, byte) in word.iter_mut().enumerate().take(k - 4 * q) {
+                    *byte = (row[4 * q + e] as i32 + 128) as u8;
+                }
+                packed[q * r_count + r] = i32::from_le_bytes(word);
+            }
+        }
+    }
+    out
+}
+
 /// A's rows as int16 pairs `(A[i, 2p], A[i, 2p + 1])`, one word each, K padded to even,
 /// in groups of [`MR`] rows (the last may hold fewer): group `g` starts at word
 /// `g * MR * kp` and holds pair `p` of its row `r` at `p * rows + r`.
-fn pack_a(a: &[i8], m: usize, k: usize) -> Vec<i32> {
+fn pack_a_pairs(a: &[i8], m: usize, k: usize) -> Vec<i32> {
     let kp = k.div_ceil(2);
     let mut out = vec![0i32; m * kp];
     if k == 0 {
@@ -379,7 +492,8 @@ pub fn gemm(a: &[i8], m: usize, b: &PackedB, out: Output, pool: Option<&rayon::T
     if m == 0 || n == 0 {
         return;
     }
-    let a = pack_a(a, m, k);
+    let a = pack_a(a, m, b);
+    let group = group_rows(b.kernel);
     let panels = n.div_ceil(NR);
     let threads = pool.map_or(1, |p| p.current_num_threads());
     if threads <= 1 {
@@ -392,9 +506,9 @@ pub fn gemm(a: &[i8], m: usize, b: &PackedB, out: Output, pool: Option<&rayon::T
     // alone give too few.
     let wanted = 4 * threads;
     let col_tasks = panels.min(wanted);
-    let micro_rows = m.div_ceil(MR);
+    let micro_rows = m.div_ceil(group);
     let row_tasks = wanted.div_ceil(col_tasks).min(micro_rows).max(1);
-    let rows_per_task = micro_rows.div_ceil(row_tasks) * MR;
+    let rows_per_task = micro_rows.div_ceil(row_tasks) * group;
     let tasks: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = (0..row_tasks)
         .flat_map(|rt| {
             let rows = (rt * rows_per_task).min(m)..((rt + 1) * rows_per_task).min(m);
@@ -428,7 +542,7 @@ unsafe fn run_block(
     panels: std::ops::Range<usize>,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if b.kernel == Int8Kernel::Avx2 {
+    if matches!(b.kernel, Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs) {
         // SAFETY: a PackedB for Avx2 is only made where the CPU has AVX2 (`pack`); the rest
         // is the caller's contract.
         return unsafe { avx2::run_block(a, m, b, sink, rows, panels) };
@@ -450,25 +564,33 @@ unsafe fn run_block_inline(
     rows: std::ops::Range<usize>,
     panels: std::ops::Range<usize>,
 ) {
-    let kp = b.k.div_ceil(2);
-    debug_assert!(rows.end <= m && a.len() == m * kp);
+    // K steps (pairs, or quads for vpmaddubsw) and the rows of a row group.
+    let steps = b.steps();
+    let g = group_rows(b.kernel);
+    let quads = b.kernel == Int8Kernel::Avx2Maddubs;
+    debug_assert!(rows.end <= m && a.len() == m * steps);
     let mut tile = [[0i32; NR]; MR];
     let mut block = rows.start;
     while block < rows.end {
-        let block_end = (block + MC).min(rows.end);
+        let block_end = (block + MC / g * g).min(rows.end);
         for panel in panels.clone() {
             let bp = b.panel(panel);
             let j0 = panel * NR;
             let cols = NR.min(b.n - j0);
+            let sums = if quads {
+                b.offset_sums[j0..j0 + NR].as_ptr()
+            } else {
+                std::ptr::null()
+            };
             let mut i = block;
             while i < block_end {
-                let r = MR.min(block_end - i);
-                // Row groups start at multiples of MR (blocks and tasks do).
-                debug_assert_eq!(i % MR, 0);
-                let group = &a[i * kp..(i + r) * kp];
+                let r = g.min(block_end - i);
+                // Row groups start at multiples of g (blocks and tasks do).
+                debug_assert_eq!(i % g, 0);
+                let group = &a[i * steps..(i + r) * steps];
                 #[cfg(target_arch = "x86_64")]
                 if let (
-                    Int8Kernel::Avx2,
+                    Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs,
                     NR,
                     Sink::Dequantize {
                         out,
@@ -479,15 +601,18 @@ unsafe fn run_block_inline(
                 ) = (b.kernel, cols, sink)
                 {
                     // A whole panel: dequantized from the accumulator registers.
-                    // SAFETY: the CPU has AVX2 (an Avx2 PackedB); `group` holds r x kp
-                    // words, the panel kp pairs of NR columns, the scales and bias cover
-                    // rows i..i + r and columns j0..j0 + NR, which are in this block.
+                    // SAFETY: the CPU has AVX2 (an AVX2 PackedB); `group` holds r x steps
+                    // words, the panel `steps` steps of NR columns, `sums` NR values for
+                    // quads; the scales and bias cover rows i..i + r and columns
+                    // j0..j0 + NR, which are in this block.
                     unsafe {
                         avx2::micro_dequantize(
                             r,
+                            quads,
                             group.as_ptr(),
-                            kp,
+                            steps,
                             bp.as_ptr(),
+                            sums,
                             avx2::Dequantize {
                                 out: out.add(i * b.n + j0),
                                 n: b.n,
@@ -500,7 +625,7 @@ unsafe fn run_block_inline(
                     i += r;
                     continue;
                 }
-                micro(b.kernel, group, kp, r, bp, &mut tile);
+                micro(b.kernel, group, steps, r, bp, sums, &mut tile);
                 // SAFETY: rows i..i + r and columns j0..j0 + cols are in this block.
                 unsafe { sink.write(b.n, i, r, j0, cols, &tile) };
                 i += r;
@@ -510,32 +635,36 @@ unsafe fn run_block_inline(
     }
 }
 
-/// `tile[..rows] = a x panel`, `a` one row group of [`pack_a`] (`[p][row]`, `rows` rows).
+/// `tile[..rows] = a x panel`, `a` one row group of [`pack_a`] (`[step][row]`, `rows`
+/// rows); for quads, less the column's offset sums (`sums`, NR values).
 #[inline(always)]
 fn micro(
     kernel: Int8Kernel,
     a: &[i32],
-    kp: usize,
+    steps: usize,
     rows: usize,
     panel: &[i8],
+    sums: *const i32,
     tile: &mut [[i32; NR]; MR],
 ) {
-    debug_assert!((1..=MR).contains(&rows) && a.len() == rows * kp && panel.len() == kp * 2 * NR);
+    debug_assert!((1..=group_rows(kernel)).contains(&rows) && a.len() == rows * steps);
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: a PackedB for Avx2 is only made where the CPU has AVX2 (`pack`); the
-        // slices hold `rows` x `kp` words and `kp` pairs of NR columns (checked above).
-        Int8Kernel::Avx2 => unsafe {
-            match rows {
-                6 => avx2::micro::<6>(a.as_ptr(), kp, panel.as_ptr(), tile),
-                5 => avx2::micro::<5>(a.as_ptr(), kp, panel.as_ptr(), tile),
-                4 => avx2::micro::<4>(a.as_ptr(), kp, panel.as_ptr(), tile),
-                3 => avx2::micro::<3>(a.as_ptr(), kp, panel.as_ptr(), tile),
-                2 => avx2::micro::<2>(a.as_ptr(), kp, panel.as_ptr(), tile),
-                _ => avx2::micro::<1>(a.as_ptr(), kp, panel.as_ptr(), tile),
-            }
+        // SAFETY: an AVX2 PackedB is only made where the CPU has AVX2 (`pack`); the slices
+        // hold `rows` x `steps` words and `steps` steps of NR columns, `sums` NR values
+        // for quads.
+        Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs => unsafe {
+            avx2::micro_tile(
+                rows,
+                kernel == Int8Kernel::Avx2Maddubs,
+                a.as_ptr(),
+                steps,
+                panel.as_ptr(),
+                sums,
+                tile,
+            )
         },
-        _ => micro_scalar(a, kp, rows, panel, tile),
+        _ => micro_scalar(a, steps, rows, panel, tile),
     }
 }
 
@@ -629,24 +758,118 @@ mod avx2 {
         acc
     }
 
-    /// `tile[..R] = a x panel`, `a` one row group of [`super::pack_a`] (`[p][row]`).
+    /// The accumulators of `a x panel` for quads: `a` one row group of
+    /// [`super::pack_a_quads`] (`[q][row]`, bytes offset by +128), less the offset sums.
     ///
     /// # Safety
-    /// The CPU has AVX2; `a` points to kp x R words, `b` to kp x 2 x NR bytes.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn micro<const R: usize>(
+    /// The CPU has AVX2; `a` points to kq x R words, `b` to kq x 4 x NR bytes, `sums` to
+    /// NR values.
+    #[inline(always)]
+    unsafe fn accumulate_quads<const R: usize>(
         a: *const i32,
-        kp: usize,
+        kq: usize,
         b: *const i8,
+        sums: *const i32,
+    ) -> [[__m256i; 2]; R] {
+        // SAFETY (all loads): AVX2 and the pointers' extents, by the caller's contract.
+        unsafe {
+            let ones = _mm256_set1_epi16(1);
+            let mut acc = [[_mm256_setzero_si256(); 2]; R];
+            for q in 0..kq {
+                let bp = b.add(q * 4 * NR);
+                let b0 = _mm256_loadu_si256(bp as *const __m256i);
+                let b1 = _mm256_loadu_si256(bp.add(32) as *const __m256i);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let av = _mm256_set1_epi32(*a.add(q * R + r));
+                    // u8 x s8 pairs into int16: exact, the packing checked the weights.
+                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones);
+                    let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones);
+                    acc[0] = _mm256_add_epi32(acc[0], p0);
+                    acc[1] = _mm256_add_epi32(acc[1], p1);
+                }
+            }
+            let s0 = _mm256_loadu_si256(sums as *const __m256i);
+            let s1 = _mm256_loadu_si256(sums.add(8) as *const __m256i);
+            for acc in acc.iter_mut() {
+                acc[0] = _mm256_sub_epi32(acc[0], s0);
+                acc[1] = _mm256_sub_epi32(acc[1], s1);
+            }
+            acc
+        }
+    }
+
+    /// The accumulators for either layout (`Q`: quads).
+    ///
+    /// # Safety
+    /// As [`accumulate`] or [`accumulate_quads`].
+    #[inline(always)]
+    unsafe fn accumulate_any<const R: usize, const Q: bool>(
+        a: *const i32,
+        steps: usize,
+        b: *const i8,
+        sums: *const i32,
+    ) -> [[__m256i; 2]; R] {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if Q {
+                accumulate_quads::<R>(a, steps, b, sums)
+            } else {
+                accumulate::<R>(a, steps, b)
+            }
+        }
+    }
+
+    /// `tile[..R] = a x panel` (less the offset sums for quads).
+    ///
+    /// # Safety
+    /// The CPU has AVX2; as [`accumulate_any`].
+    #[target_feature(enable = "avx2")]
+    unsafe fn micro<const R: usize, const Q: bool>(
+        a: *const i32,
+        steps: usize,
+        b: *const i8,
+        sums: *const i32,
         tile: &mut [[i32; NR]; MR],
     ) {
         // SAFETY: the caller's contract.
         unsafe {
-            let acc = accumulate::<R>(a, kp, b);
+            let acc = accumulate_any::<R, Q>(a, steps, b, sums);
             for (out, acc) in tile.iter_mut().zip(&acc) {
                 for (v, reg) in acc.iter().enumerate() {
                     _mm256_storeu_si256(out.as_mut_ptr().add(8 * v) as *mut __m256i, *reg);
                 }
+            }
+        }
+    }
+
+    /// [`micro`] for `rows` rows (1..=6 for pairs, 1..=5 for quads).
+    ///
+    /// # Safety
+    /// As [`micro`].
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn micro_tile(
+        rows: usize,
+        quads: bool,
+        a: *const i32,
+        steps: usize,
+        b: *const i8,
+        sums: *const i32,
+        tile: &mut [[i32; NR]; MR],
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match (quads, rows) {
+                (false, 6) => micro::<6, false>(a, steps, b, sums, tile),
+                (false, 5) => micro::<5, false>(a, steps, b, sums, tile),
+                (false, 4) => micro::<4, false>(a, steps, b, sums, tile),
+                (false, 3) => micro::<3, false>(a, steps, b, sums, tile),
+                (false, 2) => micro::<2, false>(a, steps, b, sums, tile),
+                (false, _) => micro::<1, false>(a, steps, b, sums, tile),
+                (true, 5) => micro::<5, true>(a, steps, b, sums, tile),
+                (true, 4) => micro::<4, true>(a, steps, b, sums, tile),
+                (true, 3) => micro::<3, true>(a, steps, b, sums, tile),
+                (true, 2) => micro::<2, true>(a, steps, b, sums, tile),
+                (true, _) => micro::<1, true>(a, steps, b, sums, tile),
             }
         }
     }
@@ -670,14 +893,20 @@ mod avx2 {
     /// same fp32 operations, in the same order, as [`super::Sink::write`]).
     ///
     /// # Safety
-    /// The CPU has AVX2; `a` points to kp x R words, `b` to kp x 2 x NR bytes; `to.out` to R
-    /// rows of `to.n` floats with NR writable from each; `to.row_scale` to R floats;
-    /// `to.col_scale` and `to.bias` (unless null) to NR floats.
+    /// The CPU has AVX2; as [`accumulate_any`]; `to.out` points to R rows of `to.n` floats
+    /// with NR writable from each; `to.row_scale` to R floats; `to.col_scale` and `to.bias`
+    /// (unless null) to NR floats.
     #[target_feature(enable = "avx2")]
-    unsafe fn dequantize<const R: usize>(a: *const i32, kp: usize, b: *const i8, to: Dequantize) {
+    unsafe fn dequantize<const R: usize, const Q: bool>(
+        a: *const i32,
+        steps: usize,
+        b: *const i8,
+        sums: *const i32,
+        to: Dequantize,
+    ) {
         // SAFETY: the caller's contract.
         unsafe {
-            let acc = accumulate::<R>(a, kp, b);
+            let acc = accumulate_any::<R, Q>(a, steps, b, sums);
             let cs = [
                 _mm256_loadu_ps(to.col_scale),
                 _mm256_loadu_ps(to.col_scale.add(8)),
@@ -695,27 +924,34 @@ mod avx2 {
         }
     }
 
-    /// [`dequantize`] for `rows` (1..=MR) rows.
+    /// [`dequantize`] for `rows` rows (1..=6 for pairs, 1..=5 for quads).
     ///
     /// # Safety
-    /// As [`dequantize`] with R = `rows`.
+    /// As [`dequantize`].
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn micro_dequantize(
         rows: usize,
+        quads: bool,
         a: *const i32,
-        kp: usize,
+        steps: usize,
         b: *const i8,
+        sums: *const i32,
         to: Dequantize,
     ) {
         // SAFETY: the caller's contract.
         unsafe {
-            match rows {
-                6 => dequantize::<6>(a, kp, b, to),
-                5 => dequantize::<5>(a, kp, b, to),
-                4 => dequantize::<4>(a, kp, b, to),
-                3 => dequantize::<3>(a, kp, b, to),
-                2 => dequantize::<2>(a, kp, b, to),
-                _ => dequantize::<1>(a, kp, b, to),
+            match (quads, rows) {
+                (false, 6) => dequantize::<6, false>(a, steps, b, sums, to),
+                (false, 5) => dequantize::<5, false>(a, steps, b, sums, to),
+                (false, 4) => dequantize::<4, false>(a, steps, b, sums, to),
+                (false, 3) => dequantize::<3, false>(a, steps, b, sums, to),
+                (false, 2) => dequantize::<2, false>(a, steps, b, sums, to),
+                (false, _) => dequantize::<1, false>(a, steps, b, sums, to),
+                (true, 5) => dequantize::<5, true>(a, steps, b, sums, to),
+                (true, 4) => dequantize::<4, true>(a, steps, b, sums, to),
+                (true, 3) => dequantize::<3, true>(a, steps, b, sums, to),
+                (true, 2) => dequantize::<2, true>(a, steps, b, sums, to),
+                (true, _) => dequantize::<1, true>(a, steps, b, sums, to),
             }
         }
     }
@@ -801,6 +1037,90 @@ mod tests {
         assert!(checked > 0);
     }
 
+    /// Weights that fit `vpmaddubsw` (every K pair's same-sign sum within 128), with the
+    /// limits themselves mixed in often.
+    fn fitting_weights(k: usize, n: usize, seed: u64) -> Vec<i8> {
+        let raw = values(k * n, seed);
+        let mut b: Vec<i8> = raw
+            .iter()
+            .map(|&v| (v as i32 / 2).clamp(-64, 64) as i8)
+            .collect();
+        // Pairs at the limit: (128, 0), (-128, 0), (64, 64), (-64, -64), (100, 28).
+        let limits = [
+            (127, 0),
+            (-128, 0),
+            (64, 64),
+            (-64, -64),
+            (100, 28),
+            (-100, -28),
+        ];
+        for (j, &(x, y)) in (0..n).zip(limits.iter().cycle()) {
+            if k >= 2 && j % 3 == 0 {
+                b[j] = x;
+                b[n + j] = y;
+            }
+        }
+        assert!(fits_maddubs(&b, k, n));
+        b
+    }
+
+    #[test]
+    fn the_maddubs_kernel_equals_the_naive_product_where_the_weights_fit() {
+        if !Int8Kernel::Avx2Maddubs.is_available() {
+            return;
+        }
+        let two = pool(2);
+        for m in 1..=23 {
+            for k in 1..=37 {
+                for n in [1, 7, 15, 16, 17, 33] {
+                    let a = values(m * k, (m * 1000 + k) as u64);
+                    let b = fitting_weights(k, n, (k * 1000 + n) as u64 + 7);
+                    let want = naive(&a, &b, m, k, n);
+                    let packed = PackedB::pack(&b, k, n, Int8Kernel::Avx2Maddubs);
+                    assert_eq!(packed.kernel(), Int8Kernel::Avx2Maddubs);
+                    for threads in [None, Some(&two)] {
+                        let mut c = vec![i32::MIN; m * n];
+                        gemm(&a, m, &packed, Output::Int32(&mut c), threads);
+                        assert_eq!(c, want, "m {m} k {k} n {n}, pool {}", threads.is_some());
+                    }
+                }
+            }
+        }
+        let (m, k, n) = (50, 768, 40);
+        let a = values(m * k, 5);
+        let b = fitting_weights(k, n, 6);
+        let packed = PackedB::pack(&b, k, n, Int8Kernel::Avx2Maddubs);
+        let mut c = vec![0; m * n];
+        gemm(&a, m, &packed, Output::Int32(&mut c), Some(&two));
+        assert_eq!(c, naive(&a, &b, m, k, n));
+    }
+
+    #[test]
+    fn weights_that_could_saturate_maddubs_get_the_widening_kernel() {
+        // 101 + 28 = 129 > 128: 255 x 129 does not fit in int16.
+        assert!(!fits_maddubs(&[101, 28], 2, 1));
+        assert!(!fits_maddubs(&[-101, -28], 2, 1));
+        // Columns (100, 28), (-128, 0), (127, -128): at the limit, or of opposite signs.
+        assert!(fits_maddubs(&[100, -128, 127, 28, 0, -128], 2, 3));
+        // One K value per column: any value fits.
+        assert!(fits_maddubs(&[-128, 127], 1, 2));
+        // K pairs are (0, 1), (2, 3): 100 + 100 across pairs is fine, within one is not.
+        assert!(fits_maddubs(&[0, 100, 100, 0], 4, 1));
+        assert!(!fits_maddubs(&[100, 100], 2, 1));
+        if !Int8Kernel::Avx2Maddubs.is_available() {
+            return;
+        }
+        let (m, k, n) = (7, 9, 20);
+        let b = values(k * n, 11);
+        assert!(!fits_maddubs(&b, k, n));
+        let packed = PackedB::pack(&b, k, n, Int8Kernel::Avx2Maddubs);
+        assert_eq!(packed.kernel(), Int8Kernel::Avx2);
+        let a = values(m * k, 12);
+        let mut c = vec![0; m * n];
+        gemm(&a, m, &packed, Output::Int32(&mut c), None);
+        assert_eq!(c, naive(&a, &b, m, k, n));
+    }
+
     #[test]
     fn extreme_values_do_not_saturate() {
         // Every product 128 * 128 (pairs sum to 32768, one past i16::MAX) and the mixed
@@ -842,12 +1162,19 @@ mod tests {
     fn the_output_stage_is_the_graphs_fp32_arithmetic() {
         let (m, k, n) = (9, 33, 50);
         let a = values(m * k, 3);
-        let b = values(k * n, 4);
-        let acc = naive(&a, &b, m, k, n);
         let rows: Vec<f32> = (0..m).map(|i| 0.013 + i as f32 * 1.7e-3).collect();
         let cols: Vec<f32> = (0..n).map(|j| 3.1e-3 / (1.0 + j as f32)).collect();
         let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.37 - 9.0).collect();
-        for kernel in Int8Kernel::available() {
+        // Any weights, and weights that fit vpmaddubsw (so every layout is checked).
+        for (b, kernel) in [values(k * n, 4), fitting_weights(k, n, 4)]
+            .into_iter()
+            .flat_map(|b| {
+                Int8Kernel::available()
+                    .into_iter()
+                    .map(move |kernel| (b.clone(), kernel))
+            })
+        {
+            let acc = naive(&a, &b, m, k, n);
             let packed = PackedB::pack(&b, k, n, kernel);
             for with_bias in [false, true] {
                 let mut y = vec![0f32; m * n];
@@ -888,6 +1215,10 @@ mod tests {
         assert_eq!(
             Int8Choice::parse(Some("avx2")).is_ok(),
             Int8Kernel::Avx2.is_available()
+        );
+        assert_eq!(
+            Int8Choice::parse(Some("avx2-maddubs")).is_ok(),
+            Int8Kernel::Avx2Maddubs.is_available()
         );
     }
 }
