@@ -4,6 +4,7 @@ onnxruntime, fp32 and int8, in one run, with ratios; plus int8 accuracy versus f
     python3 models/benchmark.py                      # random-init ViT-B/32, exported (and quantized) on first use
     python3 models/benchmark.py --model DIR          # any bundle
     python3 models/benchmark.py --rounds 3 --runs 10 # medians over rounds x runs
+    python3 models/benchmark.py --weight-bits 7      # the int8 graph with 7-bit weights (quantize.py --weight-bits 7)
 
 Cases: image encoder fp32 and int8 at batch 1 and 8, text encoder at the full 77-token
 context and at the phrase's real token length, each with 1 and 2 threads. tract runs the
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -44,9 +46,18 @@ def ensure_model(args) -> Path:
         log(f"exporting random-init ViT-B/32 to {out} (once)")
         subprocess.run([sys.executable, str(MODELS_DIR / "export.py"), "--random-init", "--arch", "vit-b-32",
                         "--seed", "0", "--out", str(out)], check=True)
-    if "image_encoder_int8" not in cb.read_manifest(out)["files"]:
+    if args.weight_bits != 8:
+        # The same fp32 export, quantized with narrower weights in a folder of its own.
+        base, out = out, CACHE_DIR / f"random-vit-b-32-seed0-w{args.weight_bits}"
+        if not (out / "model.yaml").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.copytree(base, out)
+    manifest = cb.read_manifest(out)
+    int8 = manifest.get("quantization", {}).get("image_encoder_int8", {})
+    if "image_encoder_int8" not in manifest["files"] or int8.get("weight_bits", 8) != args.weight_bits:
         log(f"quantizing {out} (once)")
-        subprocess.run([sys.executable, str(MODELS_DIR / "quantize.py"), str(out)], check=True)
+        subprocess.run([sys.executable, str(MODELS_DIR / "quantize.py"), str(out),
+                        "--weight-bits", str(args.weight_bits)], check=True)
     return out
 
 
@@ -174,6 +185,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--accuracy-images", type=int, default=32,
                    help="tabletop eval images for the benchmarked model's int8 cosine (0: skip accuracy)")
     p.add_argument("--json", help="also write all samples and medians to this file")
+    p.add_argument("--weight-bits", type=int, choices=(8, 7), default=8,
+                   help="default model only: int8 weights of 8 bits, or 7 (the engine's vpmaddubsw kernel on AVX2)")
     return p.parse_args(argv)
 
 
@@ -232,8 +245,9 @@ def main(argv=None) -> None:
 
     samples = run_rounds(args, model, tokenizer)
     manifest = cb.read_manifest(model)
-    print(f"model: {manifest['name']} ({model}); onnxruntime {onnxruntime.__version__}; "
-          f"{args.rounds} rounds x {args.runs} runs, medians in ms")
+    int8 = manifest.get("quantization", {}).get("image_encoder_int8", {})
+    print(f"model: {manifest['name']} ({model}); int8 weights: {int8.get('weights', 'none')}; "
+          f"onnxruntime {onnxruntime.__version__}; {args.rounds} rounds x {args.runs} runs, medians in ms")
     med = {k: {e: statistics.median(v) for e, v in d.items()} for k, d in samples.items()}
     print_image_table(med)
     print_text_tables(med, int(manifest["context_length"]))
