@@ -606,20 +606,20 @@ unsafe fn run_block_inline(
                     // quads; the scales and bias cover rows i..i + r and columns
                     // j0..j0 + NR, which are in this block.
                     unsafe {
-                        avx2::micro_dequantize(
+                        avx2::micro(
                             r,
                             quads,
                             group.as_ptr(),
                             steps,
                             bp.as_ptr(),
                             sums,
-                            avx2::Dequantize {
+                            avx2::Store::Dequantize(avx2::Dequantize {
                                 out: out.add(i * b.n + j0),
                                 n: b.n,
                                 row_scale: row_scale[i..i + r].as_ptr(),
                                 col_scale: col_scale[j0..j0 + NR].as_ptr(),
                                 bias: bias.map_or(std::ptr::null(), |b| b[j0..j0 + NR].as_ptr()),
-                            },
+                            }),
                         )
                     };
                     i += r;
@@ -654,14 +654,14 @@ fn micro(
         // hold `rows` x `steps` words and `steps` steps of NR columns, `sums` NR values
         // for quads.
         Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs => unsafe {
-            avx2::micro_tile(
+            avx2::micro(
                 rows,
                 kernel == Int8Kernel::Avx2Maddubs,
                 a.as_ptr(),
                 steps,
                 panel.as_ptr(),
                 sums,
-                tile,
+                avx2::Store::Tile(tile),
             )
         },
         _ => micro_scalar(a, steps, rows, panel, tile),
@@ -819,62 +819,16 @@ mod avx2 {
         }
     }
 
-    /// `tile[..R] = a x panel` (less the offset sums for quads).
-    ///
-    /// # Safety
-    /// The CPU has AVX2; as [`accumulate_any`].
-    #[target_feature(enable = "avx2")]
-    unsafe fn micro<const R: usize, const Q: bool>(
-        a: *const i32,
-        steps: usize,
-        b: *const i8,
-        sums: *const i32,
-        tile: &mut [[i32; NR]; MR],
-    ) {
-        // SAFETY: the caller's contract.
-        unsafe {
-            let acc = accumulate_any::<R, Q>(a, steps, b, sums);
-            for (out, acc) in tile.iter_mut().zip(&acc) {
-                for (v, reg) in acc.iter().enumerate() {
-                    _mm256_storeu_si256(out.as_mut_ptr().add(8 * v) as *mut __m256i, *reg);
-                }
-            }
-        }
+    /// Where [`micro`] puts one block's results.
+    #[derive(Clone, Copy)]
+    pub(super) enum Store {
+        /// The int32 accumulators (less the offset sums for quads), into a tile.
+        Tile(*mut [[i32; NR]; MR]),
+        /// Dequantized, straight from the registers, into the output: a full panel.
+        Dequantize(Dequantize),
     }
 
-    /// [`micro`] for `rows` rows (1..=6 for pairs, 1..=5 for quads).
-    ///
-    /// # Safety
-    /// As [`micro`].
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn micro_tile(
-        rows: usize,
-        quads: bool,
-        a: *const i32,
-        steps: usize,
-        b: *const i8,
-        sums: *const i32,
-        tile: &mut [[i32; NR]; MR],
-    ) {
-        // SAFETY: the caller's contract.
-        unsafe {
-            match (quads, rows) {
-                (false, 6) => micro::<6, false>(a, steps, b, sums, tile),
-                (false, 5) => micro::<5, false>(a, steps, b, sums, tile),
-                (false, 4) => micro::<4, false>(a, steps, b, sums, tile),
-                (false, 3) => micro::<3, false>(a, steps, b, sums, tile),
-                (false, 2) => micro::<2, false>(a, steps, b, sums, tile),
-                (false, _) => micro::<1, false>(a, steps, b, sums, tile),
-                (true, 5) => micro::<5, true>(a, steps, b, sums, tile),
-                (true, 4) => micro::<4, true>(a, steps, b, sums, tile),
-                (true, 3) => micro::<3, true>(a, steps, b, sums, tile),
-                (true, 2) => micro::<2, true>(a, steps, b, sums, tile),
-                (true, _) => micro::<1, true>(a, steps, b, sums, tile),
-            }
-        }
-    }
-
-    /// Where [`micro_dequantize`] writes one full panel of R rows, and its scales.
+    /// Where [`Store::Dequantize`] writes one full panel of R rows, and its scales.
     #[derive(Clone, Copy)]
     pub(super) struct Dequantize {
         /// Row 0, column 0 of the block; rows are `n` floats apart.
@@ -888,70 +842,82 @@ mod avx2 {
         pub bias: *const f32,
     }
 
-    /// `out[r, c] = (float(acc[r, c]) * col_scale[c]) * row_scale[r] (+ bias[c])` for the R
-    /// rows and NR columns of one full panel, straight from the accumulator registers (the
-    /// same fp32 operations, in the same order, as [`super::Sink::write`]).
+    /// One block of R rows x NR columns (`Q`: quads). [`Store::Dequantize`] writes
+    /// `(float(acc[r, c]) * col_scale[c]) * row_scale[r] (+ bias[c])`: the same fp32
+    /// operations, in the same order, as [`super::Sink::write`].
     ///
     /// # Safety
-    /// The CPU has AVX2; as [`accumulate_any`]; `to.out` points to R rows of `to.n` floats
-    /// with NR writable from each; `to.row_scale` to R floats; `to.col_scale` and `to.bias`
-    /// (unless null) to NR floats.
+    /// The CPU has AVX2; as [`accumulate_any`]; a tile is valid for writes; a
+    /// [`Dequantize`]'s `out` points to R rows of `n` floats with NR writable from each,
+    /// `row_scale` to R floats, `col_scale` and `bias` (unless null) to NR floats.
     #[target_feature(enable = "avx2")]
-    unsafe fn dequantize<const R: usize, const Q: bool>(
+    unsafe fn block<const R: usize, const Q: bool>(
         a: *const i32,
         steps: usize,
         b: *const i8,
         sums: *const i32,
-        to: Dequantize,
+        store: Store,
     ) {
         // SAFETY: the caller's contract.
         unsafe {
             let acc = accumulate_any::<R, Q>(a, steps, b, sums);
-            let cs = [
-                _mm256_loadu_ps(to.col_scale),
-                _mm256_loadu_ps(to.col_scale.add(8)),
-            ];
-            for (r, acc) in acc.iter().enumerate() {
-                let rs = _mm256_set1_ps(*to.row_scale.add(r));
-                for (v, reg) in acc.iter().enumerate() {
-                    let mut y = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(*reg), cs[v]), rs);
-                    if !to.bias.is_null() {
-                        y = _mm256_add_ps(y, _mm256_loadu_ps(to.bias.add(8 * v)));
+            match store {
+                Store::Tile(tile) => {
+                    for (out, acc) in (*tile).iter_mut().zip(&acc) {
+                        for (v, reg) in acc.iter().enumerate() {
+                            _mm256_storeu_si256(out.as_mut_ptr().add(8 * v) as *mut __m256i, *reg);
+                        }
                     }
-                    _mm256_storeu_ps(to.out.add(r * to.n + 8 * v), y);
+                }
+                Store::Dequantize(to) => {
+                    let cs = [
+                        _mm256_loadu_ps(to.col_scale),
+                        _mm256_loadu_ps(to.col_scale.add(8)),
+                    ];
+                    for (r, acc) in acc.iter().enumerate() {
+                        let rs = _mm256_set1_ps(*to.row_scale.add(r));
+                        for (v, reg) in acc.iter().enumerate() {
+                            let x = _mm256_cvtepi32_ps(*reg);
+                            let mut y = _mm256_mul_ps(_mm256_mul_ps(x, cs[v]), rs);
+                            if !to.bias.is_null() {
+                                y = _mm256_add_ps(y, _mm256_loadu_ps(to.bias.add(8 * v)));
+                            }
+                            _mm256_storeu_ps(to.out.add(r * to.n + 8 * v), y);
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// [`dequantize`] for `rows` rows (1..=6 for pairs, 1..=5 for quads).
+    /// [`block`] for `rows` rows (1..=6 for pairs, 1..=5 for quads).
     ///
     /// # Safety
-    /// As [`dequantize`].
+    /// As [`block`].
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn micro_dequantize(
+    pub(super) unsafe fn micro(
         rows: usize,
         quads: bool,
         a: *const i32,
         steps: usize,
         b: *const i8,
         sums: *const i32,
-        to: Dequantize,
+        store: Store,
     ) {
         // SAFETY: the caller's contract.
         unsafe {
             match (quads, rows) {
-                (false, 6) => dequantize::<6, false>(a, steps, b, sums, to),
-                (false, 5) => dequantize::<5, false>(a, steps, b, sums, to),
-                (false, 4) => dequantize::<4, false>(a, steps, b, sums, to),
-                (false, 3) => dequantize::<3, false>(a, steps, b, sums, to),
-                (false, 2) => dequantize::<2, false>(a, steps, b, sums, to),
-                (false, _) => dequantize::<1, false>(a, steps, b, sums, to),
-                (true, 5) => dequantize::<5, true>(a, steps, b, sums, to),
-                (true, 4) => dequantize::<4, true>(a, steps, b, sums, to),
-                (true, 3) => dequantize::<3, true>(a, steps, b, sums, to),
-                (true, 2) => dequantize::<2, true>(a, steps, b, sums, to),
-                (true, _) => dequantize::<1, true>(a, steps, b, sums, to),
+                (false, 6) => block::<6, false>(a, steps, b, sums, store),
+                (false, 5) => block::<5, false>(a, steps, b, sums, store),
+                (false, 4) => block::<4, false>(a, steps, b, sums, store),
+                (false, 3) => block::<3, false>(a, steps, b, sums, store),
+                (false, 2) => block::<2, false>(a, steps, b, sums, store),
+                (false, _) => block::<1, false>(a, steps, b, sums, store),
+                (true, 5) => block::<5, true>(a, steps, b, sums, store),
+                (true, 4) => block::<4, true>(a, steps, b, sums, store),
+                (true, 3) => block::<3, true>(a, steps, b, sums, store),
+                (true, 2) => block::<2, true>(a, steps, b, sums, store),
+                (true, _) => block::<1, true>(a, steps, b, sums, store),
             }
         }
     }
