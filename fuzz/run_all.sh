@@ -6,9 +6,10 @@
 #   fuzz/run_all.sh SECONDS TARGET:MAX_LEN ...      # from the repository root
 #   fuzz/run_all.sh 900 raw_frame:4096 image_bytes:16384 bag_mcap:40000
 #
-# Each target stops at 1,000,000 executions or after SECONDS, whichever comes first. New
-# corpus entries go to fuzz/work/<target> (ignored); the committed corpus is read only.
-# MALLOC=<MiB> changes libFuzzer's single-allocation limit (default 1024).
+# Each target stops at 1,000,000 executions (RUNS=<n> changes it) or after SECONDS, whichever
+# comes first. New corpus entries go to fuzz/work/<target> (ignored) and seed the next run;
+# the committed corpus is read only. MALLOC=<MiB> changes libFuzzer's single-allocation
+# limit (default 1024).
 set -u
 cd "$(dirname "$0")/.."
 secs=$1
@@ -21,7 +22,7 @@ for spec in "$@"; do
     start=$(date +%T)
     nice -n 19 cargo +nightly fuzz run --fuzz-dir fuzz --codegen-units 16 "$t" \
         "fuzz/work/$t" "fuzz/corpus/$t" -- \
-        -runs=1000000 -rss_limit_mb=2048 -malloc_limit_mb="${MALLOC:-1024}" -timeout=10 \
+        -runs="${RUNS:-1000000}" -rss_limit_mb=2048 -malloc_limit_mb="${MALLOC:-1024}" -timeout=10 \
         -max_len="$len" -max_total_time="$secs" -print_final_stats=1 \
         > "fuzz/work/logs/$t.log" 2>&1
     rc=$?
