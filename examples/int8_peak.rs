@@ -1,0 +1,134 @@
+//! The peak of the AVX2 instruction mixes an exact int8 product can use, on this CPU: eight
+//! independent accumulator chains of each mix in registers, no memory traffic, so the figure
+//! is what the execution units allow (the bound `int8_gemm_bench`'s kernels are measured
+//! against).
+//!
+//! ```sh
+//! cargo run --release --example int8_peak
+//! ```
+//!
+//! - `vpmaddwd + vpaddd`: 16 MACs per `vpmaddwd` (the widening kernel, `avx2`);
+//! - `vpmaddubsw + vpmaddwd + vpaddd`: 32 MACs per pair (the `avx2-maddubs` kernel);
+//! - `vpsignb + vpmaddubsw + vpmaddwd + vpaddd`: 32 MACs, the sign trick that would make
+//!   `vpmaddubsw` exact for 8-bit weights (not used: slower than widening).
+
+#[cfg(target_arch = "x86_64")]
+mod mixes {
+    use std::arch::x86_64::*;
+
+    /// Hides `v` from the optimiser, so the loop body is computed every iteration.
+    macro_rules! opaque {
+        ($($v:ident),*) => {
+            $(std::arch::asm!("/* {0} */", inout(ymm_reg) $v, options(nomem, nostack));)*
+        };
+    }
+
+    fn sum(acc: [__m256i; 8]) -> i32 {
+        // SAFETY: only called from the AVX2 functions below.
+        unsafe {
+            let mut s = acc[0];
+            for a in &acc[1..] {
+                s = _mm256_add_epi32(s, *a);
+            }
+            _mm256_extract_epi32::<0>(s)
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn madd(n: usize) -> i32 {
+        let mut x = _mm256_set1_epi16(3);
+        let (mut y0, mut y1, mut y2, mut y3) = (
+            _mm256_set1_epi16(1),
+            _mm256_set1_epi16(2),
+            _mm256_set1_epi16(3),
+            _mm256_set1_epi16(4),
+        );
+        let mut acc = [_mm256_setzero_si256(); 8];
+        for _ in 0..n {
+            // SAFETY: register-only asm.
+            unsafe {
+                opaque!(x, y0, y1, y2, y3);
+            }
+            let ys = [y0, y1, y2, y3];
+            let x2 = _mm256_add_epi16(x, x);
+            for (i, a) in acc.iter_mut().enumerate() {
+                let xx = if i < 4 { x } else { x2 };
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xx, ys[i % 4]));
+            }
+        }
+        sum(acc)
+    }
+
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn maddubs(n: usize, sign: bool) -> i32 {
+        let mut x = _mm256_set1_epi8(3);
+        let (mut y0, mut y1, mut y2, mut y3) = (
+            _mm256_set1_epi8(1),
+            _mm256_set1_epi8(-2),
+            _mm256_set1_epi8(3),
+            _mm256_set1_epi8(-4),
+        );
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_si256(); 8];
+        for _ in 0..n {
+            // SAFETY: register-only asm.
+            unsafe {
+                opaque!(x, y0, y1, y2, y3);
+            }
+            let ys = [y0, y1, y2, y3];
+            let x2 = _mm256_add_epi8(x, x);
+            let ax = [_mm256_abs_epi8(x), _mm256_abs_epi8(x2)];
+            for (i, a) in acc.iter_mut().enumerate() {
+                let xx = if i < 4 { x } else { x2 };
+                let p = if sign {
+                    _mm256_maddubs_epi16(ax[i / 4], _mm256_sign_epi8(ys[i % 4], xx))
+                } else {
+                    _mm256_maddubs_epi16(xx, ys[i % 4])
+                };
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(p, ones));
+            }
+        }
+        sum(acc)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn main() {
+    use std::time::Instant;
+    if !std::is_x86_feature_detected!("avx2") {
+        println!("this CPU has no AVX2");
+        return;
+    }
+    println!("cpu: {}", clip_perception::cpu::cpu_features());
+    let n = 20_000_000;
+    let run = |name: &str, macs: usize, f: &dyn Fn() -> i32| {
+        let mut best = f64::MAX;
+        let mut check = 0;
+        for _ in 0..3 {
+            let t = Instant::now();
+            check = f();
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        println!(
+            "{name:<42} {:6.1} GMAC/s  (check {check})",
+            (n * 8 * macs) as f64 / best / 1e9
+        );
+    };
+    // SAFETY (all three): AVX2 checked above.
+    run("vpmaddwd + vpaddd", 16, &|| unsafe { mixes::madd(n) });
+    run("vpmaddubsw + vpmaddwd + vpaddd", 32, &|| unsafe {
+        mixes::maddubs(n, false)
+    });
+    run("vpsignb + vpmaddubsw + vpmaddwd + vpaddd", 32, &|| unsafe {
+        mixes::maddubs(n, true)
+    });
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn main() {
+    println!("int8_peak measures x86-64 AVX2 instruction mixes only");
+}
