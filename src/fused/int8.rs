@@ -34,6 +34,7 @@ use tract_onnx::tract_hir::internal::*;
 
 use std::collections::HashMap;
 
+use super::parallel::row_tasks;
 use super::rewrite::{attr, fused_node, GraphIndex, Rewrite, ONNX_FLOAT};
 use crate::kernels::int8_gemm::{self, Int8Choice, Int8Kernel, PackedB};
 
@@ -445,6 +446,21 @@ multiversion!(quantize_rows(x: &[f32], q: &mut [i8], scales: &mut [f32], k: usiz
     }
 });
 
+/// [`quantize_rows`] spread over the engine's thread pool where that pays (each row on one
+/// thread: the same result on any number of threads).
+fn quantize_all_rows(x: &[f32], q: &mut [i8], scales: &mut [f32], k: usize, eps: f32) {
+    match row_tasks(scales.len(), k) {
+        Some((pool, per_task)) => pool.install(|| {
+            use rayon::prelude::*;
+            x.par_chunks(per_task * k)
+                .zip(q.par_chunks_mut(per_task * k))
+                .zip(scales.par_chunks_mut(per_task))
+                .for_each(|((x, q), s)| quantize_rows(x, q, s, k, eps))
+        }),
+        None => quantize_rows(x, q, scales, k, eps),
+    }
+}
+
 multiversion!(dequantize_rows(acc: &[i32], out: &mut [f32], rows: &[f32], cols: &[f32]) -> () {
     let m = cols.len();
     for ((a, o), &r) in acc.chunks_exact(m).zip(out.chunks_exact_mut(m)).zip(rows) {
@@ -517,7 +533,7 @@ impl EvalOp for QuantizeRows {
             let mut sv = scales.try_as_plain_ram_mut()?;
             let ss = sv.as_slice_mut::<f32>()?;
             if k > 0 {
-                quantize_rows(x, qs, ss, k, self.eps);
+                quantize_all_rows(x, qs, ss, k, self.eps);
             } else {
                 ss.fill(0.0);
             }
@@ -812,6 +828,31 @@ mod tests {
         let mut z = vec![1i8; 5];
         let s = quantize_row(&[0.0; 5], &mut z, 1e-12);
         assert!(s > 0.0 && z.iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn quantizing_on_a_pool_of_threads_gives_the_same_result_as_one() {
+        let pool = tract_linalg::multithread::Executor::multithread(2);
+        // ViT-B/32's 50 tokens x 768 and x 3072, 9 rows of 4099, 2 small rows (caller only).
+        for (rows, k) in [(50, 768), (50, 3072), (9, 4099), (2, 33)] {
+            let x: Vec<f32> = (0..rows * k)
+                .map(|i| ((i * 7919) % 2003) as f32 * 0.01 - 10.0 + (i / k) as f32)
+                .collect();
+            let run = |threads: bool| {
+                let (mut q, mut s) = (vec![0i8; rows * k], vec![0f32; rows]);
+                if threads {
+                    tract_linalg::multithread::multithread_tract_scope(pool.clone(), || {
+                        quantize_all_rows(&x, &mut q, &mut s, k, 1e-12)
+                    });
+                } else {
+                    quantize_all_rows(&x, &mut q, &mut s, k, 1e-12);
+                }
+                (q, s)
+            };
+            let one = run(false);
+            assert_eq!(one, run(true), "{rows}x{k}");
+            assert!(one.1.iter().all(|&s| s > 0.0) && one.0.contains(&127));
+        }
     }
 
     /// The fused graph computes exactly what the quantizer's standard-ONNX graph does, with

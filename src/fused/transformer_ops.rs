@@ -18,6 +18,7 @@ use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
+use super::parallel::row_tasks;
 use super::rewrite::{attr, fused_node, scalar_f32, GraphIndex, Rewrite};
 
 const SOFTMAX_OP: &str = "ClipPerceptionSoftmaxLastAxis";
@@ -37,7 +38,7 @@ pub struct Fused {
 }
 
 /// The value of a scalar f32 constant: an initializer or a `Constant` node's tensor.
-fn constant_f32(g: &GraphIndex, tensor: &str) -> Option<f32> {
+pub(crate) fn constant_f32(g: &GraphIndex, tensor: &str) -> Option<f32> {
     if let Some(v) = g.init_f32(tensor) {
         return Some(v);
     }
@@ -196,21 +197,30 @@ fn exp(x: f32) -> f32 {
     y * f32::from_bits(((n_int + 127) << 23) as u32)
 }
 
+/// Softmax of one row, in place (also the last step of [`super::attention`]'s scores).
+#[inline(always)]
+pub(crate) fn softmax_row(row: &mut [f32]) {
+    let mut max = f32::NEG_INFINITY;
+    for &v in row.iter() {
+        max = if v > max { v } else { max };
+    }
+    // exp in its own pass (vectorised), then the sum in order.
+    for v in row.iter_mut() {
+        *v = exp(*v - max);
+    }
+    let mut sum = 0f32;
+    for &v in row.iter() {
+        sum += v;
+    }
+    let inv = 1.0 / sum;
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}
+
 multiversion!(softmax_rows(data: &mut [f32], len: usize) -> () {
     for row in data.chunks_exact_mut(len) {
-        let mut max = f32::NEG_INFINITY;
-        for &v in row.iter() {
-            max = if v > max { v } else { max };
-        }
-        let mut sum = 0f32;
-        for v in row.iter_mut() {
-            *v = exp(*v - max);
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
-        for v in row.iter_mut() {
-            *v *= inv;
-        }
+        softmax_row(row);
     }
 });
 
@@ -220,6 +230,25 @@ multiversion!(quick_gelu(data: &mut [f32], alpha: f32) -> () {
         *v = x / (1.0 + exp(-alpha * x));
     }
 });
+
+/// Computes `kind` in place on `data`, rows of `len` values (the last axis), spread over the
+/// engine's thread pool where that pays; the same result on any number of threads.
+fn apply(kind: Kind, data: &mut [f32], len: usize) {
+    if len == 0 {
+        return;
+    }
+    let op = |rows: &mut [f32]| match kind {
+        Kind::Softmax => softmax_rows(rows, len),
+        Kind::QuickGelu { alpha } => quick_gelu(rows, alpha),
+    };
+    match row_tasks(data.len() / len, len) {
+        Some((pool, per_task)) => pool.install(|| {
+            use rayon::prelude::*;
+            data.par_chunks_mut(per_task * len).for_each(op)
+        }),
+        None => op(data),
+    }
+}
 
 impl Op for Unary {
     fn name(&self) -> StaticName {
@@ -235,17 +264,14 @@ impl Op for Unary {
 impl EvalOp for Unary {
     op_out_of_plan!();
 
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let mut t = inputs[0].clone().into_tensor();
+    fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        // Taken, not cloned: computed in place, with no copy when no other op reads it.
+        let mut t = inputs.swap_remove(0).into_tensor();
         let len = *t.shape().last().context("rank-0 input")?;
         {
             let mut ram = t.try_as_plain_ram_mut()?;
             let data = ram.as_slice_mut::<f32>()?;
-            match self.0 {
-                Kind::Softmax if len > 0 => softmax_rows(data, len),
-                Kind::Softmax => {}
-                Kind::QuickGelu { alpha } => quick_gelu(data, alpha),
-            }
+            apply(self.0, data, len);
         }
         Ok(tvec!(t.into_tvalue()))
     }
@@ -307,6 +333,31 @@ mod tests {
                 (*y as f64 - want).abs() <= 1e-6 * want.abs().max(1e-2),
                 "{x}: {y} vs {want}"
             );
+        }
+    }
+
+    #[test]
+    fn a_pool_of_threads_gives_the_same_result_as_one() {
+        let pool = tract_linalg::multithread::Executor::multithread(2);
+        // ViT-B/32's attention (12 heads x 50 x 50) and MLP (50 x 3072), rows not a multiple
+        // of the task count, and a size that stays on the caller.
+        for (kind, rows, len) in [
+            (Kind::Softmax, 12 * 50, 50),
+            (Kind::Softmax, 7, 4099),
+            (Kind::QuickGelu { alpha: 1.702 }, 50, 3072),
+            (Kind::QuickGelu { alpha: 1.702 }, 3, 100),
+        ] {
+            let data: Vec<f32> = (0..rows * len)
+                .map(|i| ((i * 7919) % 2003) as f32 * 0.01 - 10.0)
+                .collect();
+            let mut one = data.clone();
+            apply(kind, &mut one, len);
+            let mut two = data.clone();
+            tract_linalg::multithread::multithread_tract_scope(pool.clone(), || {
+                apply(kind, &mut two, len)
+            });
+            assert_eq!(one, two, "{kind:?} {rows}x{len}");
+            assert_ne!(one, data);
         }
     }
 

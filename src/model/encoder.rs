@@ -150,7 +150,8 @@ struct PlanOptions {
 pub(crate) struct Fusions {
     /// The int8 quantize/dequantize chains ([`crate::fused::int8`]).
     pub int8: bool,
-    /// Attention softmax and QuickGELU ([`crate::fused::transformer_ops`]).
+    /// Attention ([`crate::fused::attention`]), softmax and QuickGELU
+    /// ([`crate::fused::transformer_ops`]).
     pub transformer: bool,
 }
 
@@ -178,11 +179,14 @@ pub(crate) fn parse_onnx(
         );
     }
     if fusions.transformer {
+        crate::fused::attention::register(&mut onnx);
+        let attention = crate::fused::attention::fuse(&mut proto);
         crate::fused::transformer_ops::register(&mut onnx);
         let fused = crate::fused::transformer_ops::fuse(&mut proto);
         log::debug!(
-            "{}: fused {} softmax and {} QuickGELU nodes",
+            "{}: fused {} attention chains, {} other softmax and {} QuickGELU nodes",
             path.display(),
+            attention,
             fused.softmax,
             fused.quick_gelu
         );
