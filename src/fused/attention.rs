@@ -627,78 +627,17 @@ mod tests {
         }
     }
 
-    /// Runs the tiny fixture's `file` on `input` with its attention fused or not.
-    fn run_fixture(file: &str, input: Tensor, fused: bool, threads: usize) -> (Vec<f32>, usize) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/tiny-clip")
-            .join(file);
-        let mut onnx = tract_onnx::onnx().with_ignore_value_info(true);
-        let mut proto = onnx.proto_model_for_path(&path).unwrap();
-        let count = if fused {
-            register(&mut onnx);
-            fuse(&mut proto)
-        } else {
-            0
-        };
-        let model = onnx
-            .parse(&proto, path.parent().and_then(|p| p.to_str()))
-            .unwrap()
-            .model
-            .with_input_fact(
-                0,
-                InferenceFact::dt_shape(input.datum_type(), input.shape()),
-            )
-            .unwrap()
-            .into_optimized()
-            .unwrap();
-        let mut options = RunOptions::default();
-        if threads > 1 {
-            options.executor = Some(tract_linalg::multithread::Executor::multithread(threads));
-        }
-        let plan = model.into_runnable_with_options(&options).unwrap();
-        let out = plan.run(tvec!(input.into())).unwrap();
-        let values = out[0]
-            .to_plain_array_view::<f32>()
-            .unwrap()
-            .iter()
-            .copied()
-            .collect();
-        (values, count)
-    }
-
     /// Both towers of the tiny fixture: every layer's attention is fused (the text tower's
     /// with its causal mask), and the embeddings equal tract's unfused graph within 1e-6
     /// (measured: 3.6e-7 image fp32, 0 image int8, 5.7e-7 text, on 1 and 2 threads).
     #[test]
     fn fused_towers_equal_the_unfused_graphs() {
-        let pixels = values(2 * 3 * 224 * 224, 5);
-        let image = Tensor::from_shape(&[2, 3, 224, 224], &pixels).unwrap();
-        // "<sot> a red cup <eot>" and a longer row, at the real length (8 tokens).
-        let ids: Vec<i64> = [49406, 320, 736, 4365, 49407, 0, 0, 0]
-            .into_iter()
-            .chain([49406, 320, 1125, 539, 320, 736, 4365, 49407])
-            .collect();
-        let text = Tensor::from_shape(&[2, 8], &ids).unwrap();
-        for (file, input) in [
-            ("image_encoder.onnx", image.clone()),
-            ("image_encoder_int8.onnx", image),
-            ("text_encoder.onnx", text),
-        ] {
-            let (want, _) = run_fixture(file, input.clone(), false, 1);
-            for threads in [1, 2] {
-                let (got, count) = run_fixture(file, input.clone(), true, threads);
-                assert_eq!(count, 2, "{file}: two layers");
-                assert_eq!(got.len(), want.len());
-                let worst = got
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
-                assert!(
-                    worst <= 1e-6,
-                    "{file}, {threads} threads: max abs diff {worst}"
-                );
-            }
-        }
+        crate::fused::tests::fused_towers_equal_the_unfused_graphs(
+            |onnx, proto| {
+                register(onnx);
+                fuse(proto)
+            },
+            [2, 2, 2],
+        );
     }
 }

@@ -10,6 +10,98 @@
 mod simd;
 pub mod attention;
 pub mod int8;
+pub mod layer_norm;
 mod parallel;
 mod rewrite;
 pub mod transformer_ops;
+
+#[cfg(test)]
+mod tests {
+    use tract_onnx::pb::ModelProto;
+    use tract_onnx::prelude::*;
+
+    /// A graph rewrite under test: registers its ops, returns how many nodes it fused.
+    type Fuse<'a> = &'a dyn Fn(&mut tract_onnx::Onnx, &mut ModelProto) -> usize;
+
+    /// Runs the tiny fixture's `file` on `input`, rewritten by `fuse` first when given.
+    fn run_fixture(
+        file: &str,
+        input: Tensor,
+        fuse: Option<Fuse>,
+        threads: usize,
+    ) -> (Vec<f32>, usize) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tiny-clip")
+            .join(file);
+        let mut onnx = tract_onnx::onnx().with_ignore_value_info(true);
+        let mut proto = onnx.proto_model_for_path(&path).unwrap();
+        let count = fuse.map_or(0, |fuse| fuse(&mut onnx, &mut proto));
+        let model = onnx
+            .parse(&proto, path.parent().and_then(|p| p.to_str()))
+            .unwrap()
+            .model
+            .with_input_fact(
+                0,
+                InferenceFact::dt_shape(input.datum_type(), input.shape()),
+            )
+            .unwrap()
+            .into_optimized()
+            .unwrap();
+        let mut options = RunOptions::default();
+        if threads > 1 {
+            options.executor = Some(tract_linalg::multithread::Executor::multithread(threads));
+        }
+        let plan = model.into_runnable_with_options(&options).unwrap();
+        let out = plan.run(tvec!(input.into())).unwrap();
+        let values = out[0]
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
+        (values, count)
+    }
+
+    /// The tiny fixture's fp32 image, int8 image and text towers, rewritten by `fuse`
+    /// (which must fuse `counts` nodes in each), on 1 and 2 threads: embeddings within 1e-6
+    /// of tract's unfused graphs.
+    pub(crate) fn fused_towers_equal_the_unfused_graphs(
+        fuse: impl Fn(&mut tract_onnx::Onnx, &mut ModelProto) -> usize,
+        counts: [usize; 3],
+    ) {
+        let pixels: Vec<f32> = (0..2 * 3 * 224 * 224)
+            .map(|i: usize| ((i.wrapping_mul(7919) % 2003) as f32 / 2003.0) * 4.0 - 2.0)
+            .collect();
+        let image = Tensor::from_shape(&[2, 3, 224, 224], &pixels).unwrap();
+        // "<sot> a red cup <eot>" padded, and a longer phrase, at the real length (8 tokens).
+        let ids: Vec<i64> = [49406, 320, 736, 4365, 49407, 0, 0, 0]
+            .into_iter()
+            .chain([49406, 320, 1125, 539, 320, 736, 4365, 49407])
+            .collect();
+        let text = Tensor::from_shape(&[2, 8], &ids).unwrap();
+        for ((file, input), count) in [
+            ("image_encoder.onnx", image.clone()),
+            ("image_encoder_int8.onnx", image),
+            ("text_encoder.onnx", text),
+        ]
+        .into_iter()
+        .zip(counts)
+        {
+            let (want, _) = run_fixture(file, input.clone(), None, 1);
+            for threads in [1, 2] {
+                let (got, fused) = run_fixture(file, input.clone(), Some(&fuse), threads);
+                assert_eq!(fused, count, "{file}: nodes fused");
+                assert_eq!(got.len(), want.len());
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    worst <= 1e-6,
+                    "{file}, {threads} threads: max abs diff {worst}"
+                );
+            }
+        }
+    }
+}

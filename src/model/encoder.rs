@@ -150,8 +150,8 @@ struct PlanOptions {
 pub(crate) struct Fusions {
     /// The int8 quantize/dequantize chains ([`crate::fused::int8`]).
     pub int8: bool,
-    /// Attention ([`crate::fused::attention`]), softmax and QuickGELU
-    /// ([`crate::fused::transformer_ops`]).
+    /// Attention ([`crate::fused::attention`]), LayerNorm ([`crate::fused::layer_norm`]),
+    /// softmax and QuickGELU ([`crate::fused::transformer_ops`]).
     pub transformer: bool,
 }
 
@@ -181,12 +181,15 @@ pub(crate) fn parse_onnx(
     if fusions.transformer {
         crate::fused::attention::register(&mut onnx);
         let attention = crate::fused::attention::fuse(&mut proto);
+        crate::fused::layer_norm::register(&mut onnx);
+        let layer_norm = crate::fused::layer_norm::fuse(&mut proto);
         crate::fused::transformer_ops::register(&mut onnx);
         let fused = crate::fused::transformer_ops::fuse(&mut proto);
         log::debug!(
-            "{}: fused {} attention chains, {} other softmax and {} QuickGELU nodes",
+            "{}: fused {} attention chains, {} LayerNorms, {} other softmax and {} QuickGELU nodes",
             path.display(),
             attention,
+            layer_norm,
             fused.softmax,
             fused.quick_gelu
         );
