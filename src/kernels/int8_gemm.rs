@@ -389,12 +389,19 @@ fn pack_a_quads(a: &[i8], m: usize, k: usize) -> Vec<i32> {
     for (group, (rows, packed)) in a.chunks(g * k).zip(out.chunks_mut(g * kq)).enumerate() {
         let r_count = g.min(m - group * g);
         for (r, row) in rows.chunks_exact(k).enumerate() {
-            for q in 0..kq {
+            // `v + 128` as an unsigned byte is v's bits with the top one flipped.
+            let quads = row.chunks_exact(4);
+            let tail = quads.remainder();
+            for (q, quad) in quads.enumerate() {
+                let bytes = [quad[0] as u8, quad[1] as u8, quad[2] as u8, quad[3] as u8];
+                packed[q * r_count + r] = (u32::from_le_bytes(bytes) ^ 0x8080_8080) as i32;
+            }
+            if !tail.is_empty() {
                 let mut word = [128u8; 4];
-                for (e, byte) in word.iter_mut().enumerate().take(k - 4 * q) {
-                    *byte = (row[4 * q + e] as i32 + 128) as u8;
+                for (byte, &v) in word.iter_mut().zip(tail) {
+                    *byte = v as u8 ^ 0x80;
                 }
-                packed[q * r_count + r] = i32::from_le_bytes(word);
+                packed[(kq - 1) * r_count + r] = i32::from_le_bytes(word);
             }
         }
     }
