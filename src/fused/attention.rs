@@ -26,7 +26,7 @@ use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::rewrite::{attr, fused_node, GraphIndex, Rewrite};
+use super::rewrite::{attr, fused_node, is_onnx, onnx_opset, GraphIndex, Rewrite};
 use super::transformer_ops::{constant_f32, softmax_row};
 
 const ATTENTION_OP: &str = "ClipPerceptionAttention";
@@ -77,7 +77,10 @@ fn chain(g: &GraphIndex, end: &NodeProto, opset: i64) -> Option<Chain> {
     let softmax = sole(g, probs, "Softmax")?;
     let sm = &g.nodes[softmax];
     // Before opset 13 Softmax flattens trailing axes; only the per-axis form is fused.
-    if opset < 13 || sm.input.len() != 1 || !attr(sm, "axis").is_none_or(|a| matches!(a.i, -1 | 3))
+    if opset < 13
+        || !is_onnx(sm)
+        || sm.input.len() != 1
+        || !attr(sm, "axis").is_none_or(|a| matches!(a.i, -1 | 3))
     {
         return None;
     }
@@ -136,12 +139,7 @@ fn chain(g: &GraphIndex, end: &NodeProto, opset: i64) -> Option<Chain> {
 /// [`Attention`] node; returns how many. Run before [`super::transformer_ops::fuse`],
 /// which would otherwise take the chains' Softmax nodes.
 pub fn fuse(model: &mut ModelProto) -> usize {
-    let opset = model
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map(|o| o.version)
-        .unwrap_or(0);
+    let opset = onnx_opset(model);
     let Some(graph) = model.graph.as_mut() else {
         return 0;
     };

@@ -16,7 +16,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
 use super::parallel::row_tasks;
-use super::rewrite::{attr, fused_node, GraphIndex, Rewrite};
+use super::rewrite::{attr, fused_node, is_onnx, GraphIndex, Rewrite};
 
 const LAYER_NORM_OP: &str = "ClipPerceptionLayerNorm";
 
@@ -35,7 +35,7 @@ fn parse_layer_norm(
     Ok((expand(LayerNorm { epsilon }), vec![]))
 }
 
-/// Rewrites every `LayerNormalization` over the last axis (computed in float, `Y` the only
+/// Rewrites every ONNX `LayerNormalization` (opset 17) over the last axis (computed in float, `Y` the only
 /// output read) into a [`LayerNorm`] node; returns how many.
 pub fn fuse(model: &mut ModelProto) -> usize {
     let Some(graph) = model.graph.as_mut() else {
@@ -48,6 +48,7 @@ pub fn fuse(model: &mut ModelProto) -> usize {
         let float = attr(node, "stash_type").is_none_or(|a| a.i == 1);
         let only_y = node.output.iter().skip(1).all(|o| o.is_empty());
         if node.op_type == "LayerNormalization"
+            && is_onnx(node)
             && last_axis
             && float
             && only_y

@@ -4,10 +4,25 @@
 
 use std::collections::HashMap;
 
-use tract_onnx::pb::{AttributeProto, GraphProto, NodeProto, TensorProto};
+use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 
 /// ONNX TensorProto data type of f32.
 pub(crate) const ONNX_FLOAT: i64 = 1;
+
+/// The model's version of the default ONNX operator set (0 when it declares none).
+pub(crate) fn onnx_opset(model: &ModelProto) -> i64 {
+    model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .unwrap_or(0)
+}
+
+/// Whether `node` is an op of the default ONNX domain.
+pub(crate) fn is_onnx(node: &NodeProto) -> bool {
+    node.domain.is_empty() || node.domain == "ai.onnx"
+}
 
 pub(crate) fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
     node.attribute.iter().find(|a| a.name == name)

@@ -19,7 +19,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
 use super::parallel::row_tasks;
-use super::rewrite::{attr, fused_node, scalar_f32, GraphIndex, Rewrite};
+use super::rewrite::{attr, fused_node, is_onnx, onnx_opset, scalar_f32, GraphIndex, Rewrite};
 
 const SOFTMAX_OP: &str = "ClipPerceptionSoftmaxLastAxis";
 const QUICK_GELU_OP: &str = "ClipPerceptionQuickGelu";
@@ -76,12 +76,7 @@ fn quick_gelu_chain(g: &GraphIndex, node: &NodeProto) -> Option<(Vec<usize>, Str
 /// Rewrites `Softmax(axis=-1)` (opset >= 13) and `Mul(x, Sigmoid(Mul(x, c)))` into the
 /// fused ops. Everything else is left untouched.
 pub fn fuse(model: &mut ModelProto) -> Fused {
-    let opset = model
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map(|o| o.version)
-        .unwrap_or(0);
+    let opset = onnx_opset(model);
     let Some(graph) = model.graph.as_mut() else {
         return Fused::default();
     };
@@ -91,6 +86,7 @@ pub fn fuse(model: &mut ModelProto) -> Fused {
         let output = vec![node.output[0].clone()];
         // Before opset 13 Softmax flattens trailing axes; only the per-axis form is fused.
         if node.op_type == "Softmax"
+            && is_onnx(node)
             && opset >= 13
             && node.input.len() == 1
             && attr(node, "axis").is_none_or(|a| a.i == -1)
