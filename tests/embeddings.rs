@@ -9,7 +9,8 @@
 //! from the fp32 one, and the zero-shot rankings over 40 phrases
 //! (`int8_rankings.json`, made by `generate_int8_rankings.py`) equal onnxruntime int8's;
 //! an engine that ran the fp32 graph fails both. Against the fp32 PyTorch embeddings it
-//! keeps cosine >= 0.995, the quantization's accuracy target.
+//! keeps cosine >= 0.995, the quantization's accuracy target. The same holds for an int8
+//! graph with 7-bit weights (`int8_w7.json`, made by `generate_int8_w7.py`).
 
 use clip_perception::engine::scoring::{score, Scores};
 use clip_perception::{npy, EncoderOptions, ImageEncoder, ModelBundle, Precision, TextEncoder};
@@ -218,6 +219,62 @@ fn int8_is_the_default_where_the_bundle_has_it() {
     assert_eq!(encoder.precision(), Precision::Int8);
     let encoder = ImageEncoder::load(&b, fp32(1)).unwrap();
     assert_eq!(encoder.precision(), Precision::Fp32);
+}
+
+/// The same check for an int8 graph with 7-bit weights (`quantize.py --weight-bits 7`), the
+/// weights the engine's `vpmaddubsw` kernel runs (the default kernel on AVX2 CPUs without
+/// VNNI): `int8_w7.json` (made by `generate_int8_w7.py`) holds onnxruntime's embeddings
+/// from that graph, which a copy of the fixture bundle then carries as its int8 encoder.
+/// The engine must equal them within [`INT8_MAX_ABS`], and differ from the 8-bit graph's
+/// (30-45x that bound apart), so the 7-bit graph is what ran.
+#[test]
+fn int8_image_encoder_with_7_bit_weights_matches_onnxruntime() {
+    let reference = read_json(&data("embeddings/int8_w7.json"));
+    assert!(reference["weight_abs_max"].as_u64().unwrap() <= 64);
+    let golden = golden();
+    let dir = crate::common::copy_bundle(&tiny_bundle());
+    std::fs::copy(
+        data("embeddings/tiny_image_encoder_int8_w7.onnx"),
+        dir.path().join("image_encoder_int8.onnx"),
+    )
+    .unwrap();
+    std::fs::copy(
+        data("embeddings/tiny_model_w7.yaml"),
+        dir.path().join("model.yaml"),
+    )
+    .unwrap();
+    let bundle = ModelBundle::open(dir.path()).unwrap();
+    for threads in [1, 2] {
+        let mut encoder = ImageEncoder::load(&bundle, int8(threads)).unwrap();
+        let images = reference["images"].as_array().unwrap();
+        assert_eq!(images.len(), 6);
+        for (image, eight_bit) in images.iter().zip(golden["images"].as_array().unwrap()) {
+            let name = &image["name"];
+            assert_eq!(name, &eight_bit["name"]);
+            let (_, pixels) =
+                npy::read_f32(&data("embeddings").join(image["pixel_values"].as_str().unwrap()))
+                    .unwrap();
+            let got = encoder.encode_pixels(&pixels).unwrap().remove(0);
+            let max_abs = |other: &[f32]| {
+                got.iter()
+                    .zip(other)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max)
+            };
+            let to_ort = max_abs(&f32s(&image["image_embeds_int8_w7_onnxruntime"]));
+            let to_8_bit = max_abs(&f32s(&eight_bit["image_embeds_int8_onnxruntime"]));
+            assert!(
+                to_ort <= INT8_MAX_ABS && to_8_bit >= 10.0 * INT8_MAX_ABS,
+                "{name} ({threads} threads): max abs diff {to_ort} to onnxruntime on the \
+                 7-bit graph, {to_8_bit} to the 8-bit graph's"
+            );
+            let c = cosine(&got, &f32s(&eight_bit["image_embeds"]));
+            assert!(
+                c >= MIN_COSINE_INT8_VS_FP32,
+                "{name} ({threads} threads): cosine {c} to PyTorch fp32"
+            );
+        }
+    }
 }
 
 #[test]
