@@ -9,7 +9,7 @@ use anyhow::Result;
 use clap::Parser;
 use serde_json::json;
 
-use clip_perception::{EngineBuilder, EngineOptions, Precision};
+use clip_perception::{EncoderOptions, EngineBuilder, EngineOptions, Precision, TextEncoder};
 
 #[derive(Parser)]
 #[command(about = "Latency of a bundle's tract encoders (JSON lines)")]
@@ -40,7 +40,7 @@ struct Args {
     skip_image: bool,
     #[arg(long)]
     skip_text: bool,
-    /// Also print the image encoder's time per operator kind (one profiled run per case).
+    /// Also print the encoders' time per operator kind (one profiled run per case).
     #[arg(long)]
     profile: bool,
 }
@@ -137,6 +137,8 @@ fn main() -> Result<()> {
         }
         if !args.skip_text {
             let mut text = engine.with_encoder(None, threads)?.text_embedder()?;
+            // A second encoder for the per-operator profile (the embedder keeps its own).
+            let mut profiler: Option<TextEncoder> = None;
             let tokens = text.tokenizer().encode(&args.phrase)?.len();
             for &batch in &args.batches {
                 let texts = vec![args.phrase.clone(); batch];
@@ -150,6 +152,27 @@ fn main() -> Result<()> {
                     } else {
                         tokens
                     };
+                    if args.profile {
+                        let ids = vec![text.tokenizer().encode(&args.phrase)?; batch];
+                        let pad = full_context.then_some(length);
+                        if profiler.is_none() {
+                            let options = EncoderOptions {
+                                threads,
+                                precision: None,
+                            };
+                            profiler = Some(TextEncoder::load(bundle, options)?);
+                        }
+                        let encoder = profiler.as_mut().expect("loaded above");
+                        let ops: Vec<_> = encoder
+                            .profile_ids(&ids, pad)?
+                            .into_iter()
+                            .map(|(op, ms)| json!({"op": op, "ms": ms}))
+                            .collect();
+                        println!(
+                            "{}",
+                            json!({"engine": "tract", "encoder": "text", "precision": "fp32", "profile": ops, "batch": batch, "threads": threads, "tokens": length})
+                        );
+                    }
                     println!(
                         "{}",
                         json!({"engine": "tract", "encoder": "text", "precision": "fp32", "batch": batch, "threads": threads,

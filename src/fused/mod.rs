@@ -11,6 +11,7 @@ mod simd;
 pub mod attention;
 pub mod int8;
 pub mod layer_norm;
+pub mod linear;
 mod parallel;
 mod rewrite;
 pub mod transformer_ops;

@@ -508,24 +508,7 @@ pub fn gemm(a: &[i8], m: usize, b: &PackedB, out: Output, pool: Option<&rayon::T
         unsafe { run_block(&a, m, b, sink, 0..m, 0..panels) };
         return;
     }
-    // Enough tasks for the pool to balance (others may be using the cores too): column
-    // blocks first (each task then reads its own part of B), row blocks when the columns
-    // alone give too few.
-    let wanted = 4 * threads;
-    let col_tasks = panels.min(wanted);
-    let micro_rows = m.div_ceil(group);
-    let row_tasks = wanted.div_ceil(col_tasks).min(micro_rows).max(1);
-    let rows_per_task = micro_rows.div_ceil(row_tasks) * group;
-    let tasks: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = (0..row_tasks)
-        .flat_map(|rt| {
-            let rows = (rt * rows_per_task).min(m)..((rt + 1) * rows_per_task).min(m);
-            (0..col_tasks).map(move |ct| {
-                let cols = ct * panels / col_tasks..(ct + 1) * panels / col_tasks;
-                (rows.clone(), cols)
-            })
-        })
-        .filter(|(rows, cols)| !rows.is_empty() && !cols.is_empty())
-        .collect();
+    let tasks = super::split_tasks(m, group, panels, threads);
     let a = &a;
     pool.expect("threads > 1 only with a pool").install(|| {
         use rayon::prelude::*;

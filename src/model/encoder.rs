@@ -178,6 +178,16 @@ pub(crate) fn parse_onnx(
             fused.bias
         );
     }
+    if fusions.transformer && crate::kernels::f32_gemm::use_own_kernel() {
+        crate::fused::linear::register(&mut onnx);
+        let (linear, bias) = crate::fused::linear::fuse(&mut proto);
+        log::debug!(
+            "{}: {} fp32 Linear layers ({} with bias) on the engine's fp32 product",
+            path.display(),
+            linear,
+            bias
+        );
+    }
     if fusions.transformer {
         crate::fused::attention::register(&mut onnx);
         let attention = crate::fused::attention::fuse(&mut proto);
@@ -529,6 +539,19 @@ impl TextEncoder {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let tensor = self.ids_tensor(ids, pad_to)?;
+        self.runner.run(tensor.into())
+    }
+
+    /// One forward pass over `ids` (as [`Self::encode_ids`] runs them), timed per operator
+    /// kind (benchmarking).
+    pub fn profile_ids(&mut self, ids: &[Vec<u32>], pad_to: Option<usize>) -> Result<OpProfile> {
+        let tensor = self.ids_tensor(ids, pad_to)?;
+        self.runner.profile(tensor.into())
+    }
+
+    /// The [batch, length] int64 input of non-empty `ids`.
+    fn ids_tensor(&self, ids: &[Vec<u32>], pad_to: Option<usize>) -> Result<Tensor> {
         let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
         let len = longest.max(pad_to.unwrap_or(0));
         if longest == 0 || len > self.context_length {
@@ -543,8 +566,7 @@ impl TextEncoder {
                 *dst = i64::from(id);
             }
         }
-        let tensor = Tensor::from_shape(&[ids.len(), len], &flat)
-            .map_err(|e| Error::inference("text encoder input", e))?;
-        self.runner.run(tensor.into())
+        Tensor::from_shape(&[ids.len(), len], &flat)
+            .map_err(|e| Error::inference("text encoder input", e))
     }
 }

@@ -1,0 +1,275 @@
+//! The fp32 Linear layers (`MatMul(x, W)` with a constant 2-D weight, and the bias `Add`
+//! that follows it) on the engine's own fp32 product ([`crate::kernels::f32_gemm`]): the
+//! weight is packed once when the op is built, the bias is added in the product's output
+//! stage, and x of any rank [..., K] is one [rows, K] product (no copy).
+//!
+//! Where it runs: on CPUs with AVX2 and FMA, unless `CLIP_PERCEPTION_F32_KERNEL=tract`
+//! ([`f32_gemm::use_own_kernel`]); the int8 graph's Linear layers are integer products and
+//! are not touched. Results differ from tract's product by summation order only.
+
+use std::sync::Arc;
+
+use tract_onnx::model::ParsingContext;
+use tract_onnx::pb::{ModelProto, NodeProto, TensorProto};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::internal::*;
+
+use super::rewrite::{fused_node, is_onnx, GraphIndex, Rewrite, ONNX_FLOAT};
+use crate::kernels::f32_gemm::{self, PackedF32};
+
+const LINEAR_OP: &str = "ClipPerceptionLinearF32";
+
+/// Registers the fused op with a tract ONNX parser.
+pub fn register(onnx: &mut tract_onnx::Onnx) {
+    onnx.op_register.insert(LINEAR_OP, parse_linear);
+}
+
+fn parse_linear(
+    _ctx: &ParsingContext,
+    _node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    Ok((expand(LinearExpansion), vec![]))
+}
+
+/// An f32 initializer's dims when it has `rank` of them.
+fn f32_init<'g>(g: &GraphIndex<'g>, name: &str, rank: usize) -> Option<&'g TensorProto> {
+    g.inits
+        .get(name)
+        .copied()
+        .filter(|t| t.data_type == ONNX_FLOAT as i32 && t.dims.len() == rank)
+}
+
+/// Rewrites every `MatMul(x, W)` with W a 2-D f32 initializer (and the `Add` of a [N] f32
+/// initializer that alone reads its result, in either order) into one fused node; returns
+/// how many (and how many of them took their bias).
+pub fn fuse(model: &mut ModelProto) -> (usize, usize) {
+    let Some(graph) = model.graph.as_mut() else {
+        return (0, 0);
+    };
+    let g = GraphIndex::new(graph);
+    let mut rewrite = Rewrite::new(g.nodes.len());
+    let mut with_bias = 0;
+    for (ix, node) in g.nodes.iter().enumerate() {
+        if node.op_type != "MatMul" || !is_onnx(node) || node.input.len() != 2 {
+            continue;
+        }
+        let (x, w) = (&node.input[0], &node.input[1]);
+        let Some(weight) = f32_init(&g, w, 2) else {
+            continue;
+        };
+        if g.inits.contains_key(x.as_str()) {
+            continue;
+        }
+        let n = weight.dims[1];
+        // The bias Add reading the product alone, its other input a [N] f32 initializer.
+        let add = g.single_reader(&node.output[0]).filter(|&a| {
+            let add = &g.nodes[a];
+            add.op_type == "Add"
+                && is_onnx(add)
+                && add.input.len() == 2
+                && add
+                    .input
+                    .iter()
+                    .find(|i| **i != node.output[0])
+                    .and_then(|b| f32_init(&g, b, 1))
+                    .is_some_and(|b| b.dims[0] == n)
+        });
+        let mut inputs = vec![x.clone(), w.clone()];
+        let (at, output) = match add {
+            Some(a) => {
+                let add = &g.nodes[a];
+                let bias = add.input.iter().find(|i| **i != node.output[0]);
+                inputs.extend(bias.cloned());
+                rewrite.remove(ix);
+                with_bias += 1;
+                (a, add.output[0].clone())
+            }
+            None => (ix, node.output[0].clone()),
+        };
+        let fused = fused_node(&g.nodes[at], LINEAR_OP, inputs, vec![output], &[]);
+        rewrite.replace(at, fused);
+    }
+    let count = rewrite.apply(graph).get(LINEAR_OP).copied().unwrap_or(0);
+    (count, with_bias)
+}
+
+#[derive(Debug, Clone)]
+struct LinearExpansion;
+
+impl Expansion for LinearExpansion {
+    fn name(&self) -> StaticName {
+        LINEAR_OP.into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> TractResult<()> {
+        ensure!(
+            inputs.len() == 2 || inputs.len() == 3,
+            "{LINEAR_OP}: {} inputs, expected 2 or 3",
+            inputs.len()
+        );
+        check_output_arity(outputs, 1)?;
+        for input in inputs {
+            s.equals(&input.datum_type, f32::datum_type())?;
+        }
+        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        s.equals(&inputs[1].rank, 2)?;
+        s.equals(&outputs[0].rank, &inputs[0].rank)?;
+        s.given(&inputs[0].rank, move |s, rank| {
+            let rank = rank as usize;
+            ensure!(rank >= 1, "{LINEAR_OP}: rank-0 input");
+            for axis in 0..rank - 1 {
+                s.equals(&outputs[0].shape[axis], &inputs[0].shape[axis])?;
+            }
+            s.equals(&outputs[0].shape[rank - 1], &inputs[1].shape[1])
+        })
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        let konst = |i: usize| -> TractResult<Arc<Tensor>> {
+            model
+                .outlet_fact(inputs[i])?
+                .konst
+                .clone()
+                .with_context(|| format!("{prefix}: {LINEAR_OP} input {i} is not a constant"))
+        };
+        let weight = konst(1)?;
+        let &[k, n] = weight.shape() else {
+            bail!("{prefix}: weight of shape {:?}", weight.shape());
+        };
+        let packed = PackedF32::pack(weight.try_as_plain_ram()?.as_slice::<f32>()?, k, n);
+        let bias = match inputs.get(2) {
+            Some(_) => {
+                let t = konst(2)?;
+                let v = t.try_as_plain_ram()?;
+                let v: Arc<[f32]> = v.as_slice::<f32>()?.into();
+                ensure!(
+                    v.len() == n,
+                    "{prefix}: bias of {} values for {n} columns",
+                    v.len()
+                );
+                Some(v)
+            }
+            None => None,
+        };
+        let op = LinearF32 {
+            packed: Arc::new(packed),
+            bias,
+        };
+        model.wire_node(prefix, op, &inputs[..1])
+    }
+}
+
+/// `y = x W (+ bias)` over the last axis of x, on the weight packed at load.
+#[derive(Debug, Clone)]
+pub struct LinearF32 {
+    packed: Arc<PackedF32>,
+    bias: Option<Arc<[f32]>>,
+}
+
+impl PartialEq for LinearF32 {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.packed, &other.packed) && self.bias == other.bias
+    }
+}
+
+impl Eq for LinearF32 {}
+
+impl Op for LinearF32 {
+    fn name(&self) -> StaticName {
+        "LinearF32".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "f32 {}x{}{}",
+            self.packed.k(),
+            self.packed.n(),
+            if self.bias.is_some() { ", bias" } else { "" }
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for LinearF32 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (k, n) = (self.packed.k(), self.packed.n());
+        let x = &inputs[0];
+        let shape = x.shape();
+        ensure!(
+            shape.last() == Some(&k),
+            "LinearF32: input of shape {shape:?}, expected [..., {k}]"
+        );
+        let m = shape[..shape.len() - 1].iter().product::<usize>();
+        let mut out_shape: TVec<usize> = shape.into();
+        *out_shape.last_mut().expect("rank >= 1") = n;
+        // SAFETY: f32 has no invalid bit patterns, and `gemm` writes every one of the m*n
+        // outputs before it is read.
+        let mut out = unsafe { Tensor::uninitialized::<f32>(&out_shape)? };
+        {
+            let xr = x.try_as_plain_ram()?;
+            let mut ov = out.try_as_plain_ram_mut()?;
+            let executor = tract_linalg::multithread::current_tract_executor();
+            let pool = match &executor {
+                tract_linalg::multithread::Executor::MultiThread(pool) => Some(&**pool),
+                _ => None,
+            };
+            f32_gemm::gemm(
+                xr.as_slice::<f32>()?,
+                m,
+                &self.packed,
+                self.bias.as_deref(),
+                ov.as_slice_mut::<f32>()?,
+                pool,
+            );
+        }
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for LinearF32 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let mut shape: TVec<TDim> = inputs[0].shape.iter().cloned().collect();
+        ensure!(!shape.is_empty(), "LinearF32: rank-0 input");
+        *shape.last_mut().expect("rank >= 1") = self.packed.n().to_dim();
+        Ok(tvec!(f32::fact(shape)))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both fp32 towers of the tiny fixture: every Linear layer is fused (image: q, k, v,
+    /// out, fc1, fc2 of 2 layers and the projection; text: the same), the int8 graph's
+    /// integer products are left alone, and the embeddings equal tract's unfused graphs
+    /// within 1e-6.
+    #[test]
+    fn fused_towers_equal_the_unfused_graphs() {
+        if !PackedF32::is_available() {
+            eprintln!("no AVX2 + FMA on this CPU: the fp32 kernel is not used here");
+            return;
+        }
+        crate::fused::tests::fused_towers_equal_the_unfused_graphs(
+            |onnx, proto| {
+                register(onnx);
+                fuse(proto).0
+            },
+            [13, 0, 13],
+        );
+    }
+}

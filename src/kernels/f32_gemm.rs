@@ -1,0 +1,355 @@
+//! An fp32 matrix product with a constant right-hand side, `C[M, N] = A[M, K] x B[K, N]
+//! (+ bias[N])`, for the Linear layers of the fp32 encoders (the text tower always, the
+//! image tower at fp32).
+//!
+//! - B (the weight) is packed once ([`PackedF32::pack`], at load) into panels of [`NR`]
+//!   columns, each panel K rows of [`NR`] values (`[panel][k][column]`), the last panel
+//!   padded with zero columns.
+//! - A is read where it is (row-major, no copy): the micro-kernel broadcasts one value of
+//!   each of its rows per K step.
+//! - The AVX2 + FMA micro-kernel keeps an [`MR`] x [`NR`] block of accumulators in 12
+//!   registers (with the two panel registers and the broadcast: 15 of 16); per K step it
+//!   loads the panel's 16 values once and issues 12 fused multiply-adds. Partial row blocks
+//!   use the same kernel with fewer rows; the partial last panel goes through a small buffer.
+//! - The output stage adds the bias (`acc + bias[j]`, as the graph's Add after its MatMul).
+//! - With a thread pool of more than one thread, blocks of output columns (and of rows when
+//!   there are few columns) are spread over the pool ([`super::split_tasks`]).
+//!
+//! Each output is `sum_k A[i, k] * B[k, j]` accumulated in K order with fused multiply-adds,
+//! then the bias: the results differ from tract's product (another summation order) by
+//! rounding only. Only x86-64 CPUs with AVX2 and FMA run it ([`PackedF32::is_available`]);
+//! elsewhere the graph keeps tract's product. `CLIP_PERCEPTION_F32_KERNEL=tract` keeps
+//! tract's everywhere (for comparisons), `auto` (or unset) picks this one where it can run.
+
+use std::ops::Range;
+
+/// Rows of the micro-kernel's accumulator block.
+pub const MR: usize = 6;
+/// Columns of the micro-kernel's accumulator block (two AVX2 registers of 8 x f32).
+pub const NR: usize = 16;
+// The dispatch (`match rows`) and the register budget are written for 6 x 16.
+const _: () = assert!(MR == 6 && NR == 16);
+
+/// The environment variable that chooses the fp32 product ([`use_own_kernel`]).
+pub const KERNEL_ENV: &str = "CLIP_PERCEPTION_F32_KERNEL";
+
+/// Whether the fp32 encoders' Linear layers run on this module's kernel: the CPU can run it,
+/// and [`KERNEL_ENV`] is unset, `auto` or `own` (`tract` keeps tract's product; any other
+/// value is reported once and treated as `auto`).
+pub fn use_own_kernel() -> bool {
+    match std::env::var(KERNEL_ENV).as_deref() {
+        Ok("tract") => false,
+        Ok("auto" | "own") | Err(_) => PackedF32::is_available(),
+        Ok(other) => {
+            log::warn!("{KERNEL_ENV}={other:?}: expected tract, own or auto; using auto");
+            PackedF32::is_available()
+        }
+    }
+}
+
+/// A weight [K, N] packed into [`NR`]-column panels.
+#[derive(Debug)]
+pub struct PackedF32 {
+    k: usize,
+    n: usize,
+    /// `[panel][k][NR]`.
+    panels: Vec<f32>,
+}
+
+impl PackedF32 {
+    /// Whether this CPU can run the kernel (x86-64 with AVX2 and FMA).
+    pub fn is_available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// Packs `w`, row-major [k, n].
+    ///
+    /// # Panics
+    /// If `w` does not hold k x n values.
+    pub fn pack(w: &[f32], k: usize, n: usize) -> PackedF32 {
+        assert_eq!(w.len(), k * n, "weight of {} values for {k} x {n}", w.len());
+        let panels_n = n.div_ceil(NR);
+        let mut panels = vec![0f32; panels_n * k * NR];
+        for (p, panel) in panels
+            .chunks_exact_mut((k * NR).max(1))
+            .enumerate()
+            .take(panels_n)
+        {
+            let c0 = p * NR;
+            let width = NR.min(n - c0);
+            for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                dst[..width].copy_from_slice(&w[kk * n + c0..][..width]);
+            }
+        }
+        PackedF32 { k, n, panels }
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+}
+
+/// The output buffer shared by the tasks of one product.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+
+// SAFETY: the pointer addresses an [M, N] buffer borrowed mutably for the whole product;
+// tasks write disjoint blocks of it and nothing reads it until every task has finished.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+/// `out = a x b (+ bias)`: `a` row-major [m, b.k()], `out` [m, b.n()]. With `pool` of more
+/// than one thread, the work is spread over it.
+///
+/// # Panics
+/// If the slices' lengths do not match the shapes, or the CPU cannot run the kernel.
+pub fn gemm(
+    a: &[f32],
+    m: usize,
+    b: &PackedF32,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    pool: Option<&rayon::ThreadPool>,
+) {
+    let (k, n) = (b.k, b.n);
+    assert_eq!(
+        a.len(),
+        m * k,
+        "A has {} values, expected {m} x {k}",
+        a.len()
+    );
+    assert_eq!(
+        out.len(),
+        m * n,
+        "output: {} values, expected {m} x {n}",
+        out.len()
+    );
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), n, "{} bias values for {n} columns", bias.len());
+    }
+    assert!(
+        PackedF32::is_available(),
+        "the fp32 kernel needs AVX2 and FMA"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let panels = n.div_ceil(NR);
+    let dst = Out(out.as_mut_ptr());
+    let threads = pool.map_or(1, |p| p.current_num_threads());
+    let tasks = super::split_tasks(m, MR, panels, threads);
+    let run = |(rows, cols): (Range<usize>, Range<usize>)| {
+        // SAFETY: the CPU has AVX2 and FMA (asserted above); the tasks' blocks are disjoint
+        // and inside the [m, n] output.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            avx2::run_block(a, b, bias, dst, rows, cols)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (rows, cols, dst);
+            unreachable!("is_available is false off x86-64")
+        }
+    };
+    match pool {
+        Some(pool) if tasks.len() > 1 => pool.install(|| {
+            use rayon::prelude::*;
+            tasks.into_par_iter().for_each(run);
+        }),
+        _ => tasks.into_iter().for_each(run),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Out, PackedF32, Range, MR, NR};
+    use std::arch::x86_64::*;
+
+    /// Rows `rows` x panels `panels` of the product.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; the block is inside the output and no other thread
+    /// writes it.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn run_block(
+        a: &[f32],
+        b: &PackedF32,
+        bias: Option<&[f32]>,
+        out: Out,
+        rows: Range<usize>,
+        panels: Range<usize>,
+    ) {
+        let (k, n) = (b.k, b.n);
+        for p in panels {
+            let panel = &b.panels[p * k * NR..][..k * NR];
+            let c0 = p * NR;
+            let width = NR.min(n - c0);
+            let mut bias_block = [0f32; NR];
+            if let Some(bias) = bias {
+                bias_block[..width].copy_from_slice(&bias[c0..c0 + width]);
+            }
+            let mut r0 = rows.start;
+            while r0 < rows.end {
+                let count = MR.min(rows.end - r0);
+                let a_rows = &a[r0 * k..(r0 + count) * k];
+                // SAFETY: AVX2 + FMA (this function's features); slices sized above.
+                let acc = unsafe {
+                    match count {
+                        6 => micro::<6>(a_rows, k, panel),
+                        5 => micro::<5>(a_rows, k, panel),
+                        4 => micro::<4>(a_rows, k, panel),
+                        3 => micro::<3>(a_rows, k, panel),
+                        2 => micro::<2>(a_rows, k, panel),
+                        _ => micro::<1>(a_rows, k, panel),
+                    }
+                };
+                let bias_lo = _mm256_loadu_ps(bias_block.as_ptr());
+                let bias_hi = _mm256_loadu_ps(bias_block.as_ptr().add(8));
+                for (r, [lo, hi]) in acc.iter().enumerate().take(count) {
+                    let lo = _mm256_add_ps(*lo, bias_lo);
+                    let hi = _mm256_add_ps(*hi, bias_hi);
+                    // SAFETY: row r0 + r < m and columns c0..c0 + width < n are inside the
+                    // output; this task alone writes them.
+                    let row = unsafe { out.0.add((r0 + r) * n + c0) };
+                    if width == NR {
+                        unsafe {
+                            _mm256_storeu_ps(row, lo);
+                            _mm256_storeu_ps(row.add(8), hi);
+                        }
+                    } else {
+                        let mut tile = [0f32; NR];
+                        _mm256_storeu_ps(tile.as_mut_ptr(), lo);
+                        _mm256_storeu_ps(tile.as_mut_ptr().add(8), hi);
+                        unsafe { std::ptr::copy_nonoverlapping(tile.as_ptr(), row, width) };
+                    }
+                }
+                r0 += count;
+            }
+        }
+    }
+
+    /// The [`MR`] x [`NR`] block (first `R` rows valid) of `a_rows` (R rows of `k` values)
+    /// times one panel.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `a_rows` holds R x k values and `panel` k x [`NR`].
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn micro<const R: usize>(a_rows: &[f32], k: usize, panel: &[f32]) -> [[__m256; 2]; MR] {
+        debug_assert!(a_rows.len() == R * k && panel.len() == k * NR);
+        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+        let a = a_rows.as_ptr();
+        let mut bp = panel.as_ptr();
+        for kk in 0..k {
+            // SAFETY: kk < k: inside both slices.
+            unsafe {
+                let b0 = _mm256_loadu_ps(bp);
+                let b1 = _mm256_loadu_ps(bp.add(8));
+                for (r, acc) in acc.iter_mut().enumerate().take(R) {
+                    let av = _mm256_broadcast_ss(&*a.add(r * k + kk));
+                    acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+                }
+                bp = bp.add(NR);
+            }
+        }
+        acc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i + seed) * 7919 + seed * 31) % 2003) as f32 / 2003.0 * 4.0 - 2.0)
+            .collect()
+    }
+
+    /// f64 reference.
+    fn naive(a: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize, n: usize) -> Vec<f64> {
+        (0..m * n)
+            .map(|ij| {
+                let (i, j) = (ij / n, ij % n);
+                (0..k)
+                    .map(|kk| a[i * k + kk] as f64 * w[kk * n + j] as f64)
+                    .sum::<f64>()
+                    + bias.map_or(0.0, |b| b[j] as f64)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn equals_an_f64_reference_over_odd_shapes_on_one_and_two_threads() {
+        if !PackedF32::is_available() {
+            eprintln!("no AVX2 + FMA on this CPU: the fp32 kernel is not used here");
+            return;
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let mut shapes = vec![
+            (50, 768, 2304),
+            (77, 512, 2048),
+            (8, 2048, 512),
+            (1, 768, 512),
+        ];
+        for m in [1, 2, 5, 6, 7, 13] {
+            for k in [1, 3, 16, 37] {
+                for n in [1, 7, 15, 16, 17, 33, 40] {
+                    shapes.push((m, k, n));
+                }
+            }
+        }
+        for (m, k, n) in shapes {
+            let a = values(m * k, 1);
+            let w = values(k * n, 2);
+            let bias = values(n, 3);
+            let packed = PackedF32::pack(&w, k, n);
+            for with_bias in [false, true] {
+                let bias = with_bias.then_some(&bias[..]);
+                let want = naive(&a, &w, bias, m, k, n);
+                let mut one = vec![f32::NAN; m * n];
+                gemm(&a, m, &packed, bias, &mut one, None);
+                let mut two = vec![f32::NAN; m * n];
+                gemm(&a, m, &packed, bias, &mut two, Some(&pool));
+                assert_eq!(one, two, "{m}x{k}x{n}: thread count changed the result");
+                // f32 sums of k products of values up to 2: k * 4 * 2^-24 of absolute error
+                // at worst (fused multiply-adds round once per step).
+                let tol = 1e-6 + k as f64 * 4.0 * f32::EPSILON as f64;
+                for (ij, (&g, &w)) in one.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g as f64 - w).abs() <= tol,
+                        "{m}x{k}x{n} bias {with_bias} at {ij}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_products_write_nothing() {
+        if !PackedF32::is_available() {
+            return;
+        }
+        let packed = PackedF32::pack(&[], 0, 3);
+        let mut out = vec![0f32; 6];
+        gemm(&[], 2, &packed, Some(&[1.0, 2.0, 3.0]), &mut out, None);
+        assert_eq!(out, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0], "k = 0: the bias alone");
+        let packed = PackedF32::pack(&[], 4, 0);
+        gemm(&[0.0; 8], 2, &packed, None, &mut [], None);
+    }
+}
