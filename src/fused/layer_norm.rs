@@ -15,7 +15,7 @@ use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::parallel::row_tasks;
+use super::parallel::rows_in_place;
 use super::rewrite::{attr, fused_node, is_onnx, GraphIndex, Rewrite};
 
 const LAYER_NORM_OP: &str = "ClipPerceptionLayerNorm";
@@ -191,14 +191,9 @@ fn layer_norm(data: &mut [f32], scale: &[f32], bias: Option<&[f32]>, epsilon: f3
     if len == 0 {
         return;
     }
-    match row_tasks(data.len() / len, len) {
-        Some((pool, per_task)) => pool.install(|| {
-            use rayon::prelude::*;
-            data.par_chunks_mut(per_task * len)
-                .for_each(|rows| layer_norm_rows(rows, scale, bias, epsilon))
-        }),
-        None => layer_norm_rows(data, scale, bias, epsilon),
-    }
+    rows_in_place(data, len, |rows| {
+        layer_norm_rows(rows, scale, bias, epsilon)
+    });
 }
 
 impl EvalOp for LayerNorm {

@@ -33,6 +33,18 @@ pub(crate) fn row_tasks(rows: usize, row_len: usize) -> Option<(Arc<rayon::Threa
     Some((pool, rows.div_ceil(tasks)))
 }
 
+/// Runs `op` on `data`, rows of `len` values (`len` > 0), in place: on the engine's pool in
+/// blocks of whole rows where [`row_tasks`] says it pays, else on the calling thread.
+pub(crate) fn rows_in_place(data: &mut [f32], len: usize, op: impl Fn(&mut [f32]) + Sync + Send) {
+    match row_tasks(data.len() / len, len) {
+        Some((pool, per_task)) => pool.install(|| {
+            use rayon::prelude::*;
+            data.par_chunks_mut(per_task * len).for_each(op)
+        }),
+        None => op(data),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::parallel::row_tasks;
+use super::parallel::rows_in_place;
 use super::rewrite::{attr, fused_node, is_onnx, onnx_opset, scalar_f32, GraphIndex, Rewrite};
 
 const SOFTMAX_OP: &str = "ClipPerceptionSoftmaxLastAxis";
@@ -237,13 +237,7 @@ fn apply(kind: Kind, data: &mut [f32], len: usize) {
         Kind::Softmax => softmax_rows(rows, len),
         Kind::QuickGelu { alpha } => quick_gelu(rows, alpha),
     };
-    match row_tasks(data.len() / len, len) {
-        Some((pool, per_task)) => pool.install(|| {
-            use rayon::prelude::*;
-            data.par_chunks_mut(per_task * len).for_each(op)
-        }),
-        None => op(data),
-    }
+    rows_in_place(data, len, op);
 }
 
 impl Op for Unary {
