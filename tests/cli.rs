@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{cosine, data, f32s, read_json, root, tiny_bundle};
+use crate::common::{cosine, data, f32s, max_abs_diff, read_json, root, tiny_bundle};
 
 fn run(args: &[&str]) -> Output {
     crate::common::run_cli(args)
@@ -255,14 +255,8 @@ fn embed_image_and_text_match_golden() {
     // Within 1e-4 of onnxruntime int8 and ten times farther from fp32: the int8 graph ran
     // (tests/embeddings.rs says why the bound holds).
     let got = f32s(&v["embedding"]);
-    let max_abs = |other: &[f32]| {
-        got.iter()
-            .zip(other)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max)
-    };
-    let to_int8 = max_abs(&f32s(&img["image_embeds_int8_onnxruntime"]));
-    let to_fp32 = max_abs(&f32s(&img["image_embeds"]));
+    let to_int8 = max_abs_diff(&got, &f32s(&img["image_embeds_int8_onnxruntime"]));
+    let to_fp32 = max_abs_diff(&got, &f32s(&img["image_embeds"]));
     assert!(to_int8 <= 1e-4 && to_fp32 >= 1e-3, "{to_int8} {to_fp32}");
     let o = run(&[
         "embed-image",

@@ -16,7 +16,7 @@ use clip_perception::engine::scoring::{score, Scores};
 use clip_perception::{npy, EncoderOptions, ImageEncoder, ModelBundle, Precision, TextEncoder};
 use clip_perception::{Prompts, TextEmbedder};
 
-use crate::common::{cosine, data, f32s, read_json, strings, tiny_bundle};
+use crate::common::{cosine, data, f32s, max_abs_diff, read_json, strings, tiny_bundle};
 
 const MIN_COSINE: f64 = 0.99999;
 /// Engine int8 vs onnxruntime int8 on the same graph and pixels: largest difference of an
@@ -255,14 +255,8 @@ fn int8_image_encoder_with_7_bit_weights_matches_onnxruntime() {
                 npy::read_f32(&data("embeddings").join(image["pixel_values"].as_str().unwrap()))
                     .unwrap();
             let got = encoder.encode_pixels(&pixels).unwrap().remove(0);
-            let max_abs = |other: &[f32]| {
-                got.iter()
-                    .zip(other)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max)
-            };
-            let to_ort = max_abs(&f32s(&image["image_embeds_int8_w7_onnxruntime"]));
-            let to_8_bit = max_abs(&f32s(&eight_bit["image_embeds_int8_onnxruntime"]));
+            let to_ort = max_abs_diff(&got, &f32s(&image["image_embeds_int8_w7_onnxruntime"]));
+            let to_8_bit = max_abs_diff(&got, &f32s(&eight_bit["image_embeds_int8_onnxruntime"]));
             assert!(
                 to_ort <= INT8_MAX_ABS && to_8_bit >= 10.0 * INT8_MAX_ABS,
                 "{name} ({threads} threads): max abs diff {to_ort} to onnxruntime on the \
@@ -290,15 +284,9 @@ fn int8_image_encoder_matches_onnxruntime_and_stays_close_to_fp32() {
                 npy::read_f32(&data("embeddings").join(image["pixel_values"].as_str().unwrap()))
                     .unwrap();
             let got = encoder.encode_pixels(&pixels).unwrap().remove(0);
-            let max_abs = |other: &[f32]| {
-                got.iter()
-                    .zip(other)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max)
-            };
             let ort = f32s(&image["image_embeds_int8_onnxruntime"]);
             let fp32 = f32s(&image["image_embeds"]);
-            let (to_int8, to_fp32) = (max_abs(&ort), max_abs(&fp32));
+            let (to_int8, to_fp32) = (max_abs_diff(&got, &ort), max_abs_diff(&got, &fp32));
             assert!(
                 to_int8 <= INT8_MAX_ABS && to_fp32 >= 10.0 * to_int8.max(INT8_MAX_ABS),
                 "{name} ({threads} threads): max abs diff {to_int8} to onnxruntime int8, \
