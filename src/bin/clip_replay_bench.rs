@@ -211,7 +211,7 @@ fn run(args: &Args, mut bag_path: PathBuf, out_dir: &Path) -> Result<()> {
         .map(|p| p.to_rgb())
         .collect::<Result<Vec<_>, _>>()?;
     let frames = images.len();
-    let mut encoder = plan.load_engine()?.image;
+    let encoder = plan.load_engine()?.image;
     println!(
         "model: {} ({}), {} frames of {} ({}), batch {}, {} thread(s), medians of {} runs",
         plan.config.model_dir.display(),
@@ -223,6 +223,29 @@ fn run(args: &Args, mut bag_path: PathBuf, out_dir: &Path) -> Result<()> {
         args.threads,
         args.runs
     );
+    measure(
+        args, &bag, &bag_path, &topic, &plan, &images, encoder, out_dir,
+    )
+}
+
+/// Replay's time against `encoder` alone on the decoded `images`, and the peak RSS check,
+/// with scratch files under `out_dir`. The two sides alternate run by run, so that drift in
+/// the machine's speed (large on shared virtual machines) falls on both.
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    args: &Args,
+    bag: &Bag,
+    bag_path: &Path,
+    topic: &clip_perception::bag::TopicInfo,
+    plan: &NodePlan,
+    images: &[clip_perception::RgbImage<'_>],
+    mut encoder: clip_perception::ImageEncoder,
+    out_dir: &Path,
+) -> Result<()> {
+    let frames = images.len();
+    let mut replayer = Replayer::new(plan.load_engine()?, args.batch_size);
+    let out_path = out_dir.join("results.jsonl");
+    let mut replay_ms = Vec::new();
     let mut encoder_ms = Vec::new();
     for run in 0..=args.runs {
         let t = Instant::now();
@@ -232,30 +255,6 @@ fn run(args: &Args, mut bag_path: PathBuf, out_dir: &Path) -> Result<()> {
         if run > 0 {
             encoder_ms.push(t.elapsed().as_secs_f64() * 1e3 / frames as f64);
         }
-    }
-    drop(encoder);
-    let enc = median(encoder_ms);
-    measure(args, &bag, &bag_path, &topic, &plan, &images, enc, out_dir)
-}
-
-/// Replay's time against the encoder's `enc` ms per frame, and the peak RSS check, with
-/// scratch files under `out_dir`.
-#[allow(clippy::too_many_arguments)]
-fn measure(
-    args: &Args,
-    bag: &Bag,
-    bag_path: &Path,
-    topic: &clip_perception::bag::TopicInfo,
-    plan: &NodePlan,
-    images: &[clip_perception::RgbImage<'_>],
-    enc: f64,
-    out_dir: &Path,
-) -> Result<()> {
-    let frames = images.len();
-    let mut replayer = Replayer::new(plan.load_engine()?, args.batch_size);
-    let out_path = out_dir.join("results.jsonl");
-    let mut replay_ms = Vec::new();
-    for run in 0..=args.runs {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&out_path)?);
         let t = Instant::now();
         let summary = replayer.run(
@@ -274,6 +273,8 @@ fn measure(
             replay_ms.push(t.elapsed().as_secs_f64() * 1e3 / frames as f64);
         }
     }
+    drop(encoder);
+    let enc = median(encoder_ms);
     let rep = median(replay_ms);
     println!();
     println!("| path | ms / frame | frames / s | ratio to encoder |");

@@ -432,6 +432,13 @@ impl ImageEncoder {
         self.size
     }
 
+    /// The preprocessing [`encode`](Self::encode) applies; with
+    /// [`encode_pixels`](Self::encode_pixels), the same result when run elsewhere (e.g. on
+    /// another thread).
+    pub fn preprocessor(&self) -> &Preprocessor {
+        &self.preprocessor
+    }
+
     fn input_tensor(&mut self, n: usize) -> Arc<Tensor> {
         let shape = [n, 3, self.size, self.size];
         match self.input.take() {

@@ -11,13 +11,14 @@
 pub mod results_bag;
 
 use std::collections::BTreeMap;
+use std::sync::mpsc;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::bag::{Bag, BagError, BagMessage, TopicInfo, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE};
 use crate::engine::step::{FrameResult, FrameStep, Stamp};
-use crate::image::RejectReason;
+use crate::image::{Preprocessor, RejectReason};
 use crate::model::ImageEncoder;
 use crate::node::messages::{Header, Pixels};
 use crate::node::CoreSetup;
@@ -148,13 +149,199 @@ pub struct ReplaySummary {
     pub bag_error: Option<String>,
 }
 
-/// A frame waiting for its batch.
+/// A frame read from the bag, waiting for its batch.
 struct Pending {
     bag_time_ns: u64,
     header: Header,
     pixels: Pixels,
-    /// Reading and decoding it (from the end of the previous message's work).
+    /// Reading it from the bag and decoding its message (from the end of the previous
+    /// message's reading).
     read_ms: f64,
+}
+
+/// What the reading thread hands the conversion thread: up to a batch of frames and, when a
+/// message could not be decoded, its line, which comes after them (bag order).
+struct Chunk {
+    frames: Vec<Pending>,
+    undecodable: Option<ReplayLine>,
+}
+
+/// A chunk converted to the encoder's input: every converted frame's pixels preprocessed
+/// into `pixels`, in order.
+struct Prepared {
+    frames: Vec<PreparedFrame>,
+    pixels: Vec<f32>,
+    /// Preprocessing the chunk (resizing, cropping, normalising): part of the encoder's
+    /// time, as the node's `encoder_ms` includes it.
+    preprocess_ms: f64,
+    undecodable: Option<ReplayLine>,
+}
+
+struct PreparedFrame {
+    bag_time_ns: u64,
+    header: Header,
+    /// Reading, decoding, converting and preprocessing it.
+    own_ms: f64,
+    /// Why it has no pixels: the reason's name and the error.
+    failed: Option<(&'static str, String)>,
+}
+
+/// Converts and preprocesses chunks; on the conversion thread, or inline where that thread
+/// could not be started.
+struct Converter {
+    preprocessor: Preprocessor,
+    /// A preprocessor in its initial state, to continue from after a panic.
+    fresh: Preprocessor,
+}
+
+impl Converter {
+    fn new(preprocessor: Preprocessor) -> Self {
+        Converter {
+            fresh: preprocessor.clone(),
+            preprocessor,
+        }
+    }
+
+    fn prepare(&mut self, chunk: Chunk) -> Prepared {
+        let len = self.preprocessor.tensor_len();
+        let mut pixels = Vec::with_capacity(len * chunk.frames.len());
+        let mut preprocess_ms = 0.0;
+        let frames = chunk
+            .frames
+            .into_iter()
+            .map(|p| {
+                let started = Instant::now();
+                let at = pixels.len();
+                // A frame that makes the decoder panic is skipped and counted, as in the node.
+                let converted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let rgb = p.pixels.to_rgb()?;
+                    let preprocess_started = Instant::now();
+                    pixels.resize(at + len, 0.0);
+                    self.preprocessor.preprocess_into(&rgb, &mut pixels[at..]);
+                    Ok::<f64, crate::image::FrameError>(
+                        preprocess_started.elapsed().as_secs_f64() * 1e3,
+                    )
+                }));
+                let failed = match converted {
+                    Ok(Ok(ms)) => {
+                        preprocess_ms += ms;
+                        None
+                    }
+                    Ok(Err(e)) => Some((e.reason().name(), e.to_string())),
+                    Err(_) => {
+                        pixels.truncate(at);
+                        self.preprocessor = self.fresh.clone();
+                        let reason = RejectReason::Panic;
+                        Some((reason.name(), "decoding the frame panicked".to_string()))
+                    }
+                };
+                PreparedFrame {
+                    bag_time_ns: p.bag_time_ns,
+                    header: p.header,
+                    own_ms: p.read_ms + started.elapsed().as_secs_f64() * 1e3,
+                    failed,
+                }
+            })
+            .collect();
+        Prepared {
+            frames,
+            pixels,
+            preprocess_ms,
+            undecodable: chunk.undecodable,
+        }
+    }
+}
+
+/// Where chunks are converted: a second thread, so that decoding the next batch overlaps
+/// encoding this one (at most one chunk waits on each side, so memory stays bounded), or
+/// inline where no thread could be started.
+enum Conversion {
+    Thread {
+        chunks: mpsc::SyncSender<Chunk>,
+        prepared: mpsc::Receiver<Prepared>,
+        in_flight: usize,
+    },
+    Inline(Box<Converter>),
+}
+
+impl Conversion {
+    fn start<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        preprocessor: &Preprocessor,
+    ) -> Self {
+        let (chunks, chunk_rx) = mpsc::sync_channel::<Chunk>(1);
+        let (prepared_tx, prepared) = mpsc::sync_channel::<Prepared>(1);
+        let mut converter = Converter::new(preprocessor.clone());
+        let spawned = std::thread::Builder::new()
+            .name("replay-decode".into())
+            .spawn_scoped(scope, move || {
+                for chunk in chunk_rx {
+                    if prepared_tx.send(converter.prepare(chunk)).is_err() {
+                        return;
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Conversion::Thread {
+                chunks,
+                prepared,
+                in_flight: 0,
+            },
+            Err(e) => {
+                log::warn!("cannot start the decoding thread ({e}); decoding on this one");
+                Conversion::Inline(Box::new(Converter::new(preprocessor.clone())))
+            }
+        }
+    }
+
+    /// Hands over a chunk; returns the oldest converted chunk once one more is being
+    /// converted behind it (inline: this chunk, converted).
+    fn submit(&mut self, chunk: Chunk) -> Option<Prepared> {
+        match self {
+            Conversion::Inline(converter) => Some(converter.prepare(chunk)),
+            Conversion::Thread {
+                chunks,
+                prepared,
+                in_flight,
+            } => {
+                // The thread only ends when this side hangs up, and it catches the panics
+                // of the frames it converts.
+                chunks
+                    .send(chunk)
+                    .expect("the decoding thread runs until replay ends");
+                *in_flight += 1;
+                if *in_flight > 1 {
+                    *in_flight -= 1;
+                    Some(
+                        prepared
+                            .recv()
+                            .expect("the decoding thread sends every chunk"),
+                    )
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// The chunk still being converted, if any.
+    fn finish(&mut self) -> Option<Prepared> {
+        match self {
+            Conversion::Thread {
+                prepared,
+                in_flight,
+                ..
+            } if *in_flight > 0 => {
+                *in_flight -= 1;
+                Some(
+                    prepared
+                        .recv()
+                        .expect("the decoding thread sends every chunk"),
+                )
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The node's engine and per-frame step, fed from a bag.
@@ -189,6 +376,10 @@ impl Replayer {
     /// Scores the selected frames of `topic` in bag order, handing each line to `emit`
     /// (and `progress` the number of messages read so far). A damaged bag ends the replay
     /// with what was read before the damage; the summary says where it broke.
+    ///
+    /// Three stages overlap: this thread reads the bag and decodes messages, a second
+    /// thread converts and preprocesses the frames of the next batch, and this thread
+    /// encodes and scores the batch before it.
     pub fn run(
         &mut self,
         bag: &Bag,
@@ -199,145 +390,154 @@ impl Replayer {
     ) -> Result<ReplaySummary, ReplayError> {
         let started = Instant::now();
         let mut summary = ReplaySummary::default();
-        let mut first: Option<u64> = None;
-        let mut batch: Vec<Pending> = Vec::with_capacity(self.batch_size);
-        let every = selection.every.max(1) as u64;
-        let mut in_window = 0u64;
-        // A failed write ends the replay: nothing after it could be kept.
-        let mut emit_checked = |line: &ReplayLine, summary: &mut ReplaySummary| {
-            if let ReplayLine::Skipped { reason, .. } = line {
-                *summary.frames_skipped.entry(reason).or_default() += 1;
-            } else {
-                summary.frames_scored += 1;
-            }
-            emit(line).map_err(ReplayError::Write)
-        };
-        let mut last_done = Instant::now();
-        for message in bag.messages(&topic.name)? {
-            let message = match message {
-                Ok(m) => m,
-                Err(e) => {
-                    summary.bag_error = Some(e.to_string());
+        let preprocessor = self.image.preprocessor().clone();
+        std::thread::scope(|scope| {
+            let mut conversion = Conversion::start(scope, &preprocessor);
+            let mut first: Option<u64> = None;
+            let mut frames: Vec<Pending> = Vec::with_capacity(self.batch_size);
+            let every = selection.every.max(1) as u64;
+            let mut in_window = 0u64;
+            // A failed write ends the replay: nothing after it could be kept.
+            let mut emit_all = |lines: Vec<ReplayLine>, summary: &mut ReplaySummary| {
+                for line in &lines {
+                    if let ReplayLine::Skipped { reason, .. } = line {
+                        *summary.frames_skipped.entry(reason).or_default() += 1;
+                    } else {
+                        summary.frames_scored += 1;
+                    }
+                    emit(line).map_err(ReplayError::Write)?;
+                }
+                Ok::<(), ReplayError>(())
+            };
+            let mut last_done = Instant::now();
+            for message in bag.messages(&topic.name)? {
+                let message = match message {
+                    Ok(m) => m,
+                    Err(e) => {
+                        summary.bag_error = Some(e.to_string());
+                        break;
+                    }
+                };
+                let t0 = *first.get_or_insert(message.log_time_ns);
+                let since = (message.log_time_ns.saturating_sub(t0)) as f64 * 1e-9;
+                if selection.start.is_some_and(|s| since < s) {
+                    continue;
+                }
+                if selection.end.is_some_and(|e| since > e) {
                     break;
                 }
-            };
-            let t0 = *first.get_or_insert(message.log_time_ns);
-            let since = (message.log_time_ns.saturating_sub(t0)) as f64 * 1e-9;
-            if selection.start.is_some_and(|s| since < s) {
-                continue;
-            }
-            if selection.end.is_some_and(|e| since > e) {
-                break;
-            }
-            in_window += 1;
-            if !(in_window - 1).is_multiple_of(every) {
-                continue;
-            }
-            summary.frames_read += 1;
-            progress(summary.frames_read);
-            match decode_frame(&topic.type_name, &message).map_err(|e| e.to_string()) {
-                Ok((header, pixels)) => batch.push(Pending {
-                    bag_time_ns: message.log_time_ns,
-                    header,
-                    pixels,
-                    read_ms: last_done.elapsed().as_secs_f64() * 1e3,
-                }),
-                Err(error) => {
-                    // Frames before it in the batch come first: results stay in bag order.
-                    for line in self.flush(&mut batch, &topic.name) {
-                        emit_checked(&line, &mut summary)?;
+                in_window += 1;
+                if !(in_window - 1).is_multiple_of(every) {
+                    continue;
+                }
+                summary.frames_read += 1;
+                progress(summary.frames_read);
+                let chunk = match decode_frame(&topic.type_name, &message) {
+                    Ok((header, pixels)) => {
+                        frames.push(Pending {
+                            bag_time_ns: message.log_time_ns,
+                            header,
+                            pixels,
+                            read_ms: last_done.elapsed().as_secs_f64() * 1e3,
+                        });
+                        (frames.len() >= self.batch_size).then(|| Chunk {
+                            frames: std::mem::take(&mut frames),
+                            undecodable: None,
+                        })
                     }
-                    let line = ReplayLine::Skipped {
-                        bag_time_ns: message.log_time_ns,
-                        topic: topic.name.clone(),
-                        stamp: None,
-                        reason: RejectReason::Undeserializable.name(),
-                        error,
-                    };
-                    emit_checked(&line, &mut summary)?;
+                    // The frames before it go first: results stay in bag order.
+                    Err(error) => Some(Chunk {
+                        frames: std::mem::take(&mut frames),
+                        undecodable: Some(ReplayLine::Skipped {
+                            bag_time_ns: message.log_time_ns,
+                            topic: topic.name.clone(),
+                            stamp: None,
+                            reason: RejectReason::Undeserializable.name(),
+                            error: error.to_string(),
+                        }),
+                    }),
+                };
+                if let Some(chunk) = chunk {
+                    if let Some(ready) = conversion.submit(chunk) {
+                        emit_all(self.encode(ready, &topic.name), &mut summary)?;
+                    }
+                }
+                last_done = Instant::now();
+            }
+            if !frames.is_empty() {
+                let chunk = Chunk {
+                    frames,
+                    undecodable: None,
+                };
+                if let Some(ready) = conversion.submit(chunk) {
+                    emit_all(self.encode(ready, &topic.name), &mut summary)?;
                 }
             }
-            if batch.len() >= self.batch_size {
-                for line in self.flush(&mut batch, &topic.name) {
-                    emit_checked(&line, &mut summary)?;
-                }
+            while let Some(ready) = conversion.finish() {
+                emit_all(self.encode(ready, &topic.name), &mut summary)?;
             }
-            last_done = Instant::now();
-        }
-        for line in self.flush(&mut batch, &topic.name) {
-            emit_checked(&line, &mut summary)?;
-        }
+            Ok::<(), ReplayError>(())
+        })?;
         summary.wall_s = started.elapsed().as_secs_f64();
         summary.frames_per_s = summary.frames_read as f64 / summary.wall_s.max(1e-9);
         Ok(summary)
     }
 
-    /// Converts, encodes (one forward pass) and scores the waiting frames, in order.
-    fn flush(&mut self, batch: &mut Vec<Pending>, topic: &str) -> Vec<ReplayLine> {
-        let pending = std::mem::take(batch);
-        let flush_started = Instant::now();
-        let (failures, encoded, encoder_ms) = {
-            let mut images = Vec::with_capacity(pending.len());
-            let failures: Vec<Option<crate::image::FrameError>> = pending
-                .iter()
-                .map(|p| match p.pixels.to_rgb() {
-                    Ok(image) => {
-                        images.push(image);
-                        None
-                    }
-                    Err(e) => Some(e),
-                })
-                .collect();
-            let started = Instant::now();
-            let encoded = if images.is_empty() {
-                Ok(Vec::new())
-            } else {
-                self.image.encode(&images)
-            };
-            let encoder_ms = started.elapsed().as_secs_f64() * 1e3 / images.len().max(1) as f64;
-            (failures, encoded, encoder_ms)
+    /// Encodes (one forward pass) and scores a converted chunk, in order.
+    fn encode(&mut self, chunk: Prepared, topic: &str) -> Vec<ReplayLine> {
+        let converted = chunk.frames.iter().filter(|f| f.failed.is_none()).count();
+        let started = Instant::now();
+        let encoded = if converted == 0 {
+            Ok(Vec::new())
+        } else {
+            self.image.encode_pixels(&chunk.pixels)
         };
-        let mut embeddings = match encoded {
-            Ok(e) => e.into_iter(),
+        let encode_ms = started.elapsed().as_secs_f64() * 1e3;
+        // Each frame's share of the batch's preprocessing and forward pass.
+        let share_ms = encode_ms / converted.max(1) as f64;
+        let encoder_ms = share_ms + chunk.preprocess_ms / converted.max(1) as f64;
+        let mut lines = Vec::with_capacity(chunk.frames.len() + 1);
+        match encoded {
             Err(e) => {
                 let error = format!("image encoder: {e}");
-                return pending
-                    .into_iter()
-                    .map(|p| skipped(p, topic, RejectReason::EncoderError.name(), error.clone()))
-                    .collect();
+                lines.extend(chunk.frames.into_iter().map(|f| match f.failed.clone() {
+                    Some((reason, own)) => skipped(f, topic, reason, own),
+                    None => skipped(f, topic, RejectReason::EncoderError.name(), error.clone()),
+                }));
             }
-        };
-        // Each frame's share of the batch's conversion and encoding.
-        let share_ms = flush_started.elapsed().as_secs_f64() * 1e3 / pending.len().max(1) as f64;
-        pending
-            .into_iter()
-            .zip(failures)
-            .map(|(p, failed)| match failed {
-                Some(e) => skipped(p, topic, e.reason().name(), e.to_string()),
-                None => {
-                    let step_started = Instant::now();
-                    let embedding = embeddings.next().expect("one embedding per image");
-                    let matches = self.step.step(&self.labels, 0, &embedding);
-                    let share_ms = share_ms + step_started.elapsed().as_secs_f64() * 1e3;
-                    ReplayLine::Scored {
-                        result: FrameResult {
-                            stamp: p.header.stamp,
-                            frame_id: p.header.frame_id,
-                            matches,
-                            // Replay waits for no camera: the frame's own work.
-                            latency_ms: p.read_ms + share_ms,
-                            encoder_ms,
-                        },
-                        bag_time_ns: p.bag_time_ns,
-                        topic: topic.to_string(),
-                    }
+            Ok(embeddings) => {
+                let mut embeddings = embeddings.into_iter();
+                for f in chunk.frames {
+                    lines.push(match f.failed.clone() {
+                        Some((reason, error)) => skipped(f, topic, reason, error),
+                        None => {
+                            let step_started = Instant::now();
+                            let embedding = embeddings.next().expect("one embedding per image");
+                            let matches = self.step.step(&self.labels, 0, &embedding);
+                            let step_ms = step_started.elapsed().as_secs_f64() * 1e3;
+                            ReplayLine::Scored {
+                                result: FrameResult {
+                                    stamp: f.header.stamp,
+                                    frame_id: f.header.frame_id,
+                                    matches,
+                                    // Replay waits for no camera: the frame's own work.
+                                    latency_ms: f.own_ms + share_ms + step_ms,
+                                    encoder_ms,
+                                },
+                                bag_time_ns: f.bag_time_ns,
+                                topic: topic.to_string(),
+                            }
+                        }
+                    });
                 }
-            })
-            .collect()
+            }
+        }
+        lines.extend(chunk.undecodable);
+        lines
     }
 }
 
-fn skipped(p: Pending, topic: &str, reason: &'static str, error: String) -> ReplayLine {
+fn skipped(p: PreparedFrame, topic: &str, reason: &'static str, error: String) -> ReplayLine {
     ReplayLine::Skipped {
         bag_time_ns: p.bag_time_ns,
         topic: topic.to_string(),
