@@ -24,8 +24,18 @@
 //! - With a thread pool of more than one thread, blocks of output columns (and of rows
 //!   when there are few columns) are spread over the pool.
 //!
-//! `CLIP_PERCEPTION_INT8_KERNEL` (`scalar`, `avx2`, `tract`, `auto`) forces a kernel, for
-//! tests and benchmarks ([`Int8Choice::from_env`]).
+//! - The quad kernels read A as unsigned bytes (`A + 128`), four K values per 32-bit word,
+//!   and B as four K values per column lane; `128 x` each column's weight sum, computed at
+//!   packing, is taken off the accumulators. [`Int8Kernel::Avx2Maddubs`] multiplies with
+//!   `vpmaddubsw` + `vpmaddwd` (only for weights that cannot saturate its int16 step);
+//!   [`Int8Kernel::Avx512Vnni`] with one `vpdpbusd` per register (6 x 16 blocks, exact for
+//!   any weight). The VNNI kernel was written on a CPU without VNNI: tests run its whole
+//!   path there with the instruction emulated, and the instruction itself on VNNI CPUs; as
+//!   the default it first checks itself against the portable kernel
+//!   ([`Int8Kernel::self_check`]).
+//!
+//! `CLIP_PERCEPTION_INT8_KERNEL` (`scalar`, `avx2`, `avx2-maddubs`, `avx512-vnni`, `tract`,
+//! `auto`) forces a kernel, for tests and benchmarks ([`Int8Choice::from_env`]).
 
 /// Rows of the micro-kernel's accumulator block.
 pub const MR: usize = 6;
@@ -52,6 +62,11 @@ pub enum Int8Kernel {
     /// within -64..=64 does: 7-bit weights); other weights are packed for [`Int8Kernel::Avx2`]
     /// instead ([`PackedB::kernel`] says which runs).
     Avx2Maddubs,
+    /// x86-64 AVX-512 VNNI (`vpdpbusd` on 256-bit registers, with AVX-512VL): the same
+    /// layout as [`Int8Kernel::Avx2Maddubs`] (unsigned-offset activations, four K values
+    /// per lane, the offset's column sums taken off), one instruction per four products
+    /// instead of three, and no int16 step, so exact for any int8 weight.
+    Avx512Vnni,
 }
 
 impl Int8Kernel {
@@ -60,7 +75,14 @@ impl Int8Kernel {
             Int8Kernel::Scalar => "scalar",
             Int8Kernel::Avx2 => "avx2",
             Int8Kernel::Avx2Maddubs => "avx2-maddubs",
+            Int8Kernel::Avx512Vnni => "avx512-vnni",
         }
+    }
+
+    /// Whether the kernel reads A and B in quads (four K values per 32-bit lane, the
+    /// activations offset to unsigned bytes).
+    fn quads(self) -> bool {
+        matches!(self, Int8Kernel::Avx2Maddubs | Int8Kernel::Avx512Vnni)
     }
 
     /// Whether this CPU can run the kernel.
@@ -69,8 +91,15 @@ impl Int8Kernel {
             Int8Kernel::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs => std::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Int8Kernel::Avx512Vnni => {
+                std::is_x86_feature_detected!("avx2")
+                    && std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512vl")
+                    && std::is_x86_feature_detected!("avx512vnni")
+            }
             #[cfg(not(target_arch = "x86_64"))]
-            Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs => false,
+            Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs | Int8Kernel::Avx512Vnni => false,
         }
     }
 
@@ -80,10 +109,66 @@ impl Int8Kernel {
             Int8Kernel::Scalar,
             Int8Kernel::Avx2,
             Int8Kernel::Avx2Maddubs,
+            Int8Kernel::Avx512Vnni,
         ]
         .into_iter()
         .filter(|k| k.is_available())
         .collect()
+    }
+
+    /// Whether the kernel's products equal the portable kernel's on a few shapes with the
+    /// int8 extremes (tails of rows, columns and K included), once per process; a failure
+    /// is logged as an error. For kernels that the test suite of the machine they were
+    /// written on could not run.
+    pub fn self_check(self) -> bool {
+        use std::sync::OnceLock;
+        static CHECKED: OnceLock<std::collections::HashMap<Int8Kernel, bool>> = OnceLock::new();
+        let checked = CHECKED.get_or_init(|| {
+            Int8Kernel::available()
+                .into_iter()
+                .map(|kernel| (kernel, kernel.equals_the_portable_kernel()))
+                .collect()
+        });
+        let ok = checked.get(&self).copied().unwrap_or(false);
+        if !ok && self.is_available() {
+            log::error!(
+                "the {} int8 kernel disagrees with the portable kernel on this CPU; \
+                 not using it (please report this with the CPU's model)",
+                self.name()
+            );
+        }
+        ok
+    }
+
+    fn equals_the_portable_kernel(self) -> bool {
+        // A stream with the extremes -128 and 127 every few values.
+        let values = |len: usize, seed: u32| -> Vec<i8> {
+            (0..len as u32)
+                .map(|i| match (i.wrapping_mul(2654435761) ^ seed) % 7 {
+                    0 => -128,
+                    1 => 127,
+                    r => (i.wrapping_mul(40503).wrapping_add(seed * r) >> 3) as i8,
+                })
+                .collect()
+        };
+        [(1, 1, 1), (7, 37, 33), (13, 301, 17), (50, 96, 64)]
+            .into_iter()
+            .all(|(m, k, n)| {
+                let a = values(m * k, 1);
+                let b = values(k * n, 2);
+                let product = |kernel| {
+                    let mut c = vec![0i32; m * n];
+                    gemm(
+                        &a,
+                        m,
+                        &PackedB::pack(&b, k, n, kernel),
+                        Output::Int32(&mut c),
+                        None,
+                    );
+                    c
+                };
+                product(self) == product(Int8Kernel::Scalar)
+            })
     }
 
     /// The fastest kernel this CPU can run.
@@ -104,20 +189,32 @@ pub enum Int8Choice {
 }
 
 impl Int8Choice {
-    /// What runs when [`KERNEL_ENV`] is unset or `auto`: the AVX2 kernels on CPUs with AVX2
-    /// (`vpmaddubsw` for weights that allow it, else the widening one) and no int8
-    /// dot-product instructions (AVX-512 VNNI, AVX-VNNI; every AMX CPU has
-    /// AVX-512 VNNI), where tract's integer product has no fast kernel (measured ~80x
-    /// slower than this module's on a 2-vCPU AMD EPYC, ViT-B/32 at batch 1); elsewhere
-    /// tract's, until this module's kernel is measured faster there.
+    /// What runs when [`KERNEL_ENV`] is unset or `auto`:
+    /// - CPUs with AVX-512 VNNI (every AMX CPU has it): [`Int8Kernel::Avx512Vnni`], once
+    ///   it has passed [`Int8Kernel::self_check`] in this process (else tract's, with a
+    ///   warning). The kernel was written on a CPU without VNNI: its block loop, packing
+    ///   and output stage are tested there with the one instruction emulated, and the unit
+    ///   tests run the instruction itself only on VNNI CPUs, so the default checks it
+    ///   first.
+    /// - CPUs with AVX2 and no int8 dot-product instructions: the AVX2 kernels
+    ///   (`vpmaddubsw` for weights that allow it, else the widening one). tract's integer
+    ///   product has no fast kernel there (measured ~80x slower than this module's on a
+    ///   2-vCPU AMD EPYC, ViT-B/32 at batch 1).
+    /// - Elsewhere (AVX-VNNI without AVX-512, other architectures): tract's.
     pub fn default_for_cpu() -> Int8Choice {
         #[cfg(target_arch = "x86_64")]
-        if Int8Kernel::Avx2.is_available()
-            && !std::is_x86_feature_detected!("avx512vnni")
-            && !std::is_x86_feature_detected!("avxvnni")
         {
-            // vpmaddubsw where a weight allows it, else the widening kernel (`pack`).
-            return Int8Choice::Own(Int8Kernel::Avx2Maddubs);
+            if Int8Kernel::Avx512Vnni.is_available() {
+                return if Int8Kernel::Avx512Vnni.self_check() {
+                    Int8Choice::Own(Int8Kernel::Avx512Vnni)
+                } else {
+                    Int8Choice::Tract
+                };
+            }
+            if Int8Kernel::Avx2.is_available() && !std::is_x86_feature_detected!("avxvnni") {
+                // vpmaddubsw where a weight allows it, else the widening kernel (`pack`).
+                return Int8Choice::Own(Int8Kernel::Avx2Maddubs);
+            }
         }
         Int8Choice::Tract
     }
@@ -143,9 +240,11 @@ impl Int8Choice {
             Some("scalar") => Int8Kernel::Scalar,
             Some("avx2") => Int8Kernel::Avx2,
             Some("avx2-maddubs") => Int8Kernel::Avx2Maddubs,
+            Some("avx512-vnni") => Int8Kernel::Avx512Vnni,
             Some(other) => {
                 return Err(format!(
-                    "unknown value `{other}` (expected scalar, avx2, avx2-maddubs, tract or auto)"
+                    "unknown value `{other}` (expected scalar, avx2, avx2-maddubs, \
+                     avx512-vnni, tract or auto)"
                 ))
             }
         };
@@ -163,12 +262,16 @@ pub struct PackedB {
     k: usize,
     n: usize,
     kernel: Int8Kernel,
-    /// ceil(n / NR) panels of ceil(k / 2) pairs x NR columns x 2 values, or for
-    /// [`Int8Kernel::Avx2Maddubs`] ceil(k / 4) quads x NR columns x 4 values.
+    /// ceil(n / NR) panels of ceil(k / 2) pairs x NR columns x 2 values, or for the
+    /// quad kernels ceil(k / 4) quads x NR columns x 4 values.
     data: Vec<i8>,
-    /// [`Int8Kernel::Avx2Maddubs`]: `128 * sum_k B[k, j]` (wrapping) per column, padded to
-    /// whole panels: what the activations' +128 offset adds to column j.
+    /// Quad kernels: `128 * sum_k B[k, j]` (wrapping) per column, padded to whole panels:
+    /// what the activations' +128 offset adds to column j.
     offset_sums: Vec<i32>,
+    /// [`Int8Kernel::Avx512Vnni`]'s layout and block loop on AVX2, with `vpdpbusd` computed
+    /// by portable code ([`dpbusd_emulated`]): how the tests check that kernel on CPUs
+    /// without VNNI (everything but the one instruction). Never set outside tests.
+    emulate_vnni: bool,
 }
 
 /// Rows of a row group of A for a kernel ([`pack_a`]): the micro-kernel's block height.
@@ -176,6 +279,7 @@ const fn group_rows(kernel: Int8Kernel) -> usize {
     match kernel {
         // 10 accumulators, 2 panel registers, the broadcast, the product and the ones.
         Int8Kernel::Avx2Maddubs => MR_MADDUBS,
+        // 12 accumulators, 2 panel registers and the broadcast, as the widening kernel.
         _ => MR,
     }
 }
@@ -214,16 +318,23 @@ impl PackedB {
             "this CPU cannot run the {} int8 kernel",
             kernel.name()
         );
+        PackedB::pack_unchecked(b, k, n, kernel, false)
+    }
+
+    /// [`PackedB::pack`] without the CPU check (`emulate_vnni`: see the field).
+    fn pack_unchecked(
+        b: &[i8],
+        k: usize,
+        n: usize,
+        kernel: Int8Kernel,
+        emulate_vnni: bool,
+    ) -> PackedB {
         let kernel = match kernel {
             Int8Kernel::Avx2Maddubs if !fits_maddubs(b, k, n) => Int8Kernel::Avx2,
             other => other,
         };
-        // Values per K step of a panel: pairs, or quads for vpmaddubsw.
-        let step = if kernel == Int8Kernel::Avx2Maddubs {
-            4
-        } else {
-            2
-        };
+        // Values per K step of a panel: pairs, or quads.
+        let step = if kernel.quads() { 4 } else { 2 };
         let steps = k.div_ceil(step);
         let panels = n.div_ceil(NR);
         let mut data = vec![0i8; panels * steps * step * NR];
@@ -238,7 +349,7 @@ impl PackedB {
             }
         }
         let mut offset_sums = Vec::new();
-        if kernel == Int8Kernel::Avx2Maddubs {
+        if kernel.quads() {
             offset_sums = vec![0i32; panels * NR];
             for row in b.chunks_exact(n.max(1)).take(k) {
                 for (sum, &v) in offset_sums.iter_mut().zip(row) {
@@ -252,6 +363,7 @@ impl PackedB {
             kernel,
             data,
             offset_sums,
+            emulate_vnni,
         }
     }
 
@@ -269,9 +381,9 @@ impl PackedB {
         self.kernel
     }
 
-    /// K steps of a panel: pairs, or quads for [`Int8Kernel::Avx2Maddubs`].
+    /// K steps of a panel: pairs, or quads.
     fn steps(&self) -> usize {
-        if self.kernel == Int8Kernel::Avx2Maddubs {
+        if self.kernel.quads() {
             self.k.div_ceil(4)
         } else {
             self.k.div_ceil(2)
@@ -366,26 +478,24 @@ impl Sink<'_> {
     }
 }
 
-/// A packed for `b`'s kernel: [`pack_a_pairs`], or for [`Int8Kernel::Avx2Maddubs`]
-/// [`pack_a_quads`].
+/// A packed for `b`'s kernel: [`pack_a_pairs`], or for the quad kernels [`pack_a_quads`].
 fn pack_a(a: &[i8], m: usize, b: &PackedB) -> Vec<i32> {
-    if b.kernel == Int8Kernel::Avx2Maddubs {
-        pack_a_quads(a, m, b.k)
+    if b.kernel.quads() {
+        pack_a_quads(a, m, b.k, group_rows(b.kernel))
     } else {
         pack_a_pairs(a, m, b.k)
     }
 }
 
 /// A's rows as quads of unsigned bytes `A[i, 4q + e] + 128`, one word each, K padded to a
-/// multiple of 4 (with 128: the padded weights are 0), in groups of [`MR_MADDUBS`] rows laid
-/// out as [`pack_a_pairs`] does.
-fn pack_a_quads(a: &[i8], m: usize, k: usize) -> Vec<i32> {
+/// multiple of 4 (with 128: the padded weights are 0), in groups of `g` rows laid out as
+/// [`pack_a_pairs`] does.
+fn pack_a_quads(a: &[i8], m: usize, k: usize, g: usize) -> Vec<i32> {
     let kq = k.div_ceil(4);
     let mut out = vec![0i32; m * kq];
     if k == 0 {
         return out;
     }
-    let g = MR_MADDUBS;
     for (group, (rows, packed)) in a.chunks(g * k).zip(out.chunks_mut(g * kq)).enumerate() {
         let r_count = g.min(m - group * g);
         for (r, row) in rows.chunks_exact(k).enumerate() {
@@ -532,10 +642,17 @@ unsafe fn run_block(
     panels: std::ops::Range<usize>,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if matches!(b.kernel, Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs) {
-        // SAFETY: a PackedB for Avx2 is only made where the CPU has AVX2 (`pack`); the rest
-        // is the caller's contract.
-        return unsafe { avx2::run_block(a, m, b, sink, rows, panels) };
+    match b.kernel {
+        // SAFETY: a PackedB for a kernel is only made where the CPU has its instructions
+        // (`pack`; the emulated VNNI layout needs AVX2 only); the rest is the caller's
+        // contract.
+        Int8Kernel::Avx512Vnni if !b.emulate_vnni => {
+            return unsafe { avx2::run_block_vnni(a, m, b, sink, rows, panels) }
+        }
+        Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs | Int8Kernel::Avx512Vnni => {
+            return unsafe { avx2::run_block(a, m, b, sink, rows, panels) }
+        }
+        Int8Kernel::Scalar => {}
     }
     // SAFETY: the caller's contract.
     unsafe { run_block_inline(a, m, b, sink, rows, panels) }
@@ -557,7 +674,9 @@ unsafe fn run_block_inline(
     // K steps (pairs, or quads for vpmaddubsw) and the rows of a row group.
     let steps = b.steps();
     let g = group_rows(b.kernel);
-    let quads = b.kernel == Int8Kernel::Avx2Maddubs;
+    let quads = b.kernel.quads();
+    #[cfg(target_arch = "x86_64")]
+    let kind = avx2::kind(b);
     debug_assert!(rows.end <= m && a.len() == m * steps);
     let mut tile = [[0i32; NR]; MR];
     let mut block = rows.start;
@@ -580,7 +699,7 @@ unsafe fn run_block_inline(
                 let group = &a[i * steps..(i + r) * steps];
                 #[cfg(target_arch = "x86_64")]
                 if let (
-                    Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs,
+                    Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs | Int8Kernel::Avx512Vnni,
                     NR,
                     Sink::Dequantize {
                         out,
@@ -591,14 +710,15 @@ unsafe fn run_block_inline(
                 ) = (b.kernel, cols, sink)
                 {
                     // A whole panel: dequantized from the accumulator registers.
-                    // SAFETY: the CPU has AVX2 (an AVX2 PackedB); `group` holds r x steps
+                    // SAFETY: the CPU has the kernel's instructions (its PackedB); `group`
+                    // holds r x steps
                     // words, the panel `steps` steps of NR columns, `sums` NR values for
                     // quads; the scales and bias cover rows i..i + r and columns
                     // j0..j0 + NR, which are in this block.
                     unsafe {
                         avx2::micro(
                             r,
-                            quads,
+                            kind,
                             group.as_ptr(),
                             steps,
                             bp.as_ptr(),
@@ -615,7 +735,7 @@ unsafe fn run_block_inline(
                     i += r;
                     continue;
                 }
-                micro(b.kernel, group, steps, r, bp, sums, &mut tile);
+                micro(b, group, steps, r, bp, sums, &mut tile);
                 // SAFETY: rows i..i + r and columns j0..j0 + cols are in this block.
                 unsafe { sink.write(b.n, i, r, j0, cols, &tile) };
                 i += r;
@@ -626,10 +746,10 @@ unsafe fn run_block_inline(
 }
 
 /// `tile[..rows] = a x panel`, `a` one row group of [`pack_a`] (`[step][row]`, `rows`
-/// rows); for quads, less the column's offset sums (`sums`, NR values).
+/// rows) for `b`'s kernel; for quads, less the column's offset sums (`sums`, NR values).
 #[inline(always)]
 fn micro(
-    kernel: Int8Kernel,
+    b: &PackedB,
     a: &[i32],
     steps: usize,
     rows: usize,
@@ -637,16 +757,16 @@ fn micro(
     sums: *const i32,
     tile: &mut [[i32; NR]; MR],
 ) {
-    debug_assert!((1..=group_rows(kernel)).contains(&rows) && a.len() == rows * steps);
-    match kernel {
+    debug_assert!((1..=group_rows(b.kernel)).contains(&rows) && a.len() == rows * steps);
+    match b.kernel {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: an AVX2 PackedB is only made where the CPU has AVX2 (`pack`); the slices
-        // hold `rows` x `steps` words and `steps` steps of NR columns, `sums` NR values
-        // for quads.
-        Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs => unsafe {
+        // SAFETY: a PackedB is only made where the CPU has its kernel's instructions
+        // (`pack`); the slices hold `rows` x `steps` words and `steps` steps of NR columns,
+        // `sums` NR values for quads.
+        Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs | Int8Kernel::Avx512Vnni => unsafe {
             avx2::micro(
                 rows,
-                kernel == Int8Kernel::Avx2Maddubs,
+                avx2::kind(b),
                 a.as_ptr(),
                 steps,
                 panel.as_ptr(),
@@ -679,7 +799,65 @@ fn micro_scalar(a: &[i32], kp: usize, rows: usize, panel: &[i8], tile: &mut [[i3
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{PackedB, Sink, MR, NR};
+    use super::{Int8Kernel, PackedB, Sink, MR, NR};
+
+    /// The micro-kernels of the block loop: int16 pairs (`vpmaddwd`), and quads with
+    /// `vpmaddubsw`, with `vpdpbusd`, or with `vpdpbusd` emulated ([`dpbusd_emulated`]).
+    pub(super) const PAIRS: u8 = 0;
+    pub(super) const MADDUBS: u8 = 1;
+    pub(super) const VNNI: u8 = 2;
+    pub(super) const VNNI_EMULATED: u8 = 3;
+
+    /// `b`'s micro-kernel.
+    pub(super) fn kind(b: &PackedB) -> u8 {
+        match b.kernel {
+            Int8Kernel::Avx2Maddubs => MADDUBS,
+            Int8Kernel::Avx512Vnni if b.emulate_vnni => VNNI_EMULATED,
+            Int8Kernel::Avx512Vnni => VNNI,
+            _ => PAIRS,
+        }
+    }
+
+    /// [`super::run_block`] compiled for AVX-512 VNNI (AVX-512VL's 256-bit forms).
+    ///
+    /// # Safety
+    /// The CPU has AVX2, AVX-512F, AVX-512VL and AVX-512 VNNI; the rest as
+    /// [`super::run_block`].
+    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+    pub(super) unsafe fn run_block_vnni(
+        a: &[i32],
+        m: usize,
+        b: &PackedB,
+        sink: Sink,
+        rows: std::ops::Range<usize>,
+        panels: std::ops::Range<usize>,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { super::run_block_inline(a, m, b, sink, rows, panels) }
+    }
+
+    /// `vpdpbusd` (`_mm256_dpbusd_epi32`) in portable code: per 32-bit lane j,
+    /// `acc[j] + sum over e < 4 of u8(a[4j + e]) x i8(b[4j + e])`, wrapping (Intel's
+    /// definition: each product fits int16, the sum is 32-bit).
+    #[inline(always)]
+    pub(super) fn dpbusd_emulated(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: __m256i is 32 plain bytes; every bit pattern is a valid array of them.
+        let (mut acc, a, b): ([i32; 8], [u8; 32], [i8; 32]) = unsafe {
+            (
+                std::mem::transmute::<__m256i, [i32; 8]>(acc),
+                std::mem::transmute::<__m256i, [u8; 32]>(a),
+                std::mem::transmute::<__m256i, [i8; 32]>(b),
+            )
+        };
+        for (j, lane) in acc.iter_mut().enumerate() {
+            for e in 0..4 {
+                let product = a[4 * j + e] as i32 * b[4 * j + e] as i32;
+                *lane = lane.wrapping_add(product);
+            }
+        }
+        // SAFETY: as above.
+        unsafe { std::mem::transmute::<[i32; 8], __m256i>(acc) }
+    }
 
     /// [`super::run_block`] compiled for AVX2 (the output stage is vectorised with it).
     ///
@@ -749,13 +927,14 @@ mod avx2 {
     }
 
     /// The accumulators of `a x panel` for quads: `a` one row group of
-    /// [`super::pack_a_quads`] (`[q][row]`, bytes offset by +128), less the offset sums.
+    /// [`super::pack_a_quads`] (`[q][row]`, bytes offset by +128), less the offset sums;
+    /// `KIND`: [`MADDUBS`], [`VNNI`] or [`VNNI_EMULATED`].
     ///
     /// # Safety
-    /// The CPU has AVX2; `a` points to kq x R words, `b` to kq x 4 x NR bytes, `sums` to
-    /// NR values.
+    /// The CPU has AVX2 (and AVX-512 VNNI and VL for [`VNNI`]); `a` points to kq x R
+    /// words, `b` to kq x 4 x NR bytes, `sums` to NR values.
     #[inline(always)]
-    unsafe fn accumulate_quads<const R: usize>(
+    unsafe fn accumulate_quads<const R: usize, const KIND: u8>(
         a: *const i32,
         kq: usize,
         b: *const i8,
@@ -771,11 +950,25 @@ mod avx2 {
                 let b1 = _mm256_loadu_si256(bp.add(32) as *const __m256i);
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let av = _mm256_set1_epi32(*a.add(q * R + r));
-                    // u8 x s8 pairs into int16: exact, the packing checked the weights.
-                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones);
-                    let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones);
-                    acc[0] = _mm256_add_epi32(acc[0], p0);
-                    acc[1] = _mm256_add_epi32(acc[1], p1);
+                    match KIND {
+                        VNNI => {
+                            // Four u8 x s8 products into each int32 lane, no int16 step.
+                            acc[0] = _mm256_dpbusd_epi32(acc[0], av, b0);
+                            acc[1] = _mm256_dpbusd_epi32(acc[1], av, b1);
+                        }
+                        VNNI_EMULATED => {
+                            acc[0] = dpbusd_emulated(acc[0], av, b0);
+                            acc[1] = dpbusd_emulated(acc[1], av, b1);
+                        }
+                        _ => {
+                            // u8 x s8 pairs into int16: exact, the packing checked the
+                            // weights.
+                            let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones);
+                            let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones);
+                            acc[0] = _mm256_add_epi32(acc[0], p0);
+                            acc[1] = _mm256_add_epi32(acc[1], p1);
+                        }
+                    }
                 }
             }
             let s0 = _mm256_loadu_si256(sums as *const __m256i);
@@ -788,12 +981,12 @@ mod avx2 {
         }
     }
 
-    /// The accumulators for either layout (`Q`: quads).
+    /// The accumulators for `KIND`'s layout.
     ///
     /// # Safety
     /// As [`accumulate`] or [`accumulate_quads`].
     #[inline(always)]
-    unsafe fn accumulate_any<const R: usize, const Q: bool>(
+    unsafe fn accumulate_any<const R: usize, const KIND: u8>(
         a: *const i32,
         steps: usize,
         b: *const i8,
@@ -801,10 +994,10 @@ mod avx2 {
     ) -> [[__m256i; 2]; R] {
         // SAFETY: the caller's contract.
         unsafe {
-            if Q {
-                accumulate_quads::<R>(a, steps, b, sums)
-            } else {
+            if KIND == PAIRS {
                 accumulate::<R>(a, steps, b)
+            } else {
+                accumulate_quads::<R, KIND>(a, steps, b, sums)
             }
         }
     }
@@ -832,16 +1025,49 @@ mod avx2 {
         pub bias: *const f32,
     }
 
-    /// One block of R rows x NR columns (`Q`: quads). [`Store::Dequantize`] writes
-    /// `(float(acc[r, c]) * col_scale[c]) * row_scale[r] (+ bias[c])`: the same fp32
-    /// operations, in the same order, as [`super::Sink::write`].
+    /// One block of R rows x NR columns (`KIND`: the micro-kernel). [`Store::Dequantize`]
+    /// writes `(float(acc[r, c]) * col_scale[c]) * row_scale[r] (+ bias[c])`: the same
+    /// fp32 operations, in the same order, as [`super::Sink::write`].
     ///
     /// # Safety
-    /// The CPU has AVX2; as [`accumulate_any`]; a tile is valid for writes; a
-    /// [`Dequantize`]'s `out` points to R rows of `n` floats with NR writable from each,
-    /// `row_scale` to R floats, `col_scale` and `bias` (unless null) to NR floats.
+    /// The CPU has AVX2; as [`block_body`].
     #[target_feature(enable = "avx2")]
-    unsafe fn block<const R: usize, const Q: bool>(
+    unsafe fn block<const R: usize, const KIND: u8>(
+        a: *const i32,
+        steps: usize,
+        b: *const i8,
+        sums: *const i32,
+        store: Store,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { block_body::<R, KIND>(a, steps, b, sums, store) }
+    }
+
+    /// [`block`] compiled for AVX-512 VNNI.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, AVX-512F, AVX-512VL and AVX-512 VNNI; as [`block_body`].
+    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+    unsafe fn block_vnni<const R: usize>(
+        a: *const i32,
+        steps: usize,
+        b: *const i8,
+        sums: *const i32,
+        store: Store,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { block_body::<R, VNNI>(a, steps, b, sums, store) }
+    }
+
+    /// [`block`]'s body, inlined into each instruction set's copy.
+    ///
+    /// # Safety
+    /// The CPU has the instructions of `KIND`; as [`accumulate_any`]; a tile is valid for
+    /// writes; a [`Dequantize`]'s `out` points to R rows of `n` floats with NR writable
+    /// from each, `row_scale` to R floats, `col_scale` and `bias` (unless null) to NR
+    /// floats.
+    #[inline(always)]
+    unsafe fn block_body<const R: usize, const KIND: u8>(
         a: *const i32,
         steps: usize,
         b: *const i8,
@@ -850,7 +1076,7 @@ mod avx2 {
     ) {
         // SAFETY: the caller's contract.
         unsafe {
-            let acc = accumulate_any::<R, Q>(a, steps, b, sums);
+            let acc = accumulate_any::<R, KIND>(a, steps, b, sums);
             match store {
                 Store::Tile(tile) => {
                     for (out, acc) in (*tile).iter_mut().zip(&acc) {
@@ -880,14 +1106,14 @@ mod avx2 {
         }
     }
 
-    /// [`block`] for `rows` rows (1..=6 for pairs, 1..=5 for quads).
+    /// [`block`] of `kind` ([`kind`]) for `rows` rows (1..=6, 1..=5 for [`MADDUBS`]).
     ///
     /// # Safety
-    /// As [`block`].
+    /// The CPU has AVX2 (and AVX-512 VNNI and VL for [`VNNI`]); as [`block`].
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn micro(
         rows: usize,
-        quads: bool,
+        kind: u8,
         a: *const i32,
         steps: usize,
         b: *const i8,
@@ -896,18 +1122,51 @@ mod avx2 {
     ) {
         // SAFETY: the caller's contract.
         unsafe {
-            match (quads, rows) {
-                (false, 6) => block::<6, false>(a, steps, b, sums, store),
-                (false, 5) => block::<5, false>(a, steps, b, sums, store),
-                (false, 4) => block::<4, false>(a, steps, b, sums, store),
-                (false, 3) => block::<3, false>(a, steps, b, sums, store),
-                (false, 2) => block::<2, false>(a, steps, b, sums, store),
-                (false, _) => block::<1, false>(a, steps, b, sums, store),
-                (true, 5) => block::<5, true>(a, steps, b, sums, store),
-                (true, 4) => block::<4, true>(a, steps, b, sums, store),
-                (true, 3) => block::<3, true>(a, steps, b, sums, store),
-                (true, 2) => block::<2, true>(a, steps, b, sums, store),
-                (true, _) => block::<1, true>(a, steps, b, sums, store),
+            match (kind, rows) {
+                (VNNI, _) => micro_vnni(rows, a, steps, b, sums, store),
+                (PAIRS, 6) => block::<6, PAIRS>(a, steps, b, sums, store),
+                (PAIRS, 5) => block::<5, PAIRS>(a, steps, b, sums, store),
+                (PAIRS, 4) => block::<4, PAIRS>(a, steps, b, sums, store),
+                (PAIRS, 3) => block::<3, PAIRS>(a, steps, b, sums, store),
+                (PAIRS, 2) => block::<2, PAIRS>(a, steps, b, sums, store),
+                (PAIRS, _) => block::<1, PAIRS>(a, steps, b, sums, store),
+                (MADDUBS, 5) => block::<5, MADDUBS>(a, steps, b, sums, store),
+                (MADDUBS, 4) => block::<4, MADDUBS>(a, steps, b, sums, store),
+                (MADDUBS, 3) => block::<3, MADDUBS>(a, steps, b, sums, store),
+                (MADDUBS, 2) => block::<2, MADDUBS>(a, steps, b, sums, store),
+                (MADDUBS, _) => block::<1, MADDUBS>(a, steps, b, sums, store),
+                (_, 6) => block::<6, VNNI_EMULATED>(a, steps, b, sums, store),
+                (_, 5) => block::<5, VNNI_EMULATED>(a, steps, b, sums, store),
+                (_, 4) => block::<4, VNNI_EMULATED>(a, steps, b, sums, store),
+                (_, 3) => block::<3, VNNI_EMULATED>(a, steps, b, sums, store),
+                (_, 2) => block::<2, VNNI_EMULATED>(a, steps, b, sums, store),
+                (_, _) => block::<1, VNNI_EMULATED>(a, steps, b, sums, store),
+            }
+        }
+    }
+
+    /// [`micro`] for [`VNNI`].
+    ///
+    /// # Safety
+    /// The CPU has AVX2, AVX-512F, AVX-512VL and AVX-512 VNNI; as [`block`].
+    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+    unsafe fn micro_vnni(
+        rows: usize,
+        a: *const i32,
+        steps: usize,
+        b: *const i8,
+        sums: *const i32,
+        store: Store,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match rows {
+                6 => block_vnni::<6>(a, steps, b, sums, store),
+                5 => block_vnni::<5>(a, steps, b, sums, store),
+                4 => block_vnni::<4>(a, steps, b, sums, store),
+                3 => block_vnni::<3>(a, steps, b, sums, store),
+                2 => block_vnni::<2>(a, steps, b, sums, store),
+                _ => block_vnni::<1>(a, steps, b, sums, store),
             }
         }
     }
@@ -950,6 +1209,35 @@ mod tests {
         c
     }
 
+    /// Every kernel this CPU can run, and [`Int8Kernel::Avx512Vnni`] with its instruction
+    /// emulated where the CPU has AVX2 (`true`: emulated).
+    fn tested_kernels() -> Vec<(Int8Kernel, bool)> {
+        let mut kernels: Vec<_> = Int8Kernel::available()
+            .into_iter()
+            .map(|k| (k, false))
+            .collect();
+        if Int8Kernel::Avx2.is_available() {
+            kernels.push((Int8Kernel::Avx512Vnni, true));
+        }
+        kernels
+    }
+
+    fn pack_as(b: &[i8], k: usize, n: usize, (kernel, emulated): (Int8Kernel, bool)) -> PackedB {
+        if emulated {
+            PackedB::pack_unchecked(b, k, n, kernel, true)
+        } else {
+            PackedB::pack(b, k, n, kernel)
+        }
+    }
+
+    fn label((kernel, emulated): (Int8Kernel, bool)) -> String {
+        format!(
+            "{}{}",
+            kernel.name(),
+            if emulated { " (emulated)" } else { "" }
+        )
+    }
+
     fn pool(threads: usize) -> rayon::ThreadPool {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -966,14 +1254,14 @@ mod tests {
         }
         let two = pool(2);
         let mut checked = 0;
-        for kernel in kernels {
+        for kernel in tested_kernels() {
             for m in 1..=37 {
                 for k in 1..=37 {
                     for n in [1, 2, 7, 8, 15, 16, 17, 23, 24, 25, 31, 33, 37] {
                         let a = values(m * k, (m * 1000 + k) as u64);
                         let b = values(k * n, (k * 1000 + n) as u64 + 7);
                         let want = naive(&a, &b, m, k, n);
-                        let packed = PackedB::pack(&b, k, n, kernel);
+                        let packed = pack_as(&b, k, n, kernel);
                         for threads in [None, Some(&two)] {
                             let mut c = vec![i32::MIN; m * n];
                             gemm(&a, m, &packed, Output::Int32(&mut c), threads);
@@ -981,7 +1269,7 @@ mod tests {
                                 c,
                                 want,
                                 "{} kernel, m {m} k {k} n {n}, pool {}",
-                                kernel.name(),
+                                label(kernel),
                                 threads.is_some()
                             );
                             checked += 1;
@@ -1081,12 +1369,12 @@ mod tests {
     fn extreme_values_do_not_saturate() {
         // Every product 128 * 128 (pairs sum to 32768, one past i16::MAX) and the mixed
         // signs, over a K long enough to matter, with every kernel.
-        for kernel in Int8Kernel::available() {
+        for kernel in tested_kernels() {
             for (x, y) in [(-128i8, -128i8), (-128, 127), (127, 127), (127, -128)] {
                 let (m, k, n) = (5, 301, 29);
                 let a = vec![x; m * k];
                 let b = vec![y; k * n];
-                let packed = PackedB::pack(&b, k, n, kernel);
+                let packed = pack_as(&b, k, n, kernel);
                 let mut c = vec![0; m * n];
                 gemm(&a, m, &packed, Output::Int32(&mut c), None);
                 assert!(c.iter().all(|&v| v == x as i32 * y as i32 * k as i32));
@@ -1099,16 +1387,16 @@ mod tests {
         // The encoder's shapes in small: several cache blocks of rows, many panels.
         let two = pool(2);
         let three = pool(3);
-        for kernel in Int8Kernel::available() {
+        for kernel in tested_kernels() {
             for (m, k, n) in [(150, 96, 200), (50, 77, 768), (3, 768, 50)] {
                 let a = values(m * k, 1);
                 let b = values(k * n, 2);
                 let want = naive(&a, &b, m, k, n);
-                let packed = PackedB::pack(&b, k, n, kernel);
+                let packed = pack_as(&b, k, n, kernel);
                 for threads in [None, Some(&two), Some(&three)] {
                     let mut c = vec![0; m * n];
                     gemm(&a, m, &packed, Output::Int32(&mut c), threads);
-                    assert_eq!(c, want, "{} kernel, m {m} k {k} n {n}", kernel.name());
+                    assert_eq!(c, want, "{} kernel, m {m} k {k} n {n}", label(kernel));
                 }
             }
         }
@@ -1125,13 +1413,13 @@ mod tests {
         for (b, kernel) in [values(k * n, 4), fitting_weights(k, n, 4)]
             .into_iter()
             .flat_map(|b| {
-                Int8Kernel::available()
+                tested_kernels()
                     .into_iter()
                     .map(move |kernel| (b.clone(), kernel))
             })
         {
             let acc = naive(&a, &b, m, k, n);
-            let packed = PackedB::pack(&b, k, n, kernel);
+            let packed = pack_as(&b, k, n, kernel);
             for with_bias in [false, true] {
                 let mut y = vec![0f32; m * n];
                 let out = Output::Dequantize {
@@ -1148,7 +1436,12 @@ mod tests {
                             // The graph's Add(bias, y): float addition commutes.
                             want += bias[j];
                         }
-                        assert_eq!(y[i * n + j].to_bits(), want.to_bits(), "{i} {j}");
+                        assert_eq!(
+                            y[i * n + j].to_bits(),
+                            want.to_bits(),
+                            "{} kernel, {i} {j}",
+                            label(kernel)
+                        );
                     }
                 }
             }
@@ -1176,5 +1469,49 @@ mod tests {
             Int8Choice::parse(Some("avx2-maddubs")).is_ok(),
             Int8Kernel::Avx2Maddubs.is_available()
         );
+        assert_eq!(
+            Int8Choice::parse(Some("avx512-vnni")).is_ok(),
+            Int8Kernel::Avx512Vnni.is_available()
+        );
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_emulated_dpbusd_is_intels_definition() {
+        use std::arch::x86_64::__m256i;
+        // Lane 0: 255 x -128 + 1 x 127 + 128 x -1 + 0 x 5 = -32641, on top of 10.
+        // Lane 1: 255 x -128 four times: -130560 (beyond int16: no saturation), on top of
+        // i32::MIN + 100000: wraps like the hardware's 32-bit sum.
+        let mut a = [0u8; 32];
+        let mut b = [0i8; 32];
+        a[..4].copy_from_slice(&[255, 1, 128, 0]);
+        b[..4].copy_from_slice(&[-128, 127, -1, 5]);
+        a[4..8].copy_from_slice(&[255; 4]);
+        b[4..8].copy_from_slice(&[-128; 4]);
+        let mut acc = [0i32; 8];
+        acc[0] = 10;
+        acc[1] = i32::MIN + 100_000;
+        acc[2] = 7;
+        // SAFETY: __m256i is 32 plain bytes.
+        let got: [i32; 8] = unsafe {
+            std::mem::transmute(avx2::dpbusd_emulated(
+                std::mem::transmute::<[i32; 8], __m256i>(acc),
+                std::mem::transmute::<[u8; 32], __m256i>(a),
+                std::mem::transmute::<[i8; 32], __m256i>(b),
+            ))
+        };
+        assert_eq!(got[0], 10 - 32641);
+        assert_eq!(got[1], (i32::MIN + 100_000).wrapping_sub(130_560));
+        assert_eq!(got[2..], [7, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn every_available_kernel_passes_its_self_check() {
+        for kernel in Int8Kernel::available() {
+            assert!(kernel.self_check(), "{}", kernel.name());
+        }
+        if !Int8Kernel::Avx512Vnni.is_available() {
+            assert!(!Int8Kernel::Avx512Vnni.self_check());
+        }
     }
 }
