@@ -11,10 +11,12 @@ context and at the phrase's real token length, each with 1 and 2 threads. tract 
 bundle's graphs (image_encoder.onnx, image_encoder_int8.onnx from models/quantize.py);
 onnxruntime runs the same fp32 graph and, for int8, the graph onnxruntime's own
 `quantize_dynamic` makes of it (MatMul only, int8 weights: onnxruntime's fastest int8 form;
-it runs the bundle's int8 graph too, slower). Engines alternate round by round (onnxruntime,
-then tract, then onnxruntime, ...) so drift on a shared machine hits both; every number is
-the median over all timed runs of all rounds. Timing is wall clock per call after warm-up.
-Run it on an otherwise idle machine.
+it runs the bundle's int8 graph too, slower). The engines alternate group by group (one
+encoder, precision and thread count: onnxruntime's runs, then tract's, or the other way
+round in odd rounds), so the two sides of a ratio are timed seconds apart, and drift on a
+shared machine (up to 40% within a minute on a 2-vCPU cloud machine) hits both alike; every
+number is the median over all timed runs of all rounds. Timing is wall clock per call after
+warm-up. Run it on an otherwise idle machine.
 
 Accuracy (the Rust engine, `clip_perception embed-image` / `classify`): int8 vs fp32 image
 embedding cosine on evaluation images for the benchmarked model, and on the default model
@@ -75,39 +77,49 @@ def ort_int8_graph(model: Path) -> Path:
     return out
 
 
-def tract_round(binary: str, model: Path, args) -> list[dict]:
-    cmd = [binary, "--model", str(model), "--batches", args.batches, "--threads", args.threads,
+def groups(args) -> list[tuple[str, str, int]]:
+    """The measurement groups, (encoder, precision, threads): each is timed on both engines
+    back to back."""
+    out = []
+    for threads in [int(t) for t in args.threads.split(",")]:
+        out += [("image", precision, threads) for precision in args.precision.split(",")]
+        out.append(("text", "fp32", threads))
+    return out
+
+
+def tract_group(binary: str, model: Path, args, group: tuple[str, str, int]) -> list[dict]:
+    encoder, precision, threads = group
+    cmd = [binary, "--model", str(model), "--batches", args.batches, "--threads", str(threads),
            "--runs", str(args.runs), "--warmup", str(args.warmup), "--phrase", args.phrase,
-           "--precision", args.precision]
+           "--precision", precision, "--skip-text" if encoder == "image" else "--skip-image"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def ort_round(model: Path, args, tokenizer) -> list[dict]:
+def ort_group(model: Path, args, tokenizer, group: tuple[str, str, int]) -> list[dict]:
     import numpy as np
+    encoder, precision, threads = group
     manifest = cb.read_manifest(model)
-    s = int(manifest["image_size"])
+    batches = [int(b) for b in args.batches.split(",")]
+    rows = []
+    if encoder == "image":
+        s = int(manifest["image_size"])
+        graph = model / manifest["files"]["image_encoder"]["path"] if precision == "fp32" else ort_int8_graph(model)
+        image = cb.ort_session(graph, threads=threads)
+        for batch in batches:
+            rng = np.random.default_rng(0)
+            pixels = rng.uniform(-2, 2, size=(batch, 3, s, s)).astype(np.float32)
+            rows.append(dict(engine="onnxruntime", encoder="image", precision=precision, batch=batch,
+                             threads=threads, **time_calls(lambda: image.run(None, {"pixel_values": pixels}), args)))
+        return rows
     ctx = int(manifest["context_length"])
     ids = cb.open_clip_ids(tokenizer, args.phrase, ctx)
-    rows = []
-    graphs = {"fp32": model / manifest["files"]["image_encoder"]["path"]}
-    if "int8" in args.precision.split(","):
-        graphs["int8"] = ort_int8_graph(model)
-    for threads in [int(t) for t in args.threads.split(",")]:
-        text = cb.ort_session(model / manifest["files"]["text_encoder"]["path"], threads=threads)
-        for precision, graph in graphs.items():
-            image = cb.ort_session(graph, threads=threads)
-            for batch in [int(b) for b in args.batches.split(",")]:
-                rng = np.random.default_rng(0)
-                pixels = rng.uniform(-2, 2, size=(batch, 3, s, s)).astype(np.float32)
-                rows.append(dict(engine="onnxruntime", encoder="image", precision=precision, batch=batch,
-                                 threads=threads,
-                                 **time_calls(lambda: image.run(None, {"pixel_values": pixels}), args)))
-        for batch in [int(b) for b in args.batches.split(",")]:
-            for length in (ctx, len(ids)):
-                feed = cb.pad_ids([ids] * batch, length)
-                rows.append(dict(engine="onnxruntime", encoder="text", batch=batch, threads=threads, tokens=length,
-                                 **time_calls(lambda: text.run(None, {"input_ids": feed}), args)))
+    text = cb.ort_session(model / manifest["files"]["text_encoder"]["path"], threads=threads)
+    for batch in batches:
+        for length in (ctx, len(ids)):
+            feed = cb.pad_ids([ids] * batch, length)
+            rows.append(dict(engine="onnxruntime", encoder="text", batch=batch, threads=threads, tokens=length,
+                             **time_calls(lambda: text.run(None, {"input_ids": feed}), args)))
     return rows
 
 
@@ -191,15 +203,26 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run_rounds(args, model: Path, tokenizer) -> dict[tuple, dict[str, list[float]]]:
-    """Timed samples per case and engine, engines alternating round by round."""
+    """Timed samples per case and engine, the engines alternating group by group."""
     samples: dict[tuple, dict[str, list[float]]] = {}
-    for r in range(args.rounds):
-        log(f"round {r + 1}/{args.rounds}: onnxruntime")
-        for row in ort_round(model, args, tokenizer):
+
+    def ort(group):
+        for row in ort_group(model, args, tokenizer, group):
             samples.setdefault(key(row), {}).setdefault("onnxruntime", []).extend(row["samples"])
-        log(f"round {r + 1}/{args.rounds}: tract")
-        for row in tract_round(args.binary, model, args):
+
+    def tract(group):
+        for row in tract_group(args.binary, model, args, group):
             samples.setdefault(key(row), {}).setdefault("tract", []).extend(row["samples_ms"])
+
+    if "int8" in args.precision.split(","):
+        ort_int8_graph(model)  # made once, before any timing
+    for r in range(args.rounds):
+        for group in groups(args):
+            encoder, precision, threads = group
+            log(f"round {r + 1}/{args.rounds}: {encoder} {precision if encoder == 'image' else ''} "
+                f"{threads} thread(s)")
+            for engine in ((ort, tract) if r % 2 == 0 else (tract, ort)):
+                engine(group)
     return samples
 
 
