@@ -14,7 +14,11 @@
 //! below 1 is faster). Results are equal whatever the blocking; the encoders' own numbers
 //! come from `models/benchmark.py`.
 
+mod common;
+
 use std::time::Instant;
+
+use common::arg;
 
 use clip_perception::kernels::f32_gemm::{gemm_with_row_block, PackedF32, BENCH_ROW_BLOCK};
 
@@ -22,17 +26,6 @@ fn values(len: usize, seed: usize) -> Vec<f32> {
     (0..len)
         .map(|i| (((i + seed) * 7919 + seed * 31) % 2003) as f32 / 2003.0 - 0.5)
         .collect()
-}
-
-fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name}: not a number: {v}"))
-        })
-        .unwrap_or(default)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

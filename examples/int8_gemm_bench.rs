@@ -13,7 +13,11 @@
 //! Prints the minimum and the median over `--reps` calls (the minimum is the steadier figure
 //! on a shared machine). The encoder's own numbers come from `models/benchmark.py`.
 
+mod common;
+
 use std::time::Instant;
+
+use common::arg;
 
 use clip_perception::kernels::int8_gemm::{gemm, Int8Kernel, Output, PackedB};
 
@@ -28,17 +32,6 @@ fn values(len: usize, seed: u64, half: i64) -> Vec<i8> {
             ((s >> 40) as i64 % (2 * half + 1) - half) as i8
         })
         .collect()
-}
-
-fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name}: not a number: {v}"))
-        })
-        .unwrap_or(default)
 }
 
 fn main() {
