@@ -19,8 +19,9 @@
 //! arithmetic in the same order, so results equal the unfused graph's (and onnxruntime's)
 //! bit for bit. A chain that does not have exactly this shape is left as it is.
 //!
-//! Where the engine's own int8 product runs ([`Int8Choice`], by default on CPUs with AVX2
-//! and no VNNI; `CLIP_PERCEPTION_INT8_KERNEL` forces one), the integer product, the dequantize
+//! Where the engine's own int8 product runs ([`Int8Choice`], by default on CPUs with
+//! AVX-512 VNNI, and on CPUs with AVX2 and no VNNI; `CLIP_PERCEPTION_INT8_KERNEL` forces
+//! one), the integer product, the dequantize
 //! chain and the Linear layer's bias Add after the `Reshape` that follows it
 //! (`Add(bias, Reshape(y))`, bias [N]) become one op instead, [`Int8Linear`]: the weight
 //! is packed once when the op is built, and the kernel's output stage computes
