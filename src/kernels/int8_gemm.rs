@@ -118,7 +118,7 @@ impl Int8Kernel {
 
     /// Whether the kernel's products equal the portable kernel's on a few shapes with the
     /// int8 extremes (tails of rows, columns and K included), once per process; a failure
-    /// is logged as an error. For kernels that the test suite of the machine they were
+    /// is logged as an error, once. For kernels that the test suite of the machine they were
     /// written on could not run.
     pub fn self_check(self) -> bool {
         use std::sync::OnceLock;
@@ -130,12 +130,15 @@ impl Int8Kernel {
                 .collect()
         });
         let ok = checked.get(&self).copied().unwrap_or(false);
+        static REPORTED: std::sync::Once = std::sync::Once::new();
         if !ok && self.is_available() {
-            log::error!(
-                "the {} int8 kernel disagrees with the portable kernel on this CPU; \
+            REPORTED.call_once(|| {
+                log::error!(
+                    "the {} int8 kernel disagrees with the portable kernel on this CPU; \
                  not using it (please report this with the CPU's model)",
-                self.name()
-            );
+                    self.name()
+                )
+            });
         }
         ok
     }

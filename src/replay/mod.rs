@@ -298,11 +298,9 @@ impl Conversion {
     /// converted behind it (inline: this chunk, converted).
     fn submit(&mut self, chunk: Chunk) -> Option<Prepared> {
         match self {
-            Conversion::Inline(converter) => Some(converter.prepare(chunk)),
+            Conversion::Inline(converter) => return Some(converter.prepare(chunk)),
             Conversion::Thread {
-                chunks,
-                prepared,
-                in_flight,
+                chunks, in_flight, ..
             } => {
                 // The thread only ends when this side hangs up, and it catches the panics
                 // of the frames it converts.
@@ -310,18 +308,12 @@ impl Conversion {
                     .send(chunk)
                     .expect("the decoding thread runs until replay ends");
                 *in_flight += 1;
-                if *in_flight > 1 {
-                    *in_flight -= 1;
-                    Some(
-                        prepared
-                            .recv()
-                            .expect("the decoding thread sends every chunk"),
-                    )
-                } else {
-                    None
+                if *in_flight < 2 {
+                    return None;
                 }
             }
         }
+        self.finish()
     }
 
     /// The chunk still being converted, if any.
