@@ -1,6 +1,8 @@
 //! The engine's own fused operators, swapped into the ONNX graphs before tract parses them:
 //! [`rewrite`] finds node chains in the ONNX protobuf, [`int8`] replaces the int8 encoder's
-//! quantize/dequantize chains, [`attention`] each layer's attention, [`transformer_ops`]
+//! quantize/dequantize chains, [`linear`] the fp32 Linear layers and [`patch_conv`] the
+//! image tower's patch embedding (both on the engine's own fp32 product), [`attention`]
+//! each layer's attention, [`transformer_ops`]
 //! the remaining softmax nodes and QuickGELU, and
 //! [`simd`] dispatches their kernels to AVX-512/AVX2 at run time and [`parallel`] spreads
 //! them over the engine's thread pool. Each fused op computes
@@ -13,6 +15,7 @@ pub mod int8;
 pub mod layer_norm;
 pub mod linear;
 mod parallel;
+pub mod patch_conv;
 mod rewrite;
 pub mod transformer_ops;
 

@@ -181,11 +181,15 @@ pub(crate) fn parse_onnx(
     if fusions.transformer && crate::kernels::f32_gemm::use_own_kernel() {
         crate::fused::linear::register(&mut onnx);
         let (linear, bias) = crate::fused::linear::fuse(&mut proto);
+        crate::fused::patch_conv::register(&mut onnx);
+        let patch_conv = crate::fused::patch_conv::fuse(&mut proto);
         log::debug!(
-            "{}: {} fp32 Linear layers ({} with bias) on the engine's fp32 product",
+            "{}: {} fp32 Linear layers ({} with bias) and {} patch-embedding Conv on the \
+             engine's fp32 product",
             path.display(),
             linear,
-            bias
+            bias,
+            patch_conv
         );
     }
     if fusions.transformer {
