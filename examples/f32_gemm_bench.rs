@@ -20,7 +20,9 @@ use std::time::Instant;
 
 use common::arg;
 
-use clip_perception::kernels::f32_gemm::{gemm_with_row_block, PackedF32, BENCH_ROW_BLOCK};
+use clip_perception::kernels::f32_gemm::{
+    gemm_with_row_block, Epilogue, PackedF32, BENCH_ROW_BLOCK,
+};
 
 fn values(len: usize, seed: usize) -> Vec<f32> {
     (0..len)
@@ -70,7 +72,15 @@ fn main() {
             let pool = (threads > 1).then_some(&pool);
             let mut time = |row_block: usize| {
                 let t = Instant::now();
-                gemm_with_row_block(&a, m, &packed, Some(&bias), &mut out, pool, row_block);
+                gemm_with_row_block(
+                    &a,
+                    m,
+                    &packed,
+                    Epilogue::bias(Some(&bias)),
+                    &mut out,
+                    pool,
+                    row_block,
+                );
                 t.elapsed().as_secs_f64() * 1e3
             };
             time(BENCH_ROW_BLOCK);

@@ -36,6 +36,7 @@ use tract_onnx::tract_hir::internal::*;
 use std::collections::HashMap;
 
 use super::parallel::row_tasks;
+use super::residual::{fuse_residual, residual_input, TakesResidual};
 use super::rewrite::{attr, fused_node, GraphIndex, Rewrite, ONNX_FLOAT};
 use crate::kernels::int8_gemm::{self, Int8Choice, Int8Kernel, PackedB};
 
@@ -682,6 +683,7 @@ impl Expansion for Int8LinearExpansion {
         };
         let op = Int8Linear {
             packed: Arc::new(packed),
+            residual: false,
             col_scale: vector(3)?,
             bias: if inputs.len() == 5 {
                 Some(vector(4)?)
@@ -695,12 +697,14 @@ impl Expansion for Int8LinearExpansion {
 
 /// `y[i, j] = (float(q x W)[i, j] * col_scale[j]) * row_scale[i] (+ bias[j])`: the int8
 /// product of [`crate::kernels::int8_gemm`] on the weight packed at load, with the graph's
-/// dequantization (and bias) in its output stage. Inputs: q [M, K] int8, row_scale [M, 1].
+/// dequantization (and bias) in its output stage. Inputs: q [M, K] int8, row_scale [M, 1],
+/// and the residual (M x N values, any shape) when [`super::residual`] gave it one.
 #[derive(Debug, Clone)]
 pub struct Int8Linear {
     packed: Arc<PackedB>,
     col_scale: Arc<[f32]>,
     bias: Option<Arc<[f32]>>,
+    residual: bool,
 }
 
 impl PartialEq for Int8Linear {
@@ -708,6 +712,20 @@ impl PartialEq for Int8Linear {
         Arc::ptr_eq(&self.packed, &other.packed)
             && self.col_scale == other.col_scale
             && self.bias == other.bias
+            && self.residual == other.residual
+    }
+}
+
+impl TakesResidual for Int8Linear {
+    fn has_residual(&self) -> bool {
+        self.residual
+    }
+
+    fn with_residual(&self) -> Self {
+        Int8Linear {
+            residual: true,
+            ..self.clone()
+        }
     }
 }
 
@@ -720,11 +738,12 @@ impl Op for Int8Linear {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "int8 {}x{} ({} kernel){}",
+            "int8 {}x{} ({} kernel){}{}",
             self.packed.k(),
             self.packed.n(),
             self.packed.kernel().name(),
-            if self.bias.is_some() { ", bias" } else { "" }
+            if self.bias.is_some() { ", bias" } else { "" },
+            if self.residual { ", residual" } else { "" }
         )])
     }
 
@@ -760,12 +779,17 @@ impl EvalOp for Int8Linear {
         // outputs (its blocks cover the output) before it is read.
         let mut out = unsafe { Tensor::uninitialized::<f32>(&[m, n])? };
         {
+            let residual = residual_input(self.residual, &inputs, m * n)?
+                .map(|r| r.try_as_plain_ram())
+                .transpose()?;
+            let residual = residual.as_ref().map(|r| r.as_slice::<f32>()).transpose()?;
             let mut ov = out.try_as_plain_ram_mut()?;
             let output = int8_gemm::Output::Dequantize {
                 out: ov.as_slice_mut::<f32>()?,
                 row_scale: rows,
                 col_scale: &self.col_scale,
                 bias: self.bias.as_deref(),
+                residual,
             };
             let executor = tract_linalg::multithread::current_tract_executor();
             let pool = match &executor {
@@ -789,6 +813,10 @@ impl TypedOp for Int8Linear {
             inputs[0].shape[0].clone(),
             self.packed.n().to_dim()
         ])))
+    }
+
+    fn fuse(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
+        fuse_residual(self, model, node)
     }
 
     as_op!();
@@ -870,82 +898,89 @@ mod tests {
             .collect();
         let input = Tensor::from_shape(&[2, 3, 224, 224], &pixels).unwrap();
         // Runs the graph, fused with `choice` (None: as written); returns the embeddings
-        // and how many Int8Linear ops the optimised plan holds. `seven_bit` halves every
+        // and how many Int8Linear ops the optimised plan holds (and of them, how many took
+        // the skip connection's Add in: `super::residual`). `seven_bit` halves every
         // int8 weight first (all within -64..=64: the vpmaddubsw kernel's own path).
-        let run =
-            |choice: Option<Int8Choice>, threads: usize, seven_bit: bool| -> (Vec<f32>, usize) {
-                let mut onnx = tract_onnx::onnx();
-                let mut proto = onnx.proto_model_for_path(path).unwrap();
-                if seven_bit {
-                    let graph = proto.graph.as_mut().unwrap();
-                    let mut halved = 0;
-                    for t in graph.initializer.iter_mut() {
-                        if t.data_type == 3 && t.dims.len() == 2 {
-                            // INT8 weights as raw bytes.
-                            assert!(!t.raw_data.is_empty());
-                            for v in t.raw_data.iter_mut() {
-                                *v = ((*v as i8) / 2) as u8;
-                            }
-                            halved += 1;
+        let run = |choice: Option<Int8Choice>,
+                   threads: usize,
+                   seven_bit: bool|
+         -> (Vec<f32>, [usize; 2]) {
+            let mut onnx = tract_onnx::onnx();
+            let mut proto = onnx.proto_model_for_path(path).unwrap();
+            if seven_bit {
+                let graph = proto.graph.as_mut().unwrap();
+                let mut halved = 0;
+                for t in graph.initializer.iter_mut() {
+                    if t.data_type == 3 && t.dims.len() == 2 {
+                        // INT8 weights as raw bytes.
+                        assert!(!t.raw_data.is_empty());
+                        for v in t.raw_data.iter_mut() {
+                            *v = ((*v as i8) / 2) as u8;
                         }
+                        halved += 1;
                     }
-                    assert_eq!(halved, 13);
                 }
-                if let Some(choice) = choice {
-                    register(&mut onnx);
-                    let fused = fuse_with(&mut proto, choice);
-                    // Two layers: (q/k/v input, out_proj, fc1, fc2) each, plus the projection;
-                    // every Linear layer but the projection has a bias.
-                    let want = match choice {
-                        Int8Choice::Tract => Fused {
-                            quantize: 9,
-                            dequantize: 13,
-                            linear: 0,
-                            bias: 0,
-                        },
-                        Int8Choice::Own(_) => Fused {
-                            quantize: 9,
-                            dequantize: 0,
-                            linear: 13,
-                            bias: 12,
-                        },
-                    };
-                    assert_eq!(fused, want);
-                }
-                let model = onnx
-                    .with_ignore_value_info(true)
-                    .parse(&proto, path.parent().and_then(|p| p.to_str()))
-                    .unwrap()
-                    .model
-                    .with_input_fact(0, f32::fact([2, 3, 224, 224]).into())
-                    .unwrap()
-                    .into_optimized()
-                    .unwrap();
-                let linear = model
-                    .nodes()
-                    .iter()
-                    .filter(|n| n.op().name() == "Int8Linear")
-                    .count();
-                let mut options = RunOptions::default();
-                if threads > 1 {
-                    options.executor =
-                        Some(tract_linalg::multithread::Executor::multithread(threads));
-                }
-                let plan = model.into_runnable_with_options(&options).unwrap();
-                let out = plan.run(tvec!(input.clone().into())).unwrap();
-                let values = out[0]
-                    .to_plain_array_view::<f32>()
-                    .unwrap()
-                    .iter()
-                    .copied()
-                    .collect();
-                (values, linear)
-            };
+                assert_eq!(halved, 13);
+            }
+            if let Some(choice) = choice {
+                register(&mut onnx);
+                let fused = fuse_with(&mut proto, choice);
+                // Two layers: (q/k/v input, out_proj, fc1, fc2) each, plus the projection;
+                // every Linear layer but the projection has a bias.
+                let want = match choice {
+                    Int8Choice::Tract => Fused {
+                        quantize: 9,
+                        dequantize: 13,
+                        linear: 0,
+                        bias: 0,
+                    },
+                    Int8Choice::Own(_) => Fused {
+                        quantize: 9,
+                        dequantize: 0,
+                        linear: 13,
+                        bias: 12,
+                    },
+                };
+                assert_eq!(fused, want);
+            }
+            let model = onnx
+                .with_ignore_value_info(true)
+                .parse(&proto, path.parent().and_then(|p| p.to_str()))
+                .unwrap()
+                .model
+                .with_input_fact(0, f32::fact([2, 3, 224, 224]).into())
+                .unwrap()
+                .into_optimized()
+                .unwrap();
+            let linear: Vec<_> = model
+                .nodes()
+                .iter()
+                .filter(|n| n.op().name() == "Int8Linear")
+                .collect();
+            let residual = linear
+                .iter()
+                .filter(|n| n.op().info().unwrap().concat().contains("residual"))
+                .count();
+            let linear = [linear.len(), residual];
+            let mut options = RunOptions::default();
+            if threads > 1 {
+                options.executor = Some(tract_linalg::multithread::Executor::multithread(threads));
+            }
+            let plan = model.into_runnable_with_options(&options).unwrap();
+            let out = plan.run(tvec!(input.clone().into())).unwrap();
+            let values = out[0]
+                .to_plain_array_view::<f32>()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect();
+            (values, linear)
+        };
         for seven_bit in [false, true] {
             let (unfused, _) = run(None, 1, seven_bit);
             assert_eq!(unfused.len(), 2 * 16);
             let (tract, linear) = run(Some(Int8Choice::Tract), 1, seven_bit);
-            assert_eq!(linear, 0);
+            assert_eq!(linear, [0, 0]);
             assert_eq!(tract, unfused);
             for kernel in Int8Kernel::available() {
                 for threads in [1, 2] {
@@ -954,7 +989,8 @@ mod tests {
                         "{} kernel, {threads} threads, 7-bit {seven_bit}",
                         kernel.name()
                     );
-                    assert_eq!(linear, 13, "{what}");
+                    // out_proj and fc2 of both layers read the residual.
+                    assert_eq!(linear, [13, 4], "{what}");
                     assert_eq!(own, unfused, "{what}");
                 }
             }

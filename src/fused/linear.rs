@@ -14,6 +14,7 @@ use tract_onnx::pb::{ModelProto, NodeProto, TensorProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
+use super::residual::{fuse_residual, residual_input, TakesResidual};
 use super::rewrite::{fused_node, is_onnx, GraphIndex, Rewrite, ONNX_FLOAT};
 use crate::kernels::f32_gemm::{self, PackedF32};
 
@@ -164,21 +165,40 @@ impl Expansion for LinearExpansion {
         let op = LinearF32 {
             packed: Arc::new(packed),
             bias,
+            residual: false,
         };
         model.wire_node(prefix, op, &inputs[..1])
     }
 }
 
-/// `y = x W (+ bias)` over the last axis of x, on the weight packed at load.
+/// `y = x W (+ bias) (+ residual)` over the last axis of x, on the weight packed at load.
+/// Inputs: x, and the residual (x's shape but the last axis N) when [`super::residual`]
+/// gave it one.
 #[derive(Debug, Clone)]
 pub struct LinearF32 {
     packed: Arc<PackedF32>,
     bias: Option<Arc<[f32]>>,
+    residual: bool,
 }
 
 impl PartialEq for LinearF32 {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.packed, &other.packed) && self.bias == other.bias
+        Arc::ptr_eq(&self.packed, &other.packed)
+            && self.bias == other.bias
+            && self.residual == other.residual
+    }
+}
+
+impl TakesResidual for LinearF32 {
+    fn has_residual(&self) -> bool {
+        self.residual
+    }
+
+    fn with_residual(&self) -> Self {
+        LinearF32 {
+            residual: true,
+            ..self.clone()
+        }
     }
 }
 
@@ -191,10 +211,11 @@ impl Op for LinearF32 {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "f32 {}x{}{}",
+            "f32 {}x{}{}{}",
             self.packed.k(),
             self.packed.n(),
-            if self.bias.is_some() { ", bias" } else { "" }
+            if self.bias.is_some() { ", bias" } else { "" },
+            if self.residual { ", residual" } else { "" }
         )])
     }
 
@@ -220,6 +241,10 @@ impl EvalOp for LinearF32 {
         let mut out = unsafe { Tensor::uninitialized::<f32>(&out_shape)? };
         {
             let xr = x.try_as_plain_ram()?;
+            let residual = residual_input(self.residual, &inputs, m * n)?
+                .map(|r| r.try_as_plain_ram())
+                .transpose()?;
+            let residual = residual.as_ref().map(|r| r.as_slice::<f32>()).transpose()?;
             let mut ov = out.try_as_plain_ram_mut()?;
             let executor = tract_linalg::multithread::current_tract_executor();
             let pool = match &executor {
@@ -230,7 +255,10 @@ impl EvalOp for LinearF32 {
                 xr.as_slice::<f32>()?,
                 m,
                 &self.packed,
-                self.bias.as_deref(),
+                f32_gemm::Epilogue {
+                    bias: self.bias.as_deref(),
+                    residual,
+                },
                 ov.as_slice_mut::<f32>()?,
                 pool,
             );
@@ -245,6 +273,10 @@ impl TypedOp for LinearF32 {
         ensure!(!shape.is_empty(), "LinearF32: rank-0 input");
         *shape.last_mut().expect("rank >= 1") = self.packed.n().to_dim();
         Ok(tvec!(f32::fact(shape)))
+    }
+
+    fn fuse(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
+        fuse_residual(self, model, node)
     }
 
     as_op!();
@@ -271,5 +303,93 @@ mod tests {
             },
             [13, 0, 13],
         );
+    }
+
+    /// `Add(r, LinearF32(x))` in a typed graph: optimising takes the Add into the op when r
+    /// has the sum's shape, with the unoptimised graph's result bit for bit; a residual that
+    /// broadcasts (or a second reader of the product) keeps tract's Add, with its result.
+    #[test]
+    fn the_skip_connection_add_is_taken_in_only_where_shapes_are_equal() {
+        if !PackedF32::is_available() {
+            eprintln!("no AVX2 + FMA on this CPU: the fp32 kernel is not used here");
+            return;
+        }
+        let (k, n) = (7, 19);
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 37) % 23) as f32 * 0.11 - 1.2)
+            .collect();
+        let bias: Arc<[f32]> = (0..n).map(|j| j as f32 * 0.3 - 2.0).collect();
+        let x = Tensor::from_shape(
+            &[2, 3, k],
+            &(0..2 * 3 * k)
+                .map(|i| ((i * 13) % 17) as f32 * 0.07 - 0.5)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let residual = |shape: &[usize]| {
+            let len = shape.iter().product::<usize>();
+            Tensor::from_shape(
+                shape,
+                &(0..len)
+                    .map(|i| ((i * 29) % 31) as f32 * 0.19 - 3.0)
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap()
+        };
+        for (r_shape, second_reader, fused) in [
+            (vec![2, 3, n], false, true),
+            (vec![1, 3, n], false, false),
+            (vec![1, 1, n], false, false),
+            (vec![2, 3, n], true, false),
+        ] {
+            let mut model = TypedModel::default();
+            let xs = model.add_source("x", f32::fact([2, 3, k])).unwrap();
+            let rs = model.add_source("r", f32::fact(&r_shape)).unwrap();
+            let op = LinearF32 {
+                packed: Arc::new(PackedF32::pack(&w, k, n)),
+                bias: Some(bias.clone()),
+                residual: false,
+            };
+            let y = model.wire_node("linear", op, &[xs]).unwrap();
+            let sum = model
+                .wire_node("add", tract_onnx::tract_core::ops::math::add(), &[rs, y[0]])
+                .unwrap();
+            let mut outputs = vec![sum[0]];
+            if second_reader {
+                let twice = model
+                    .wire_node(
+                        "twice",
+                        tract_onnx::tract_core::ops::math::add(),
+                        &[y[0], y[0]],
+                    )
+                    .unwrap();
+                outputs.push(twice[0]);
+            }
+            model.select_output_outlets(&outputs).unwrap();
+            let inputs = tvec!(x.clone().into(), residual(&r_shape).into());
+            let want = model
+                .clone()
+                .into_runnable()
+                .unwrap()
+                .run(inputs.clone())
+                .unwrap();
+            let optimised = model.into_optimized().unwrap();
+            let with_residual = optimised
+                .nodes()
+                .iter()
+                .filter(|node| node.op().info().unwrap().concat().contains("residual"))
+                .count();
+            assert_eq!(with_residual, fused as usize, "residual {r_shape:?}");
+            let got = optimised.into_runnable().unwrap().run(inputs).unwrap();
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.shape(), w.shape(), "residual {r_shape:?}");
+                assert_eq!(
+                    g.to_plain_array_view::<f32>().unwrap(),
+                    w.to_plain_array_view::<f32>().unwrap(),
+                    "residual {r_shape:?}, second reader {second_reader}"
+                );
+            }
+        }
     }
 }

@@ -317,7 +317,7 @@ impl PatchConv {
             &patches,
             rows,
             &self.packed,
-            self.bias.as_deref(),
+            f32_gemm::Epilogue::bias(self.bias.as_deref()),
             &mut product,
             pool,
         );

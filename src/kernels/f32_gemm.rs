@@ -11,7 +11,9 @@
 //!   registers (with the two panel registers and the broadcast: 15 of 16); per K step it
 //!   loads the panel's 16 values once and issues 12 fused multiply-adds. Partial row blocks
 //!   use the same kernel with fewer rows; the partial last panel goes through a small buffer.
-//! - The output stage adds the bias (`acc + bias[j]`, as the graph's Add after its MatMul).
+//! - The output stage adds the bias (`acc + bias[j]`, as the graph's Add after its MatMul),
+//!   then a residual of the output's shape if given (`+ residual[i, j]`, the transformer's
+//!   skip connection: the graph's next Add, so the sum costs no pass of its own).
 //! - With a thread pool of more than one thread, blocks of output columns (and of rows when
 //!   there are few columns) are spread over the pool ([`super::split_tasks`]).
 //!
@@ -106,6 +108,24 @@ impl PackedF32 {
     }
 }
 
+/// What the output stage adds to each product: `acc + bias[j]` (if given), then
+/// `+ residual[i, j]` (if given, row-major [M, N] like the output).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub residual: Option<&'a [f32]>,
+}
+
+impl<'a> Epilogue<'a> {
+    /// The bias alone.
+    pub fn bias(bias: Option<&'a [f32]>) -> Self {
+        Epilogue {
+            bias,
+            residual: None,
+        }
+    }
+}
+
 /// The output buffer shared by the tasks of one product.
 #[derive(Clone, Copy)]
 struct Out(*mut f32);
@@ -115,8 +135,8 @@ struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
-/// `out = a x b (+ bias)`: `a` row-major [m, b.k()], `out` [m, b.n()]. With `pool` of more
-/// than one thread, the work is spread over it.
+/// `out = a x b (+ bias) (+ residual)` ([`Epilogue`]): `a` row-major [m, b.k()], `out`
+/// [m, b.n()]. With `pool` of more than one thread, the work is spread over it.
 ///
 /// # Panics
 /// If the slices' lengths do not match the shapes, or the CPU cannot run the kernel.
@@ -124,11 +144,11 @@ pub fn gemm(
     a: &[f32],
     m: usize,
     b: &PackedF32,
-    bias: Option<&[f32]>,
+    epilogue: Epilogue,
     out: &mut [f32],
     pool: Option<&rayon::ThreadPool>,
 ) {
-    gemm_with_row_block(a, m, b, bias, out, pool, usize::MAX)
+    gemm_with_row_block(a, m, b, epilogue, out, pool, usize::MAX)
 }
 
 /// [`gemm`] with each task's rows taken `row_block` at a time (`usize::MAX`: all at once,
@@ -138,7 +158,7 @@ pub fn gemm_with_row_block(
     a: &[f32],
     m: usize,
     b: &PackedF32,
-    bias: Option<&[f32]>,
+    epilogue: Epilogue,
     out: &mut [f32],
     pool: Option<&rayon::ThreadPool>,
     row_block: usize,
@@ -157,8 +177,16 @@ pub fn gemm_with_row_block(
         "output: {} values, expected {m} x {n}",
         out.len()
     );
-    if let Some(bias) = bias {
+    if let Some(bias) = epilogue.bias {
         assert_eq!(bias.len(), n, "{} bias values for {n} columns", bias.len());
+    }
+    if let Some(residual) = epilogue.residual {
+        assert_eq!(
+            residual.len(),
+            m * n,
+            "residual: {} values, expected {m} x {n}",
+            residual.len()
+        );
     }
     assert!(
         PackedF32::is_available(),
@@ -176,7 +204,7 @@ pub fn gemm_with_row_block(
         // and inside the [m, n] output.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            avx2::run_block(a, b, bias, dst, rows, cols, row_block)
+            avx2::run_block(a, b, epilogue, dst, rows, cols, row_block)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -195,7 +223,7 @@ pub fn gemm_with_row_block(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Out, PackedF32, Range, MR, NR};
+    use super::{Epilogue, Out, PackedF32, Range, MR, NR};
     use std::arch::x86_64::*;
 
     /// Rows `rows` x panels `panels` of the product, `row_block` rows at a time.
@@ -207,7 +235,7 @@ mod avx2 {
     pub(super) unsafe fn run_block(
         a: &[f32],
         b: &PackedF32,
-        bias: Option<&[f32]>,
+        epilogue: Epilogue,
         out: Out,
         rows: Range<usize>,
         panels: Range<usize>,
@@ -218,7 +246,7 @@ mod avx2 {
             let end = start.saturating_add(row_block).min(rows.end);
             for p in panels.clone() {
                 // SAFETY: the caller's contract, for rows start..end of `rows`.
-                unsafe { run_panel(a, b, bias, out, start..end, p) };
+                unsafe { run_panel(a, b, epilogue, out, start..end, p) };
             }
             start = end;
         }
@@ -233,7 +261,7 @@ mod avx2 {
     unsafe fn run_panel(
         a: &[f32],
         b: &PackedF32,
-        bias: Option<&[f32]>,
+        epilogue: Epilogue,
         out: Out,
         rows: Range<usize>,
         p: usize,
@@ -244,7 +272,7 @@ mod avx2 {
             let c0 = p * NR;
             let width = NR.min(n - c0);
             let mut bias_block = [0f32; NR];
-            if let Some(bias) = bias {
+            if let Some(bias) = epilogue.bias {
                 bias_block[..width].copy_from_slice(&bias[c0..c0 + width]);
             }
             let mut r0 = rows.start;
@@ -265,13 +293,20 @@ mod avx2 {
                 let bias_lo = _mm256_loadu_ps(bias_block.as_ptr());
                 let bias_hi = _mm256_loadu_ps(bias_block.as_ptr().add(8));
                 for (r, [lo, hi]) in acc.iter().enumerate().take(count) {
-                    let lo = _mm256_add_ps(*lo, bias_lo);
-                    let hi = _mm256_add_ps(*hi, bias_hi);
+                    let mut lo = _mm256_add_ps(*lo, bias_lo);
+                    let mut hi = _mm256_add_ps(*hi, bias_hi);
+                    let at = (r0 + r) * n + c0;
                     // SAFETY: row r0 + r < m and columns c0..c0 + width < n are inside the
                     // output; this task alone writes them.
-                    let row = unsafe { out.0.add((r0 + r) * n + c0) };
+                    let row = unsafe { out.0.add(at) };
                     if width == NR {
                         unsafe {
+                            if let Some(res) = epilogue.residual {
+                                // SAFETY: the residual has the output's [m, n] shape.
+                                let res = res[at..at + NR].as_ptr();
+                                lo = _mm256_add_ps(lo, _mm256_loadu_ps(res));
+                                hi = _mm256_add_ps(hi, _mm256_loadu_ps(res.add(8)));
+                            }
                             _mm256_storeu_ps(row, lo);
                             _mm256_storeu_ps(row.add(8), hi);
                         }
@@ -279,6 +314,11 @@ mod avx2 {
                         let mut tile = [0f32; NR];
                         _mm256_storeu_ps(tile.as_mut_ptr(), lo);
                         _mm256_storeu_ps(tile.as_mut_ptr().add(8), hi);
+                        if let Some(res) = epilogue.residual {
+                            for (y, &v) in tile.iter_mut().zip(&res[at..at + width]) {
+                                *y += v;
+                            }
+                        }
                         unsafe { std::ptr::copy_nonoverlapping(tile.as_ptr(), row, width) };
                     }
                 }
@@ -327,14 +367,15 @@ mod tests {
     }
 
     /// f64 reference.
-    fn naive(a: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize, n: usize) -> Vec<f64> {
+    fn naive(a: &[f32], w: &[f32], epilogue: Epilogue, m: usize, k: usize, n: usize) -> Vec<f64> {
         (0..m * n)
             .map(|ij| {
                 let (i, j) = (ij / n, ij % n);
                 (0..k)
                     .map(|kk| a[i * k + kk] as f64 * w[kk * n + j] as f64)
                     .sum::<f64>()
-                    + bias.map_or(0.0, |b| b[j] as f64)
+                    + epilogue.bias.map_or(0.0, |b| b[j] as f64)
+                    + epilogue.residual.map_or(0.0, |r| r[ij] as f64)
             })
             .collect()
     }
@@ -366,19 +407,48 @@ mod tests {
             let a = values(m * k, 1);
             let w = values(k * n, 2);
             let bias = values(n, 3);
+            let residual = values(m * n, 4);
             let packed = PackedF32::pack(&w, k, n);
-            for with_bias in [false, true] {
-                let bias = with_bias.then_some(&bias[..]);
-                let want = naive(&a, &w, bias, m, k, n);
+            for (with_bias, with_residual) in
+                [(false, false), (true, false), (true, true), (false, true)]
+            {
+                let epilogue = Epilogue {
+                    bias: with_bias.then_some(&bias[..]),
+                    residual: with_residual.then_some(&residual[..]),
+                };
+                let want = naive(&a, &w, epilogue, m, k, n);
                 let mut one = vec![f32::NAN; m * n];
-                gemm(&a, m, &packed, bias, &mut one, None);
+                gemm(&a, m, &packed, epilogue, &mut one, None);
                 let mut two = vec![f32::NAN; m * n];
-                gemm(&a, m, &packed, bias, &mut two, Some(&pool));
+                gemm(&a, m, &packed, epilogue, &mut two, Some(&pool));
                 assert_eq!(one, two, "{m}x{k}x{n}: thread count changed the result");
                 for row_block in [1, 7, BENCH_ROW_BLOCK] {
                     let mut blocked = vec![f32::NAN; m * n];
-                    gemm_with_row_block(&a, m, &packed, bias, &mut blocked, Some(&pool), row_block);
+                    gemm_with_row_block(
+                        &a,
+                        m,
+                        &packed,
+                        epilogue,
+                        &mut blocked,
+                        Some(&pool),
+                        row_block,
+                    );
                     assert_eq!(one, blocked, "{m}x{k}x{n}: row blocks of {row_block}");
+                }
+                if with_residual {
+                    // The residual is the graph's next Add: exactly the product (with its
+                    // bias) plus the residual, rounded once.
+                    let mut alone = vec![f32::NAN; m * n];
+                    gemm(
+                        &a,
+                        m,
+                        &packed,
+                        Epilogue::bias(epilogue.bias),
+                        &mut alone,
+                        None,
+                    );
+                    let added: Vec<f32> = alone.iter().zip(&residual).map(|(y, r)| r + y).collect();
+                    assert_eq!(one, added, "{m}x{k}x{n}: residual not the graph's Add");
                 }
                 // f32 sums of k products of values up to 2: k * 4 * 2^-24 of absolute error
                 // at worst (fused multiply-adds round once per step).
@@ -386,7 +456,7 @@ mod tests {
                 for (ij, (&g, &w)) in one.iter().zip(&want).enumerate() {
                     assert!(
                         (g as f64 - w).abs() <= tol,
-                        "{m}x{k}x{n} bias {with_bias} at {ij}: {g} vs {w}"
+                        "{m}x{k}x{n} bias {with_bias} residual {with_residual} at {ij}: {g} vs {w}"
                     );
                 }
             }
@@ -400,9 +470,16 @@ mod tests {
         }
         let packed = PackedF32::pack(&[], 0, 3);
         let mut out = vec![0f32; 6];
-        gemm(&[], 2, &packed, Some(&[1.0, 2.0, 3.0]), &mut out, None);
+        gemm(
+            &[],
+            2,
+            &packed,
+            Epilogue::bias(Some(&[1.0, 2.0, 3.0])),
+            &mut out,
+            None,
+        );
         assert_eq!(out, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0], "k = 0: the bias alone");
         let packed = PackedF32::pack(&[], 4, 0);
-        gemm(&[0.0; 8], 2, &packed, None, &mut [], None);
+        gemm(&[0.0; 8], 2, &packed, Epilogue::default(), &mut [], None);
     }
 }

@@ -18,7 +18,8 @@
 //!   reads the same layout. Both are exact: accumulation wraps at 2^32 like the reference.
 //! - The output stage ([`Output`]) writes the int32 accumulators, or applies the int8
 //!   graph's dequantization `(float(acc) * col_scale[j]) * row_scale[i] (+ bias[j])` with
-//!   the graph's own fp32 operations in its order, so results are bit-identical to it. With
+//!   the graph's own fp32 operations in its order (then `+ residual[i, j]`, the skip
+//!   connection's Add that follows, if given), so results are bit-identical to it. With
 //!   the AVX2 kernel the whole block loop is compiled for AVX2, so this stage is vectorised
 //!   too (it took 8% of ViT-B/32's time as scalar code).
 //! - With a thread pool of more than one thread, blocks of output columns (and of rows
@@ -404,13 +405,14 @@ impl PackedB {
 pub enum Output<'a> {
     /// The int32 accumulators, row-major [M, N].
     Int32(&'a mut [i32]),
-    /// `(acc as f32 * col_scale[j]) * row_scale[i]`, then `+ bias[j]` if given: row-major
-    /// [M, N] f32.
+    /// `(acc as f32 * col_scale[j]) * row_scale[i]`, then `+ bias[j]` and
+    /// `+ residual[i, j]` (row-major [M, N]) if given: row-major [M, N] f32.
     Dequantize {
         out: &'a mut [f32],
         row_scale: &'a [f32],
         col_scale: &'a [f32],
         bias: Option<&'a [f32]>,
+        residual: Option<&'a [f32]>,
     },
 }
 
@@ -423,6 +425,7 @@ enum Sink<'a> {
         row_scale: &'a [f32],
         col_scale: &'a [f32],
         bias: Option<&'a [f32]>,
+        residual: Option<&'a [f32]>,
     },
 }
 
@@ -460,6 +463,7 @@ impl Sink<'_> {
                 row_scale,
                 col_scale,
                 bias,
+                residual,
             } => {
                 let cs = &col_scale[j0..j0 + cols];
                 for (r, acc) in tile.iter().enumerate().take(rows) {
@@ -473,6 +477,12 @@ impl Sink<'_> {
                     if let Some(bias) = bias {
                         for (y, &b) in row.iter_mut().zip(&bias[j0..j0 + cols]) {
                             *y += b;
+                        }
+                    }
+                    if let Some(residual) = residual {
+                        let at = (i0 + r) * n + j0;
+                        for (y, &v) in row.iter_mut().zip(&residual[at..at + cols]) {
+                            *y += v;
                         }
                     }
                 }
@@ -579,6 +589,7 @@ pub fn gemm(a: &[i8], m: usize, b: &PackedB, out: Output, pool: Option<&rayon::T
             row_scale,
             col_scale,
             bias,
+            residual,
         } => {
             assert_eq!(
                 out.len(),
@@ -601,11 +612,20 @@ pub fn gemm(a: &[i8], m: usize, b: &PackedB, out: Output, pool: Option<&rayon::T
             if let Some(bias) = bias {
                 assert_eq!(bias.len(), n, "{} bias values for {n} columns", bias.len());
             }
+            if let Some(residual) = residual {
+                assert_eq!(
+                    residual.len(),
+                    m * n,
+                    "residual: {} values, expected {m} x {n}",
+                    residual.len()
+                );
+            }
             Sink::Dequantize {
                 out: out.as_mut_ptr(),
                 row_scale,
                 col_scale,
                 bias,
+                residual,
             }
         }
     };
@@ -709,6 +729,7 @@ unsafe fn run_block_inline(
                         row_scale,
                         col_scale,
                         bias,
+                        residual,
                     },
                 ) = (b.kernel, cols, sink)
                 {
@@ -716,8 +737,8 @@ unsafe fn run_block_inline(
                     // SAFETY: the CPU has the kernel's instructions (its PackedB); `group`
                     // holds r x steps
                     // words, the panel `steps` steps of NR columns, `sums` NR values for
-                    // quads; the scales and bias cover rows i..i + r and columns
-                    // j0..j0 + NR, which are in this block.
+                    // quads; the scales, bias and residual cover rows i..i + r and
+                    // columns j0..j0 + NR, which are in this block.
                     unsafe {
                         avx2::micro(
                             r,
@@ -732,6 +753,9 @@ unsafe fn run_block_inline(
                                 row_scale: row_scale[i..i + r].as_ptr(),
                                 col_scale: col_scale[j0..j0 + NR].as_ptr(),
                                 bias: bias.map_or(std::ptr::null(), |b| b[j0..j0 + NR].as_ptr()),
+                                residual: residual.map_or(std::ptr::null(), |res| {
+                                    res[i * b.n + j0..(i + r - 1) * b.n + j0 + NR].as_ptr()
+                                }),
                             }),
                         )
                     };
@@ -1026,11 +1050,14 @@ mod avx2 {
         pub col_scale: *const f32,
         /// NR bias values, or null for none.
         pub bias: *const f32,
+        /// R rows of NR values `n` apart (as `out`) to add last, or null for none.
+        pub residual: *const f32,
     }
 
     /// One block of R rows x NR columns (`KIND`: the micro-kernel). [`Store::Dequantize`]
-    /// writes `(float(acc[r, c]) * col_scale[c]) * row_scale[r] (+ bias[c])`: the same
-    /// fp32 operations, in the same order, as [`super::Sink::write`].
+    /// writes `(float(acc[r, c]) * col_scale[c]) * row_scale[r] (+ bias[c])
+    /// (+ residual[r, c])`: the same fp32 operations, in the same order, as
+    /// [`super::Sink::write`].
     ///
     /// # Safety
     /// The CPU has AVX2; as [`block_body`].
@@ -1067,8 +1094,8 @@ mod avx2 {
     /// # Safety
     /// The CPU has the instructions of `KIND`; as [`accumulate_any`]; a tile is valid for
     /// writes; a [`Dequantize`]'s `out` points to R rows of `n` floats with NR writable
-    /// from each, `row_scale` to R floats, `col_scale` and `bias` (unless null) to NR
-    /// floats.
+    /// from each (and `residual`, unless null, readable), `row_scale` to R floats,
+    /// `col_scale` and `bias` (unless null) to NR floats.
     #[inline(always)]
     unsafe fn block_body<const R: usize, const KIND: u8>(
         a: *const i32,
@@ -1100,6 +1127,10 @@ mod avx2 {
                             let mut y = _mm256_mul_ps(_mm256_mul_ps(x, cs[v]), rs);
                             if !to.bias.is_null() {
                                 y = _mm256_add_ps(y, _mm256_loadu_ps(to.bias.add(8 * v)));
+                            }
+                            if !to.residual.is_null() {
+                                let res = to.residual.add(r * to.n + 8 * v);
+                                y = _mm256_add_ps(y, _mm256_loadu_ps(res));
                             }
                             _mm256_storeu_ps(to.out.add(r * to.n + 8 * v), y);
                         }
@@ -1412,6 +1443,7 @@ mod tests {
         let rows: Vec<f32> = (0..m).map(|i| 0.013 + i as f32 * 1.7e-3).collect();
         let cols: Vec<f32> = (0..n).map(|j| 3.1e-3 / (1.0 + j as f32)).collect();
         let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.37 - 9.0).collect();
+        let residual: Vec<f32> = (0..m * n).map(|ij| (ij % 17) as f32 * 0.53 - 4.1).collect();
         // Any weights, and weights that fit vpmaddubsw (so every layout is checked).
         for (b, kernel) in [values(k * n, 4), fitting_weights(k, n, 4)]
             .into_iter()
@@ -1423,13 +1455,16 @@ mod tests {
         {
             let acc = naive(&a, &b, m, k, n);
             let packed = pack_as(&b, k, n, kernel);
-            for with_bias in [false, true] {
+            for (with_bias, with_residual) in
+                [(false, false), (true, false), (true, true), (false, true)]
+            {
                 let mut y = vec![0f32; m * n];
                 let out = Output::Dequantize {
                     out: &mut y,
                     row_scale: &rows,
                     col_scale: &cols,
                     bias: with_bias.then_some(&bias[..]),
+                    residual: with_residual.then_some(&residual[..]),
                 };
                 gemm(&a, m, &packed, out, None);
                 for i in 0..m {
@@ -1439,10 +1474,14 @@ mod tests {
                             // The graph's Add(bias, y): float addition commutes.
                             want += bias[j];
                         }
+                        if with_residual {
+                            // The skip connection's Add(residual, y): it commutes too.
+                            want += residual[i * n + j];
+                        }
                         assert_eq!(
                             y[i * n + j].to_bits(),
                             want.to_bits(),
-                            "{} kernel, {i} {j}",
+                            "{} kernel, bias {with_bias}, residual {with_residual}, {i} {j}",
                             label(kernel)
                         );
                     }
