@@ -38,6 +38,7 @@ use std::collections::HashMap;
 use super::parallel::row_tasks;
 use super::residual::{fuse_residual, residual_input, TakesResidual};
 use super::rewrite::{attr, fused_node, GraphIndex, Rewrite, ONNX_FLOAT};
+use super::{constant_f32_vector, constant_input};
 use crate::kernels::int8_gemm::{self, Int8Choice, Int8Kernel, PackedB};
 
 const QUANTIZE_OP: &str = "ClipPerceptionQuantizeRows";
@@ -657,30 +658,14 @@ impl Expansion for Int8LinearExpansion {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
-        let konst = |i: usize| -> TractResult<Arc<Tensor>> {
-            model
-                .outlet_fact(inputs[i])?
-                .konst
-                .clone()
-                .with_context(|| format!("{prefix}: {LINEAR_OP} input {i} is not a constant"))
-        };
-        let weight = konst(2)?;
+        let names = (prefix, LINEAR_OP);
+        let weight = constant_input(model, inputs, 2, names)?;
         let &[k, n] = weight.shape() else {
             bail!("{prefix}: weight of shape {:?}", weight.shape());
         };
         let w = weight.try_as_plain_ram()?;
         let packed = PackedB::pack(w.as_slice::<i8>()?, k, n, self.kernel);
-        let vector = |i: usize| -> TractResult<Arc<[f32]>> {
-            let t = konst(i)?;
-            let v = t.try_as_plain_ram()?;
-            let v = v.as_slice::<f32>()?;
-            ensure!(
-                v.len() == n,
-                "{prefix}: input {i} has {} values for {n} columns",
-                v.len()
-            );
-            Ok(v.into())
-        };
+        let vector = |i: usize| constant_f32_vector(model, inputs, i, n, names);
         let op = Int8Linear {
             packed: Arc::new(packed),
             residual: false,

@@ -16,6 +16,7 @@ use tract_onnx::tract_hir::internal::*;
 
 use super::residual::{fuse_residual, residual_input, TakesResidual};
 use super::rewrite::{fused_node, is_onnx, GraphIndex, Rewrite, ONNX_FLOAT};
+use super::{constant_f32_vector, constant_input};
 use crate::kernels::f32_gemm::{self, PackedF32};
 
 const LINEAR_OP: &str = "ClipPerceptionLinearF32";
@@ -136,30 +137,14 @@ impl Expansion for LinearExpansion {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
-        let konst = |i: usize| -> TractResult<Arc<Tensor>> {
-            model
-                .outlet_fact(inputs[i])?
-                .konst
-                .clone()
-                .with_context(|| format!("{prefix}: {LINEAR_OP} input {i} is not a constant"))
-        };
-        let weight = konst(1)?;
+        let names = (prefix, LINEAR_OP);
+        let weight = constant_input(model, inputs, 1, names)?;
         let &[k, n] = weight.shape() else {
             bail!("{prefix}: weight of shape {:?}", weight.shape());
         };
         let packed = PackedF32::pack(weight.try_as_plain_ram()?.as_slice::<f32>()?, k, n);
         let bias = match inputs.get(2) {
-            Some(_) => {
-                let t = konst(2)?;
-                let v = t.try_as_plain_ram()?;
-                let v: Arc<[f32]> = v.as_slice::<f32>()?.into();
-                ensure!(
-                    v.len() == n,
-                    "{prefix}: bias of {} values for {n} columns",
-                    v.len()
-                );
-                Some(v)
-            }
+            Some(_) => Some(constant_f32_vector(model, inputs, 2, n, names)?),
             None => None,
         };
         let op = LinearF32 {

@@ -21,6 +21,45 @@ mod residual;
 mod rewrite;
 pub mod transformer_ops;
 
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::internal::*;
+
+/// The constant value of input `i` of the fused op `op` being wired as `prefix` (a weight,
+/// scales or a bias, which the op packs or keeps when the graph is built).
+pub(crate) fn constant_input(
+    model: &TypedModel,
+    inputs: &[OutletId],
+    i: usize,
+    (prefix, op): (&str, &str),
+) -> TractResult<Arc<Tensor>> {
+    model
+        .outlet_fact(inputs[i])?
+        .konst
+        .clone()
+        .with_context(|| format!("{prefix}: {op} input {i} is not a constant"))
+}
+
+/// Input `i` as a constant vector of `len` f32 values ([`constant_input`]).
+pub(crate) fn constant_f32_vector(
+    model: &TypedModel,
+    inputs: &[OutletId],
+    i: usize,
+    len: usize,
+    (prefix, op): (&str, &str),
+) -> TractResult<Arc<[f32]>> {
+    let t = constant_input(model, inputs, i, (prefix, op))?;
+    let ram = t.try_as_plain_ram()?;
+    let v = ram.as_slice::<f32>()?;
+    ensure!(
+        v.len() == len,
+        "{prefix}: {op} input {i} has {} values, expected {len}",
+        v.len()
+    );
+    Ok(v.into())
+}
+
 #[cfg(test)]
 mod tests {
     use tract_onnx::pb::ModelProto;

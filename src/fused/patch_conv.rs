@@ -24,6 +24,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
 use super::rewrite::{attr, fused_node, is_onnx, GraphIndex, Rewrite, ONNX_FLOAT};
+use super::{constant_f32_vector, constant_input};
 use crate::kernels::f32_gemm::{self, PackedF32};
 
 const PATCH_CONV_OP: &str = "ClipPerceptionPatchConv";
@@ -171,14 +172,8 @@ impl Expansion for PatchConvExpansion {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
-        let konst = |i: usize| -> TractResult<Arc<Tensor>> {
-            model
-                .outlet_fact(inputs[i])?
-                .konst
-                .clone()
-                .with_context(|| format!("{prefix}: {PATCH_CONV_OP} input {i} is not a constant"))
-        };
-        let weight = konst(1)?;
+        let names = (prefix, PATCH_CONV_OP);
+        let weight = constant_input(model, inputs, 1, names)?;
         let &[o, c, kh, kw] = weight.shape() else {
             bail!("{prefix}: weight of shape {:?}", weight.shape());
         };
@@ -200,17 +195,7 @@ impl Expansion for PatchConvExpansion {
             }
         }
         let bias = match inputs.get(2) {
-            Some(_) => {
-                let t = konst(2)?;
-                let v = t.try_as_plain_ram()?;
-                let v: Arc<[f32]> = v.as_slice::<f32>()?.into();
-                ensure!(
-                    v.len() == o,
-                    "{prefix}: bias of {} values for {o} channels",
-                    v.len()
-                );
-                Some(v)
-            }
+            Some(_) => Some(constant_f32_vector(model, inputs, 2, o, names)?),
             None => None,
         };
         let op = PatchConv {
