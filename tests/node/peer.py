@@ -710,6 +710,23 @@ def values_now(s):
     return s.diagnostics.values or {}
 
 
+def values_when_results_counted(s, timeout=10.0):
+    """The newest diagnostics values once their "frames processed" equals the results
+    received, or after `timeout` s (the caller then checks, and reports, the difference).
+    Diagnostics come every period, so the newest can lag the last frame's result, and in a
+    debug build the last frame may still be encoding when the stream stops."""
+    def agree():
+        s.classifications.poll()
+        v = values_now(s)
+        return len(s.classifications.items) == int(v.get("frames processed", -1))
+    try:
+        rp.wait_for("a result for every processed frame", agree, timeout)
+    except rp.Failure:
+        pass
+    s.classifications.poll()
+    return values_now(s)
+
+
 def scenario_camera_restart(args, cases):
     """The camera's publisher goes away and a new one comes: diagnostics say so (WARN, no
     publisher, one lost) and the node serves the new one with no restart."""
@@ -803,7 +820,7 @@ def scenario_burst(args, cases):
         log(f"received {v['frames received']}, processed {v['frames processed']}, dropped {v['frames dropped']}")
         check(int(v["frames received"]) <= 1000 + 10, f"received {v['frames received']} of at most ~1002 sent")
         check(int(v["frames dropped"]) > 0, "a burst of 1000 dropped nothing?")
-        s.classifications.poll()
+        v = values_when_results_counted(s)
         check(len(s.classifications.items) == int(v["frames processed"]),
               f"{len(s.classifications.items)} results for {v['frames processed']} processed frames")
         s.node.check_alive()
@@ -952,7 +969,7 @@ def scenario_query_flood(args, cases):
         allowed = [sorted(cases["labels"])] + sent
         mixed = [label_set(c) for c in s.classifications.items if label_set(c) not in allowed]
         check(not mixed, f"results with phrase sets no query had: {mixed[:3]}")
-        v = values_now(s)
+        v = values_when_results_counted(s)
         stream = [c for c in s.classifications.items if c.header.frame_id == "stream"]
         log(f"{len(stream)} results for the {streamer_sent} frames streamed; node: received "
             f"{int(v['frames received']) - int(v0['frames received'])}, processed "
