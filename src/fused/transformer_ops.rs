@@ -169,10 +169,13 @@ impl Expansion for Unary {
 }
 
 /// e^x for f32, vectorisable: x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' expf
-/// polynomial, 2^n from the exponent bits. Inputs below -87.3 give ~1e-38 (not 0), above
-/// 88.7 give ~3e38; softmax and sigmoid never need more.
+/// polynomial, 2^n from the exponent bits. Inputs below -87.3 give 0 (e^x is below the
+/// smallest normal f32 there: a masked key's weight in [`softmax_row`] is exactly 0, which
+/// lets [`super::attention`] skip such keys); above 88.7 give ~3e38; softmax and sigmoid
+/// never need more.
 #[inline(always)]
 fn exp(x: f32) -> f32 {
+    let underflow = x < -87.3;
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -190,7 +193,12 @@ fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n_int + 127) << 23) as u32)
+    let y = y * f32::from_bits(((n_int + 127) << 23) as u32);
+    if underflow {
+        0.0
+    } else {
+        y
+    }
 }
 
 /// Softmax of one row, in place (also the last step of [`super::attention`]'s scores).
@@ -291,7 +299,11 @@ mod tests {
         }
         assert!(worst < 4e-7, "relative error {worst}");
         assert_eq!(exp(0.0), 1.0);
-        assert!(exp(-1000.0) < 1e-37 && exp(f32::NEG_INFINITY) < 1e-37);
+        assert_eq!(exp(-87.4), 0.0);
+        assert_eq!(exp(-1000.0), 0.0);
+        assert_eq!(exp(f32::MIN), 0.0);
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert!(exp(f32::NAN).is_nan());
     }
 
     #[test]
