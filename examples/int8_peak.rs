@@ -10,7 +10,10 @@
 //! - `vpmaddwd + vpaddd`: 16 MACs per `vpmaddwd` (the widening kernel, `avx2`);
 //! - `vpmaddubsw + vpmaddwd + vpaddd`: 32 MACs per pair (the `avx2-maddubs` kernel);
 //! - `vpsignb + vpmaddubsw + vpmaddwd + vpaddd`: 32 MACs, the sign trick that would make
-//!   `vpmaddubsw` exact for 8-bit weights (not used: slower than widening).
+//!   `vpmaddubsw` exact for 8-bit weights (not used: slower than widening);
+//! - fp32 `vfmadd231ps` with 12 chains, as the fp32 kernel's 6 x 16 accumulator block: 8
+//!   MACs (16 flops) each, the bound `f32_gemm_bench`'s GFLOP/s are measured against (with
+//!   FMA; printed as GMAC/s and GFLOP/s).
 
 #[cfg(target_arch = "x86_64")]
 mod mixes {
@@ -94,6 +97,30 @@ mod mixes {
         }
         sum(acc)
     }
+
+    /// 12 chains of fp32 fused multiply-adds (the fp32 kernel's accumulator block).
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn fma_f32(n: usize) -> i32 {
+        let (mut x, mut y) = (_mm256_set1_ps(1.000_000_1), _mm256_set1_ps(0.999_999));
+        let mut acc = [_mm256_setzero_ps(); 12];
+        for _ in 0..n {
+            // SAFETY: register-only asm.
+            unsafe {
+                opaque!(x, y);
+            }
+            for a in acc.iter_mut() {
+                *a = _mm256_fmadd_ps(x, y, *a);
+            }
+        }
+        let mut s = acc[0];
+        for a in &acc[1..] {
+            s = _mm256_add_ps(s, *a);
+        }
+        _mm256_cvtss_f32(s) as i32
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -126,6 +153,13 @@ fn main() {
     run("vpsignb + vpmaddubsw + vpmaddwd + vpaddd", 32, &|| unsafe {
         mixes::maddubs(n, true)
     });
+    if std::is_x86_feature_detected!("fma") {
+        // 12 chains of 8 MACs: 96 an iteration, `run` counts 8 x 12.
+        // SAFETY: AVX2 and FMA checked.
+        run("fp32 vfmadd231ps (x2 = GFLOP/s)", 12, &|| unsafe {
+            mixes::fma_f32(n)
+        });
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
