@@ -5,8 +5,12 @@
 //! - B (the weight) is packed once ([`PackedF32::pack`], at load) into panels of [`NR`]
 //!   columns, each panel K rows of [`NR`] values (`[panel][k][column]`), the last panel
 //!   padded with zero columns.
-//! - A is read where it is (row-major, no copy): the micro-kernel broadcasts one value of
-//!   each of its rows per K step.
+//! - A is packed once per product into blocks of [`MR`] rows, each `[k][MR]`: the
+//!   micro-kernel broadcasts the six values of one K step from adjacent addresses, one
+//!   stream instead of six rows `k` apart. On a 2-vCPU AMD EPYC (Zen 3) that measured
+//!   0.84-0.98x the time of reading A where it is on 33 of CLIP's 36 Linear shapes and
+//!   thread counts, 1.00-1.09x on 3 (`examples/f32_gemm_bench.rs`, three runs); the sums
+//!   are the same.
 //! - The AVX2 + FMA micro-kernel keeps an [`MR`] x [`NR`] block of accumulators in 12
 //!   registers (with the two panel registers and the broadcast: 15 of 16); per K step it
 //!   loads the panel's 16 values once and issues 12 fused multiply-adds. Partial row blocks
@@ -31,12 +35,6 @@ pub const MR: usize = 6;
 pub const NR: usize = 16;
 // The dispatch (`match rows`) and the register budget are written for 6 x 16.
 const _: () = assert!(MR == 6 && NR == 16);
-
-/// Rows of A per cache block that `examples/f32_gemm_bench.rs` compares with the default
-/// (no row blocking: each task's rows stream past each panel). On a 2-vCPU AMD EPYC (Zen 3,
-/// 512 KiB L2) blocks of 96 rows, whose A stays in L2 across a task's panels, measured
-/// 1.00-1.15x slower, so [`gemm`] does not block.
-pub const BENCH_ROW_BLOCK: usize = 96;
 
 /// The environment variable that chooses the fp32 product ([`use_own_kernel`]).
 pub const KERNEL_ENV: &str = "CLIP_PERCEPTION_F32_KERNEL";
@@ -148,22 +146,22 @@ pub fn gemm(
     out: &mut [f32],
     pool: Option<&rayon::ThreadPool>,
 ) {
-    gemm_with_row_block(a, m, b, epilogue, out, pool, usize::MAX)
+    gemm_with_a_packing(a, m, b, epilogue, out, pool, true)
 }
 
-/// [`gemm`] with each task's rows taken `row_block` at a time (`usize::MAX`: all at once,
-/// as [`gemm`]), for `examples/f32_gemm_bench.rs`. The results do not depend on it.
+/// [`gemm`] with A packed ([`pack_a`], as [`gemm`]) or read where it is (each of the
+/// micro-kernel's rows its own stream), for `examples/f32_gemm_bench.rs` and the tests. The
+/// results do not depend on it.
 #[doc(hidden)]
-pub fn gemm_with_row_block(
+pub fn gemm_with_a_packing(
     a: &[f32],
     m: usize,
     b: &PackedF32,
     epilogue: Epilogue,
     out: &mut [f32],
     pool: Option<&rayon::ThreadPool>,
-    row_block: usize,
+    packed_a: bool,
 ) {
-    let row_block = row_block.max(1);
     let (k, n) = (b.k, b.n);
     assert_eq!(
         a.len(),
@@ -196,6 +194,8 @@ pub fn gemm_with_row_block(
         return;
     }
     let panels = n.div_ceil(NR);
+    let a_blocks = packed_a.then(|| pack_a(a, m, k));
+    let a_blocks = a_blocks.as_deref();
     let dst = Out(out.as_mut_ptr());
     let threads = pool.map_or(1, |p| p.current_num_threads());
     let tasks = super::split_tasks(m, MR, panels, threads);
@@ -204,11 +204,11 @@ pub fn gemm_with_row_block(
         // and inside the [m, n] output.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            avx2::run_block(a, b, epilogue, dst, rows, cols, row_block)
+            avx2::run_block(a, a_blocks, b, epilogue, dst, rows, cols)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (rows, cols, dst, row_block);
+            let _ = (rows, cols, dst, a_blocks);
             unreachable!("is_available is false off x86-64")
         }
     };
@@ -221,12 +221,27 @@ pub fn gemm_with_row_block(
     }
 }
 
+/// A (row-major [m, k]) in blocks of [`MR`] rows, each block `[k][MR]` (the rows past `m`
+/// zero): the micro-kernel's six values of one K step are then adjacent, one stream of A
+/// instead of six rows `k` apart.
+fn pack_a(a: &[f32], m: usize, k: usize) -> Vec<f32> {
+    let mut blocks = vec![0f32; m.div_ceil(MR) * k * MR];
+    for (i, row) in a.chunks_exact(k.max(1)).take(m).enumerate() {
+        let block = &mut blocks[i / MR * k * MR..][..k * MR];
+        for (kk, &x) in row.iter().enumerate().take(k) {
+            block[kk * MR + i % MR] = x;
+        }
+    }
+    blocks
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{Epilogue, Out, PackedF32, Range, MR, NR};
     use std::arch::x86_64::*;
 
-    /// Rows `rows` x panels `panels` of the product, `row_block` rows at a time.
+    /// Rows `rows` (starting on a block of [`MR`]) x panels `panels` of the product; A read
+    /// from `a_blocks` ([`super::pack_a`]) when given, else from `a`.
     ///
     /// # Safety
     /// The CPU has AVX2 and FMA; the block is inside the output and no other thread
@@ -234,21 +249,16 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn run_block(
         a: &[f32],
+        a_blocks: Option<&[f32]>,
         b: &PackedF32,
         epilogue: Epilogue,
         out: Out,
         rows: Range<usize>,
         panels: Range<usize>,
-        row_block: usize,
     ) {
-        let mut start = rows.start;
-        while start < rows.end {
-            let end = start.saturating_add(row_block).min(rows.end);
-            for p in panels.clone() {
-                // SAFETY: the caller's contract, for rows start..end of `rows`.
-                unsafe { run_panel(a, b, epilogue, out, start..end, p) };
-            }
-            start = end;
+        for p in panels {
+            // SAFETY: the caller's contract.
+            unsafe { run_panel(a, a_blocks, b, epilogue, out, rows.clone(), p) };
         }
     }
 
@@ -260,6 +270,7 @@ mod avx2 {
     #[inline]
     unsafe fn run_panel(
         a: &[f32],
+        a_blocks: Option<&[f32]>,
         b: &PackedF32,
         epilogue: Epilogue,
         out: Out,
@@ -278,16 +289,18 @@ mod avx2 {
             let mut r0 = rows.start;
             while r0 < rows.end {
                 let count = MR.min(rows.end - r0);
-                let a_rows = &a[r0 * k..(r0 + count) * k];
-                // SAFETY: AVX2 + FMA (this function's features); slices sized above.
+                // SAFETY: AVX2 + FMA (this function's features); slices sized here.
                 let acc = unsafe {
-                    match count {
-                        6 => micro::<6>(a_rows, k, panel),
-                        5 => micro::<5>(a_rows, k, panel),
-                        4 => micro::<4>(a_rows, k, panel),
-                        3 => micro::<3>(a_rows, k, panel),
-                        2 => micro::<2>(a_rows, k, panel),
-                        _ => micro::<1>(a_rows, k, panel),
+                    match a_blocks {
+                        Some(blocks) => {
+                            debug_assert!(
+                                r0.is_multiple_of(MR),
+                                "row blocks start on a block of A"
+                            );
+                            let block = &blocks[r0 / MR * k * MR..][..k * MR];
+                            micro_rows::<true>(count, block, k, panel)
+                        }
+                        None => micro_rows::<false>(count, &a[r0 * k..(r0 + count) * k], k, panel),
                     }
                 };
                 let bias_lo = _mm256_loadu_ps(bias_block.as_ptr());
@@ -327,29 +340,61 @@ mod avx2 {
         }
     }
 
-    /// The [`MR`] x [`NR`] block (first `R` rows valid) of `a_rows` (R rows of `k` values)
-    /// times one panel.
+    /// [`micro`] for `count` (1..=[`MR`]) rows.
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA; `a_rows` holds R x k values and `panel` k x [`NR`].
+    /// As [`micro`], with R = `count`.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn micro<const R: usize>(a_rows: &[f32], k: usize, panel: &[f32]) -> [[__m256; 2]; MR] {
-        debug_assert!(a_rows.len() == R * k && panel.len() == k * NR);
+    unsafe fn micro_rows<const PACKED: bool>(
+        count: usize,
+        a: &[f32],
+        k: usize,
+        panel: &[f32],
+    ) -> [[__m256; 2]; MR] {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match count {
+                6 => micro::<6, PACKED>(a, k, panel),
+                5 => micro::<5, PACKED>(a, k, panel),
+                4 => micro::<4, PACKED>(a, k, panel),
+                3 => micro::<3, PACKED>(a, k, panel),
+                2 => micro::<2, PACKED>(a, k, panel),
+                _ => micro::<1, PACKED>(a, k, panel),
+            }
+        }
+    }
+
+    /// The [`MR`] x [`NR`] block (first `R` rows valid) of R rows of A times one panel; A is
+    /// one packed block `[k][MR]` (`PACKED`) or R rows of `k` values.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `a` holds k x [`MR`] (`PACKED`) or R x k values and
+    /// `panel` k x [`NR`].
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn micro<const R: usize, const PACKED: bool>(
+        a: &[f32],
+        k: usize,
+        panel: &[f32],
+    ) -> [[__m256; 2]; MR] {
+        debug_assert!(a.len() == if PACKED { k * MR } else { R * k });
+        debug_assert!(panel.len() == k * NR);
         let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-        let a = a_rows.as_ptr();
+        let mut ap = a.as_ptr();
         let mut bp = panel.as_ptr();
-        for kk in 0..k {
-            // SAFETY: kk < k: inside both slices.
+        for _ in 0..k {
+            // SAFETY: k steps: inside both slices.
             unsafe {
                 let b0 = _mm256_loadu_ps(bp);
                 let b1 = _mm256_loadu_ps(bp.add(8));
                 for (r, acc) in acc.iter_mut().enumerate().take(R) {
-                    let av = _mm256_broadcast_ss(&*a.add(r * k + kk));
+                    let av = _mm256_broadcast_ss(&*ap.add(if PACKED { r } else { r * k }));
                     acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
                     acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
                 }
                 bp = bp.add(NR);
+                ap = ap.add(if PACKED { MR } else { 1 });
             }
         }
         acc
@@ -422,18 +467,11 @@ mod tests {
                 let mut two = vec![f32::NAN; m * n];
                 gemm(&a, m, &packed, epilogue, &mut two, Some(&pool));
                 assert_eq!(one, two, "{m}x{k}x{n}: thread count changed the result");
-                for row_block in [1, 7, BENCH_ROW_BLOCK] {
-                    let mut blocked = vec![f32::NAN; m * n];
-                    gemm_with_row_block(
-                        &a,
-                        m,
-                        &packed,
-                        epilogue,
-                        &mut blocked,
-                        Some(&pool),
-                        row_block,
-                    );
-                    assert_eq!(one, blocked, "{m}x{k}x{n}: row blocks of {row_block}");
+                // A read where it is: the same sums in the same order, bit for bit.
+                for pool in [None, Some(&pool)] {
+                    let mut unpacked = vec![f32::NAN; m * n];
+                    gemm_with_a_packing(&a, m, &packed, epilogue, &mut unpacked, pool, false);
+                    assert_eq!(one, unpacked, "{m}x{k}x{n}: A unpacked");
                 }
                 if with_residual {
                     // The residual is the graph's next Add: exactly the product (with its
