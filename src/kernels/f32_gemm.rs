@@ -256,6 +256,12 @@ mod avx2 {
         rows: Range<usize>,
         panels: Range<usize>,
     ) {
+        // Packed A is addressed by blocks of MR rows ([`super::split_tasks`] cuts on them).
+        assert!(
+            a_blocks.is_none() || rows.start.is_multiple_of(MR),
+            "a task's rows start at {}, not on a block of {MR}",
+            rows.start
+        );
         for p in panels {
             // SAFETY: the caller's contract.
             unsafe { run_panel(a, a_blocks, b, epilogue, out, rows.clone(), p) };
