@@ -10,8 +10,8 @@
 //! ```
 //!
 //! Prints the medians over `--reps` calls of each, their ratio (packed / unpacked: below 1
-//! is faster) and the packed kernel's GFLOP/s. Results are equal whatever the blocking; the encoders' own numbers
-//! come from `models/benchmark.py`.
+//! is faster) and the packed kernel's GFLOP/s. Results are equal either way; the encoders'
+//! own numbers come from `models/benchmark.py`.
 
 mod common;
 

@@ -365,23 +365,30 @@ const EXCLUDED: f32 = -1e30;
 /// the row's largest (a key it does not exclude) for any dot product below about 1e21, so
 /// its exp is exactly 0 ([`softmax_row`]); the row's maximum and sum do not change, its
 /// weight is 0, and a fused multiply-add of 0 leaves the weighted sum as it was.
-fn live_keys(
-    mask: Option<(&[f32], [usize; 4])>,
-    (b, h): (usize, usize),
-    i: usize,
-    s: usize,
-) -> usize {
-    let Some((m, [sb, sh, si, sj])) = mask else {
+fn live_keys(mask: Option<(&[f32], [usize; 4])>, bh: (usize, usize), i: usize, s: usize) -> usize {
+    let Some(m) = mask_row(mask, bh, i) else {
         return s;
     };
-    let base = b * sb + h * sh + i * si;
     (0..s)
         .rev()
         .find(|&j| {
-            let v = m[base + j * sj];
+            let v = m(j);
             v > EXCLUDED || v.is_nan()
         })
         .map_or(s, |j| j + 1)
+}
+
+/// The mask's values for query row `i` of head `h` in batch `b`, by key index (`None`
+/// without a mask).
+#[inline(always)]
+fn mask_row<'m>(
+    mask: Option<(&'m [f32], [usize; 4])>,
+    (b, h): (usize, usize),
+    i: usize,
+) -> Option<impl Fn(usize) -> f32 + 'm> {
+    let (m, [sb, sh, si, sj]) = mask?;
+    let base = b * sb + h * sh + i * si;
+    Some(move |j: usize| m[base + j * sj])
 }
 
 /// Query rows `i0..i0 + R` of the head `h` of batch `b`, into `outs` (their [Dv] rows);
@@ -429,11 +436,10 @@ fn query_rows<const R: usize>(
     }
     for r in 0..R {
         let row = &mut scores[r * s_pad..][..live];
-        match mask {
-            Some((m, [sb, sh, si, sj])) => {
-                let base = b * sb + h * sh + (i0 + r) * si;
+        match mask_row(mask, (b, h), i0 + r) {
+            Some(m) => {
                 for (j, x) in row.iter_mut().enumerate() {
-                    *x = *x * scale + m[base + j * sj];
+                    *x = *x * scale + m(j);
                 }
             }
             None => row.iter_mut().for_each(|x| *x *= scale),

@@ -299,10 +299,7 @@ mod avx2 {
                 let acc = unsafe {
                     match a_blocks {
                         Some(blocks) => {
-                            debug_assert!(
-                                r0.is_multiple_of(MR),
-                                "row blocks start on a block of A"
-                            );
+                            // r0 is on a block of MR rows: asserted in `run_block`.
                             let block = &blocks[r0 / MR * k * MR..][..k * MR];
                             micro_rows::<true>(count, block, k, panel)
                         }
