@@ -80,6 +80,7 @@ fn main() {
                             row_scale: &row_scale,
                             col_scale: &col_scale,
                             bias: Some(&bias),
+                            quick_gelu: None,
                             residual: None,
                         },
                         Some(&pool),

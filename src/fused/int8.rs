@@ -35,8 +35,8 @@ use tract_onnx::tract_hir::internal::*;
 
 use std::collections::HashMap;
 
+use super::output_stage::{fuse_output_stage, residual_input, OutputStage};
 use super::parallel::row_tasks;
-use super::residual::{fuse_residual, residual_input, TakesResidual};
 use super::rewrite::{attr, fused_node, GraphIndex, Rewrite, ONNX_FLOAT};
 use super::{constant_f32_vector, constant_input};
 use crate::kernels::int8_gemm::{self, Int8Choice, Int8Kernel, PackedB};
@@ -668,6 +668,7 @@ impl Expansion for Int8LinearExpansion {
         let vector = |i: usize| constant_f32_vector(model, inputs, i, n, names);
         let op = Int8Linear {
             packed: Arc::new(packed),
+            quick_gelu: None,
             residual: false,
             col_scale: vector(3)?,
             bias: if inputs.len() == 5 {
@@ -682,13 +683,17 @@ impl Expansion for Int8LinearExpansion {
 
 /// `y[i, j] = (float(q x W)[i, j] * col_scale[j]) * row_scale[i] (+ bias[j])`: the int8
 /// product of [`crate::kernels::int8_gemm`] on the weight packed at load, with the graph's
-/// dequantization (and bias) in its output stage. Inputs: q [M, K] int8, row_scale [M, 1],
-/// and the residual (M x N values, any shape) when [`super::residual`] gave it one.
+/// dequantization (and bias) in its output stage, then QuickGELU and the residual when it
+/// took them ([`super::output_stage`]). Inputs: q [M, K] int8, row_scale [M, 1], and the
+/// residual (M x N values, any shape) when it took the skip connection's Add.
 #[derive(Debug, Clone)]
 pub struct Int8Linear {
     packed: Arc<PackedB>,
     col_scale: Arc<[f32]>,
     bias: Option<Arc<[f32]>>,
+    /// QuickGELU's alpha, when the op took the QuickGELU that alone read its output
+    /// ([`super::output_stage`]).
+    quick_gelu: Option<f32>,
     residual: bool,
 }
 
@@ -697,11 +702,12 @@ impl PartialEq for Int8Linear {
         Arc::ptr_eq(&self.packed, &other.packed)
             && self.col_scale == other.col_scale
             && self.bias == other.bias
+            && self.quick_gelu.map(f32::to_bits) == other.quick_gelu.map(f32::to_bits)
             && self.residual == other.residual
     }
 }
 
-impl TakesResidual for Int8Linear {
+impl OutputStage for Int8Linear {
     fn has_residual(&self) -> bool {
         self.residual
     }
@@ -709,6 +715,17 @@ impl TakesResidual for Int8Linear {
     fn with_residual(&self) -> Self {
         Int8Linear {
             residual: true,
+            ..self.clone()
+        }
+    }
+
+    fn has_quick_gelu(&self) -> bool {
+        self.quick_gelu.is_some()
+    }
+
+    fn with_quick_gelu(&self, alpha: f32) -> Self {
+        Int8Linear {
+            quick_gelu: Some(alpha),
             ..self.clone()
         }
     }
@@ -723,11 +740,16 @@ impl Op for Int8Linear {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "int8 {}x{} ({} kernel){}{}",
+            "int8 {}x{} ({} kernel){}{}{}",
             self.packed.k(),
             self.packed.n(),
             self.packed.kernel().name(),
             if self.bias.is_some() { ", bias" } else { "" },
+            if self.quick_gelu.is_some() {
+                ", QuickGELU"
+            } else {
+                ""
+            },
             if self.residual { ", residual" } else { "" }
         )])
     }
@@ -774,6 +796,7 @@ impl EvalOp for Int8Linear {
                 row_scale: rows,
                 col_scale: &self.col_scale,
                 bias: self.bias.as_deref(),
+                quick_gelu: self.quick_gelu,
                 residual,
             };
             let executor = tract_linalg::multithread::current_tract_executor();
@@ -801,7 +824,7 @@ impl TypedOp for Int8Linear {
     }
 
     fn fuse(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
-        fuse_residual(self, model, node)
+        fuse_output_stage(self, model, node)
     }
 
     as_op!();
@@ -884,14 +907,22 @@ mod tests {
         let input = Tensor::from_shape(&[2, 3, 224, 224], &pixels).unwrap();
         // Runs the graph, fused with `choice` (None: as written); returns the embeddings
         // and how many Int8Linear ops the optimised plan holds (and of them, how many took
-        // the skip connection's Add in: `super::residual`). `seven_bit` halves every
-        // int8 weight first (all within -64..=64: the vpmaddubsw kernel's own path).
+        // the skip connection's Add in, and how many QuickGELU: `super::output_stage`).
+        // `seven_bit` halves every int8 weight first (all within -64..=64: the vpmaddubsw
+        // kernel's own path). `gelu` fuses QuickGELU's Mul, Sigmoid, Mul into the engine's
+        // op first (`super::transformer_ops`), which the products can then take in.
         let run = |choice: Option<Int8Choice>,
                    threads: usize,
-                   seven_bit: bool|
-         -> (Vec<f32>, [usize; 2]) {
+                   seven_bit: bool,
+                   gelu: bool|
+         -> (Vec<f32>, [usize; 3]) {
             let mut onnx = tract_onnx::onnx();
             let mut proto = onnx.proto_model_for_path(path).unwrap();
+            if gelu {
+                crate::fused::transformer_ops::register(&mut onnx);
+                let fused = crate::fused::transformer_ops::fuse(&mut proto);
+                assert_eq!(fused.quick_gelu, 2);
+            }
             if seven_bit {
                 let graph = proto.graph.as_mut().unwrap();
                 let mut halved = 0;
@@ -942,11 +973,13 @@ mod tests {
                 .iter()
                 .filter(|n| n.op().name() == "Int8Linear")
                 .collect();
-            let residual = linear
-                .iter()
-                .filter(|n| n.op().info().unwrap().concat().contains("residual"))
-                .count();
-            let linear = [linear.len(), residual];
+            let taking = |what: &str| {
+                linear
+                    .iter()
+                    .filter(|n| n.op().info().unwrap().concat().contains(what))
+                    .count()
+            };
+            let linear = [linear.len(), taking("residual"), taking("QuickGELU")];
             let mut options = RunOptions::default();
             if threads > 1 {
                 options.executor = Some(tract_linalg::multithread::Executor::multithread(threads));
@@ -961,21 +994,25 @@ mod tests {
                 .collect();
             (values, linear)
         };
-        for seven_bit in [false, true] {
-            let (unfused, _) = run(None, 1, seven_bit);
+        for (seven_bit, gelu) in [(false, false), (true, false), (false, true), (true, true)] {
+            // With `gelu`, the reference runs the engine's QuickGELU as its own pass.
+            let (unfused, _) = run(None, 1, seven_bit, gelu);
             assert_eq!(unfused.len(), 2 * 16);
-            let (tract, linear) = run(Some(Int8Choice::Tract), 1, seven_bit);
-            assert_eq!(linear, [0, 0]);
+            let (tract, linear) = run(Some(Int8Choice::Tract), 1, seven_bit, gelu);
+            assert_eq!(linear, [0, 0, 0]);
             assert_eq!(tract, unfused);
             for kernel in Int8Kernel::available() {
                 for threads in [1, 2] {
-                    let (own, linear) = run(Some(Int8Choice::Own(kernel)), threads, seven_bit);
+                    let (own, linear) =
+                        run(Some(Int8Choice::Own(kernel)), threads, seven_bit, gelu);
                     let what = format!(
-                        "{} kernel, {threads} threads, 7-bit {seven_bit}",
+                        "{} kernel, {threads} threads, 7-bit {seven_bit}, QuickGELU op {gelu}",
                         kernel.name()
                     );
-                    // out_proj and fc2 of both layers read the residual.
-                    assert_eq!(linear, [13, 4], "{what}");
+                    // out_proj and fc2 of both layers read the residual; fc1 of both
+                    // layers takes the QuickGELU op after it, where there is one.
+                    let gelus = if gelu { 2 } else { 0 };
+                    assert_eq!(linear, [13, 4, gelus], "{what}");
                     assert_eq!(own, unfused, "{what}");
                 }
             }

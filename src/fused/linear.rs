@@ -14,7 +14,7 @@ use tract_onnx::pb::{ModelProto, NodeProto, TensorProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::residual::{fuse_residual, residual_input, TakesResidual};
+use super::output_stage::{fuse_output_stage, residual_input, OutputStage};
 use super::rewrite::{fused_node, is_onnx, GraphIndex, Rewrite, ONNX_FLOAT};
 use super::{constant_f32_vector, constant_input};
 use crate::kernels::f32_gemm::{self, PackedF32};
@@ -150,19 +150,24 @@ impl Expansion for LinearExpansion {
         let op = LinearF32 {
             packed: Arc::new(packed),
             bias,
+            quick_gelu: None,
             residual: false,
         };
         model.wire_node(prefix, op, &inputs[..1])
     }
 }
 
-/// `y = x W (+ bias) (+ residual)` over the last axis of x, on the weight packed at load.
-/// Inputs: x, and the residual (x's shape but the last axis N) when [`super::residual`]
-/// gave it one.
+/// `y = x W (+ bias)`, then QuickGELU if the op took the one that read it, then `+ residual`
+/// if it took the skip connection's Add ([`super::output_stage`]), over the last axis of x,
+/// on the weight packed at load. Inputs: x, and the residual (x's shape but the last axis
+/// N) when it took the Add.
 #[derive(Debug, Clone)]
 pub struct LinearF32 {
     packed: Arc<PackedF32>,
     bias: Option<Arc<[f32]>>,
+    /// QuickGELU's alpha, when the op took the QuickGELU that alone read its output
+    /// ([`super::output_stage`]).
+    quick_gelu: Option<f32>,
     residual: bool,
 }
 
@@ -170,11 +175,12 @@ impl PartialEq for LinearF32 {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.packed, &other.packed)
             && self.bias == other.bias
+            && self.quick_gelu.map(f32::to_bits) == other.quick_gelu.map(f32::to_bits)
             && self.residual == other.residual
     }
 }
 
-impl TakesResidual for LinearF32 {
+impl OutputStage for LinearF32 {
     fn has_residual(&self) -> bool {
         self.residual
     }
@@ -182,6 +188,17 @@ impl TakesResidual for LinearF32 {
     fn with_residual(&self) -> Self {
         LinearF32 {
             residual: true,
+            ..self.clone()
+        }
+    }
+
+    fn has_quick_gelu(&self) -> bool {
+        self.quick_gelu.is_some()
+    }
+
+    fn with_quick_gelu(&self, alpha: f32) -> Self {
+        LinearF32 {
+            quick_gelu: Some(alpha),
             ..self.clone()
         }
     }
@@ -196,10 +213,15 @@ impl Op for LinearF32 {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "f32 {}x{}{}{}",
+            "f32 {}x{}{}{}{}",
             self.packed.k(),
             self.packed.n(),
             if self.bias.is_some() { ", bias" } else { "" },
+            if self.quick_gelu.is_some() {
+                ", QuickGELU"
+            } else {
+                ""
+            },
             if self.residual { ", residual" } else { "" }
         )])
     }
@@ -242,6 +264,7 @@ impl EvalOp for LinearF32 {
                 &self.packed,
                 f32_gemm::Epilogue {
                     bias: self.bias.as_deref(),
+                    quick_gelu: self.quick_gelu,
                     residual,
                 },
                 ov.as_slice_mut::<f32>()?,
@@ -261,7 +284,7 @@ impl TypedOp for LinearF32 {
     }
 
     fn fuse(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
-        fuse_residual(self, model, node)
+        fuse_output_stage(self, model, node)
     }
 
     as_op!();
@@ -270,6 +293,7 @@ impl TypedOp for LinearF32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fused::transformer_ops::{Kind, Unary};
 
     /// Both fp32 towers of the tiny fixture: every Linear layer is fused (image: q, k, v,
     /// out, fc1, fc2 of 2 layers and the projection; text: the same), the int8 graph's
@@ -333,6 +357,7 @@ mod tests {
             let op = LinearF32 {
                 packed: Arc::new(PackedF32::pack(&w, k, n)),
                 bias: Some(bias.clone()),
+                quick_gelu: None,
                 residual: false,
             };
             let y = model.wire_node("linear", op, &[xs]).unwrap();
@@ -373,6 +398,105 @@ mod tests {
                     g.to_plain_array_view::<f32>().unwrap(),
                     w.to_plain_array_view::<f32>().unwrap(),
                     "residual {r_shape:?}, second reader {second_reader}"
+                );
+            }
+        }
+    }
+
+    /// `LinearF32(x)` read by QuickGELU alone (and that by a skip connection's Add, or not):
+    /// optimising takes the activation into the op's output stage (and then the Add), with
+    /// the unoptimised graph's result (the separate QuickGELU pass) bit for bit. A second
+    /// reader of the product, or a residual Add taken before the activation, keeps the
+    /// separate pass.
+    #[test]
+    fn quick_gelu_is_taken_into_the_output_stage_with_the_same_result() {
+        if !PackedF32::is_available() {
+            eprintln!("no AVX2 + FMA on this CPU: the fp32 kernel is not used here");
+            return;
+        }
+        let (k, n) = (9, 21);
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 37) % 23) as f32 * 0.21 - 2.2)
+            .collect();
+        let bias: Arc<[f32]> = (0..n).map(|j| j as f32 * 0.3 - 2.0).collect();
+        let values = |len: usize, seed: usize| {
+            (0..len)
+                .map(|i| ((i * 13 + seed) % 17) as f32 * 0.31 - 2.5)
+                .collect::<Vec<_>>()
+        };
+        let x = Tensor::from_shape(&[2, 3, k], &values(2 * 3 * k, 1)).unwrap();
+        let r = Tensor::from_shape(&[2, 3, n], &values(2 * 3 * n, 5)).unwrap();
+        let gelu = || Unary(Kind::QuickGelu { alpha: 1.702 });
+        let add = tract_onnx::tract_core::ops::math::add;
+        // (graph, fused: the op's info after optimising, QuickGELU passes left)
+        #[derive(Debug, Clone, Copy)]
+        enum Graph {
+            Gelu,
+            GeluThenAdd,
+            GeluAndSecondReader,
+            AddThenGelu,
+        }
+        for (graph, info, passes_left) in [
+            (Graph::Gelu, "f32 9x21, bias, QuickGELU", 0),
+            (Graph::GeluThenAdd, "f32 9x21, bias, QuickGELU, residual", 0),
+            (Graph::GeluAndSecondReader, "f32 9x21, bias", 1),
+            (Graph::AddThenGelu, "f32 9x21, bias, residual", 1),
+        ] {
+            let mut model = TypedModel::default();
+            let xs = model.add_source("x", f32::fact([2, 3, k])).unwrap();
+            let rs = model.add_source("r", f32::fact([2, 3, n])).unwrap();
+            let op = LinearF32 {
+                packed: Arc::new(PackedF32::pack(&w, k, n)),
+                bias: Some(bias.clone()),
+                quick_gelu: None,
+                residual: false,
+            };
+            let y = model.wire_node("linear", op, &[xs]).unwrap()[0];
+            let outputs = match graph {
+                Graph::Gelu => vec![model.wire_node("gelu", gelu(), &[y]).unwrap()[0]],
+                Graph::GeluThenAdd => {
+                    let g = model.wire_node("gelu", gelu(), &[y]).unwrap()[0];
+                    vec![model.wire_node("add", add(), &[rs, g]).unwrap()[0]]
+                }
+                Graph::GeluAndSecondReader => {
+                    let g = model.wire_node("gelu", gelu(), &[y]).unwrap()[0];
+                    let twice = model.wire_node("twice", add(), &[y, y]).unwrap()[0];
+                    vec![g, twice]
+                }
+                Graph::AddThenGelu => {
+                    let sum = model.wire_node("add", add(), &[rs, y]).unwrap()[0];
+                    vec![model.wire_node("gelu", gelu(), &[sum]).unwrap()[0]]
+                }
+            };
+            model.select_output_outlets(&outputs).unwrap();
+            let inputs = tvec!(x.clone().into(), r.clone().into());
+            let want = model
+                .clone()
+                .into_runnable()
+                .unwrap()
+                .run(inputs.clone())
+                .unwrap();
+            let optimised = model.into_optimized().unwrap();
+            let infos: Vec<String> = optimised
+                .nodes()
+                .iter()
+                .filter(|node| node.op_is::<LinearF32>())
+                .map(|node| node.op().info().unwrap().concat())
+                .collect();
+            assert_eq!(infos, [info], "{graph:?}");
+            let passes = optimised
+                .nodes()
+                .iter()
+                .filter(|node| node.op_is::<Unary>())
+                .count();
+            assert_eq!(passes, passes_left, "{graph:?}: QuickGELU passes left");
+            let got = optimised.into_runnable().unwrap().run(inputs).unwrap();
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(
+                    g.to_plain_array_view::<f32>().unwrap(),
+                    w.to_plain_array_view::<f32>().unwrap(),
+                    "{graph:?}"
                 );
             }
         }

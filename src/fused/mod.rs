@@ -1,10 +1,10 @@
 //! The engine's own fused operators, swapped into the ONNX graphs before tract parses them:
 //! [`rewrite`] finds node chains in the ONNX protobuf, [`int8`] replaces the int8 encoder's
 //! quantize/dequantize chains, [`linear`] the fp32 Linear layers and [`patch_conv`] the
-//! image tower's patch embedding (both on the engine's own fp32 product), [`residual`] the
-//! skip connections' Adds into the Linear layers' output stage, [`attention`]
-//! each layer's attention, [`transformer_ops`]
-//! the remaining softmax nodes and QuickGELU, and
+//! image tower's patch embedding (both on the engine's own fp32 product), [`output_stage`]
+//! takes QuickGELU and the skip connections' Adds into the Linear layers' output stage,
+//! [`attention`] each layer's attention, [`transformer_ops`] the remaining softmax nodes
+//! and QuickGELU (where no Linear op takes it), and
 //! [`simd`] dispatches their kernels to AVX-512/AVX2 at run time and [`parallel`] spreads
 //! them over the engine's thread pool. Each fused op computes
 //! what the chain it replaces computes (tests compare them).
@@ -15,9 +15,9 @@ pub mod attention;
 pub mod int8;
 pub mod layer_norm;
 pub mod linear;
+mod output_stage;
 mod parallel;
 pub mod patch_conv;
-mod residual;
 mod rewrite;
 pub mod transformer_ops;
 

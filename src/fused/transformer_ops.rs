@@ -228,10 +228,19 @@ multiversion!(softmax_rows(data: &mut [f32], len: usize) -> () {
     }
 });
 
+/// QuickGELU of one value, `x * sigmoid(alpha * x)` computed as `x / (1 + e^(-alpha x))`:
+/// the one definition of the separate pass ([`quick_gelu`]) and of the fp32 Linear layers'
+/// output stage ([`crate::kernels::f32_gemm::Epilogue::quick_gelu`]), so the two give the
+/// same bits (IEEE operations round alike in scalar and vector form, and Rust does not
+/// contract them into fused multiply-adds).
+#[inline(always)]
+pub(crate) fn quick_gelu_value(x: f32, alpha: f32) -> f32 {
+    x / (1.0 + exp(-alpha * x))
+}
+
 multiversion!(quick_gelu(data: &mut [f32], alpha: f32) -> () {
     for v in data.iter_mut() {
-        let x = *v;
-        *v = x / (1.0 + exp(-alpha * x));
+        *v = quick_gelu_value(*v, alpha);
     }
 });
 

@@ -16,8 +16,10 @@
 //!   loads the panel's 16 values once and issues 12 fused multiply-adds. Partial row blocks
 //!   use the same kernel with fewer rows; the partial last panel goes through a small buffer.
 //! - The output stage adds the bias (`acc + bias[j]`, as the graph's Add after its MatMul),
-//!   then a residual of the output's shape if given (`+ residual[i, j]`, the transformer's
-//!   skip connection: the graph's next Add, so the sum costs no pass of its own).
+//!   then applies QuickGELU if asked (the MLP's activation after its first Linear layer,
+//!   the same function as the engine's separate pass), then adds a residual of the output's
+//!   shape if given (`+ residual[i, j]`, the transformer's skip connection: the graph's next
+//!   Add). Neither costs a pass over the output of its own.
 //! - With a thread pool of more than one thread, blocks of output columns (and of rows when
 //!   there are few columns) are spread over the pool ([`super::split_tasks`]).
 //!
@@ -106,11 +108,16 @@ impl PackedF32 {
     }
 }
 
-/// What the output stage adds to each product: `acc + bias[j]` (if given), then
-/// `+ residual[i, j]` (if given, row-major [M, N] like the output).
+/// What the output stage does with each product, in the graph's order: `acc + bias[j]` (if
+/// given), then QuickGELU (if given), then `+ residual[i, j]` (if given, row-major [M, N]
+/// like the output).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Epilogue<'a> {
     pub bias: Option<&'a [f32]>,
+    /// QuickGELU's alpha: `y = x * sigmoid(alpha * x)` on the biased product, by the same
+    /// function as the engine's separate QuickGELU pass
+    /// ([`crate::fused::transformer_ops`]), so the result is the same bit for bit.
+    pub quick_gelu: Option<f32>,
     pub residual: Option<&'a [f32]>,
 }
 
@@ -119,7 +126,7 @@ impl<'a> Epilogue<'a> {
     pub fn bias(bias: Option<&'a [f32]>) -> Self {
         Epilogue {
             bias,
-            residual: None,
+            ..Epilogue::default()
         }
     }
 }
@@ -331,6 +338,9 @@ mod avx2 {
                 for (r, [lo, hi]) in acc.iter().enumerate().take(count) {
                     let mut lo = _mm256_add_ps(*lo, bias_lo);
                     let mut hi = _mm256_add_ps(*hi, bias_hi);
+                    if let Some(alpha) = epilogue.quick_gelu {
+                        [lo, hi] = quick_gelu(lo, hi, alpha);
+                    }
                     let at = (r0 + r) * n + c0;
                     // SAFETY: row r0 + r < m and columns c0..c0 + width < n are inside the
                     // output; this task alone writes them.
@@ -360,6 +370,29 @@ mod avx2 {
                 }
                 r0 += count;
             }
+        }
+    }
+
+    /// QuickGELU of 16 values (two registers), by the engine's one definition
+    /// ([`crate::fused::transformer_ops::quick_gelu_value`]), vectorised here.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn quick_gelu(lo: __m256, hi: __m256, alpha: f32) -> [__m256; 2] {
+        let mut tile = [0f32; NR];
+        // SAFETY: `tile` holds 16 values; AVX2 (this function's features).
+        unsafe {
+            _mm256_storeu_ps(tile.as_mut_ptr(), lo);
+            _mm256_storeu_ps(tile.as_mut_ptr().add(8), hi);
+        }
+        for v in tile.iter_mut() {
+            *v = crate::fused::transformer_ops::quick_gelu_value(*v, alpha);
+        }
+        // SAFETY: as above.
+        unsafe {
+            [
+                _mm256_loadu_ps(tile.as_ptr()),
+                _mm256_loadu_ps(tile.as_ptr().add(8)),
+            ]
         }
     }
 
@@ -483,6 +516,7 @@ mod tests {
                 let epilogue = Epilogue {
                     bias: with_bias.then_some(&bias[..]),
                     residual: with_residual.then_some(&residual[..]),
+                    quick_gelu: None,
                 };
                 let want = naive(&a, &w, epilogue, m, k, n);
                 let mut one = vec![f32::NAN; m * n];
@@ -510,6 +544,34 @@ mod tests {
                     );
                     let added: Vec<f32> = alone.iter().zip(&residual).map(|(y, r)| r + y).collect();
                     assert_eq!(one, added, "{m}x{k}x{n}: residual not the graph's Add");
+                }
+                // QuickGELU in the output stage: the separate pass's function on the biased
+                // product, before the residual, bit for bit (any thread count).
+                let gelu = Epilogue {
+                    quick_gelu: Some(1.702),
+                    ..epilogue
+                };
+                let mut alone = vec![f32::NAN; m * n];
+                gemm(
+                    &a,
+                    m,
+                    &packed,
+                    Epilogue::bias(epilogue.bias),
+                    &mut alone,
+                    None,
+                );
+                let want_gelu: Vec<f32> = alone
+                    .iter()
+                    .enumerate()
+                    .map(|(ij, &y)| {
+                        let y = crate::fused::transformer_ops::quick_gelu_value(y, 1.702);
+                        epilogue.residual.map_or(y, |r| r[ij] + y)
+                    })
+                    .collect();
+                for pool in [None, Some(&pool)] {
+                    let mut got = vec![f32::NAN; m * n];
+                    gemm(&a, m, &packed, gelu, &mut got, pool);
+                    assert_eq!(got, want_gelu, "{m}x{k}x{n}: QuickGELU in the output stage");
                 }
                 // f32 sums of k products of values up to 2: k * 4 * 2^-24 of absolute error
                 // at worst (fused multiply-adds round once per step).

@@ -405,13 +405,16 @@ impl PackedB {
 pub enum Output<'a> {
     /// The int32 accumulators, row-major [M, N].
     Int32(&'a mut [i32]),
-    /// `(acc as f32 * col_scale[j]) * row_scale[i]`, then `+ bias[j]` and
-    /// `+ residual[i, j]` (row-major [M, N]) if given: row-major [M, N] f32.
+    /// `(acc as f32 * col_scale[j]) * row_scale[i]`, then `+ bias[j]`, QuickGELU with
+    /// alpha `quick_gelu` (the engine's one definition,
+    /// [`crate::fused::transformer_ops::quick_gelu_value`]) and `+ residual[i, j]`
+    /// (row-major [M, N]), each if given: row-major [M, N] f32.
     Dequantize {
         out: &'a mut [f32],
         row_scale: &'a [f32],
         col_scale: &'a [f32],
         bias: Option<&'a [f32]>,
+        quick_gelu: Option<f32>,
         residual: Option<&'a [f32]>,
     },
 }
@@ -425,6 +428,7 @@ enum Sink<'a> {
         row_scale: &'a [f32],
         col_scale: &'a [f32],
         bias: Option<&'a [f32]>,
+        quick_gelu: Option<f32>,
         residual: Option<&'a [f32]>,
     },
 }
@@ -463,6 +467,7 @@ impl Sink<'_> {
                 row_scale,
                 col_scale,
                 bias,
+                quick_gelu,
                 residual,
             } => {
                 let cs = &col_scale[j0..j0 + cols];
@@ -477,6 +482,11 @@ impl Sink<'_> {
                     if let Some(bias) = bias {
                         for (y, &b) in row.iter_mut().zip(&bias[j0..j0 + cols]) {
                             *y += b;
+                        }
+                    }
+                    if let Some(alpha) = quick_gelu {
+                        for y in row.iter_mut() {
+                            *y = crate::fused::transformer_ops::quick_gelu_value(*y, alpha);
                         }
                     }
                     if let Some(residual) = residual {
@@ -589,6 +599,7 @@ pub fn gemm(a: &[i8], m: usize, b: &PackedB, out: Output, pool: Option<&rayon::T
             row_scale,
             col_scale,
             bias,
+            quick_gelu,
             residual,
         } => {
             assert_eq!(
@@ -625,6 +636,7 @@ pub fn gemm(a: &[i8], m: usize, b: &PackedB, out: Output, pool: Option<&rayon::T
                 row_scale,
                 col_scale,
                 bias,
+                quick_gelu,
                 residual,
             }
         }
@@ -729,6 +741,7 @@ unsafe fn run_block_inline(
                         row_scale,
                         col_scale,
                         bias,
+                        quick_gelu,
                         residual,
                     },
                 ) = (b.kernel, cols, sink)
@@ -753,6 +766,7 @@ unsafe fn run_block_inline(
                                 row_scale: row_scale[i..i + r].as_ptr(),
                                 col_scale: col_scale[j0..j0 + NR].as_ptr(),
                                 bias: bias.map_or(std::ptr::null(), |b| b[j0..j0 + NR].as_ptr()),
+                                quick_gelu,
                                 residual: residual.map_or(std::ptr::null(), |res| {
                                     res[i * b.n + j0..(i + r - 1) * b.n + j0 + NR].as_ptr()
                                 }),
@@ -1050,13 +1064,29 @@ mod avx2 {
         pub col_scale: *const f32,
         /// NR bias values, or null for none.
         pub bias: *const f32,
+        /// QuickGELU's alpha, applied after the bias, or none.
+        pub quick_gelu: Option<f32>,
         /// R rows of NR values `n` apart (as `out`) to add last, or null for none.
         pub residual: *const f32,
     }
 
+    /// QuickGELU of 8 values, by the engine's one definition
+    /// ([`crate::fused::transformer_ops::quick_gelu_value`]), vectorised where inlined.
+    #[inline(always)]
+    unsafe fn quick_gelu(y: __m256, alpha: f32) -> __m256 {
+        let mut v = [0f32; 8];
+        // SAFETY: `v` holds 8 values; the caller runs with AVX.
+        unsafe { _mm256_storeu_ps(v.as_mut_ptr(), y) };
+        for x in v.iter_mut() {
+            *x = crate::fused::transformer_ops::quick_gelu_value(*x, alpha);
+        }
+        // SAFETY: as above.
+        unsafe { _mm256_loadu_ps(v.as_ptr()) }
+    }
+
     /// One block of R rows x NR columns (`KIND`: the micro-kernel). [`Store::Dequantize`]
-    /// writes `(float(acc[r, c]) * col_scale[c]) * row_scale[r] (+ bias[c])
-    /// (+ residual[r, c])`: the same fp32 operations, in the same order, as
+    /// writes `(float(acc[r, c]) * col_scale[c]) * row_scale[r] (+ bias[c])`, then QuickGELU
+    /// if asked, then `(+ residual[r, c])`: the same fp32 operations, in the same order, as
     /// [`super::Sink::write`].
     ///
     /// # Safety
@@ -1127,6 +1157,9 @@ mod avx2 {
                             let mut y = _mm256_mul_ps(_mm256_mul_ps(x, cs[v]), rs);
                             if !to.bias.is_null() {
                                 y = _mm256_add_ps(y, _mm256_loadu_ps(to.bias.add(8 * v)));
+                            }
+                            if let Some(alpha) = to.quick_gelu {
+                                y = quick_gelu(y, alpha);
                             }
                             if !to.residual.is_null() {
                                 let res = to.residual.add(r * to.n + 8 * v);
@@ -1455,15 +1488,22 @@ mod tests {
         {
             let acc = naive(&a, &b, m, k, n);
             let packed = pack_as(&b, k, n, kernel);
-            for (with_bias, with_residual) in
-                [(false, false), (true, false), (true, true), (false, true)]
-            {
+            for (with_bias, with_gelu, with_residual) in [
+                (false, false, false),
+                (true, false, false),
+                (true, false, true),
+                (false, false, true),
+                (true, true, false),
+                (true, true, true),
+                (false, true, false),
+            ] {
                 let mut y = vec![0f32; m * n];
                 let out = Output::Dequantize {
                     out: &mut y,
                     row_scale: &rows,
                     col_scale: &cols,
                     bias: with_bias.then_some(&bias[..]),
+                    quick_gelu: with_gelu.then_some(1.702),
                     residual: with_residual.then_some(&residual[..]),
                 };
                 gemm(&a, m, &packed, out, None);
@@ -1474,6 +1514,10 @@ mod tests {
                             // The graph's Add(bias, y): float addition commutes.
                             want += bias[j];
                         }
+                        if with_gelu {
+                            // The separate QuickGELU pass's function.
+                            want = crate::fused::transformer_ops::quick_gelu_value(want, 1.702);
+                        }
                         if with_residual {
                             // The skip connection's Add(residual, y): it commutes too.
                             want += residual[i * n + j];
@@ -1481,7 +1525,8 @@ mod tests {
                         assert_eq!(
                             y[i * n + j].to_bits(),
                             want.to_bits(),
-                            "{} kernel, bias {with_bias}, residual {with_residual}, {i} {j}",
+                            "{} kernel, bias {with_bias}, QuickGELU {with_gelu}, residual \
+                             {with_residual}, {i} {j}",
                             label(kernel)
                         );
                     }
