@@ -13,7 +13,10 @@
 //!   `vpmaddubsw` exact for 8-bit weights (not used: slower than widening);
 //! - fp32 `vfmadd231ps` with 12 chains, as the fp32 kernel's 6 x 16 accumulator block: 8
 //!   MACs (16 flops) each, the bound `f32_gemm_bench`'s GFLOP/s are measured against (with
-//!   FMA; printed as GMAC/s and GFLOP/s).
+//!   FMA; printed as GMAC/s and GFLOP/s);
+//! - the fp32 kernel's K step itself: the same 12 chains fed by two panel loads and six
+//!   `vbroadcastss` of packed A per step, from 128 steps of A and panel that stay in L1
+//!   (the kernel's instruction mix without its cache misses).
 
 #[cfg(target_arch = "x86_64")]
 mod mixes {
@@ -98,6 +101,41 @@ mod mixes {
         sum(acc)
     }
 
+    /// The fp32 kernel's K step, `n` times over 128 steps of packed A (`[k][6]`) and one
+    /// panel (`[k][16]`) that stay in L1: two loads, six broadcasts, 12 fused multiply-adds.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn f32_kernel_step(n: usize) -> i32 {
+        const STEPS: usize = 128;
+        let a = std::hint::black_box(vec![1e-3f32; STEPS * 6]);
+        let b = std::hint::black_box(vec![1e-3f32; STEPS * 16]);
+        let mut acc = [[_mm256_setzero_ps(); 2]; 6];
+        for round in 0..n.div_ceil(STEPS) {
+            let (mut ap, mut bp) = (a.as_ptr(), b.as_ptr());
+            for _ in 0..STEPS.min(n - round * STEPS) {
+                // SAFETY: STEPS steps of 6 and 16 values: inside both buffers.
+                unsafe {
+                    let b0 = _mm256_loadu_ps(bp);
+                    let b1 = _mm256_loadu_ps(bp.add(8));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let av = _mm256_broadcast_ss(&*ap.add(r));
+                        acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
+                        acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+                    }
+                    ap = ap.add(6);
+                    bp = bp.add(16);
+                }
+            }
+        }
+        let mut s = _mm256_setzero_ps();
+        for [lo, hi] in acc {
+            s = _mm256_add_ps(s, _mm256_add_ps(lo, hi));
+        }
+        _mm256_cvtss_f32(s) as i32
+    }
+
     /// 12 chains of fp32 fused multiply-adds (the fp32 kernel's accumulator block).
     ///
     /// # Safety
@@ -158,6 +196,10 @@ fn main() {
         // SAFETY: AVX2 and FMA checked.
         run("fp32 vfmadd231ps (x2 = GFLOP/s)", 12, &|| unsafe {
             mixes::fma_f32(n)
+        });
+        // SAFETY: AVX2 and FMA checked.
+        run("fp32 kernel K step, L1 (x2 = GFLOP/s)", 12, &|| unsafe {
+            mixes::f32_kernel_step(n)
         });
     }
 }
