@@ -314,6 +314,19 @@ mod tests {
         );
     }
 
+    /// A k x n LinearF32 with a bias, its weights spread over about +-(11 x `scale`).
+    fn test_op(k: usize, n: usize, scale: f32) -> LinearF32 {
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 37) % 23) as f32 * scale - 11.0 * scale)
+            .collect();
+        LinearF32 {
+            packed: Arc::new(PackedF32::pack(&w, k, n)),
+            bias: Some((0..n).map(|j| j as f32 * 0.3 - 2.0).collect()),
+            quick_gelu: None,
+            residual: false,
+        }
+    }
+
     /// `Add(r, LinearF32(x))` in a typed graph: optimising takes the Add into the op when r
     /// has the sum's shape, with the unoptimised graph's result bit for bit; a residual that
     /// broadcasts (or a second reader of the product) keeps tract's Add, with its result.
@@ -324,10 +337,6 @@ mod tests {
             return;
         }
         let (k, n) = (7, 19);
-        let w: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 37) % 23) as f32 * 0.11 - 1.2)
-            .collect();
-        let bias: Arc<[f32]> = (0..n).map(|j| j as f32 * 0.3 - 2.0).collect();
         let x = Tensor::from_shape(
             &[2, 3, k],
             &(0..2 * 3 * k)
@@ -354,12 +363,7 @@ mod tests {
             let mut model = TypedModel::default();
             let xs = model.add_source("x", f32::fact([2, 3, k])).unwrap();
             let rs = model.add_source("r", f32::fact(&r_shape)).unwrap();
-            let op = LinearF32 {
-                packed: Arc::new(PackedF32::pack(&w, k, n)),
-                bias: Some(bias.clone()),
-                quick_gelu: None,
-                residual: false,
-            };
+            let op = test_op(k, n, 0.11);
             let y = model.wire_node("linear", op, &[xs]).unwrap();
             let sum = model
                 .wire_node("add", tract_onnx::tract_core::ops::math::add(), &[rs, y[0]])
@@ -415,10 +419,6 @@ mod tests {
             return;
         }
         let (k, n) = (9, 21);
-        let w: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 37) % 23) as f32 * 0.21 - 2.2)
-            .collect();
-        let bias: Arc<[f32]> = (0..n).map(|j| j as f32 * 0.3 - 2.0).collect();
         let values = |len: usize, seed: usize| {
             (0..len)
                 .map(|i| ((i * 13 + seed) % 17) as f32 * 0.31 - 2.5)
@@ -445,13 +445,9 @@ mod tests {
             let mut model = TypedModel::default();
             let xs = model.add_source("x", f32::fact([2, 3, k])).unwrap();
             let rs = model.add_source("r", f32::fact([2, 3, n])).unwrap();
-            let op = LinearF32 {
-                packed: Arc::new(PackedF32::pack(&w, k, n)),
-                bias: Some(bias.clone()),
-                quick_gelu: None,
-                residual: false,
-            };
-            let y = model.wire_node("linear", op, &[xs]).unwrap()[0];
+            let y = model
+                .wire_node("linear", test_op(k, n, 0.21), &[xs])
+                .unwrap()[0];
             let outputs = match graph {
                 Graph::Gelu => vec![model.wire_node("gelu", gelu(), &[y]).unwrap()[0]],
                 Graph::GeluThenAdd => {

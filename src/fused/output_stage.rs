@@ -61,12 +61,12 @@ fn single_reader<'m>(
     Ok(model.single_succ(next.id)?.map(|after| (Some(next), after)))
 }
 
-/// The patch that replaces `node` (running `op`), the reshape after it if any and `reader`
-/// by `op2` wired on `node`'s inputs plus `extra`, followed by the reshape.
+/// The patch that replaces `node`, the Reshape after it if any and `reader` by `new_op`
+/// wired on `node`'s inputs (plus `extra`), followed by the Reshape.
 fn replace_through(
     model: &TypedModel,
     node: &TypedNode,
-    op2: impl TypedOp,
+    new_op: impl TypedOp,
     extra: Option<OutletId>,
     reshape: Option<&TypedNode>,
     reader: &TypedNode,
@@ -76,7 +76,7 @@ fn replace_through(
     if let Some(extra) = extra {
         inputs.push(patch.tap_model(model, extra)?);
     }
-    let mut wire = patch.wire_node(&node.name, op2, &inputs)?;
+    let mut wire = patch.wire_node(&node.name, new_op, &inputs)?;
     if let Some(reshape) = reshape {
         wire = patch.wire_node(&reshape.name, reshape.op.clone(), &wire)?;
     }
