@@ -327,6 +327,34 @@ mod tests {
         }
     }
 
+    /// `model` optimised (its fusions applied), after checking that it gives the unoptimised
+    /// model's outputs on `inputs` bit for bit (`what` names the case).
+    fn optimised_as_before(model: TypedModel, inputs: TVec<TValue>, what: &str) -> TypedModel {
+        let want = model
+            .clone()
+            .into_runnable()
+            .unwrap()
+            .run(inputs.clone())
+            .unwrap();
+        let optimised = model.into_optimized().unwrap();
+        let got = optimised
+            .clone()
+            .into_runnable()
+            .unwrap()
+            .run(inputs)
+            .unwrap();
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.shape(), w.shape(), "{what}");
+            assert_eq!(
+                g.to_plain_array_view::<f32>().unwrap(),
+                w.to_plain_array_view::<f32>().unwrap(),
+                "{what}"
+            );
+        }
+        optimised
+    }
+
     /// `Add(r, LinearF32(x))` in a typed graph: optimising takes the Add into the op when r
     /// has the sum's shape, with the unoptimised graph's result bit for bit; a residual that
     /// broadcasts (or a second reader of the product) keeps tract's Add, with its result.
@@ -381,29 +409,14 @@ mod tests {
             }
             model.select_output_outlets(&outputs).unwrap();
             let inputs = tvec!(x.clone().into(), residual(&r_shape).into());
-            let want = model
-                .clone()
-                .into_runnable()
-                .unwrap()
-                .run(inputs.clone())
-                .unwrap();
-            let optimised = model.into_optimized().unwrap();
+            let what = format!("residual {r_shape:?}, second reader {second_reader}");
+            let optimised = optimised_as_before(model, inputs, &what);
             let with_residual = optimised
                 .nodes()
                 .iter()
                 .filter(|node| node.op().info().unwrap().concat().contains("residual"))
                 .count();
-            assert_eq!(with_residual, fused as usize, "residual {r_shape:?}");
-            let got = optimised.into_runnable().unwrap().run(inputs).unwrap();
-            assert_eq!(got.len(), want.len());
-            for (g, w) in got.iter().zip(&want) {
-                assert_eq!(g.shape(), w.shape(), "residual {r_shape:?}");
-                assert_eq!(
-                    g.to_plain_array_view::<f32>().unwrap(),
-                    w.to_plain_array_view::<f32>().unwrap(),
-                    "residual {r_shape:?}, second reader {second_reader}"
-                );
-            }
+            assert_eq!(with_residual, fused as usize, "{what}");
         }
     }
 
@@ -466,13 +479,7 @@ mod tests {
             };
             model.select_output_outlets(&outputs).unwrap();
             let inputs = tvec!(x.clone().into(), r.clone().into());
-            let want = model
-                .clone()
-                .into_runnable()
-                .unwrap()
-                .run(inputs.clone())
-                .unwrap();
-            let optimised = model.into_optimized().unwrap();
+            let optimised = optimised_as_before(model, inputs, &format!("{graph:?}"));
             let infos: Vec<String> = optimised
                 .nodes()
                 .iter()
@@ -486,15 +493,6 @@ mod tests {
                 .filter(|node| node.op_is::<Unary>())
                 .count();
             assert_eq!(passes, passes_left, "{graph:?}: QuickGELU passes left");
-            let got = optimised.into_runnable().unwrap().run(inputs).unwrap();
-            assert_eq!(got.len(), want.len());
-            for (g, w) in got.iter().zip(&want) {
-                assert_eq!(
-                    g.to_plain_array_view::<f32>().unwrap(),
-                    w.to_plain_array_view::<f32>().unwrap(),
-                    "{graph:?}"
-                );
-            }
         }
     }
 }

@@ -339,7 +339,11 @@ mod avx2 {
                     let mut lo = _mm256_add_ps(*lo, bias_lo);
                     let mut hi = _mm256_add_ps(*hi, bias_hi);
                     if let Some(alpha) = epilogue.quick_gelu {
-                        [lo, hi] = quick_gelu(lo, hi, alpha);
+                        // SAFETY: AVX2 (this function's features).
+                        unsafe {
+                            lo = super::super::quick_gelu_8(lo, alpha);
+                            hi = super::super::quick_gelu_8(hi, alpha);
+                        }
                     }
                     let at = (r0 + r) * n + c0;
                     // SAFETY: row r0 + r < m and columns c0..c0 + width < n are inside the
@@ -370,29 +374,6 @@ mod avx2 {
                 }
                 r0 += count;
             }
-        }
-    }
-
-    /// QuickGELU of 16 values (two registers), by the engine's one definition
-    /// ([`crate::fused::transformer_ops::quick_gelu_value`]), vectorised here.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn quick_gelu(lo: __m256, hi: __m256, alpha: f32) -> [__m256; 2] {
-        let mut tile = [0f32; NR];
-        // SAFETY: `tile` holds 16 values; AVX2 (this function's features).
-        unsafe {
-            _mm256_storeu_ps(tile.as_mut_ptr(), lo);
-            _mm256_storeu_ps(tile.as_mut_ptr().add(8), hi);
-        }
-        for v in tile.iter_mut() {
-            *v = crate::fused::transformer_ops::quick_gelu_value(*v, alpha);
-        }
-        // SAFETY: as above.
-        unsafe {
-            [
-                _mm256_loadu_ps(tile.as_ptr()),
-                _mm256_loadu_ps(tile.as_ptr().add(8)),
-            ]
         }
     }
 

@@ -1070,20 +1070,6 @@ mod avx2 {
         pub residual: *const f32,
     }
 
-    /// QuickGELU of 8 values, by the engine's one definition
-    /// ([`crate::fused::transformer_ops::quick_gelu_value`]), vectorised where inlined.
-    #[inline(always)]
-    unsafe fn quick_gelu(y: __m256, alpha: f32) -> __m256 {
-        let mut v = [0f32; 8];
-        // SAFETY: `v` holds 8 values; the caller runs with AVX.
-        unsafe { _mm256_storeu_ps(v.as_mut_ptr(), y) };
-        for x in v.iter_mut() {
-            *x = crate::fused::transformer_ops::quick_gelu_value(*x, alpha);
-        }
-        // SAFETY: as above.
-        unsafe { _mm256_loadu_ps(v.as_ptr()) }
-    }
-
     /// One block of R rows x NR columns (`KIND`: the micro-kernel). [`Store::Dequantize`]
     /// writes `(float(acc[r, c]) * col_scale[c]) * row_scale[r] (+ bias[c])`, then QuickGELU
     /// if asked, then `(+ residual[r, c])`: the same fp32 operations, in the same order, as
@@ -1159,7 +1145,7 @@ mod avx2 {
                                 y = _mm256_add_ps(y, _mm256_loadu_ps(to.bias.add(8 * v)));
                             }
                             if let Some(alpha) = to.quick_gelu {
-                                y = quick_gelu(y, alpha);
+                                y = super::super::quick_gelu_8(y, alpha);
                             }
                             if !to.residual.is_null() {
                                 let res = to.residual.add(r * to.n + 8 * v);
