@@ -4,7 +4,7 @@ onnxruntime, fp32 and int8, in one run, with ratios; plus int8 accuracy versus f
     python3 models/benchmark.py                      # random-init ViT-B/32, exported (and quantized) on first use
     python3 models/benchmark.py --model DIR          # any bundle
     python3 models/benchmark.py --rounds 3 --runs 10 # medians over rounds x runs
-    python3 models/benchmark.py --weight-bits 7      # the int8 graph with 7-bit weights (quantize.py --weight-bits 7)
+    python3 models/benchmark.py --weight-bits 8      # the int8 graph with 8-bit weights (quantize.py --weight-bits 8)
 
 Cases: image encoder fp32 and int8 at batch 1 and 8, text encoder at the full 77-token
 context and at the phrase's real token length, each with 1 and 2 threads. tract runs the
@@ -38,6 +38,7 @@ from pathlib import Path
 from clip_tools import bundle as cb
 from clip_tools.log import log
 from clip_tools.paths import CACHE_DIR, MODELS_DIR, REPO_ROOT, TABLETOP_DIR, TARGET_RELEASE
+from clip_tools.quantize import DEFAULT_WEIGHT_BITS
 
 
 def ensure_model(args) -> Path:
@@ -197,8 +198,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--accuracy-images", type=int, default=32,
                    help="tabletop eval images for the benchmarked model's int8 cosine (0: skip accuracy)")
     p.add_argument("--json", help="also write all samples and medians to this file")
-    p.add_argument("--weight-bits", type=int, choices=(8, 7), default=8,
-                   help="default model only: int8 weights of 8 bits, or 7 (the engine's vpmaddubsw kernel on AVX2)")
+    p.add_argument("--weight-bits", type=int, choices=(8, 7), default=DEFAULT_WEIGHT_BITS,
+                   help="default model only: int8 weights of 7 bits (quantize.py's default), or 8")
     return p.parse_args(argv)
 
 
