@@ -203,9 +203,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_rounds(args, model: Path, tokenizer) -> dict[tuple, dict[str, list[float]]]:
-    """Timed samples per case and engine, the engines alternating group by group."""
+def run_rounds(args, model: Path, tokenizer) -> tuple[dict[tuple, dict[str, list[float]]], dict]:
+    """Timed samples per case and engine, the engines alternating group by group; and
+    clip_bench's line naming the CPU, its extensions and the engine's kernels on it."""
     samples: dict[tuple, dict[str, list[float]]] = {}
+    machine: dict = {}
 
     def ort(group):
         for row in ort_group(model, args, tokenizer, group):
@@ -213,6 +215,9 @@ def run_rounds(args, model: Path, tokenizer) -> dict[tuple, dict[str, list[float
 
     def tract(group):
         for row in tract_group(args.binary, model, args, group):
+            if "cpu" in row:
+                machine.update(row)
+                continue
             samples.setdefault(key(row), {}).setdefault("tract", []).extend(row["samples_ms"])
 
     if "int8" in args.precision.split(","):
@@ -224,7 +229,7 @@ def run_rounds(args, model: Path, tokenizer) -> dict[tuple, dict[str, list[float
                 f"{threads} thread(s)")
             for engine in ((ort, tract) if r % 2 == 0 else (tract, ort)):
                 engine(group)
-    return samples
+    return samples, machine
 
 
 def print_image_table(med: dict) -> None:
@@ -267,18 +272,19 @@ def main(argv=None) -> None:
     import onnxruntime
     tokenizer = cb.open_clip_simple_tokenizer()
 
-    samples = run_rounds(args, model, tokenizer)
+    samples, machine = run_rounds(args, model, tokenizer)
     manifest = cb.read_manifest(model)
     int8 = manifest.get("quantization", {}).get("image_encoder_int8", {})
     print(f"model: {manifest['name']} ({model}); int8 weights: {int8.get('weights', 'none')}; "
           f"onnxruntime {onnxruntime.__version__}; {args.rounds} rounds x {args.runs} runs, medians in ms")
+    print(f"cpu: {machine.get('cpu', 'unknown')}; engine: {machine.get('kernels', 'unknown')}")
     med = {k: {e: statistics.median(v) for e, v in d.items()} for k, d in samples.items()}
     print_image_table(med)
     print_text_tables(med, int(manifest["context_length"]))
     if args.accuracy_images > 0 and "int8" in args.precision.split(","):
         accuracy(args, model)
     if args.json:
-        Path(args.json).write_text(json.dumps({"medians": {str(k): v for k, v in med.items()}}, indent=1))
+        Path(args.json).write_text(json.dumps({"machine": machine, "medians": {str(k): v for k, v in med.items()}}, indent=1))
 
 
 if __name__ == "__main__":

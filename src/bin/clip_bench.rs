@@ -1,5 +1,6 @@
 //! `clip_bench`: latency of the tract encoders of one bundle, as JSON lines on stdout
-//! (every timed run and the median, after warm-up runs). `models/benchmark.py` runs it beside
+//! (every timed run and the median, after warm-up runs; the first line names the CPU, its
+//! vector extensions and the kernels the engine picked on it). `models/benchmark.py` runs it beside
 //! onnxruntime on the same files and prints the side-by-side table with ratios.
 
 use std::path::PathBuf;
@@ -77,6 +78,10 @@ fn time(runs: usize, warmup: usize, mut f: impl FnMut() -> Result<()>) -> Result
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    println!(
+        "{}",
+        json!({"cpu": clip_perception::cpu::cpu_features(), "kernels": clip_perception::cpu::engine_kernels()})
+    );
     let engine = EngineBuilder::open(EngineOptions {
         model: Some(args.model.clone()),
         precision: Some(Precision::Fp32),

@@ -199,7 +199,11 @@ fn run(args: &Args, mut bag_path: PathBuf, out_dir: &Path) -> Result<()> {
         topic = choose_topic(&bag, Some(&topic.name))?;
     }
     let plan = NodePlan::from_args(&ros_args(args)?)?;
-    println!("cpu: {}", clip_perception::cpu::cpu_features());
+    println!(
+        "cpu: {}; {}",
+        clip_perception::cpu::cpu_features(),
+        clip_perception::cpu::engine_kernels()
+    );
 
     // The same frames, decoded once, for the encoder alone.
     let mut pixels = Vec::new();

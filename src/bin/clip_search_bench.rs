@@ -80,7 +80,11 @@ fn main() {
     let t_index = median_ms(args.runs, || {
         std::hint::black_box(nearest(&rows, d, &query, args.k));
     });
-    println!("CPU: {}", clip_perception::cpu::cpu_features());
+    println!(
+        "CPU: {}; {}",
+        clip_perception::cpu::cpu_features(),
+        clip_perception::cpu::engine_kernels()
+    );
     println!(
         "{} rows x {d}, top {}, {} threads, median of {} runs; same top-k: {same}",
         args.rows,

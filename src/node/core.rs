@@ -563,6 +563,9 @@ fn load_then_control(
         let mut stats = shared.stats();
         stats.labels = labels.len();
         stats.precision = image.precision().name();
+        stats.cpu = crate::cpu::cpu_features();
+        stats.kernels = crate::cpu::engine_kernels();
+        log::info!("cpu: {}; {}", stats.cpu, stats.kernels);
         stats.text = text.stats();
     }
     outputs.label_info(label_info(

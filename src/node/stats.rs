@@ -113,6 +113,10 @@ pub struct NodeStats {
     pub labels: usize,
     /// The image encoder graph the node runs (`int8` or `fp32`).
     pub precision: &'static str,
+    /// The CPU and its vector extensions, and the matrix products the engine runs on it
+    /// ([`crate::cpu`]): set once the engine is loaded.
+    pub cpu: String,
+    pub kernels: String,
     pub text: TextStats,
     /// Receive -> publish time of processed frames.
     pub latency_ms: Window,
@@ -148,6 +152,8 @@ impl Default for NodeStats {
             label_generation: 0,
             labels: 0,
             precision: "",
+            cpu: String::new(),
+            kernels: String::new(),
             text: TextStats::default(),
             latency_ms: Window::new(1000),
             encoder_ms: Window::new(1000),
@@ -241,6 +247,8 @@ impl NodeStats {
                 ms(self.encoder_ms.quantile(0.99)),
             ),
             ("image encoder".into(), self.precision.to_string()),
+            ("cpu".into(), self.cpu.clone()),
+            ("matrix kernels".into(), self.kernels.clone()),
             ("labels".into(), self.labels.to_string()),
             ("label generation".into(), self.label_generation.to_string()),
             ("queries applied".into(), self.queries_applied.to_string()),

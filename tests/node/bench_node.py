@@ -154,6 +154,8 @@ def bench_model(args, model, work):
         "peak_rss_mb": peak_rss,
         "results": len(results.items),
         "first_result_s": first_result_s,
+        "cpu": start_diag.get("cpu", "unknown"),
+        "kernels": start_diag.get("matrix kernels", "unknown"),
     }
 
 
@@ -191,6 +193,8 @@ def main():
 
     header = ("model", "first result s", "encoder median ms", "processed Hz", "sent", "received", "dropped",
               "encoder p99 ms", "latency p50 ms", "latency p99 ms", "p99 / encoder", "CPU %", "RSS MB", "peak RSS MB")
+    for machine in sorted({(r["cpu"], r["kernels"]) for r in rows}):
+        print("cpu: {}; engine: {}".format(*machine))
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:

@@ -482,7 +482,10 @@ def scenario_launch(args, cases):
         check(rp.stamp_of(info.header) == sim, f"LabelInfo stamp {rp.stamp_of(info.header)}, /clock said {sim}")
         stamp, result = s.classify(frame, "launch_camera")
         check(rp.stamp_of(result.header) == stamp, "a result keeps its image's stamp under sim time")
-        s.diagnostics.wait("precision:=fp32 from the launch argument", lambda v: v.get("image encoder") == "fp32")
+        values = s.diagnostics.wait("precision:=fp32 from the launch argument",
+                                    lambda v: v.get("image encoder") == "fp32")
+        check(values.get("cpu") and "int8 Linear:" in values.get("matrix kernels", ""),
+              f"diagnostics name no cpu and matrix kernels: {values}")
         text = s.node.log_text()
         check("unknown parameter" not in text, f"a launch parameter was unknown:\n{text}")
         log("names, remaps, parameters and sim time as launched")
