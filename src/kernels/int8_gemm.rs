@@ -30,13 +30,16 @@
 //!   packing, is taken off the accumulators. [`Int8Kernel::Avx2Maddubs`] multiplies with
 //!   `vpmaddubsw` + `vpmaddwd` (only for weights that cannot saturate its int16 step);
 //!   [`Int8Kernel::Avx512Vnni`] with one `vpdpbusd` per register (6 x 16 blocks, exact for
-//!   any weight). The VNNI kernel was written on a CPU without VNNI: tests run its whole
-//!   path there with the instruction emulated, and the instruction itself on VNNI CPUs; as
-//!   the default it first checks itself against the portable kernel
-//!   ([`Int8Kernel::self_check`]).
+//!   any weight), and [`Int8Kernel::Avx512VnniZmm`] the same on 512-bit registers (one
+//!   register per row of a 16-column panel). The VNNI kernels were written on a CPU without
+//!   VNNI: tests run their whole path there with the instruction emulated (the 512-bit
+//!   accumulation loop itself only on VNNI CPUs), and the instructions themselves on VNNI
+//!   CPUs; as the default each first checks itself against the portable kernel
+//!   ([`Int8Kernel::self_check`]), the 512-bit one first.
 //!
-//! `CLIP_PERCEPTION_INT8_KERNEL` (`scalar`, `avx2`, `avx2-maddubs`, `avx512-vnni`, `tract`,
-//! `auto`) forces a kernel, for tests and benchmarks ([`Int8Choice::from_env`]).
+//! `CLIP_PERCEPTION_INT8_KERNEL` (`scalar`, `avx2`, `avx2-maddubs`, `avx512-vnni`,
+//! `avx512-vnni-zmm`, `tract`, `auto`) forces a kernel, for tests and benchmarks
+//! ([`Int8Choice::from_env`]).
 
 /// Rows of the micro-kernel's accumulator block.
 pub const MR: usize = 6;
@@ -68,6 +71,11 @@ pub enum Int8Kernel {
     /// per lane, the offset's column sums taken off), one instruction per four products
     /// instead of three, and no int16 step, so exact for any int8 weight.
     Avx512Vnni,
+    /// [`Int8Kernel::Avx512Vnni`] on 512-bit registers: the same layout and block loop, one
+    /// register per row holding a panel's 16 columns, so each quad step takes one panel load
+    /// and one `vpdpbusd` per row instead of two (CPUs with two 512-bit FMA units run twice
+    /// the products per cycle). The default where AVX-512 VNNI passes its self-check.
+    Avx512VnniZmm,
 }
 
 impl Int8Kernel {
@@ -77,13 +85,17 @@ impl Int8Kernel {
             Int8Kernel::Avx2 => "avx2",
             Int8Kernel::Avx2Maddubs => "avx2-maddubs",
             Int8Kernel::Avx512Vnni => "avx512-vnni",
+            Int8Kernel::Avx512VnniZmm => "avx512-vnni-zmm",
         }
     }
 
     /// Whether the kernel reads A and B in quads (four K values per 32-bit lane, the
     /// activations offset to unsigned bytes).
     fn quads(self) -> bool {
-        matches!(self, Int8Kernel::Avx2Maddubs | Int8Kernel::Avx512Vnni)
+        matches!(
+            self,
+            Int8Kernel::Avx2Maddubs | Int8Kernel::Avx512Vnni | Int8Kernel::Avx512VnniZmm
+        )
     }
 
     /// Whether this CPU can run the kernel.
@@ -93,14 +105,17 @@ impl Int8Kernel {
             #[cfg(target_arch = "x86_64")]
             Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs => std::is_x86_feature_detected!("avx2"),
             #[cfg(target_arch = "x86_64")]
-            Int8Kernel::Avx512Vnni => {
+            Int8Kernel::Avx512Vnni | Int8Kernel::Avx512VnniZmm => {
                 std::is_x86_feature_detected!("avx2")
                     && std::is_x86_feature_detected!("avx512f")
                     && std::is_x86_feature_detected!("avx512vl")
                     && std::is_x86_feature_detected!("avx512vnni")
             }
             #[cfg(not(target_arch = "x86_64"))]
-            Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs | Int8Kernel::Avx512Vnni => false,
+            Int8Kernel::Avx2
+            | Int8Kernel::Avx2Maddubs
+            | Int8Kernel::Avx512Vnni
+            | Int8Kernel::Avx512VnniZmm => false,
         }
     }
 
@@ -111,6 +126,7 @@ impl Int8Kernel {
             Int8Kernel::Avx2,
             Int8Kernel::Avx2Maddubs,
             Int8Kernel::Avx512Vnni,
+            Int8Kernel::Avx512VnniZmm,
         ]
         .into_iter()
         .filter(|k| k.is_available())
@@ -194,9 +210,10 @@ pub enum Int8Choice {
 
 impl Int8Choice {
     /// What runs when [`KERNEL_ENV`] is unset or `auto`:
-    /// - CPUs with AVX-512 VNNI (every AMX CPU has it): [`Int8Kernel::Avx512Vnni`], once
-    ///   it has passed [`Int8Kernel::self_check`] in this process (else tract's, with a
-    ///   warning). The kernel was written on a CPU without VNNI: its block loop, packing
+    /// - CPUs with AVX-512 VNNI (every AMX CPU has it): [`Int8Kernel::Avx512VnniZmm`], once
+    ///   it has passed [`Int8Kernel::self_check`] in this process, else
+    ///   [`Int8Kernel::Avx512Vnni`] if that passes, else tract's (a failure is logged).
+    ///   The kernels were written on a CPU without VNNI: their block loop, packing
     ///   and output stage are tested there with the one instruction emulated, and the unit
     ///   tests run the instruction itself only on VNNI CPUs, so the default checks it
     ///   first.
@@ -208,12 +225,14 @@ impl Int8Choice {
     pub fn default_for_cpu() -> Int8Choice {
         #[cfg(target_arch = "x86_64")]
         {
-            if Int8Kernel::Avx512Vnni.is_available() {
-                return if Int8Kernel::Avx512Vnni.self_check() {
-                    Int8Choice::Own(Int8Kernel::Avx512Vnni)
-                } else {
-                    Int8Choice::Tract
-                };
+            if Int8Kernel::Avx512VnniZmm.is_available() {
+                // The 512-bit kernel, else the 256-bit one, else tract's.
+                for kernel in [Int8Kernel::Avx512VnniZmm, Int8Kernel::Avx512Vnni] {
+                    if kernel.self_check() {
+                        return Int8Choice::Own(kernel);
+                    }
+                }
+                return Int8Choice::Tract;
             }
             if Int8Kernel::Avx2.is_available() && !std::is_x86_feature_detected!("avxvnni") {
                 // vpmaddubsw where a weight allows it, else the widening kernel (`pack`).
@@ -245,10 +264,11 @@ impl Int8Choice {
             Some("avx2") => Int8Kernel::Avx2,
             Some("avx2-maddubs") => Int8Kernel::Avx2Maddubs,
             Some("avx512-vnni") => Int8Kernel::Avx512Vnni,
+            Some("avx512-vnni-zmm") => Int8Kernel::Avx512VnniZmm,
             Some(other) => {
                 return Err(format!(
                     "unknown value `{other}` (expected scalar, avx2, avx2-maddubs, \
-                     avx512-vnni, tract or auto)"
+                     avx512-vnni, avx512-vnni-zmm, tract or auto)"
                 ))
             }
         };
@@ -681,10 +701,13 @@ unsafe fn run_block(
         // SAFETY: a PackedB for a kernel is only made where the CPU has its instructions
         // (`pack`; the emulated VNNI layout needs AVX2 only); the rest is the caller's
         // contract.
-        Int8Kernel::Avx512Vnni if !b.emulate_vnni => {
+        Int8Kernel::Avx512Vnni | Int8Kernel::Avx512VnniZmm if !b.emulate_vnni => {
             return unsafe { avx2::run_block_vnni(a, m, b, sink, rows, panels) }
         }
-        Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs | Int8Kernel::Avx512Vnni => {
+        Int8Kernel::Avx2
+        | Int8Kernel::Avx2Maddubs
+        | Int8Kernel::Avx512Vnni
+        | Int8Kernel::Avx512VnniZmm => {
             return unsafe { avx2::run_block(a, m, b, sink, rows, panels) }
         }
         Int8Kernel::Scalar => {}
@@ -734,7 +757,10 @@ unsafe fn run_block_inline(
                 let group = &a[i * steps..(i + r) * steps];
                 #[cfg(target_arch = "x86_64")]
                 if let (
-                    Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs | Int8Kernel::Avx512Vnni,
+                    Int8Kernel::Avx2
+                    | Int8Kernel::Avx2Maddubs
+                    | Int8Kernel::Avx512Vnni
+                    | Int8Kernel::Avx512VnniZmm,
                     NR,
                     Sink::Dequantize {
                         out,
@@ -804,7 +830,10 @@ fn micro(
         // SAFETY: a PackedB is only made where the CPU has its kernel's instructions
         // (`pack`); the slices hold `rows` x `steps` words and `steps` steps of NR columns,
         // `sums` NR values for quads.
-        Int8Kernel::Avx2 | Int8Kernel::Avx2Maddubs | Int8Kernel::Avx512Vnni => unsafe {
+        Int8Kernel::Avx2
+        | Int8Kernel::Avx2Maddubs
+        | Int8Kernel::Avx512Vnni
+        | Int8Kernel::Avx512VnniZmm => unsafe {
             avx2::micro(
                 rows,
                 avx2::kind(b),
@@ -848,13 +877,16 @@ mod avx2 {
     pub(super) const MADDUBS: u8 = 1;
     pub(super) const VNNI: u8 = 2;
     pub(super) const VNNI_EMULATED: u8 = 3;
+    /// `vpdpbusd` on 512-bit registers ([`Int8Kernel::Avx512VnniZmm`]).
+    pub(super) const VNNI512: u8 = 4;
 
     /// `b`'s micro-kernel.
     pub(super) fn kind(b: &PackedB) -> u8 {
         match b.kernel {
             Int8Kernel::Avx2Maddubs => MADDUBS,
-            Int8Kernel::Avx512Vnni if b.emulate_vnni => VNNI_EMULATED,
+            Int8Kernel::Avx512Vnni | Int8Kernel::Avx512VnniZmm if b.emulate_vnni => VNNI_EMULATED,
             Int8Kernel::Avx512Vnni => VNNI,
+            Int8Kernel::Avx512VnniZmm => VNNI512,
             _ => PAIRS,
         }
     }
@@ -1022,6 +1054,42 @@ mod avx2 {
         }
     }
 
+    /// [`accumulate_quads`] for [`VNNI512`]: one 512-bit accumulator per row holds the
+    /// panel's 16 columns, and one load takes a quad step's 64 panel bytes (columns 0-15,
+    /// four K values each), so a step is one load, R broadcasts and R `vpdpbusd` (the
+    /// 256-bit kernel: two loads and 2R). Returned as the 256-bit halves the output stage
+    /// reads: columns 0-7, then 8-15.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F and AVX-512 VNNI; as [`accumulate_quads`].
+    #[inline(always)]
+    unsafe fn accumulate_quads_512<const R: usize>(
+        a: *const i32,
+        kq: usize,
+        b: *const i8,
+        sums: *const i32,
+    ) -> [[__m256i; 2]; R] {
+        // SAFETY (all loads): AVX-512 and the pointers' extents, by the caller's contract.
+        unsafe {
+            let mut acc = [_mm512_setzero_si512(); R];
+            for q in 0..kq {
+                let panel = _mm512_loadu_si512(b.add(q * 4 * NR) as *const __m512i);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_epi32(*a.add(q * R + r));
+                    *acc = _mm512_dpbusd_epi32(*acc, av, panel);
+                }
+            }
+            let s = _mm512_loadu_si512(sums as *const __m512i);
+            let mut halves = [[_mm256_setzero_si256(); 2]; R];
+            for (half, acc) in halves.iter_mut().zip(acc) {
+                let v = _mm512_sub_epi32(acc, s);
+                half[0] = _mm512_castsi512_si256(v);
+                half[1] = _mm512_extracti64x4_epi64::<1>(v);
+            }
+            halves
+        }
+    }
+
     /// The accumulators for `KIND`'s layout.
     ///
     /// # Safety
@@ -1037,6 +1105,8 @@ mod avx2 {
         unsafe {
             if KIND == PAIRS {
                 accumulate::<R>(a, steps, b)
+            } else if KIND == VNNI512 {
+                accumulate_quads_512::<R>(a, steps, b, sums)
             } else {
                 accumulate_quads::<R, KIND>(a, steps, b, sums)
             }
@@ -1103,6 +1173,22 @@ mod avx2 {
     ) {
         // SAFETY: the caller's contract.
         unsafe { block_body::<R, VNNI>(a, steps, b, sums, store) }
+    }
+
+    /// [`block`] compiled for AVX-512 VNNI on 512-bit registers.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, AVX-512F, AVX-512VL and AVX-512 VNNI; as [`block_body`].
+    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+    unsafe fn block_vnni512<const R: usize>(
+        a: *const i32,
+        steps: usize,
+        b: *const i8,
+        sums: *const i32,
+        store: Store,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { block_body::<R, VNNI512>(a, steps, b, sums, store) }
     }
 
     /// [`block`]'s body, inlined into each instruction set's copy.
@@ -1177,6 +1263,7 @@ mod avx2 {
         unsafe {
             match (kind, rows) {
                 (VNNI, _) => micro_vnni(rows, a, steps, b, sums, store),
+                (VNNI512, _) => micro_vnni512(rows, a, steps, b, sums, store),
                 (PAIRS, 6) => block::<6, PAIRS>(a, steps, b, sums, store),
                 (PAIRS, 5) => block::<5, PAIRS>(a, steps, b, sums, store),
                 (PAIRS, 4) => block::<4, PAIRS>(a, steps, b, sums, store),
@@ -1220,6 +1307,32 @@ mod avx2 {
                 3 => block_vnni::<3>(a, steps, b, sums, store),
                 2 => block_vnni::<2>(a, steps, b, sums, store),
                 _ => block_vnni::<1>(a, steps, b, sums, store),
+            }
+        }
+    }
+
+    /// [`micro`] for [`VNNI512`].
+    ///
+    /// # Safety
+    /// The CPU has AVX2, AVX-512F, AVX-512VL and AVX-512 VNNI; as [`block`].
+    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+    unsafe fn micro_vnni512(
+        rows: usize,
+        a: *const i32,
+        steps: usize,
+        b: *const i8,
+        sums: *const i32,
+        store: Store,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match rows {
+                6 => block_vnni512::<6>(a, steps, b, sums, store),
+                5 => block_vnni512::<5>(a, steps, b, sums, store),
+                4 => block_vnni512::<4>(a, steps, b, sums, store),
+                3 => block_vnni512::<3>(a, steps, b, sums, store),
+                2 => block_vnni512::<2>(a, steps, b, sums, store),
+                _ => block_vnni512::<1>(a, steps, b, sums, store),
             }
         }
     }
@@ -1271,6 +1384,7 @@ mod tests {
             .collect();
         if Int8Kernel::Avx2.is_available() {
             kernels.push((Int8Kernel::Avx512Vnni, true));
+            kernels.push((Int8Kernel::Avx512VnniZmm, true));
         }
         kernels
     }
@@ -1546,6 +1660,10 @@ mod tests {
             Int8Choice::parse(Some("avx512-vnni")).is_ok(),
             Int8Kernel::Avx512Vnni.is_available()
         );
+        assert_eq!(
+            Int8Choice::parse(Some("avx512-vnni-zmm")).is_ok(),
+            Int8Kernel::Avx512VnniZmm.is_available()
+        );
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -1583,8 +1701,10 @@ mod tests {
         for kernel in Int8Kernel::available() {
             assert!(kernel.self_check(), "{}", kernel.name());
         }
-        if !Int8Kernel::Avx512Vnni.is_available() {
-            assert!(!Int8Kernel::Avx512Vnni.self_check());
+        for kernel in [Int8Kernel::Avx512Vnni, Int8Kernel::Avx512VnniZmm] {
+            if !kernel.is_available() {
+                assert!(!kernel.self_check(), "{}", kernel.name());
+            }
         }
     }
 }
