@@ -44,10 +44,10 @@ pub fn engine_kernels() -> String {
         }
         Int8Choice::Own(kernel) => format!("own {}", kernel.name()),
     };
-    let fp32 = if f32_gemm::use_own_kernel() {
-        "own avx2+fma 6x16"
-    } else {
-        "tract's"
+    let fp32 = match (f32_gemm::use_own_kernel(), f32_gemm::wide_kernel()) {
+        (true, true) => "own avx512f 6x16",
+        (true, false) => "own avx2+fma 6x16",
+        (false, _) => "tract's",
     };
     format!("int8 Linear: {int8}; fp32 Linear: {fp32}")
 }

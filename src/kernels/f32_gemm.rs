@@ -22,12 +22,19 @@
 //!   Add). Neither costs a pass over the output of its own.
 //! - With a thread pool of more than one thread, blocks of output columns (and of rows when
 //!   there are few columns) are spread over the pool ([`super::split_tasks`]).
+//! - On CPUs with AVX-512F the same micro-kernel runs on 512-bit registers (one register
+//!   per row holds the panel's 16 columns: per K step one panel load, six broadcasts and
+//!   six fused multiply-adds instead of two loads and twelve), once it has checked itself
+//!   against the 256-bit kernel in the process ([`wide_kernel`]): each output is the same
+//!   sequence of fused multiply-adds, so the results are the same bit for bit. It was
+//!   written on a CPU without AVX-512 and is unmeasured.
 //!
 //! Each output is `sum_k A[i, k] * B[k, j]` accumulated in K order with fused multiply-adds,
 //! then the bias: the results differ from tract's product (another summation order) by
 //! rounding only. Only x86-64 CPUs with AVX2 and FMA run it ([`PackedF32::is_available`]);
 //! elsewhere the graph keeps tract's product. `CLIP_PERCEPTION_F32_KERNEL=tract` keeps
-//! tract's everywhere (for comparisons), `auto` (or unset) picks this one where it can run.
+//! tract's everywhere (for comparisons), `auto` (or unset) picks this one where it can run,
+//! `avx2` this one on 256-bit registers even where AVX-512F is.
 
 use std::ops::Range;
 
@@ -42,17 +49,83 @@ const _: () = assert!(MR == 6 && NR == 16);
 pub const KERNEL_ENV: &str = "CLIP_PERCEPTION_F32_KERNEL";
 
 /// Whether the fp32 encoders' Linear layers run on this module's kernel: the CPU can run it,
-/// and [`KERNEL_ENV`] is unset, `auto` or `own` (`tract` keeps tract's product; any other
-/// value is reported once and treated as `auto`).
+/// and [`KERNEL_ENV`] is unset, `auto`, `own` or `avx2` (`tract` keeps tract's product; any
+/// other value is reported and treated as `auto`).
 pub fn use_own_kernel() -> bool {
     match std::env::var(KERNEL_ENV).as_deref() {
         Ok("tract") => false,
-        Ok("auto" | "own") | Err(_) => PackedF32::is_available(),
+        Ok("auto" | "own" | "avx2") | Err(_) => PackedF32::is_available(),
         Ok(other) => {
-            log::warn!("{KERNEL_ENV}={other:?}: expected tract, own or auto; using auto");
+            log::warn!("{KERNEL_ENV}={other:?}: expected tract, own, avx2 or auto; using auto");
             PackedF32::is_available()
         }
     }
+}
+
+/// Whether [`gemm`] runs the micro-kernel on 512-bit registers: the CPU has AVX-512F,
+/// [`KERNEL_ENV`] is not `avx2`, and the 512-bit kernel's products equal the 256-bit
+/// kernel's bit for bit on a few shapes (checked once per process; a difference is logged
+/// as an error and the 256-bit kernel kept).
+pub fn wide_kernel() -> bool {
+    use std::sync::OnceLock;
+    static WIDE: OnceLock<bool> = OnceLock::new();
+    *WIDE.get_or_init(|| {
+        if !wide_available() || std::env::var(KERNEL_ENV).as_deref() == Ok("avx2") {
+            return false;
+        }
+        let ok = wide_equals_narrow();
+        if !ok {
+            log::error!(
+                "the 512-bit fp32 kernel disagrees with the 256-bit one on this CPU; not using \
+                 it (please report this with the CPU's model)"
+            );
+        }
+        ok
+    })
+}
+
+/// Whether the CPU can run the 512-bit micro-kernel (AVX2, FMA and AVX-512F).
+fn wide_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        PackedF32::is_available() && std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The 512-bit and 256-bit kernels on shapes with partial row blocks, partial panels and
+/// every output stage: equal bit for bit. Only called where [`wide_available`].
+fn wide_equals_narrow() -> bool {
+    let values = |len: usize, seed: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i + seed) * 7919 + seed * 31) % 2003) as f32 / 2003.0 * 4.0 - 2.0)
+            .collect()
+    };
+    [(1, 1, 1), (7, 37, 33), (13, 301, 17), (50, 96, 64)]
+        .into_iter()
+        .all(|(m, k, n)| {
+            let (a, w) = (values(m * k, 1), values(k * n, 2));
+            let (bias, residual) = (values(n, 3), values(m * n, 4));
+            let b = PackedF32::pack(&w, k, n);
+            let epilogue = Epilogue {
+                bias: Some(&bias),
+                quick_gelu: Some(1.702),
+                residual: Some(&residual),
+            };
+            let product = |wide| {
+                let mut out = vec![0f32; m * n];
+                gemm_on(&a, m, &b, epilogue, &mut out, None, true, wide);
+                out
+            };
+            let (narrow, wide) = (product(false), product(true));
+            narrow
+                .iter()
+                .zip(&wide)
+                .all(|(x, y)| x.to_bits() == y.to_bits())
+        })
 }
 
 /// A weight [K, N] packed into [`NR`]-column panels.
@@ -169,6 +242,21 @@ pub fn gemm_with_a_packing(
     pool: Option<&rayon::ThreadPool>,
     packed_a: bool,
 ) {
+    gemm_on(a, m, b, epilogue, out, pool, packed_a, wide_kernel())
+}
+
+/// [`gemm_with_a_packing`] on the 512-bit (`wide`) or the 256-bit micro-kernel.
+#[allow(clippy::too_many_arguments)]
+fn gemm_on(
+    a: &[f32],
+    m: usize,
+    b: &PackedF32,
+    epilogue: Epilogue,
+    out: &mut [f32],
+    pool: Option<&rayon::ThreadPool>,
+    packed_a: bool,
+    wide: bool,
+) {
     let (k, n) = (b.k, b.n);
     assert_eq!(
         a.len(),
@@ -197,6 +285,10 @@ pub fn gemm_with_a_packing(
         PackedF32::is_available(),
         "the fp32 kernel needs AVX2 and FMA"
     );
+    assert!(
+        !wide || wide_available(),
+        "the 512-bit kernel needs AVX-512F"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -207,11 +299,15 @@ pub fn gemm_with_a_packing(
     let threads = pool.map_or(1, |p| p.current_num_threads());
     let tasks = super::split_tasks(m, MR, panels, threads);
     let run = |(rows, cols): (Range<usize>, Range<usize>)| {
-        // SAFETY: the CPU has AVX2 and FMA (asserted above); the tasks' blocks are disjoint
-        // and inside the [m, n] output.
+        // SAFETY: the CPU has AVX2 and FMA, and AVX-512F if `wide` (asserted above); the
+        // tasks' blocks are disjoint and inside the [m, n] output.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            avx2::run_block(a, a_blocks, b, epilogue, dst, rows, cols)
+            if wide {
+                avx2::run_block_wide(a, a_blocks, b, epilogue, dst, rows, cols)
+            } else {
+                avx2::run_block(a, a_blocks, b, epilogue, dst, rows, cols)
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -283,6 +379,43 @@ mod avx2 {
         rows: Range<usize>,
         panels: Range<usize>,
     ) {
+        // SAFETY: the caller's contract.
+        unsafe { run_block_inline::<false>(a, a_blocks, b, epilogue, out, rows, panels) }
+    }
+
+    /// [`run_block`] on 512-bit registers ([`micro_wide`]).
+    ///
+    /// # Safety
+    /// As [`run_block`], and the CPU has AVX-512F.
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    pub(super) unsafe fn run_block_wide(
+        a: &[f32],
+        a_blocks: Option<&[f32]>,
+        b: &PackedF32,
+        epilogue: Epilogue,
+        out: Out,
+        rows: Range<usize>,
+        panels: Range<usize>,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { run_block_inline::<true>(a, a_blocks, b, epilogue, out, rows, panels) }
+    }
+
+    /// [`run_block`]'s body, inlined into each instruction set's copy (`WIDE`: 512-bit
+    /// accumulators).
+    ///
+    /// # Safety
+    /// As [`run_block`] (and [`run_block_wide`] for `WIDE`).
+    #[inline(always)]
+    unsafe fn run_block_inline<const WIDE: bool>(
+        a: &[f32],
+        a_blocks: Option<&[f32]>,
+        b: &PackedF32,
+        epilogue: Epilogue,
+        out: Out,
+        rows: Range<usize>,
+        panels: Range<usize>,
+    ) {
         // Packed A is addressed by blocks of MR rows ([`super::split_tasks`] cuts on them).
         assert!(
             a_blocks.is_none() || rows.start.is_multiple_of(MR),
@@ -291,17 +424,16 @@ mod avx2 {
         );
         for p in panels {
             // SAFETY: the caller's contract.
-            unsafe { run_panel(a, a_blocks, b, epilogue, out, rows.clone(), p) };
+            unsafe { run_panel::<WIDE>(a, a_blocks, b, epilogue, out, rows.clone(), p) };
         }
     }
 
     /// Rows `rows` x panel `p` of the product.
     ///
     /// # Safety
-    /// As [`run_block`].
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn run_panel(
+    /// As [`run_block_inline`].
+    #[inline(always)]
+    unsafe fn run_panel<const WIDE: bool>(
         a: &[f32],
         a_blocks: Option<&[f32]>,
         b: &PackedF32,
@@ -322,19 +454,23 @@ mod avx2 {
             let mut r0 = rows.start;
             while r0 < rows.end {
                 let count = MR.min(rows.end - r0);
-                // SAFETY: AVX2 + FMA (this function's features); slices sized here.
+                // SAFETY: AVX2 + FMA (+ AVX-512F for WIDE: the caller's features); slices
+                // sized here.
                 let acc = unsafe {
                     match a_blocks {
                         Some(blocks) => {
                             // r0 is on a block of MR rows: asserted in `run_block`.
                             let block = &blocks[r0 / MR * k * MR..][..k * MR];
-                            micro_rows::<true>(count, block, k, panel)
+                            micro_rows::<true, WIDE>(count, block, k, panel)
                         }
-                        None => micro_rows::<false>(count, &a[r0 * k..(r0 + count) * k], k, panel),
+                        None => {
+                            micro_rows::<false, WIDE>(count, &a[r0 * k..(r0 + count) * k], k, panel)
+                        }
                     }
                 };
-                let bias_lo = _mm256_loadu_ps(bias_block.as_ptr());
-                let bias_hi = _mm256_loadu_ps(bias_block.as_ptr().add(8));
+                // SAFETY (the intrinsics): the caller's features.
+                let bias_lo = unsafe { _mm256_loadu_ps(bias_block.as_ptr()) };
+                let bias_hi = unsafe { _mm256_loadu_ps(bias_block.as_ptr().add(8)) };
                 for (r, [lo, hi]) in acc.iter().enumerate().take(count) {
                     let mut lo = _mm256_add_ps(*lo, bias_lo);
                     let mut hi = _mm256_add_ps(*hi, bias_hi);
@@ -377,13 +513,12 @@ mod avx2 {
         }
     }
 
-    /// [`micro`] for `count` (1..=[`MR`]) rows.
+    /// [`micro`] (or [`micro_wide`] for `WIDE`) for `count` (1..=[`MR`]) rows.
     ///
     /// # Safety
-    /// As [`micro`], with R = `count`.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn micro_rows<const PACKED: bool>(
+    /// As [`micro`] (or [`micro_wide`]), with R = `count`.
+    #[inline(always)]
+    unsafe fn micro_rows<const PACKED: bool, const WIDE: bool>(
         count: usize,
         a: &[f32],
         k: usize,
@@ -391,13 +526,19 @@ mod avx2 {
     ) -> [[__m256; 2]; MR] {
         // SAFETY: the caller's contract.
         unsafe {
-            match count {
-                6 => micro::<6, PACKED>(a, k, panel),
-                5 => micro::<5, PACKED>(a, k, panel),
-                4 => micro::<4, PACKED>(a, k, panel),
-                3 => micro::<3, PACKED>(a, k, panel),
-                2 => micro::<2, PACKED>(a, k, panel),
-                _ => micro::<1, PACKED>(a, k, panel),
+            match (count, WIDE) {
+                (6, false) => micro::<6, PACKED>(a, k, panel),
+                (5, false) => micro::<5, PACKED>(a, k, panel),
+                (4, false) => micro::<4, PACKED>(a, k, panel),
+                (3, false) => micro::<3, PACKED>(a, k, panel),
+                (2, false) => micro::<2, PACKED>(a, k, panel),
+                (_, false) => micro::<1, PACKED>(a, k, panel),
+                (6, true) => micro_wide::<6, PACKED>(a, k, panel),
+                (5, true) => micro_wide::<5, PACKED>(a, k, panel),
+                (4, true) => micro_wide::<4, PACKED>(a, k, panel),
+                (3, true) => micro_wide::<3, PACKED>(a, k, panel),
+                (2, true) => micro_wide::<2, PACKED>(a, k, panel),
+                (_, true) => micro_wide::<1, PACKED>(a, k, panel),
             }
         }
     }
@@ -435,6 +576,47 @@ mod avx2 {
             }
         }
         acc
+    }
+
+    /// [`micro`] on 512-bit registers: one accumulator per row holds the panel's 16
+    /// columns, so a K step is one panel load, R broadcasts and R fused multiply-adds. Each
+    /// output gets the same fused multiply-adds in the same order as in [`micro`], so the
+    /// results are the same bit for bit; returned as [`micro`]'s 256-bit halves (columns
+    /// 0-7, 8-15).
+    ///
+    /// # Safety
+    /// As [`micro`], and the CPU has AVX-512F (the caller's features: this function is
+    /// always inlined into [`run_block_wide`]).
+    #[inline(always)]
+    unsafe fn micro_wide<const R: usize, const PACKED: bool>(
+        a: &[f32],
+        k: usize,
+        panel: &[f32],
+    ) -> [[__m256; 2]; MR] {
+        debug_assert!(a.len() == if PACKED { k * MR } else { R * k });
+        debug_assert!(panel.len() == k * NR);
+        // SAFETY (all intrinsics and loads): the caller's features; k steps stay inside
+        // both slices.
+        unsafe {
+            let mut acc = [_mm512_setzero_ps(); R];
+            let mut ap = a.as_ptr();
+            let mut bp = panel.as_ptr();
+            for _ in 0..k {
+                let b = _mm512_loadu_ps(bp);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*ap.add(if PACKED { r } else { r * k }));
+                    *acc = _mm512_fmadd_ps(av, b, *acc);
+                }
+                bp = bp.add(NR);
+                ap = ap.add(if PACKED { MR } else { 1 });
+            }
+            let mut halves = [[_mm256_setzero_ps(); 2]; MR];
+            for (half, acc) in halves.iter_mut().zip(acc) {
+                half[0] = _mm512_castps512_ps256(acc);
+                half[1] = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
+            }
+            halves
+        }
     }
 }
 
@@ -594,5 +776,54 @@ mod tests {
         assert_eq!(out, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0], "k = 0: the bias alone");
         let packed = PackedF32::pack(&[], 4, 0);
         gemm(&[0.0; 8], 2, &packed, Epilogue::default(), &mut [], None);
+    }
+
+    /// The 512-bit kernel's products equal the 256-bit kernel's bit for bit over odd shapes,
+    /// packed and unpacked A, every output stage, 1 and 2 threads. It runs only on CPUs with
+    /// AVX-512F; elsewhere the kernel is never chosen, which is checked instead.
+    #[test]
+    fn the_512_bit_kernel_equals_the_256_bit_kernel_bit_for_bit() {
+        if !wide_available() {
+            assert!(!wide_kernel(), "the 512-bit kernel chosen without AVX-512F");
+            eprintln!("no AVX-512F on this CPU: the 512-bit fp32 kernel is not run here");
+            return;
+        }
+        assert!(wide_equals_narrow(), "the self-check's shapes differ");
+        let two = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for (m, k, n) in [
+            (1, 1, 1),
+            (5, 3, 15),
+            (6, 64, 16),
+            (7, 65, 17),
+            (50, 768, 2304),
+        ] {
+            let (a, w) = (values(m * k, 5), values(k * n, 6));
+            let (bias, residual) = (values(n, 7), values(m * n, 8));
+            let b = PackedF32::pack(&w, k, n);
+            let stages = [
+                Epilogue::default(),
+                Epilogue::bias(Some(&bias)),
+                Epilogue {
+                    bias: Some(&bias),
+                    quick_gelu: Some(1.702),
+                    residual: Some(&residual),
+                },
+            ];
+            for epilogue in stages {
+                for pool in [None, Some(&two)] {
+                    for packed_a in [true, false] {
+                        let product = |wide| {
+                            let mut out = vec![0f32; m * n];
+                            gemm_on(&a, m, &b, epilogue, &mut out, pool, packed_a, wide);
+                            out.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                        };
+                        assert_eq!(product(true), product(false), "{m} x {k} x {n}");
+                    }
+                }
+            }
+        }
     }
 }
