@@ -96,14 +96,17 @@ fn wide_available() -> bool {
     }
 }
 
+/// `n` deterministic values in -2..2 (`seed` picks the sequence), for the self-check and
+/// the tests.
+fn values(n: usize, seed: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i + seed) * 7919 + seed * 31) % 2003) as f32 / 2003.0 * 4.0 - 2.0)
+        .collect()
+}
+
 /// The 512-bit and 256-bit kernels on shapes with partial row blocks, partial panels and
 /// every output stage: equal bit for bit. Only called where [`wide_available`].
 fn wide_equals_narrow() -> bool {
-    let values = |len: usize, seed: usize| -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i + seed) * 7919 + seed * 31) % 2003) as f32 / 2003.0 * 4.0 - 2.0)
-            .collect()
-    };
     [(1, 1, 1), (7, 37, 33), (13, 301, 17), (50, 96, 64)]
         .into_iter()
         .all(|(m, k, n)| {
@@ -623,12 +626,6 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(n: usize, seed: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i + seed) * 7919 + seed * 31) % 2003) as f32 / 2003.0 * 4.0 - 2.0)
-            .collect()
-    }
 
     /// f64 reference.
     fn naive(a: &[f32], w: &[f32], epilogue: Epilogue, m: usize, k: usize, n: usize) -> Vec<f64> {

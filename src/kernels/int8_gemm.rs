@@ -1159,12 +1159,12 @@ mod avx2 {
         unsafe { block_body::<R, KIND>(a, steps, b, sums, store) }
     }
 
-    /// [`block`] compiled for AVX-512 VNNI.
+    /// [`block`] compiled for AVX-512 VNNI (`KIND`: [`VNNI`] or [`VNNI512`]).
     ///
     /// # Safety
     /// The CPU has AVX2, AVX-512F, AVX-512VL and AVX-512 VNNI; as [`block_body`].
     #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
-    unsafe fn block_vnni<const R: usize>(
+    unsafe fn block_vnni<const R: usize, const KIND: u8>(
         a: *const i32,
         steps: usize,
         b: *const i8,
@@ -1172,23 +1172,7 @@ mod avx2 {
         store: Store,
     ) {
         // SAFETY: the caller's contract.
-        unsafe { block_body::<R, VNNI>(a, steps, b, sums, store) }
-    }
-
-    /// [`block`] compiled for AVX-512 VNNI on 512-bit registers.
-    ///
-    /// # Safety
-    /// The CPU has AVX2, AVX-512F, AVX-512VL and AVX-512 VNNI; as [`block_body`].
-    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
-    unsafe fn block_vnni512<const R: usize>(
-        a: *const i32,
-        steps: usize,
-        b: *const i8,
-        sums: *const i32,
-        store: Store,
-    ) {
-        // SAFETY: the caller's contract.
-        unsafe { block_body::<R, VNNI512>(a, steps, b, sums, store) }
+        unsafe { block_body::<R, KIND>(a, steps, b, sums, store) }
     }
 
     /// [`block`]'s body, inlined into each instruction set's copy.
@@ -1262,8 +1246,8 @@ mod avx2 {
         // SAFETY: the caller's contract.
         unsafe {
             match (kind, rows) {
-                (VNNI, _) => micro_vnni(rows, a, steps, b, sums, store),
-                (VNNI512, _) => micro_vnni512(rows, a, steps, b, sums, store),
+                (VNNI, _) => micro_vnni::<VNNI>(rows, a, steps, b, sums, store),
+                (VNNI512, _) => micro_vnni::<VNNI512>(rows, a, steps, b, sums, store),
                 (PAIRS, 6) => block::<6, PAIRS>(a, steps, b, sums, store),
                 (PAIRS, 5) => block::<5, PAIRS>(a, steps, b, sums, store),
                 (PAIRS, 4) => block::<4, PAIRS>(a, steps, b, sums, store),
@@ -1285,12 +1269,12 @@ mod avx2 {
         }
     }
 
-    /// [`micro`] for [`VNNI`].
+    /// [`micro`] for [`VNNI`] and [`VNNI512`] (`KIND`).
     ///
     /// # Safety
     /// The CPU has AVX2, AVX-512F, AVX-512VL and AVX-512 VNNI; as [`block`].
     #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
-    unsafe fn micro_vnni(
+    unsafe fn micro_vnni<const KIND: u8>(
         rows: usize,
         a: *const i32,
         steps: usize,
@@ -1301,38 +1285,12 @@ mod avx2 {
         // SAFETY: the caller's contract.
         unsafe {
             match rows {
-                6 => block_vnni::<6>(a, steps, b, sums, store),
-                5 => block_vnni::<5>(a, steps, b, sums, store),
-                4 => block_vnni::<4>(a, steps, b, sums, store),
-                3 => block_vnni::<3>(a, steps, b, sums, store),
-                2 => block_vnni::<2>(a, steps, b, sums, store),
-                _ => block_vnni::<1>(a, steps, b, sums, store),
-            }
-        }
-    }
-
-    /// [`micro`] for [`VNNI512`].
-    ///
-    /// # Safety
-    /// The CPU has AVX2, AVX-512F, AVX-512VL and AVX-512 VNNI; as [`block`].
-    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
-    unsafe fn micro_vnni512(
-        rows: usize,
-        a: *const i32,
-        steps: usize,
-        b: *const i8,
-        sums: *const i32,
-        store: Store,
-    ) {
-        // SAFETY: the caller's contract.
-        unsafe {
-            match rows {
-                6 => block_vnni512::<6>(a, steps, b, sums, store),
-                5 => block_vnni512::<5>(a, steps, b, sums, store),
-                4 => block_vnni512::<4>(a, steps, b, sums, store),
-                3 => block_vnni512::<3>(a, steps, b, sums, store),
-                2 => block_vnni512::<2>(a, steps, b, sums, store),
-                _ => block_vnni512::<1>(a, steps, b, sums, store),
+                6 => block_vnni::<6, KIND>(a, steps, b, sums, store),
+                5 => block_vnni::<5, KIND>(a, steps, b, sums, store),
+                4 => block_vnni::<4, KIND>(a, steps, b, sums, store),
+                3 => block_vnni::<3, KIND>(a, steps, b, sums, store),
+                2 => block_vnni::<2, KIND>(a, steps, b, sums, store),
+                _ => block_vnni::<1, KIND>(a, steps, b, sums, store),
             }
         }
     }
