@@ -559,13 +559,15 @@ fn load_then_control(
         labels,
         ..
     } = setup;
+    // Read before taking the stats lock: /proc/cpuinfo, and the kernels' self-checks.
+    let (cpu, kernels) = (crate::cpu::cpu_features(), crate::cpu::engine_kernels());
+    log::info!("cpu: {cpu}; {kernels}");
     {
         let mut stats = shared.stats();
         stats.labels = labels.len();
         stats.precision = image.precision().name();
-        stats.cpu = crate::cpu::cpu_features();
-        stats.kernels = crate::cpu::engine_kernels();
-        log::info!("cpu: {}; {}", stats.cpu, stats.kernels);
+        stats.cpu = cpu;
+        stats.kernels = kernels;
         stats.text = text.stats();
     }
     outputs.label_info(label_info(
