@@ -57,5 +57,7 @@ pub use engine::step::{FrameResult, FrameStep, MatchPolicy, Matches, PhraseMatch
 pub use engine::{ClipEngine, EngineBuilder, EngineOptions};
 pub use error::{Error, Result};
 pub use image::{CompressedFrame, Frame, FrameError, RgbImage};
-pub use model::{EncoderOptions, ImageEncoder, ModelBundle, Precision, TextEncoder};
+pub use model::{
+    EncoderOptions, ImageEncoder, ModelBundle, ModelSpec, Precision, Scoring, TextEncoder,
+};
 pub use text::{LabelMatrix, Prompts, TextEmbedder};

@@ -969,6 +969,7 @@ fn replay(args: ReplayArgs) -> Result<()> {
 fn info(dir: &Path, json_out: bool, out: &mut impl Write) -> Result<()> {
     let bundle = ModelBundle::open(dir)?;
     let m = &bundle.manifest;
+    let spec = bundle.spec();
     let size = |p: PathBuf| std::fs::metadata(&p).map(|md| md.len()).unwrap_or(0);
     let mut files = vec![
         (
@@ -1012,6 +1013,11 @@ fn info(dir: &Path, json_out: bool, out: &mut impl Write) -> Result<()> {
                 "image_std": m.image_std,
                 "logit_scale": m.logit_scale,
                 "context_length": m.context_length,
+                "format_version": m.format_version,
+                "family": spec.family.name(),
+                "preprocess": spec.preprocess.describe(),
+                "text": spec.text.describe(),
+                "scoring": spec.scoring.describe(),
                 "manifest_sha256": bundle.manifest_sha256,
                 "files": files,
                 "int8_form": int8_form,
@@ -1034,6 +1040,15 @@ fn info(dir: &Path, json_out: bool, out: &mut impl Write) -> Result<()> {
         )?;
         writeln!(out, "logit_scale   {}", m.logit_scale)?;
         writeln!(out, "context       {} tokens", m.context_length)?;
+        writeln!(
+            out,
+            "family        {} (format {})",
+            spec.family.name(),
+            m.format_version
+        )?;
+        writeln!(out, "preprocess    {}", spec.preprocess.describe())?;
+        writeln!(out, "text          {}", spec.text.describe())?;
+        writeln!(out, "scoring       {}", spec.scoring.describe())?;
         for (role, path, graph) in &files {
             let io = graph.map(|g| {
                 format!(

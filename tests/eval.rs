@@ -45,7 +45,7 @@ fn metrics_equal_scikit_learn() {
         let frame = FrameScores {
             stamp_ns: i as i64 * 100_000_000,
             log_time_ns: i as u64 * 100_000_000,
-            cosine: f64s(&f["cosine"]).iter().map(|&c| c as f32).collect(),
+            score: f64s(&f["cosine"]).iter().map(|&c| c as f32).collect(),
             matched: f["matched"]
                 .as_array()
                 .unwrap()

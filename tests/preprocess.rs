@@ -134,3 +134,51 @@ fn normalised_tensor_matches_reference() {
     }
     assert!(checked >= 2);
 }
+
+/// The model families' geometries and filters (bundle format 2) against their own reference
+/// code: open_clip's transform (torchvision Resize + CenterCrop on PIL images, bilinear as
+/// MobileCLIP 2 and bicubic) and transformers' `SiglipImageProcessorPil` (squash, bicubic
+/// and bilinear), on every plain RGB image of `tests/data/preprocess`
+/// (`generate_families.py` wrote `families.json`: sha256 of each RGB8 result). Exact,
+/// except where Pillow 13 ran the vertical pass first (`order: vertical_first`: two squash
+/// sizes here, whose rows shrink more than their columns): the engine keeps PIL's classic
+/// horizontal-then-vertical order there, and must equal PIL's single-axis passes composed
+/// in that order (`sha256_horizontal_first`), exactly.
+#[test]
+fn family_resizes_match_their_references() {
+    use clip_perception::model::family::PreprocessSpec;
+    let refs = read_json(&data("preprocess/families.json"));
+    let size = refs["size"].as_u64().unwrap() as usize;
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (name, pipeline) in refs["pipelines"].as_object().unwrap() {
+        let spec: PreprocessSpec = serde_json::from_value(pipeline["spec"].clone()).unwrap();
+        let mut pre = Preprocessor::with_spec(spec, size, [0.0; 3], [1.0; 3]);
+        for case in pipeline["cases"].as_array().unwrap() {
+            let file = case["file"].as_str().unwrap();
+            let image = load_image_file(&data("preprocess").join(file)).unwrap();
+            let got = pre.resize_crop(&image);
+            let digest = clip_perception::model::bundle::hex_sha256(got);
+            let sum: u64 = got.iter().map(|&v| u64::from(v)).sum();
+            let expected = match case["order"].as_str().unwrap() {
+                "vertical_first" => {
+                    assert!(
+                        name.starts_with("siglip"),
+                        "{name} {file}: only squash differs"
+                    );
+                    case["sha256_horizontal_first"].as_str().unwrap()
+                }
+                _ => case["sha256"].as_str().unwrap(),
+            };
+            if digest != expected {
+                failures.push(format!(
+                    "{name} {file}: pixel sum {sum}, reference {}",
+                    case["sum"]
+                ));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 40, "only {checked} cases");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -17,7 +17,7 @@ use crate::image::preprocess::Preprocessor;
 use crate::model::bundle::{ModelBundle, Precision};
 use crate::model::encoder::{Embeddings, EncoderOptions, ImageEncoder};
 use crate::text::prompts::Prompts;
-use crate::text::tokenizer::ClipTokenizer;
+use crate::text::tokenizer::TextTokenizer;
 use crate::text::{LabelMatrix, TextEmbedder};
 
 use self::scoring::{score, Scores};
@@ -108,14 +108,13 @@ impl EngineBuilder {
         self.precision
     }
 
-    /// The bundle's exact CLIP preprocessing (what the image encoder applies itself).
+    /// The bundle's exact preprocessing (what the image encoder applies itself).
     pub fn preprocessor(&self) -> Preprocessor {
-        let m = &self.bundle.manifest;
-        Preprocessor::new(m.image_size, m.image_mean, m.image_std)
+        self.bundle.preprocessor()
     }
 
-    /// The bundle's CLIP tokenizer.
-    pub fn tokenizer(&self) -> Result<ClipTokenizer> {
+    /// The bundle's tokenizer.
+    pub fn tokenizer(&self) -> Result<TextTokenizer> {
         self.bundle.tokenizer()
     }
 

@@ -1,6 +1,7 @@
 //! Scoring one image embedding against a [`LabelMatrix`]: cosine similarity (a matrix-vector
-//! product over unit vectors), logit-scaled softmax probabilities, ranking, top-k and
-//! per-label thresholds. This is all that runs per frame after the image encoder.
+//! product over unit vectors), probabilities as the bundle scores them (softmax of the
+//! logit-scaled cosines over the phrases, or SigLIP's per-phrase sigmoid), ranking, top-k
+//! and per-label thresholds. This is all that runs per frame after the image encoder.
 
 use std::collections::HashMap;
 
@@ -12,7 +13,8 @@ use crate::text::labels::{normalize, LabelMatrix};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scores {
     pub cosine: Vec<f32>,
-    /// softmax(logit_scale * cosine) over the labels.
+    /// softmax(logit_scale * cosine) over the labels, or sigmoid(logit_scale * cosine +
+    /// logit_bias) per label ([`crate::model::Scoring`]).
     pub probability: Vec<f32>,
 }
 
@@ -37,20 +39,14 @@ pub fn score(labels: &LabelMatrix, embedding: &[f32]) -> Scores {
         .iter()
         .copied()
         .collect();
-    let probability = softmax(&cosine, labels.logit_scale);
+    let probability = labels.scoring.probabilities(&cosine);
     Scores {
         cosine,
         probability,
     }
 }
 
-/// Numerically stable softmax of `scale * x`.
-pub fn softmax(x: &[f32], scale: f32) -> Vec<f32> {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(scale * v));
-    let exps: Vec<f32> = x.iter().map(|&v| (scale * v - max).exp()).collect();
-    let total: f32 = exps.iter().sum();
-    exps.into_iter().map(|e| e / total).collect()
-}
+pub use crate::model::family::{sigmoid, softmax};
 
 impl Scores {
     /// All labels, best first (ties keep label order).
@@ -75,7 +71,8 @@ impl Scores {
     }
 }
 
-/// Cosine thresholds above which a label counts as matched: one default, optionally
+/// Score thresholds (cosine, or a sigmoid bundle's probability; see
+/// [`crate::engine::step`]) above which a label counts as matched: one default, optionally
 /// overridden per phrase.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Thresholds {
@@ -89,11 +86,11 @@ impl Thresholds {
         self.per_label.get(label).copied().unwrap_or(self.default)
     }
 
-    /// Whether `label` counts as matched at `cosine`. With hysteresis, a label that was
+    /// Whether `label` counts as matched at `score`. With hysteresis, a label that was
     /// matched on the previous frame stays matched down to its threshold - `hysteresis`.
-    pub fn matched(&self, label: &str, cosine: f32, was_matched: bool, hysteresis: f32) -> bool {
+    pub fn matched(&self, label: &str, score: f32, was_matched: bool, hysteresis: f32) -> bool {
         let t = self.for_label(label);
-        cosine >= if was_matched { t - hysteresis } else { t }
+        score >= if was_matched { t - hysteresis } else { t }
     }
 }
 
@@ -106,7 +103,7 @@ mod tests {
         LabelMatrix {
             labels: vec!["a".into(), "b".into(), "c".into()],
             matrix: DMatrix::from_row_slice(3, 2, &[1.0, 0.0, 0.0, 1.0, -1.0, 0.0]),
-            logit_scale: 100.0,
+            scoring: crate::model::Scoring::softmax(100.0),
         }
     }
 

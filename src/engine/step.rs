@@ -1,17 +1,23 @@
 //! The per-frame step: one image embedding and the current phrase set in, the frame's
-//! [`Matches`] out (cosine, probability, smoothing, hysteresis, thresholds, ranking, top-k).
+//! [`Matches`] out (cosine, score, probability, smoothing, hysteresis, thresholds, ranking,
+//! top-k).
+//!
+//! A phrase's **score** is what thresholds apply to and what the node publishes in
+//! `vision_msgs/Classification`: a value that depends on that phrase and image alone. For
+//! softmax-scored bundles (CLIP, MobileCLIP) it is the cosine; for sigmoid-scored ones
+//! (SigLIP) it is the phrase's own probability `sigmoid(logit_scale * cos + logit_bias)`.
 //! The node publishes what it returns and offline callers write it, so both give the same
 //! numbers for the same frames. [`FrameResult`] is the `~/matches` JSON document.
 
 use serde::Serialize;
 
-use super::scoring::{score, softmax, Scores, Thresholds};
+use super::scoring::{score, Scores, Thresholds};
 use crate::text::LabelMatrix;
 
 /// How scores become matches.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MatchPolicy {
-    /// Cosine thresholds at or above which a phrase is matched.
+    /// Score thresholds at or above which a phrase is matched (see the module doc).
     pub thresholds: Thresholds,
     /// Weight of the previous smoothed cosine, in [0, 1) (0: no smoothing).
     pub smoothing: f32,
@@ -27,9 +33,13 @@ pub struct PhraseMatch {
     pub phrase: String,
     /// Cosine similarity of image and phrase (smoothed when smoothing is on).
     pub cosine: f32,
-    /// Softmax of `logit_scale * cosine` over the phrase set.
+    /// What thresholds apply to: the cosine (softmax-scored bundles) or the phrase's own
+    /// sigmoid probability (sigmoid-scored bundles).
+    pub score: f32,
+    /// Softmax of `logit_scale * cosine` over the phrase set, or the phrase's own
+    /// `sigmoid(logit_scale * cosine + logit_bias)`, as the bundle scores.
     pub probability: f32,
-    /// Whether the cosine passed the phrase's threshold (with hysteresis).
+    /// Whether the score passed the phrase's threshold (with hysteresis).
     pub matched: bool,
 }
 
@@ -69,7 +79,7 @@ impl Stamp {
 }
 
 /// One frame's published result: the `~/matches` JSON object
-/// `{"stamp": {"sec", "nanosec"}, "frame_id", "labels": [{"phrase", "cosine",
+/// `{"stamp": {"sec", "nanosec"}, "frame_id", "labels": [{"phrase", "cosine", "score",
 /// "probability", "matched"}, ...], "latency_ms", "encoder_ms"}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FrameResult {
@@ -135,16 +145,24 @@ impl FrameStep {
         }
         let smoothed = Scores {
             probability: if a > 0.0 {
-                softmax(&self.cosine, labels.logit_scale)
+                labels.scoring.probabilities(&self.cosine)
             } else {
                 scores.probability
             },
             cosine: self.cosine.clone(),
         };
+        let per_phrase = labels.scoring.per_phrase();
+        let score_of = |i: usize| {
+            if per_phrase {
+                smoothed.probability[i]
+            } else {
+                smoothed.cosine[i]
+            }
+        };
         for (i, phrase) in labels.labels.iter().enumerate() {
             self.matched[i] = self.policy.thresholds.matched(
                 phrase,
-                smoothed.cosine[i],
+                score_of(i),
                 self.matched[i],
                 self.policy.hysteresis,
             );
@@ -155,6 +173,7 @@ impl FrameStep {
             .map(|r| PhraseMatch {
                 phrase: labels.labels[r.index].clone(),
                 cosine: r.cosine,
+                score: score_of(r.index),
                 probability: r.probability,
                 matched: self.matched[r.index],
             })
@@ -178,7 +197,7 @@ mod tests {
         LabelMatrix {
             labels: vec!["x".into(), "y".into()],
             matrix: DMatrix::from_row_slice(2, 2, &[1.0, 0.0, 0.0, 1.0]),
-            logit_scale: 10.0,
+            scoring: crate::model::Scoring::softmax(10.0),
         }
     }
 
@@ -288,12 +307,34 @@ mod tests {
                 "stamp": {"sec": 3, "nanosec": 7},
                 "frame_id": "cam",
                 "labels": [
-                    {"phrase": "x", "cosine": 1.0, "probability": v["labels"][0]["probability"], "matched": true},
-                    {"phrase": "y", "cosine": 0.0, "probability": v["labels"][1]["probability"], "matched": false},
+                    {"phrase": "x", "cosine": 1.0, "score": 1.0, "probability": v["labels"][0]["probability"], "matched": true},
+                    {"phrase": "y", "cosine": 0.0, "score": 0.0, "probability": v["labels"][1]["probability"], "matched": false},
                 ],
                 "latency_ms": 1.5,
                 "encoder_ms": 1.0,
             })
         );
+    }
+
+    /// A sigmoid-scored bundle (SigLIP): the score is each phrase's own probability, the
+    /// thresholds are in that unit, and a phrase's probability ignores the other phrases.
+    #[test]
+    fn sigmoid_bundles_threshold_their_probability() {
+        let mut labels = labels();
+        labels.scoring = crate::model::Scoring::sigmoid(10.0, -5.0);
+        let mut step = FrameStep::new(policy(0.5, 0.0, 0.0));
+        // cos = (0.6, 0.8): sigmoid(1) = 0.731, sigmoid(3) = 0.953.
+        let m = step.step(&labels, 0, &[0.6, 0.8]);
+        let x = m.labels.iter().find(|l| l.phrase == "x").unwrap();
+        let y = m.labels.iter().find(|l| l.phrase == "y").unwrap();
+        assert!((x.score - 0.731_058_6).abs() < 1e-6 && x.score == x.probability);
+        assert!((y.score - 0.952_574_1).abs() < 1e-6);
+        assert!(x.matched && y.matched, "both above 0.5");
+        // cos 0.4 -> sigmoid(-1) = 0.269: below 0.5 although the cosine is the best.
+        let m = step.step(&labels, 1, &[1.0, 0.0]);
+        assert!(m.labels[0].matched && !m.labels[1].matched);
+        let m = step.step(&labels, 2, &[0.4, -(1.0f32 - 0.16).sqrt()]);
+        assert_eq!(m.labels[0].phrase, "x");
+        assert!(!m.labels[0].matched, "{:?}", m.labels[0]);
     }
 }

@@ -5,8 +5,9 @@
 //!   smoothing and hysteresis as configured) over the frames with truth;
 //! - a confusion matrix over the phrases and `none`, on frames with at most one true phrase:
 //!   row = the true phrase (or none), column = the best-scoring matched phrase (or none);
-//! - per phrase, a threshold sweep of its published cosine (`cosine >= t`, no hysteresis):
-//!   precision and recall at every distinct cosine (as scikit-learn's
+//! - per phrase, a threshold sweep of its published score (`score >= t`, no hysteresis;
+//!   the cosine, or a sigmoid-scored bundle's probability):
+//!   precision and recall at every distinct score (as scikit-learn's
 //!   `precision_recall_curve`), and the threshold with the highest F1 (ties: the highest
 //!   threshold), printed as `label_thresholds` entries for the node's params file;
 //! - image encoder and end-to-end (read to result) milliseconds per frame, p50 / p99
@@ -27,8 +28,9 @@ use crate::replay::ReplayLine;
 pub struct FrameScores {
     pub stamp_ns: i64,
     pub log_time_ns: u64,
-    /// Published cosine per phrase, in phrase order.
-    pub cosine: Vec<f32>,
+    /// Published score per phrase (the cosine, or a sigmoid bundle's probability; see
+    /// [`crate::engine::step`]), in phrase order.
+    pub score: Vec<f32>,
     pub matched: Vec<bool>,
     /// The best-scoring phrase.
     pub best: usize,
@@ -92,11 +94,11 @@ impl Evaluator {
             return;
         };
         let n = self.phrases.len();
-        let (mut cosine, mut matched) = (vec![0.0; n], vec![false; n]);
+        let (mut score, mut matched) = (vec![0.0; n], vec![false; n]);
         let mut best = None;
         for m in &result.matches.labels {
             let i = self.index[&m.phrase];
-            cosine[i] = m.cosine;
+            score[i] = m.score;
             matched[i] = m.matched;
             best.get_or_insert(i);
         }
@@ -107,7 +109,7 @@ impl Evaluator {
                 .truth
                 .as_ref()
                 .and_then(|t| t.labels_at(result.stamp, *bag_time_ns)),
-            cosine,
+            score,
             matched,
             best: best.unwrap_or(0),
         };
@@ -216,10 +218,10 @@ fn confusion(phrases: &[String], frames: &[&FrameScores]) -> Confusion {
             continue;
         }
         let row = truth.first().copied().unwrap_or(none);
-        // The best-scoring matched phrase: the highest cosine among the matched ones.
+        // The best-scoring matched phrase: the highest score among the matched ones.
         let col = (0..phrases.len())
             .filter(|&i| f.matched[i])
-            .max_by(|&a, &b| f.cosine[a].total_cmp(&f.cosine[b]).then(b.cmp(&a)))
+            .max_by(|&a, &b| f.score[a].total_cmp(&f.score[b]).then(b.cmp(&a)))
             .unwrap_or(none);
         matrix[row][col] += 1;
     }
@@ -248,7 +250,7 @@ fn phrase_metrics(
             (false, true) => fn_ += 1,
             (false, false) => {}
         }
-        scored.push((f.cosine[i], truth));
+        scored.push((f.score[i], truth));
     }
     let precision = ratio(tp, tp + fp);
     let recall = ratio(tp, tp + fn_);
@@ -343,7 +345,7 @@ pub struct Sweep {
     pub best_precision: f64,
     pub best_recall: f64,
     pub best_f1: f64,
-    /// One point per distinct cosine, highest threshold first.
+    /// One point per distinct score, highest threshold first.
     pub curve: Vec<CurvePoint>,
 }
 

@@ -247,7 +247,7 @@ fn timeline(root: &Area, eval: &Evaluation) -> DrawResult {
         .expect("frames");
     let seconds = |t: i64| (t.saturating_sub(t0)) as f64 * 1e-9;
     let x_end = seconds(t1).max(1e-3);
-    let all = frames.iter().flat_map(|f| f.cosine.iter().copied());
+    let all = frames.iter().flat_map(|f| f.score.iter().copied());
     let (lo, hi) = all
         .chain(eval.thresholds.iter().copied())
         .fold((f32::MAX, f32::MIN), |(lo, hi), c| (lo.min(c), hi.max(c)));
@@ -256,7 +256,7 @@ fn timeline(root: &Area, eval: &Evaluation) -> DrawResult {
     let (title, rows) = root.split_vertically(50);
     title
         .titled(
-            "Cosine per phrase over time (shaded: truth; dashed: threshold)",
+            "Score per phrase over time (shaded: truth; dashed: threshold)",
             (FONT, 20),
         )
         .map_err(text)?;
@@ -305,7 +305,7 @@ fn timeline(root: &Area, eval: &Evaluation) -> DrawResult {
             .map_err(text)?;
         let points: Vec<(f64, f64)> = frames
             .iter()
-            .map(|f| (seconds(f.time_ns(base)), f64::from(f.cosine[i])))
+            .map(|f| (seconds(f.time_ns(base)), f64::from(f.score[i])))
             .collect();
         chart
             .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
@@ -328,7 +328,7 @@ fn pr_curves(root: &Area, eval: &Evaluation) -> DrawResult {
     }
     let mut chart = ChartBuilder::on(root)
         .caption(
-            "Precision-recall of each phrase's cosine (dot: F1-best threshold)",
+            "Precision-recall of each phrase's score (dot: F1-best threshold)",
             (FONT, 20),
         )
         .margin(14)
@@ -470,7 +470,7 @@ pre {{ background: #f6f6f6; padding: 8px; }} img {{ max-width: 100%; border: 1px
 <table>{facts}</table>
 <h2>Per phrase (the published <code>matched</code> flag)</h2>
 {phrase_table}
-<h2>Scores over time</h2><img src="timeline.png" alt="cosine per phrase over time">
+<h2>Scores over time</h2><img src="timeline.png" alt="score per phrase over time">
 <h2>Confusion matrix</h2><img src="confusion.png" alt="confusion matrix">
 <h2>Precision-recall</h2><img src="pr.png" alt="precision-recall curves">
 <p>All numbers: <a href="metrics.json">metrics.json</a>.</p>

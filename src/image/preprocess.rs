@@ -1,17 +1,135 @@
-//! CLIP image preprocessing, bit-exact with the reference pipeline (OpenAI `clip.load`'s
-//! torchvision transform and transformers' `CLIPImageProcessor`, both of which resize with
-//! PIL): shortest side to S with PIL's antialiased bicubic filter in PIL's 8-bit fixed-point
-//! arithmetic, center crop S x S, scale to [0, 1], normalise with the bundle's mean/std,
-//! written as planar CHW f32 into a caller-owned (reused) tensor slice.
+//! Image preprocessing, bit-exact with the reference pipelines, all of which resize with
+//! PIL (transformers' `CLIPImageProcessor` and `SiglipImageProcessor`, and torchvision's
+//! `Resize` on PIL images in OpenAI's `clip.load` and open_clip): PIL's antialiased bicubic
+//! or bilinear filter in PIL's 8-bit fixed-point arithmetic, then scale to [0, 1] and
+//! normalise with the bundle's mean/std, written as planar CHW f32 into a caller-owned
+//! (reused) tensor slice. The geometry is the family's ([`PreprocessSpec`]): shortest side to
+//! S and a centre crop S x S (CLIP, MobileCLIP), or both sides to S (SigLIP's squash).
 //!
 //! Only the output pixels that survive the center crop are computed; since PIL's separable
 //! passes compute each output row and column independently, the result is identical to
 //! resizing the whole image and cropping afterwards.
 
+use serde::{Deserialize, Serialize};
+
 use super::frame::RgbImage;
+
+/// How the image is brought to the encoder's square input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resize {
+    /// Shortest side to S (the long side `int(S * long / short)`), then a centred S x S crop.
+    ShortestEdgeCrop,
+    /// Both sides to S; the aspect ratio is not kept (`SiglipImageProcessor`).
+    Squash,
+}
+
+/// PIL's antialiased resampling filter (torchvision's `Resize` on PIL images uses it too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resample {
+    Bicubic,
+    Bilinear,
+}
+
+/// Where a centre crop starts when the margin `d` is odd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CropOffset {
+    /// transformers' `center_crop`: `d // 2`.
+    Floor,
+    /// torchvision's `CenterCrop` (open_clip): `int(round(d / 2))`, halves to even.
+    RoundHalfEven,
+}
+
+impl CropOffset {
+    /// The crop's first index for a margin of `margin` pixels.
+    pub fn offset(self, margin: usize) -> usize {
+        match self {
+            CropOffset::Floor => margin / 2,
+            // d / 2 is a whole or a half number; a half rounds to the even neighbour.
+            CropOffset::RoundHalfEven => {
+                let half = margin / 2;
+                if margin % 2 == 1 && half % 2 == 1 {
+                    half + 1
+                } else {
+                    half
+                }
+            }
+        }
+    }
+}
+
+/// The `preprocess:` section of a format-2 manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreprocessSpec {
+    pub resize: Resize,
+    pub resample: Resample,
+    #[serde(default = "default_crop_offset")]
+    pub crop_offset: CropOffset,
+}
+
+fn default_crop_offset() -> CropOffset {
+    CropOffset::Floor
+}
+
+impl PreprocessSpec {
+    /// The reference CLIP pipeline (`CLIPImageProcessor`).
+    pub const CLIP: PreprocessSpec = PreprocessSpec {
+        resize: Resize::ShortestEdgeCrop,
+        resample: Resample::Bicubic,
+        crop_offset: CropOffset::Floor,
+    };
+
+    /// One line for `info` and logs, e.g. `shortest_edge_crop, bicubic, crop offset floor`.
+    pub fn describe(&self) -> String {
+        let resample = match self.resample {
+            Resample::Bicubic => "bicubic",
+            Resample::Bilinear => "bilinear",
+        };
+        match self.resize {
+            Resize::ShortestEdgeCrop => {
+                let offset = match self.crop_offset {
+                    CropOffset::Floor => "floor",
+                    CropOffset::RoundHalfEven => "round_half_even",
+                };
+                format!("shortest_edge_crop, {resample}, crop offset {offset}")
+            }
+            Resize::Squash => format!("squash, {resample}"),
+        }
+    }
+}
 
 /// PIL's fixed-point precision for 8-bit resampling (`32 - 8 - 2`).
 const PRECISION_BITS: u32 = 22;
+
+impl Resample {
+    /// PIL's filter support (in input pixels at scale 1).
+    fn support(self) -> f64 {
+        match self {
+            Resample::Bicubic => 2.0,
+            Resample::Bilinear => 1.0,
+        }
+    }
+
+    fn weight(self, x: f64) -> f64 {
+        match self {
+            Resample::Bicubic => bicubic(x),
+            Resample::Bilinear => bilinear(x),
+        }
+    }
+}
+
+/// PIL's bilinear (triangle) kernel, support 1.
+fn bilinear(x: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 {
+        1.0 - x
+    } else {
+        0.0
+    }
+}
 
 /// PIL's bicubic kernel (a = -0.5), support 2.
 fn bicubic(x: f64) -> f64 {
@@ -34,11 +152,16 @@ struct Taps {
 }
 
 /// PIL's `precompute_coeffs` + `normalize_coeffs_8bpc` for output samples `range` of a
-/// resize from `in_size` to `out_size`.
-fn taps(in_size: usize, out_size: usize, range: std::ops::Range<usize>) -> Vec<Taps> {
+/// resize from `in_size` to `out_size` with `filter`.
+fn taps(
+    filter: Resample,
+    in_size: usize,
+    out_size: usize,
+    range: std::ops::Range<usize>,
+) -> Vec<Taps> {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
-    let support = 2.0 * filterscale;
+    let support = filter.support() * filterscale;
     let ss = 1.0 / filterscale;
     range
         .map(|xx| {
@@ -48,7 +171,7 @@ fn taps(in_size: usize, out_size: usize, range: std::ops::Range<usize>) -> Vec<T
             let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
             let n = xmax.saturating_sub(xmin);
             let raw: Vec<f64> = (0..n)
-                .map(|x| bicubic((x as f64 + xmin as f64 - center + 0.5) * ss))
+                .map(|x| filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss))
                 .collect();
             let total: f64 = raw.iter().sum();
             let weights = raw
@@ -83,7 +206,8 @@ fn clip8(v: i32) -> u8 {
 }
 
 /// The resize geometry of the reference: the shortest side becomes `size`, the other
-/// `int(size * long / short)`, then a centered `size` x `size` crop.
+/// `int(size * long / short)`, then a centered `size` x `size` crop ([`Geometry::new`]);
+/// or both sides `size` ([`Geometry::of`] with [`Resize::Squash`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
     pub resized_width: usize,
@@ -93,6 +217,31 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// The geometry of `spec` for a `width` x `height` image.
+    pub fn of(spec: &PreprocessSpec, width: usize, height: usize, size: usize) -> Self {
+        match spec.resize {
+            Resize::Squash => Geometry {
+                resized_width: size,
+                resized_height: size,
+                crop_left: 0,
+                crop_top: 0,
+            },
+            Resize::ShortestEdgeCrop => {
+                let g = Self::new(width, height, size);
+                Geometry {
+                    crop_left: spec
+                        .crop_offset
+                        .offset(g.resized_width.saturating_sub(size)),
+                    crop_top: spec
+                        .crop_offset
+                        .offset(g.resized_height.saturating_sub(size)),
+                    ..g
+                }
+            }
+        }
+    }
+
+    /// CLIP's geometry (shortest edge, transformers' crop offset).
     pub fn new(width: usize, height: usize, size: usize) -> Self {
         let (resized_width, resized_height) = if width <= height {
             (size, (size as f64 * height as f64 / width as f64) as usize)
@@ -112,6 +261,7 @@ impl Geometry {
 #[derive(Debug, Clone)]
 pub struct Preprocessor {
     size: usize,
+    spec: PreprocessSpec,
     /// Per channel, the normalised value of each 8-bit level: `(v/255 - mean) / std`.
     lut: [[f32; 256]; 3],
     /// Horizontally resized rows (RGB8), reused between calls.
@@ -129,7 +279,13 @@ struct CachedTaps {
 }
 
 impl Preprocessor {
+    /// CLIP's preprocessing ([`PreprocessSpec::CLIP`]) at `size` with `mean` / `std`.
     pub fn new(size: usize, mean: [f32; 3], std: [f32; 3]) -> Self {
+        Self::with_spec(PreprocessSpec::CLIP, size, mean, std)
+    }
+
+    /// The preprocessing of `spec` at `size` with `mean` / `std`.
+    pub fn with_spec(spec: PreprocessSpec, size: usize, mean: [f32; 3], std: [f32; 3]) -> Self {
         let mut lut = [[0f32; 256]; 3];
         for (c, table) in lut.iter_mut().enumerate() {
             for (v, value) in table.iter_mut().enumerate() {
@@ -140,11 +296,17 @@ impl Preprocessor {
         }
         Preprocessor {
             size,
+            spec,
             lut,
             scratch: Vec::new(),
             pixels: Vec::new(),
             taps: None,
         }
+    }
+
+    /// The geometry and filter.
+    pub fn spec(&self) -> &PreprocessSpec {
+        &self.spec
     }
 
     /// Side of the square output.
@@ -157,20 +319,23 @@ impl Preprocessor {
         3 * self.size * self.size
     }
 
-    /// Resizes and crops `image` to S x S RGB8, exactly as PIL + center crop do
+    /// Resizes (and crops) `image` to S x S RGB8, exactly as PIL (+ the centre crop) do
     /// (the tensor before scaling and normalisation).
     pub fn resize_crop(&mut self, image: &RgbImage) -> &[u8] {
         let s = self.size;
+        let filter = self.spec.resample;
         let (w, h) = (image.width as usize, image.height as usize);
-        let g = Geometry::new(w, h, s);
+        let g = Geometry::of(&self.spec, w, h, s);
         let xs = g.crop_left..g.crop_left + s;
         let ys = g.crop_top..g.crop_top + s;
 
         if self.taps.as_ref().map(|t| t.input) != Some((w, h)) {
             self.taps = Some(CachedTaps {
                 input: (w, h),
-                horizontal: (g.resized_width != w).then(|| taps(w, g.resized_width, xs.clone())),
-                vertical: (g.resized_height != h).then(|| taps(h, g.resized_height, ys.clone())),
+                horizontal: (g.resized_width != w)
+                    .then(|| taps(filter, w, g.resized_width, xs.clone())),
+                vertical: (g.resized_height != h)
+                    .then(|| taps(filter, h, g.resized_height, ys.clone())),
             });
         }
         let cached = self.taps.as_ref().expect("set above");
@@ -256,6 +421,17 @@ impl Preprocessor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crop_offsets_follow_python() {
+        // Python: int(round(d / 2)) for d in 0..8 -> 0 0 1 2 2 2 3 4; d // 2 -> 0 0 1 1 2 2 3 3.
+        let round: Vec<usize> = (0..8)
+            .map(|d| CropOffset::RoundHalfEven.offset(d))
+            .collect();
+        assert_eq!(round, vec![0, 0, 1, 2, 2, 2, 3, 4]);
+        let floor: Vec<usize> = (0..8).map(|d| CropOffset::Floor.offset(d)).collect();
+        assert_eq!(floor, vec![0, 0, 1, 1, 2, 2, 3, 3]);
+    }
 
     #[test]
     fn geometry_matches_reference_rounding() {

@@ -9,14 +9,19 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::family::{
+    CropOffset, Family, ModelSpec, PadTo, Pooling, PreprocessSpec, Resize, Scoring, ScoringKind,
+    ScoringSection, TextSpec, TokenizerKind,
+};
 use crate::config;
 use crate::error::{Error, Result};
-use crate::text::tokenizer::ClipTokenizer;
+use crate::image::preprocess::Preprocessor;
+use crate::text::tokenizer::{ClipTokenizer, HfTokenizer, TextTokenizer};
 
 /// The manifest file name inside a bundle folder.
 pub const MANIFEST_FILE: &str = "model.yaml";
-/// The manifest format this build reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest manifest format this build reads (format 1 is read too: a CLIP bundle).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// `model.yaml`: what a bundle is and how to feed its graphs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -186,6 +191,8 @@ pub struct ModelBundle {
     pub manifest_sha256: String,
     /// The int8 image encoder's form, typed once the manifest is validated.
     int8_form: Option<QuantForm>,
+    /// The family's preprocessing, tokenizer and scoring (format 1: CLIP's).
+    spec: ModelSpec,
 }
 
 impl ModelBundle {
@@ -208,13 +215,16 @@ impl ModelBundle {
             message: "is not UTF-8 text".into(),
         })?;
         let manifest: Manifest = config::parse_yaml(&text, &manifest_path)?;
+        let spec = ModelSpec::clip(manifest.logit_scale);
         let mut bundle = ModelBundle {
             dir,
             manifest,
             manifest_sha256: hex_sha256(&bytes),
             int8_form: None,
+            spec,
         };
         bundle.validate_fields()?;
+        bundle.spec = bundle.read_spec()?;
         bundle.int8_form = bundle.validate_quantization()?;
         bundle.verify_checksums()?;
         Ok(bundle)
@@ -242,11 +252,11 @@ impl ModelBundle {
 
     fn validate_fields(&self) -> Result<()> {
         let m = &self.manifest;
-        if m.format_version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&m.format_version) {
             return Err(self.field_error(
                 "format_version",
                 format!(
-                    "this build reads format {FORMAT_VERSION}, the bundle is format {}",
+                    "this build reads formats 1 to {FORMAT_VERSION}, the bundle is format {}",
                     m.format_version
                 ),
             ));
@@ -318,6 +328,92 @@ impl ModelBundle {
             }
         }
         Ok(())
+    }
+
+    /// The family's sections: CLIP's for format 1; for format 2, `family`, `preprocess`,
+    /// `text` and `scoring`, each required and checked field by field.
+    fn read_spec(&self) -> Result<ModelSpec> {
+        let m = &self.manifest;
+        if m.format_version < 2 {
+            return Ok(ModelSpec::clip(m.logit_scale));
+        }
+        fn section<T: serde::de::DeserializeOwned>(bundle: &ModelBundle, name: &str) -> Result<T> {
+            let value = bundle.manifest.extra.get(name).ok_or_else(|| {
+                bundle.field_error(
+                    name,
+                    "missing: a format-2 manifest states the family's `family`, `preprocess`, \
+                     `text` and `scoring` (docs/bundle-format.md)",
+                )
+            })?;
+            serde_json::from_value(value.clone())
+                .map_err(|e| bundle.field_error(name, e.to_string()))
+        }
+        // Format 1 may carry informational `preprocess` / `text` sections; only format 2's
+        // are read.
+        let family: Family = section(self, "family")?;
+        let preprocess: PreprocessSpec = section(self, "preprocess")?;
+        let text: TextSpec = section(self, "text")?;
+        let scoring: ScoringSection = section(self, "scoring")?;
+        if text.pooling == Pooling::Last && text.pad_to != PadTo::Context {
+            return Err(self.field_error(
+                "text.pad_to",
+                "must be `context`: a text tower that pools the last position reads the padding",
+            ));
+        }
+        if text.tokenizer == TokenizerKind::Clip && (text.lowercase || text.strip_punctuation) {
+            return Err(self.field_error(
+                "text.tokenizer",
+                "`clip` does its own cleaning (lower-cased): `lowercase` and \
+                 `strip_punctuation` are for `hf` tokenizers",
+            ));
+        }
+        if preprocess.resize == Resize::Squash && preprocess.crop_offset != CropOffset::Floor {
+            return Err(self.field_error(
+                "preprocess.crop_offset",
+                "applies to `shortest_edge_crop` only: `squash` does not crop",
+            ));
+        }
+        let scoring = match (scoring.kind, scoring.logit_bias) {
+            (ScoringKind::Softmax, None) => Scoring::softmax(m.logit_scale),
+            (ScoringKind::Softmax, Some(_)) => {
+                return Err(self.field_error(
+                    "scoring.logit_bias",
+                    "is for `sigmoid` scoring; softmax over phrases has no bias",
+                ))
+            }
+            (ScoringKind::Sigmoid, Some(bias)) if bias.is_finite() => {
+                Scoring::sigmoid(m.logit_scale, bias)
+            }
+            (ScoringKind::Sigmoid, _) => {
+                return Err(self.field_error(
+                    "scoring.logit_bias",
+                    "missing or not a finite number: sigmoid scoring is \
+                     sigmoid(logit_scale * cos + logit_bias)",
+                ))
+            }
+        };
+        Ok(ModelSpec {
+            family,
+            preprocess,
+            text,
+            scoring,
+        })
+    }
+
+    /// The family's preprocessing, tokenizer and scoring.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The bundle's exact image preprocessing (size, geometry, filter, mean/std).
+    pub fn preprocessor(&self) -> Preprocessor {
+        let m = &self.manifest;
+        Preprocessor::with_spec(
+            self.spec.preprocess,
+            m.image_size,
+            m.image_mean,
+            m.image_std,
+        )
     }
 
     /// The int8 image encoder needs its `quantization.image_encoder_int8` entry with a
@@ -449,41 +545,88 @@ impl ModelBundle {
         Ok(bytes)
     }
 
-    /// The bundle's CLIP tokenizer, from the checksummed bytes of `files.tokenizer`, checked
-    /// against the manifest: its vocabulary must be the text encoder's
-    /// (`architecture.text.vocab_size` where the manifest records it), with the end token,
-    /// where CLIP's text tower pools, as its last id.
-    pub fn tokenizer(&self) -> Result<ClipTokenizer> {
+    /// The bundle's tokenizer, from the checksummed bytes of `files.tokenizer`, checked
+    /// against the manifest: its vocabulary must fit the text encoder's
+    /// (`architecture.text.vocab_size` where the manifest records it). A CLIP tokenizer's
+    /// vocabulary is the encoder's, with the end token, where CLIP's text tower pools, as
+    /// its last id.
+    pub fn tokenizer(&self) -> Result<TextTokenizer> {
         let path = self.tokenizer_path();
         let bytes = self.read_verified(&self.manifest.files.tokenizer.path)?;
-        let tokenizer = ClipTokenizer::from_bytes(&path, &bytes, self.manifest.context_length)?;
-        if let Some(expected) = self.text_vocab_size() {
-            let actual = tokenizer.vocab_size();
-            if actual != expected {
-                return Err(Error::Config {
-                    path,
-                    message: format!(
-                        "has {actual} tokens but {} says the text encoder has {expected} \
-                         (field `architecture.text.vocab_size`): tokenizer and encoder are \
-                         from different models",
-                        self.manifest_path().display()
-                    ),
-                });
+        let spec = self.spec.text;
+        let context = self.manifest.context_length;
+        let tokenizer = match spec.tokenizer {
+            TokenizerKind::Clip => {
+                let clip = ClipTokenizer::from_bytes(&path, &bytes, context)?;
+                if let Some(expected) = self.text_vocab_size() {
+                    self.check_clip_vocab(&path, &clip, expected)?;
+                }
+                TextTokenizer::clip(clip, spec)
             }
-            let end = tokenizer.end_id() as usize;
-            if end + 1 != expected {
-                return Err(Error::Config {
-                    path,
-                    message: format!(
-                        "`{}` has id {end}, not the last id {} of the text encoder's \
-                         vocabulary: CLIP's text tower would pool at the wrong token",
-                        crate::text::tokenizer::END_TOKEN,
-                        expected - 1
+            TokenizerKind::Hf => {
+                let hf = HfTokenizer::from_bytes(&path, &bytes, &spec, context)?;
+                if let Some(expected) = self.text_vocab_size() {
+                    let actual = hf.vocab_size();
+                    if actual > expected {
+                        return Err(Error::Config {
+                            path,
+                            message: format!(
+                                "has {actual} tokens but {} says the text encoder has {expected} \
+                                 (field `architecture.text.vocab_size`): tokenizer and encoder \
+                                 are from different models",
+                                self.manifest_path().display()
+                            ),
+                        });
+                    }
+                }
+                TextTokenizer::hf(hf, spec)
+            }
+        };
+        if let Some(vocab) = self.text_vocab_size() {
+            if spec.pad_id as usize >= vocab {
+                return Err(self.field_error(
+                    "text.pad_id",
+                    format!(
+                        "{} is not an id of the {vocab}-token vocabulary",
+                        spec.pad_id
                     ),
-                });
+                ));
             }
         }
         Ok(tokenizer)
+    }
+
+    fn check_clip_vocab(
+        &self,
+        path: &Path,
+        tokenizer: &ClipTokenizer,
+        expected: usize,
+    ) -> Result<()> {
+        let actual = tokenizer.vocab_size();
+        if actual != expected {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                message: format!(
+                    "has {actual} tokens but {} says the text encoder has {expected} \
+                     (field `architecture.text.vocab_size`): tokenizer and encoder are \
+                     from different models",
+                    self.manifest_path().display()
+                ),
+            });
+        }
+        let end = tokenizer.end_id() as usize;
+        if end + 1 != expected {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                message: format!(
+                    "`{}` has id {end}, not the last id {} of the text encoder's \
+                     vocabulary: CLIP's text tower would pool at the wrong token",
+                    crate::text::tokenizer::END_TOKEN,
+                    expected - 1
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// `architecture.text.vocab_size` from the manifest, where the exporter recorded it.

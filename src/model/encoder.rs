@@ -10,6 +10,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::{Factoid, GenericFactoid};
 
 use super::bundle::{GraphFile, ModelBundle, Precision, QuantForm};
+use super::family::TextSpec;
 use crate::error::{Error, Result};
 use crate::image::frame::RgbImage;
 use crate::image::preprocess::Preprocessor;
@@ -417,7 +418,7 @@ impl ImageEncoder {
         Ok(ImageEncoder {
             runner,
             precision,
-            preprocessor: Preprocessor::new(m.image_size, m.image_mean, m.image_std),
+            preprocessor: bundle.preprocessor(),
             input: None,
             size: m.image_size,
         })
@@ -508,12 +509,15 @@ impl ImageEncoder {
     }
 }
 
-/// The CLIP text encoder: token ids in, unnormalised embeddings out. Runs each batch at
-/// its longest real token length, not the full context: CLIP's text tower is causal and
-/// pools at the first end-of-text token, so the tokens after it never matter.
+/// The text encoder: token ids in, unnormalised embeddings out. Pads as the bundle's text
+/// spec says: a CLIP text tower runs each batch at its longest real token length, not the
+/// full context (it is causal and pools at the first end-of-text token, so the tokens
+/// after it never matter); towers that attend to padding or pool the last position
+/// (MobileCLIP's S models, SigLIP) get the full context of pad ids.
 pub struct TextEncoder {
     runner: Runner,
     context_length: usize,
+    spec: TextSpec,
 }
 
 impl TextEncoder {
@@ -537,6 +541,7 @@ impl TextEncoder {
         Ok(TextEncoder {
             runner,
             context_length: m.context_length,
+            spec: bundle.spec().text,
         })
     }
 
@@ -544,8 +549,9 @@ impl TextEncoder {
         self.runner.dim
     }
 
-    /// Encodes token id sequences (each starting with the start token and containing the
-    /// end token), zero-padded to the batch's longest sequence (or to `pad_to`, if larger).
+    /// Encodes token id sequences (as the bundle's tokenizer makes them), padded with the
+    /// bundle's pad id to the batch's longest sequence or the context, as its text spec
+    /// says (or to `pad_to`, if larger).
     pub fn encode_ids(&mut self, ids: &[Vec<u32>], pad_to: Option<usize>) -> Result<Embeddings> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -564,14 +570,19 @@ impl TextEncoder {
     /// The [batch, length] int64 input of non-empty `ids`.
     fn ids_tensor(&self, ids: &[Vec<u32>], pad_to: Option<usize>) -> Result<Tensor> {
         let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
-        let len = longest.max(pad_to.unwrap_or(0));
-        if longest == 0 || len > self.context_length {
+        if longest == 0 || longest > self.context_length {
             return Err(Error::InvalidInput(format!(
-                "token sequences of length {len} do not fit the context of {} tokens",
+                "token sequences of length {longest} do not fit the context of {} tokens",
                 self.context_length
             )));
         }
-        let mut flat = vec![0i64; ids.len() * len];
+        let len = self
+            .spec
+            .padded_length(longest, self.context_length)
+            .max(longest)
+            .max(pad_to.unwrap_or(0))
+            .min(self.context_length);
+        let mut flat = vec![i64::from(self.spec.pad_id); ids.len() * len];
         for (row, seq) in flat.chunks_exact_mut(len).zip(ids) {
             for (dst, &id) in row.iter_mut().zip(seq) {
                 *dst = i64::from(id);

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-pub use crate::engine::step::{FrameResult, Matches, Stamp};
+pub use crate::engine::step::{FrameResult, Matches, PhraseMatch, Stamp};
 use crate::image::{CompressedFrame, Frame, FrameError, RgbImage};
 
 /// A `std_msgs/Header`.
@@ -93,7 +93,7 @@ impl ImageInput {
 }
 
 /// One phrase's score (`vision_msgs/ObjectHypothesis`: class_id = phrase, score from
-/// [`score_of_cosine`]).
+/// [`classification_score`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hypothesis {
     pub class_id: String,
@@ -107,18 +107,20 @@ pub struct Classification {
     pub results: Vec<Hypothesis>,
 }
 
-/// A phrase's `Classification` score: its cosine similarity with the image clipped to
-/// [0, 1]. It depends only on that phrase and that image (not on the other phrases, unlike
-/// the softmax `probability` of `~/matches`), grows with the cosine, and is in the unit of
-/// the `threshold` / `label_thresholds` parameters and `LabelInfo.threshold`, so
+/// A phrase's `Classification` score: its step score ([`crate::engine::step`]) clipped to
+/// [0, 1]: the cosine similarity with the image for softmax-scored bundles (CLIP,
+/// MobileCLIP), the phrase's own sigmoid probability for sigmoid-scored ones (SigLIP). It
+/// depends only on that phrase and that image (not on the other phrases, unlike a softmax
+/// `probability` of `~/matches`), grows with the cosine, and is in the unit of the
+/// `threshold` / `label_thresholds` parameters and `LabelInfo.threshold`, so
 /// `score >= threshold` is the node's own `matched` test (without hysteresis).
-pub fn score_of_cosine(cosine: f32) -> f64 {
-    f64::from(cosine.clamp(0.0, 1.0))
+pub fn classification_score(m: &PhraseMatch) -> f64 {
+    f64::from(m.score.clamp(0.0, 1.0))
 }
 
 impl Classification {
     /// What the node publishes for a frame: the policy's top-k phrases (every phrase when
-    /// `top_k` is 0), best first, each scored by [`score_of_cosine`].
+    /// `top_k` is 0), best first, each scored by [`classification_score`].
     pub fn of(header: Header, matches: &Matches) -> Self {
         Classification {
             header,
@@ -127,7 +129,7 @@ impl Classification {
                 .iter()
                 .map(|m| Hypothesis {
                     class_id: m.phrase.clone(),
-                    score: score_of_cosine(m.cosine),
+                    score: classification_score(m),
                 })
                 .collect(),
         }
@@ -190,7 +192,7 @@ mod tests {
                 2,
                 &labels.iter().flat_map(|(_, v)| *v).collect::<Vec<_>>(),
             ),
-            logit_scale: 100.0,
+            scoring: crate::model::Scoring::softmax(100.0),
         };
         let matches = FrameStep::new(MatchPolicy::default()).step(&matrix, 0, embedding);
         Classification::of(Header::default(), &matches)

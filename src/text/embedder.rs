@@ -11,7 +11,7 @@ use super::cache::EmbeddingCache;
 use super::labels::{normalize, LabelMatrix};
 use super::phrases::check_phrases;
 use super::prompts::{fill_template, Prompts};
-use super::tokenizer::ClipTokenizer;
+use super::tokenizer::TextTokenizer;
 use crate::error::Result;
 use crate::model::bundle::ModelBundle;
 use crate::model::encoder::{Embeddings, EncoderOptions, TextEncoder};
@@ -31,7 +31,7 @@ pub struct TextStats {
 /// first need, so a fully cached phrase set never loads it), and the cache.
 pub struct TextEmbedder {
     bundle: ModelBundle,
-    tokenizer: ClipTokenizer,
+    tokenizer: TextTokenizer,
     encoder: Option<TextEncoder>,
     options: EncoderOptions,
     cache: Option<EmbeddingCache>,
@@ -58,7 +58,7 @@ impl TextEmbedder {
         })
     }
 
-    pub fn tokenizer(&self) -> &ClipTokenizer {
+    pub fn tokenizer(&self) -> &TextTokenizer {
         &self.tokenizer
     }
 
@@ -152,7 +152,7 @@ impl TextEmbedder {
         Ok(LabelMatrix {
             labels: phrases.to_vec(),
             matrix,
-            logit_scale: self.bundle.manifest.logit_scale,
+            scoring: self.bundle.spec().scoring,
         })
     }
 }

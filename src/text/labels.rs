@@ -1,15 +1,19 @@
-//! The [`LabelMatrix`]: one unit-length row per task phrase, with the model's logit scale.
+//! The [`LabelMatrix`]: one unit-length row per task phrase, with the model's scoring
+//! (logit scale; softmax over phrases or a per-phrase sigmoid).
 //! The text side builds it (only when the phrases change); scoring reads it on every frame.
 
 use nalgebra::DMatrix;
 
-/// Unit vectors, one row per phrase, with the model's logit scale.
+use crate::model::family::Scoring;
+
+/// Unit vectors, one row per phrase, with the model's scoring.
 #[derive(Debug, Clone)]
 pub struct LabelMatrix {
     pub labels: Vec<String>,
     /// n_labels x embed_dim, unit rows.
     pub matrix: DMatrix<f32>,
-    pub logit_scale: f32,
+    /// How cosines become probabilities (the bundle's `logit_scale`, softmax or sigmoid).
+    pub scoring: Scoring,
 }
 
 impl LabelMatrix {

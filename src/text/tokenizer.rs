@@ -1,19 +1,29 @@
-//! CLIP tokenization: OpenAI's text cleaning ([`super::clean::clip_clean`]) followed by the
-//! byte-level BPE of a Hugging Face `tokenizer.json`, start/end tokens, and truncation to the
-//! context length that keeps the end token — the ids OpenAI's `clip.tokenize` produces.
+//! Text to token ids, as the bundle's family does it ([`TextTokenizer`]):
 //!
-//! The `tokenizer.json` normalizer and post-processor are replaced: the normalizer of a
-//! Hugging Face CLIP tokenizer does not do OpenAI's cleaning (ftfy, HTML unescaping), so
-//! the cleaning here is the only normalisation, and the special tokens are added here.
+//! - [`ClipTokenizer`] (CLIP, MobileCLIP): OpenAI's text cleaning
+//!   ([`super::clean::clip_clean`]) followed by the byte-level BPE of a Hugging Face
+//!   `tokenizer.json`, start/end tokens, and truncation to the context length that keeps the
+//!   end token — the ids OpenAI's `clip.tokenize` produces. The `tokenizer.json` normalizer
+//!   and post-processor are replaced: the normalizer of a Hugging Face CLIP tokenizer does
+//!   not do OpenAI's cleaning (ftfy, HTML unescaping), so the cleaning here is the only
+//!   normalisation, and the special tokens are added here.
+//! - [`HfTokenizer`] (SigLIP's SentencePiece, SigLIP 2's Gemma BPE): the manifest's
+//!   lower-casing and punctuation stripping (what `SiglipTokenizer` does in Python), then
+//!   the `tokenizer.json`'s own pipeline with its special tokens, truncated as transformers'
+//!   `truncation=True` does.
+//!
+//! Padding is the text encoder's job ([`TextSpec::padded_length`], `pad_id`).
 
 use std::path::Path;
 
 use std::sync::LazyLock;
 
 use regex::Regex;
-use tokenizers::{NormalizerWrapper, PostProcessorWrapper, Tokenizer};
+use tokenizers::{NormalizerWrapper, PostProcessorWrapper, Tokenizer, TruncationParams};
 
+use super::clean::{is_python_space, python_lower};
 use crate::error::{Error, Result};
+use crate::model::family::{TextSpec, TokenizerKind};
 
 /// The start-of-text token of CLIP's vocabulary.
 pub const START_TOKEN: &str = "<|startoftext|>";
@@ -144,5 +154,190 @@ impl ClipTokenizer {
     /// Encodes a batch of texts.
     pub fn encode_batch<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<u32>>> {
         texts.iter().map(|t| self.encode(t.as_ref())).collect()
+    }
+}
+
+/// A `tokenizer.json` run as Hugging Face runs it (normalizer, pre-tokenizer, model,
+/// post-processor with its special tokens), after the manifest's Python-side text steps.
+#[derive(Clone)]
+pub struct HfTokenizer {
+    inner: Tokenizer,
+    lowercase: bool,
+    strip_punctuation: bool,
+}
+
+impl std::fmt::Debug for HfTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HfTokenizer")
+            .field("lowercase", &self.lowercase)
+            .field("strip_punctuation", &self.strip_punctuation)
+            .finish()
+    }
+}
+
+impl HfTokenizer {
+    /// Loads a `tokenizer.json` (its bytes; `path` names it in errors) for `spec`, truncating
+    /// to `context_length` ids special tokens included.
+    pub fn from_bytes(
+        path: &Path,
+        bytes: &[u8],
+        spec: &TextSpec,
+        context_length: usize,
+    ) -> Result<Self> {
+        let mut inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            message: format!("not a Hugging Face tokenizer.json: {e}"),
+        })?;
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length: context_length,
+                ..Default::default()
+            }))
+            .map_err(|e| Error::Config {
+                path: path.to_path_buf(),
+                message: format!("cannot truncate to {context_length} tokens: {e}"),
+            })?;
+        inner.with_padding(None);
+        Ok(HfTokenizer {
+            inner,
+            lowercase: spec.lowercase,
+            strip_punctuation: spec.strip_punctuation,
+        })
+    }
+
+    /// Size of the vocabulary, special tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The text as the `tokenizer.json` gets it: lower-cased, then (SigLIP's
+    /// `canonicalize_text`) ASCII punctuation removed, whitespace runs made one space and
+    /// the ends stripped, as the manifest says.
+    pub fn canonicalize(&self, text: &str) -> String {
+        let text = if self.lowercase {
+            python_lower(text)
+        } else {
+            text.to_string()
+        };
+        if !self.strip_punctuation {
+            return text;
+        }
+        let kept: String = text.chars().filter(|c| !c.is_ascii_punctuation()).collect();
+        // re.sub(r"\s+", " ", text).strip()
+        let mut out = String::with_capacity(kept.len());
+        let mut space = false;
+        for c in kept.chars() {
+            if is_python_space(c) {
+                space = true;
+            } else {
+                if space && !out.is_empty() {
+                    out.push(' ');
+                }
+                space = false;
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Token ids of `text`, special tokens included, truncated to the context. Not padded.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let text = self.canonicalize(text);
+        self.inner
+            .encode_fast(text.as_str(), true)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| Error::Tokenizer(format!("cannot encode {text:?}: {e}")))
+    }
+}
+
+/// The bundle's tokenizer with its text conventions (padding id and length).
+#[derive(Debug, Clone)]
+pub struct TextTokenizer {
+    kind: Kind,
+    spec: TextSpec,
+    context_length: usize,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Clip(ClipTokenizer),
+    Hf(HfTokenizer),
+}
+
+impl TextTokenizer {
+    /// A CLIP tokenizer under `spec` (its context length is the tokenizer's).
+    pub fn clip(tokenizer: ClipTokenizer, spec: TextSpec) -> Self {
+        debug_assert_eq!(spec.tokenizer, TokenizerKind::Clip);
+        TextTokenizer {
+            context_length: tokenizer.context_length(),
+            kind: Kind::Clip(tokenizer),
+            spec,
+        }
+    }
+
+    /// A `tokenizer.json` pipeline under `spec`.
+    pub fn hf(tokenizer: HfTokenizer, spec: TextSpec) -> Self {
+        debug_assert_eq!(spec.tokenizer, TokenizerKind::Hf);
+        let context_length = tokenizer
+            .inner
+            .get_truncation()
+            .map(|t| t.max_length)
+            .unwrap_or(usize::MAX);
+        TextTokenizer {
+            kind: Kind::Hf(tokenizer),
+            spec,
+            context_length,
+        }
+    }
+
+    /// The text conventions (padding, pooling) of the bundle.
+    pub fn spec(&self) -> &TextSpec {
+        &self.spec
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.context_length
+    }
+
+    /// Size of the vocabulary, special tokens included.
+    pub fn vocab_size(&self) -> usize {
+        match &self.kind {
+            Kind::Clip(t) => t.vocab_size(),
+            Kind::Hf(t) => t.vocab_size(),
+        }
+    }
+
+    /// The CLIP tokenizer, for a CLIP-family bundle.
+    pub fn as_clip(&self) -> Option<&ClipTokenizer> {
+        match &self.kind {
+            Kind::Clip(t) => Some(t),
+            Kind::Hf(_) => None,
+        }
+    }
+
+    /// Token ids of `text` as the text encoder gets them, before padding.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        match &self.kind {
+            Kind::Clip(t) => t.encode(text),
+            Kind::Hf(t) => t.encode(text),
+        }
+    }
+
+    /// Encodes a batch of texts.
+    pub fn encode_batch<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<u32>>> {
+        texts.iter().map(|t| self.encode(t.as_ref())).collect()
+    }
+
+    /// `ids` padded with the bundle's pad id to the length the text encoder needs for a
+    /// batch whose longest sequence is `longest` (the context, where the tower reads
+    /// padding).
+    pub fn padded(&self, ids: &[u32], longest: usize) -> Vec<u32> {
+        let len = self
+            .spec
+            .padded_length(longest, self.context_length)
+            .max(ids.len());
+        let mut row = ids.to_vec();
+        row.resize(len, self.spec.pad_id);
+        row
     }
 }

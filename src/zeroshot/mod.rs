@@ -157,7 +157,7 @@ mod tests {
         let labels = LabelMatrix {
             labels: vec!["a".into(), "b".into(), "c".into()],
             matrix: DMatrix::identity(3, 3),
-            logit_scale: 100.0,
+            scoring: crate::model::Scoring::softmax(100.0),
         };
         let embeddings = vec![
             vec![1.0, 0.1, 0.0], // a, right
