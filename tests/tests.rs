@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod embeddings;
 mod eval;
+mod families;
 mod fuzz_corpus;
 mod index;
 #[cfg(feature = "dds")]

@@ -3,6 +3,8 @@ reference data they are checked against.
 
     clip_tools.bundle         the bundle contract: manifest, tokenizer.json, export wrappers
     clip_tools.export         export a CLIP checkpoint to a bundle     (models/export.py)
+    clip_tools.families       format-2 families (MobileCLIP, SigLIP): sections, SigLIP
+                              tokenizers, the tiny fixture architectures
     clip_tools.quantize       add the int8 image encoder to a bundle   (models/quantize.py)
     clip_tools.benchmark      tract vs onnxruntime encoder timings     (models/benchmark.py)
     clip_tools.tabletop       the default model: scenes, training, evaluation set, evaluation

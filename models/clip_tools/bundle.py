@@ -3,7 +3,9 @@
 A bundle is a folder with
 
     model.yaml           manifest (format_version 1): name, source, embed dim, image size,
-                         mean/std, logit scale, context length, files with sha256
+                         mean/std, logit scale, context length, files with sha256;
+                         format_version 2 adds `family`, `preprocess`, `text` and `scoring`
+                         (docs/bundle-format.md), written for MobileCLIP and SigLIP exports
     image_encoder.onnx   pixel_values f32 [N,3,S,S] -> image_embeds f32 [N,D]
     text_encoder.onnx    input_ids i64 [N,L] -> text_embeds f32 [N,D]
     tokenizer.json       Hugging Face tokenizers file for the CLIP BPE vocabulary
@@ -51,6 +53,14 @@ if TYPE_CHECKING:  # annotations only; torch is imported lazily
 # ---------------------------------------------------------------------------
 
 FORMAT_VERSION = 1
+FORMAT_VERSION_FAMILIES = 2  # the manifest with family / preprocess / text / scoring sections
+# The sections format 2 adds, with the keys each may hold (docs/bundle-format.md).
+FORMAT2_SECTIONS: dict[str, tuple[str, ...]] = {
+    "preprocess": ("resize", "resample", "crop_offset"),
+    "text": ("tokenizer", "lowercase", "strip_punctuation", "pad_id", "pad_to", "pooling"),
+    "scoring": ("kind", "logit_bias"),
+}
+FAMILIES = ("clip", "mobileclip", "siglip", "siglip2")
 SOT_ID = 49406  # <|startoftext|>
 EOT_ID = 49407  # <|endoftext|>
 VOCAB_SIZE = 49408
@@ -138,6 +148,39 @@ class BundleInfo:
     logit_scale: float
     context_length: int = CONTEXT_LENGTH
     extra: dict[str, Any] = field(default_factory=dict)  # extra top-level keys
+    # Format 2 only (all four set, or none for format 1): see docs/bundle-format.md.
+    family: str | None = None
+    preprocess: dict[str, Any] | None = None
+    text: dict[str, Any] | None = None
+    scoring: dict[str, Any] | None = None
+
+    @property
+    def format_version(self) -> int:
+        return FORMAT_VERSION if self.family is None else FORMAT_VERSION_FAMILIES
+
+
+def check_format2_sections(info: BundleInfo) -> None:
+    """Raise unless the format-2 fields are complete and consistent (what the engine validates)."""
+    if info.family not in FAMILIES:
+        raise ValueError(f"family {info.family!r}: not one of {FAMILIES}")
+    for key, allowed in FORMAT2_SECTIONS.items():
+        sec = getattr(info, key)
+        if not isinstance(sec, dict):
+            raise ValueError(f"format 2 needs a `{key}:` section")
+        unknown = sorted(set(sec) - set(allowed))
+        if unknown:
+            raise ValueError(f"{key}: unknown keys {unknown}")
+    pre, text, sc = info.preprocess, info.text, info.scoring
+    assert pre["resize"] in ("shortest_edge_crop", "squash"), pre
+    assert pre["resample"] in ("bicubic", "bilinear"), pre
+    assert pre.get("crop_offset", "floor") in ("floor", "round_half_even"), pre
+    assert text["tokenizer"] in ("clip", "hf"), text
+    assert text["pad_to"] in ("longest", "context"), text
+    assert text["pooling"] in ("first_eot", "argmax_eot", "last"), text
+    assert text["pooling"] != "last" or text["pad_to"] == "context", text
+    assert text["tokenizer"] == "hf" or not (text.get("lowercase") or text.get("strip_punctuation")), text
+    assert sc["kind"] in ("softmax", "sigmoid"), sc
+    assert (sc["kind"] == "sigmoid") == (sc.get("logit_bias") is not None), sc
 
 
 def _yaml_scalar(v: Any) -> str:
@@ -180,8 +223,16 @@ def _yaml_block(obj: Any, indent: int) -> list[str]:
 
 
 def write_manifest(bundle_dir: str | os.PathLike, info: BundleInfo) -> Path:
-    """Write `model.yaml` for the three standard files already in `bundle_dir`."""
+    """Write `model.yaml` for the three standard files already in `bundle_dir`: format 1, or
+    format 2 when `info.family` is set (then with the family / preprocess / text / scoring
+    sections right after context_length)."""
     d = Path(bundle_dir)
+    version = info.format_version
+    if version == FORMAT_VERSION_FAMILIES:
+        check_format2_sections(info)
+        clash = sorted({"family", *FORMAT2_SECTIONS} & set(info.extra))
+        if clash:
+            raise ValueError(f"extra manifest keys {clash} are format-2 sections")
     files = {
         "image_encoder": (IMAGE_FILE, IMAGE_INPUT, IMAGE_OUTPUT),
         "text_encoder": (TEXT_FILE, TEXT_INPUT, TEXT_OUTPUT),
@@ -189,7 +240,7 @@ def write_manifest(bundle_dir: str | os.PathLike, info: BundleInfo) -> Path:
     }
     lines = [
         "# CLIP model bundle manifest, written by models/export.py (models/clip_bundle.py).",
-        f"format_version: {FORMAT_VERSION}",
+        f"format_version: {version}",
         f"name: {_yaml_scalar(info.name)}",
         "source:",
         f"  kind: {info.source_kind}",
@@ -202,6 +253,12 @@ def write_manifest(bundle_dir: str | os.PathLike, info: BundleInfo) -> Path:
         # 7 significant digits: the float32 value (exp(ln 100) = 100.00000762939453 -> 100.0)
         f"logit_scale: {_yaml_scalar(float(f'{float(info.logit_scale):.7g}'))}",
         f"context_length: {int(info.context_length)}",
+    ]
+    if version == FORMAT_VERSION_FAMILIES:
+        lines.append(f"family: {info.family}")
+        for key in FORMAT2_SECTIONS:
+            lines.extend(_yaml_block({key: getattr(info, key)}, 0))
+    lines += [
         "files:",
     ]
     for key, (fname, inp, out) in files.items():
@@ -215,14 +272,18 @@ def write_manifest(bundle_dir: str | os.PathLike, info: BundleInfo) -> Path:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     # Round-trip check: the file must parse back to what we meant.
     parsed = read_manifest(d)
-    assert parsed["format_version"] == FORMAT_VERSION and parsed["embed_dim"] == info.embed_dim
+    assert parsed["format_version"] == version and parsed["embed_dim"] == info.embed_dim
+    if version == FORMAT_VERSION_FAMILIES:
+        for key in FORMAT2_SECTIONS:
+            assert parsed[key] == json.loads(json.dumps(getattr(info, key))), (key, parsed[key])
     return path
 
 
 def set_manifest_section(bundle_dir: str | os.PathLike, key: str, value: dict[str, Any]) -> Path:
     """Replace (or append) the top-level `key:` block of an existing `model.yaml`, leaving
     every other line as it is (e.g. evaluation metrics measured after export)."""
-    if key in ("format_version", "name", "source", "files", "embed_dim", "image_size"):
+    if key in ("format_version", "name", "source", "files", "embed_dim", "image_size", "family",
+               *FORMAT2_SECTIONS):
         raise ValueError(f"{key}: a core manifest field; re-export instead")
     path = Path(bundle_dir) / MANIFEST_FILE
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -456,16 +517,32 @@ def _make_wrappers():
         index = idx.to(torch.int64).reshape(-1, 1, 1).expand(-1, 1, width)
         return torch.gather(hidden, 1, index).reshape(-1, width)
 
-    def attention(x, q_proj, k_proj, v_proj, out_proj, num_heads: int, width: int, mask):
-        """Multi-head self-attention with plain ops, same arithmetic order as
-        transformers' eager CLIP attention: softmax((q k^T) * scale + mask) v."""
+    def argmax_id_pool(hidden: "torch.Tensor", input_ids: "torch.Tensor") -> "torch.Tensor":
+        """hidden [N, L, C] -> [N, C] taken at the first position of the largest token id
+        (open_clip's pool_type 'argmax': the end-of-text id is the largest of the CLIP vocabulary).
+        The ids go through float32 for ArgMax (exact below 2**24), as in first_eot_pool."""
+        idx = input_ids.to(torch.float32).argmax(dim=-1)
+        width = int(hidden.shape[-1])
+        index = idx.to(torch.int64).reshape(-1, 1, 1).expand(-1, 1, width)
+        return torch.gather(hidden, 1, index).reshape(-1, width)
+
+    def last_pool(hidden: "torch.Tensor") -> "torch.Tensor":
+        """hidden [N, L, C] -> [N, C] at the last position (SigLIP), as a Slice [-1:] + Reshape."""
+        width = int(hidden.shape[-1])
+        return hidden[:, -1:, :].reshape(-1, width)
+
+    def attention(x, q_proj, k_proj, v_proj, out_proj, num_heads: int, width: int, mask, kv=None):
+        """Multi-head attention with plain ops, same arithmetic order as transformers' eager
+        CLIP attention: softmax((q k^T) * scale + mask) v. Self-attention, or attention of the
+        queries `x` to the keys/values `kv` (SigLIP's pooling head)."""
         n = x.shape[0]  # the only dynamic size; the rest are Python ints (constants in the graph)
         width = int(width)
         head_dim = width // num_heads
         scale = float(head_dim) ** -0.5
+        kv = x if kv is None else kv
         q = q_proj(x).reshape(n, -1, num_heads, head_dim).transpose(1, 2)
-        k = k_proj(x).reshape(n, -1, num_heads, head_dim).transpose(1, 2)
-        v = v_proj(x).reshape(n, -1, num_heads, head_dim).transpose(1, 2)
+        k = k_proj(kv).reshape(n, -1, num_heads, head_dim).transpose(1, 2)
+        v = v_proj(kv).reshape(n, -1, num_heads, head_dim).transpose(1, 2)
         scores = torch.matmul(q, k.transpose(-1, -2)) * scale
         if mask is not None:
             scores = scores + mask
@@ -588,8 +665,11 @@ def _make_wrappers():
                 return self.model.encode_image(pixel_values, normalize=False)
 
     class OpenClipTextEncoder(nn.Module):
-        """open_clip model with a standard causal text transformer -> projected unnormalised
-        text features pooled at the first EOT, for any L <= context length."""
+        """open_clip model with a standard text transformer -> projected unnormalised text
+        features. A causal tower (CLIP) pools at the first EOT, for any L <= context length;
+        a bidirectional one (`no_causal_mask`, MobileCLIP S-models) attends to the padding, so
+        it must be fed ids zero-padded to the context length, and pools at the largest id
+        (open_clip's 'argmax', `pooling` = "argmax_eot")."""
 
         def __init__(self, model):
             super().__init__()
@@ -597,14 +677,18 @@ def _make_wrappers():
             for attr in ("token_embedding", "positional_embedding", "transformer", "ln_final"):
                 if not hasattr(t, attr):
                     raise ValueError(f"open_clip text tower {type(t).__name__} has no `{attr}`: "
-                                     "only the standard causal TextTransformer is supported")
-            if getattr(t, "attn_mask", None) is None:
-                raise ValueError("open_clip text tower is not causal (attn_mask is None): unsupported")
+                                     "only the standard TextTransformer is supported")
+            self.causal = getattr(t, "attn_mask", None) is not None
             if getattr(t, "cls_emb", None) is not None:
                 raise ValueError("open_clip text tower with a class token (CoCa-style): unsupported")
+            if getattr(t, "use_pad_mask", False):
+                raise ValueError("open_clip text tower masks its padding (use_pad_mask): unsupported")
             pool = getattr(t, "text_pool_type", getattr(t, "pool_type", "argmax"))
             if pool not in ("argmax", "eos"):
                 raise ValueError(f"open_clip text pool type {pool!r}: only argmax/eos (end-of-text) pooling is supported")
+            if not self.causal and pool != "argmax":
+                raise ValueError(f"bidirectional open_clip text tower with pool type {pool!r}: only argmax is supported")
+            self.pooling = "first_eot" if self.causal else "argmax_eot"
             self.t = t
             self.plain = PlainOpenClipTransformer(t.transformer)
 
@@ -614,9 +698,9 @@ def _make_wrappers():
             cast = t.transformer.get_cast_dtype() if hasattr(t.transformer, "get_cast_dtype") else torch.float32
             x = t.token_embedding(input_ids).to(cast)
             x = x + t.positional_embedding[:seq].to(cast)
-            x = self.plain(x, attn_mask=causal_mask(input_ids))
+            x = self.plain(x, attn_mask=causal_mask(input_ids) if self.causal else None)
             x = t.ln_final(x)
-            pooled = first_eot_pool(x, input_ids)
+            pooled = first_eot_pool(x, input_ids) if self.causal else argmax_id_pool(x, input_ids)
             proj = t.text_projection
             if proj is None:
                 return pooled
@@ -624,9 +708,61 @@ def _make_wrappers():
                 return proj(pooled)
             return pooled @ proj
 
-    return dict(causal_mask=causal_mask, first_eot_pool=first_eot_pool,
+    class SiglipImageEncoder(nn.Module):
+        """transformers SiglipModel -> get_image_features: patch embedding + positions (no class
+        token), pre-LN encoder, post LayerNorm, then the attention-pooling head (a learned probe
+        query attending to all patches, LayerNorm + MLP residual). Not normalised."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.vision = model.vision_model
+            if not getattr(self.vision, "use_head", True):
+                raise ValueError("SigLIP vision tower without the pooling head (vision_use_head=False): unsupported")
+
+        def forward(self, pixel_values):
+            vm = self.vision
+            emb = vm.embeddings
+            x = emb.patch_embedding(pixel_values).flatten(2).transpose(1, 2)  # [N, g*g, C]
+            x = x + emb.position_embedding.weight.unsqueeze(0)
+            for layer in vm.encoder.layers:
+                x = hf_block(layer, x, None)
+            x = vm.post_layernorm(x)
+            head = vm.head
+            a = head.attention
+            width = int(a.embed_dim)
+            w, b = a.in_proj_weight, a.in_proj_bias
+            q = lambda h: torch.nn.functional.linear(h, w[:width], b[:width])  # noqa: E731
+            k = lambda h: torch.nn.functional.linear(h, w[width:2 * width], b[width:2 * width])  # noqa: E731
+            v = lambda h: torch.nn.functional.linear(h, w[2 * width:], b[2 * width:])  # noqa: E731
+            probe = head.probe.reshape(1, 1, width).expand(x.shape[0], 1, width)
+            h = attention(probe, q, k, v, a.out_proj, a.num_heads, width, None, kv=x)  # [N, 1, C]
+            h = h + head.mlp(head.layernorm(h))
+            return h.reshape(-1, width)
+
+    class SiglipTextEncoder(nn.Module):
+        """transformers SiglipModel -> get_text_features: token + position embeddings,
+        bidirectional pre-LN encoder without attention mask (padding is attended to), final
+        LayerNorm, the LAST position, linear head. Feed ids padded to the context length."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.text = model.text_model
+
+        def forward(self, input_ids):
+            tm = self.text
+            emb = tm.embeddings
+            seq = input_ids.shape[1]
+            pos = torch.arange(seq, dtype=torch.int64, device=input_ids.device)
+            x = emb.token_embedding(input_ids) + emb.position_embedding(pos).unsqueeze(0)
+            for layer in tm.encoder.layers:
+                x = hf_block(layer, x, None)
+            x = tm.final_layer_norm(x)
+            return tm.head(last_pool(x))
+
+    return dict(causal_mask=causal_mask, first_eot_pool=first_eot_pool, argmax_id_pool=argmax_id_pool,
                 HFImageEncoder=HFImageEncoder, HFTextEncoder=HFTextEncoder,
-                OpenClipImageEncoder=OpenClipImageEncoder, OpenClipTextEncoder=OpenClipTextEncoder)
+                OpenClipImageEncoder=OpenClipImageEncoder, OpenClipTextEncoder=OpenClipTextEncoder,
+                SiglipImageEncoder=SiglipImageEncoder, SiglipTextEncoder=SiglipTextEncoder)
 
 
 _WRAPPERS: dict[str, Any] | None = None
@@ -640,8 +776,8 @@ def wrappers() -> dict[str, Any]:
 
 
 def __getattr__(name: str):  # lazy access: clip_tools.bundle.HFImageEncoder etc.
-    if name in ("causal_mask", "first_eot_pool", "HFImageEncoder", "HFTextEncoder",
-                "OpenClipImageEncoder", "OpenClipTextEncoder"):
+    if name in ("causal_mask", "first_eot_pool", "argmax_id_pool", "HFImageEncoder", "HFTextEncoder",
+                "OpenClipImageEncoder", "OpenClipTextEncoder", "SiglipImageEncoder", "SiglipTextEncoder"):
         return wrappers()[name]
     raise AttributeError(name)
 
@@ -732,9 +868,9 @@ def max_abs_diff(a, b) -> float:
     return float(np.max(np.abs(a - b))) if a.size else 0.0
 
 
-def pad_ids(rows: Sequence[Sequence[int]], length: int) -> np.ndarray:
-    """Zero-pad (open_clip style) token id rows to `length` (rows must already fit)."""
-    out = np.zeros((len(rows), length), dtype=np.int64)
+def pad_ids(rows: Sequence[Sequence[int]], length: int, pad_id: int = 0) -> np.ndarray:
+    """Pad token id rows to `length` with `pad_id` (0: open_clip style; rows must already fit)."""
+    out = np.full((len(rows), length), pad_id, dtype=np.int64)
     for i, r in enumerate(rows):
         assert len(r) <= length, (len(r), length)
         out[i, : len(r)] = r

@@ -1,0 +1,216 @@
+"""Model families beyond the OpenAI-style CLIP ViTs: what a format-2 bundle says about them
+(docs/bundle-format.md), their tokenizers, and the tiny architectures of the test fixtures.
+
+    MobileCLIP / MobileCLIP 2   open_clip CustomTextCLIP: a timm FastViT MCi image tower
+                                (reparameterisable convs, RepMixer stages, attention last stage)
+                                and, for the S-models, a bidirectional text tower that attends
+                                to its zero padding: fed 77 ids, pooled at the largest id.
+                                Preprocessing is open_clip's own transform (torchvision Resize +
+                                CenterCrop on the PIL image, then convert("RGB")).
+    SigLIP                      transformers SiglipModel: squash resize, a SentencePiece
+                                tokenizer (SiglipTokenizer) behind a canonicalisation (lower-case,
+                                punctuation removed, whitespace collapsed), ids padded with `</s>`
+                                to 64 and pooled at the last position; sigmoid scoring with a bias.
+    SigLIP 2 (fixed resolution) SiglipModel with the Gemma byte-fallback BPE (tokenizer.json),
+                                lower-cased text, `<pad>` padding to 64.
+
+Used by clip_tools.export (format-2 bundles) and tests/data/families/generate.py (fixtures
+and goldens).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+SIGLIP_CONTEXT = 64
+SPIECE_UNDERLINE = "\u2581"
+
+# ---------------------------------------------------------------------------
+# Format-2 sections
+# ---------------------------------------------------------------------------
+
+OPEN_CLIP_RESIZE = {"shortest": "shortest_edge_crop", "squash": "squash"}
+PIL_RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL.Image.Resampling values
+
+
+def open_clip_sections(pcfg: dict[str, Any], text_encoder, logit_scale_known: bool = True) -> dict[str, Any]:
+    """preprocess / text / scoring for an open_clip model, from its preprocess cfg (open_clip's
+    get_model_preprocess_cfg: mean, std, interpolation, resize_mode) and the export text wrapper
+    (bundle.OpenClipTextEncoder: causal -> first_eot, bidirectional -> argmax_eot, padded to 77)."""
+    mode = pcfg.get("resize_mode", "shortest")
+    if mode not in OPEN_CLIP_RESIZE:
+        raise SystemExit(f"open_clip resize_mode {mode!r} (letterbox): not supported by the bundle format")
+    interp = pcfg.get("interpolation", "bicubic")
+    if interp not in ("bicubic", "bilinear"):
+        raise SystemExit(f"open_clip interpolation {interp!r}: not supported by the bundle format")
+    pre = {"resize": OPEN_CLIP_RESIZE[mode], "resample": interp}
+    if pre["resize"] == "shortest_edge_crop":
+        pre["crop_offset"] = "round_half_even"  # torchvision CenterCrop: int(round((d - S) / 2))
+    causal = text_encoder.causal
+    text = {"tokenizer": "clip", "pad_id": 0, "pad_to": "longest" if causal else "context",
+            "pooling": text_encoder.pooling}
+    return {"preprocess": pre, "text": text, "scoring": {"kind": "softmax"}}
+
+
+def float32_repr(x: float) -> float:
+    """The shortest decimal that reads back as the same float32 (what the graph / torch hold)."""
+    import numpy as np
+
+    return float(str(np.float32(x)))
+
+
+# ---------------------------------------------------------------------------
+# SigLIP tokenizers
+# ---------------------------------------------------------------------------
+
+def siglip_canonicalize(text: str, lowercase: bool = True, strip_punctuation: bool = True) -> str:
+    """What the engine does before running tokenizer.json for `tokenizer: hf` with
+    `lowercase` / `strip_punctuation` (docs/bundle-format.md), transcribing SiglipTokenizer:
+    tokenize() replaces U+2581 by a space; _tokenize() calls canonicalize_text(): str.lower()
+    (do_lower_case), string.punctuation removed, runs of Python-regex \\s (str.isspace()
+    characters) -> one space, str.strip(). Without strip_punctuation only the lower-casing."""
+    if lowercase:
+        text = text.lower()
+    if not strip_punctuation:
+        return text
+    text = text.replace(SPIECE_UNDERLINE, " ")
+    text = text.translate(str.maketrans("", "", string.punctuation))
+    text = re.sub(r"\s+", " ", text)
+    return text.strip()
+
+
+def convert_siglip_spm(tokenizer, out_path: str | os.PathLike) -> None:
+    """tokenizer.json for a slow SiglipTokenizer (spiece.model, a T5-style Unigram model):
+    transformers' SpmConverter pipeline (the model's precompiled nmt_nfkc charsmap, right
+    strip, Metaspace with the "\u2581" prefix always added, Unigram with the spiece scores) plus
+    the post-processor SiglipTokenizer applies (`$A </s>`). Canonicalisation is NOT in it: the
+    engine does it first (siglip_canonicalize)."""
+    from tokenizers import processors
+    from transformers.convert_slow_tokenizer import SpmConverter
+
+    backend = SpmConverter(tokenizer).converted()
+    eos = str(tokenizer.eos_token)
+    eos_id = int(tokenizer.eos_token_id)
+    backend.post_processor = processors.TemplateProcessing(single=f"$A {eos}", pair=f"$A {eos} $B {eos}",
+                                                           special_tokens=[(eos, eos_id)])
+    backend.no_padding()
+    backend.no_truncation()
+    backend.save(str(out_path), pretty=False)
+
+
+def engine_ids(tokenizer_json: str | os.PathLike, texts: Sequence[str], context: int, pad_id: int,
+               lowercase: bool, strip_punctuation: bool) -> list[list[int]]:
+    """The ids the engine feeds the text tower for `tokenizer: hf, pad_to: context`:
+    canonicalise, run tokenizer.json (its post-processor adds the special tokens), truncate to
+    `context` keeping the special tokens (tokenizers' own truncation, as transformers'
+    truncation=True), pad with `pad_id` to `context`."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    tok.enable_truncation(max_length=context)
+    out = []
+    for t in texts:
+        ids = tok.encode(siglip_canonicalize(t, lowercase, strip_punctuation)).ids
+        out.append(ids + [pad_id] * (context - len(ids)))
+    return out
+
+
+def check_engine_ids(tokenizer_json, reference: Callable[[str], list[int]], texts: Sequence[str], context: int,
+                     pad_id: int, lowercase: bool, strip_punctuation: bool) -> list[str]:
+    """Mismatch descriptions between engine_ids and the reference tokenizer (empty when equal)."""
+    got = engine_ids(tokenizer_json, texts, context, pad_id, lowercase, strip_punctuation)
+    bad = []
+    for t, g in zip(texts, got):
+        want = reference(t)
+        if g != want:
+            bad.append(f"{t!r}: tokenizer.json {g} != reference {want}")
+    return bad
+
+
+def hf_padded_ids(tokenizer, text: str, context: int) -> list[int]:
+    """transformers' ids as a SigLIP model is fed: padding="max_length", truncation=True."""
+    return list(tokenizer(text, padding="max_length", max_length=context, truncation=True)["input_ids"])
+
+
+# Strings the exporter checks tokenizer.json against the reference tokenizer on (texts with a
+# literal special-token string such as "</s>" are left out: the reference splits them off
+# before canonicalising, the engine does not).
+TOKENIZER_CHECK_TEXTS = [
+    "a photo of a red cup.",
+    "Pick up the BLUE ball, and put it in the drawer!",
+    "",
+    "   ",
+    "stop",
+    "Hello, World! It's 3.14 o'clock; we're done.",
+    "don't   STOP\tnow\nplease",
+    "naïve café ΟΔΟΣ 東京 😀 👩‍💻",
+    "x \u2581 y",
+    "İstanbul ΣΑΣ Straße",
+    "(parenthesised) [bracketed] {braced} <angled> #hash @at $dollar %percent ^caret &amp *star",
+    "a robot arm grasping a yellow sponge on a wooden table next to a sink full of dishes " * 4,
+]
+
+
+# ---------------------------------------------------------------------------
+# Tiny architectures of the committed fixtures
+# ---------------------------------------------------------------------------
+
+# MobileCLIP2-S0's timm image tower, fastvit_mci0 (layers (2, 6, 10, 2), dims (64, 128, 256,
+# 512), RepMixer x3 + attention stage with RepCPE, SE in the last two downsamplings,
+# lkc_use_act, MobileOne stem and final conv), shrunk: one block per stage, dims (8, 16, 32, 64).
+TINY_FASTVIT = "fastvit_mci0_tiny"
+TINY_FASTVIT_ARGS = dict(layers=(1, 1, 1, 1), embed_dims=(8, 16, 32, 64))
+
+# open_clip model config of MobileCLIP2-S0 (open_clip/model_configs/MobileCLIP2-S0.json) with
+# the tiny tower, embed_dim 512 -> 16 and the text tower 512 wide x 12 layers x 8 heads -> 8 x 2 x 2
+# (same vocab 49408, context 77, no causal mask, argmax pooling, no pad mask).
+TINY_MOBILECLIP2_CFG: dict[str, Any] = {
+    "embed_dim": 16,
+    "vision_cfg": {"timm_model_name": TINY_FASTVIT, "timm_model_pretrained": False, "timm_pool": "avg",
+                   "timm_proj": None, "timm_drop": 0.0, "timm_drop_path": 0.0, "image_size": 256},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 8, "heads": 2, "layers": 2,
+                 "no_causal_mask": True},
+    "custom_text": True,
+}
+
+
+def register_tiny_timm_models() -> None:
+    """Register TINY_FASTVIT with timm (idempotent), so open_clip's TimmModel can build it by
+    name: timm's own fastvit_mci0 entry point with TINY_FASTVIT_ARGS."""
+    import timm
+    from timm.models import register_model
+    from timm.models.fastvit import fastvit_mci0
+
+    if TINY_FASTVIT in timm.list_models(TINY_FASTVIT):
+        return
+
+    def fastvit_mci0_tiny(pretrained=False, **kwargs):
+        return fastvit_mci0(pretrained=pretrained, **dict(TINY_FASTVIT_ARGS, **kwargs))
+
+    fastvit_mci0_tiny.__module__ = "timm.models.fastvit"  # timm files entry points by module
+    register_model(fastvit_mci0_tiny)
+
+
+def tiny_siglip_config(vocab_size: int):
+    """transformers SiglipConfig: google/siglip-base-patch16-224's architecture (patch 16 on
+    224 x 224, attention-pooling head, gelu_pytorch_tanh, LayerNorm eps 1e-6, text context 64,
+    last-position pooling + linear head) at width 32, 2 layers, 2 heads, MLP 64."""
+    from transformers import SiglipConfig
+
+    common = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, attention_dropout=0.0)
+    text = dict(common, vocab_size=vocab_size, max_position_embeddings=SIGLIP_CONTEXT, projection_size=32,
+                pad_token_id=1, eos_token_id=1, bos_token_id=None)
+    vision = dict(common, image_size=224, patch_size=16, num_channels=3, vision_use_head=True)
+    cfg = SiglipConfig(text_config=text, vision_config=vision)
+    cfg._attn_implementation = "eager"
+    return cfg
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
