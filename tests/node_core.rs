@@ -665,3 +665,49 @@ fn a_bundle_file_replaced_while_running_is_refused_at_its_next_load_and_the_node
     assert_eq!(core.labels(), vec!["coffee mug", "drawer handle"]);
     core.shutdown();
 }
+
+/// A SigLIP bundle (sigmoid scoring): the node's Classification score is each phrase's own
+/// probability `sigmoid(logit_scale * cos + logit_bias)` (the `~/matches` probability and
+/// score), thresholds and `matched` are in that unit, and the probabilities do not sum to
+/// 1; on a CLIP bundle the score stays the clipped cosine.
+#[test]
+fn a_sigmoid_bundle_scores_and_thresholds_each_phrase_by_its_probability() {
+    let cache = tempfile::tempdir().unwrap();
+    let siglip = crate::common::root().join("tests/fixtures/tiny-siglip");
+    let (core, rec) = start_model(&siglip, &["threshold:=0.5"], cache.path());
+    wait_until("loaded", || core.ready());
+    assert_eq!(rec.label_infos.lock().unwrap()[0].threshold, 0.5);
+    for sec in 1..=3 {
+        core.offer_image(frame(sec));
+        wait_until("a result", || {
+            rec.classifications.lock().unwrap().len() == sec as usize
+        });
+    }
+    let bundle = clip_perception::ModelBundle::open(&siglip).unwrap();
+    let scoring = bundle.spec().scoring;
+    for (c, m) in rec
+        .classifications
+        .lock()
+        .unwrap()
+        .iter()
+        .zip(rec.matches.lock().unwrap().iter())
+    {
+        let mut total = 0.0;
+        for (h, l) in c.results.iter().zip(&m.matches.labels) {
+            assert_eq!(h.class_id, l.phrase);
+            let p = clip_perception::model::family::sigmoid(
+                scoring.logit_scale * l.cosine + scoring.logit_bias,
+            );
+            assert!((l.probability - p).abs() < 1e-6, "{l:?} vs {p}");
+            assert_eq!(l.score, l.probability);
+            assert_eq!(h.score, f64::from(l.probability));
+            assert_eq!(l.matched, l.probability >= 0.5);
+            total += l.probability;
+        }
+        assert!(
+            (total - 1.0).abs() > 1e-3,
+            "sigmoids that sum to 1? {total}"
+        );
+    }
+    core.shutdown();
+}

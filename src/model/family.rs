@@ -203,10 +203,17 @@ impl Scoring {
             ScoringKind::Softmax => {
                 format!("softmax over phrases of {} * cosine", self.logit_scale)
             }
-            ScoringKind::Sigmoid => format!(
-                "sigmoid({} * cosine + {}) per phrase",
-                self.logit_scale, self.logit_bias
-            ),
+            ScoringKind::Sigmoid => {
+                let (sign, bias) = if self.logit_bias < 0.0 {
+                    ('-', -self.logit_bias)
+                } else {
+                    ('+', self.logit_bias)
+                };
+                format!(
+                    "sigmoid({} * cosine {sign} {bias}) per phrase",
+                    self.logit_scale
+                )
+            }
         }
     }
 }

@@ -341,3 +341,52 @@ impl TextTokenizer {
         row
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::family::{PadTo, Pooling};
+
+    /// A word-level tokenizer.json (no normalizer), so canonicalisation alone decides the
+    /// ids, with `$A </s>` appended as SigLIP's post-processor does.
+    fn tokenizer(lowercase: bool, strip_punctuation: bool) -> TextTokenizer {
+        let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[
+            {"id":1,"content":"</s>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],
+          "normalizer":null,"pre_tokenizer":{"type":"WhitespaceSplit"},
+          "post_processor":{"type":"TemplateProcessing","single":[{"Sequence":{"id":"A","type_id":0}},{"SpecialToken":{"id":"</s>","type_id":0}}],
+            "pair":[{"Sequence":{"id":"A","type_id":0}}],"special_tokens":{"</s>":{"id":"</s>","ids":[1],"tokens":["</s>"]}}},
+          "decoder":null,
+          "model":{"type":"WordLevel","vocab":{"<unk>":0,"</s>":1,"red":2,"cup":3,"Red":4,"cup!":5},"unk_token":"<unk>"}}"#;
+        let spec = TextSpec {
+            tokenizer: TokenizerKind::Hf,
+            lowercase,
+            strip_punctuation,
+            pad_id: 1,
+            pad_to: PadTo::Context,
+            pooling: Pooling::Last,
+        };
+        let hf = HfTokenizer::from_bytes(Path::new("t.json"), json.as_bytes(), &spec, 4).unwrap();
+        TextTokenizer::hf(hf, spec)
+    }
+
+    #[test]
+    fn siglip_canonicalisation_then_the_json_pipeline() {
+        let raw = tokenizer(false, false);
+        assert_eq!(raw.encode("Red cup!").unwrap(), vec![4, 5, 1]);
+        let siglip = tokenizer(true, true);
+        // Lower-cased, punctuation dropped, whitespace runs (Python's, \x1c included) one space.
+        let Kind::Hf(hf) = &siglip.kind else {
+            unreachable!()
+        };
+        assert_eq!(hf.canonicalize(" Red,\t\x1c CUP!! "), "red cup");
+        assert_eq!(siglip.encode("Red cup!").unwrap(), vec![2, 3, 1]);
+        assert_eq!(siglip.encode("?!").unwrap(), vec![1]);
+        // Truncated to the context with the end token kept, padded with the pad id.
+        assert_eq!(
+            siglip.encode("red red red red red").unwrap(),
+            vec![2, 2, 2, 1]
+        );
+        assert_eq!(siglip.padded(&[2, 1], 2), vec![2, 1, 1, 1]);
+        assert_eq!(siglip.context_length(), 4);
+    }
+}
