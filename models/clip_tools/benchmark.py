@@ -64,17 +64,21 @@ def ensure_model(args) -> Path:
     return out
 
 
-def ort_int8_graph(model: Path) -> Path:
-    """onnxruntime's own dynamic int8 form of the bundle's fp32 image encoder (cached)."""
+def ort_int8_graph(model: Path, ops: tuple[str, ...] = ("MatMul",), cache: Path | None = None) -> Path:
+    """onnxruntime's own dynamic int8 form (int8 weights, `ops` quantized) of the bundle's fp32
+    image encoder, cached under `cache` (default models/.cache/ort-int8)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     entry = cb.read_manifest(model)["files"]["image_encoder"]
-    out = CACHE_DIR / "ort-int8" / f"{entry['sha256'][:16]}.onnx"
+    suffix = "" if tuple(ops) == ("MatMul",) else "-" + "-".join(ops).lower()
+    out = (cache or CACHE_DIR / "ort-int8") / f"{entry['sha256'][:16]}{suffix}.onnx"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-        log(f"onnxruntime quantize_dynamic -> {out} (once)")
-        quantize_dynamic(str(model / entry["path"]), str(out), op_types_to_quantize=["MatMul"],
+        log(f"onnxruntime quantize_dynamic ({', '.join(ops)}) -> {out} (once)")
+        tmp = out.with_suffix(".tmp.onnx")
+        quantize_dynamic(str(model / entry["path"]), str(tmp), op_types_to_quantize=list(ops),
                          weight_type=QuantType.QInt8)
+        tmp.rename(out)
     return out
 
 

@@ -578,6 +578,12 @@ def _make_wrappers():
                 x = hf_block(layer, x, None)
             return self.proj(vm.post_layernorm(x[:, 0, :]))
 
+    def token_and_position_embeddings(emb, input_ids):
+        """A transformers text tower's input: token embeddings plus the first L positions."""
+        seq = input_ids.shape[1]
+        pos = torch.arange(seq, dtype=torch.int64, device=input_ids.device)
+        return emb.token_embedding(input_ids) + emb.position_embedding(pos).unsqueeze(0)
+
     class HFTextEncoder(nn.Module):
         """transformers CLIPModel -> projected unnormalised text features pooled at the first EOT."""
 
@@ -588,10 +594,7 @@ def _make_wrappers():
 
         def forward(self, input_ids):
             tm = self.text
-            emb = tm.embeddings
-            seq = input_ids.shape[1]
-            pos = torch.arange(seq, dtype=torch.int64, device=input_ids.device)
-            x = emb.token_embedding(input_ids) + emb.position_embedding(pos).unsqueeze(0)
+            x = token_and_position_embeddings(tm.embeddings, input_ids)
             mask = causal_mask(input_ids)
             for layer in tm.encoder.layers:
                 x = hf_block(layer, x, mask)
@@ -750,10 +753,7 @@ def _make_wrappers():
 
         def forward(self, input_ids):
             tm = self.text
-            emb = tm.embeddings
-            seq = input_ids.shape[1]
-            pos = torch.arange(seq, dtype=torch.int64, device=input_ids.device)
-            x = emb.token_embedding(input_ids) + emb.position_embedding(pos).unsqueeze(0)
+            x = token_and_position_embeddings(tm.embeddings, input_ids)
             for layer in tm.encoder.layers:
                 x = hf_block(layer, x, None)
             x = tm.final_layer_norm(x)

@@ -196,6 +196,16 @@ def register_tiny_timm_models() -> None:
     register_model(fastvit_mci0_tiny)
 
 
+# google/siglip-base-patch16-224/preprocessor_config.json (the tiny fixture's and the families
+# benchmark's SiglipModel folders get it).
+SIGLIP_B16_PREPROCESSOR_CONFIG: dict[str, Any] = {
+    "do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": [0.5, 0.5, 0.5],
+    "image_processor_type": "SiglipImageProcessor", "image_std": [0.5, 0.5, 0.5],
+    "processor_class": "SiglipProcessor", "resample": 3, "rescale_factor": 0.00392156862745098,
+    "size": {"height": 224, "width": 224},
+}
+
+
 def tiny_siglip_config(vocab_size: int):
     """transformers SiglipConfig: google/siglip-base-patch16-224's architecture (patch 16 on
     224 x 224, attention-pooling head, gelu_pytorch_tanh, LayerNorm eps 1e-6, text context 64,
@@ -210,6 +220,159 @@ def tiny_siglip_config(vocab_size: int):
     cfg = SiglipConfig(text_config=text, vision_config=vision)
     cfg._attn_implementation = "eager"
     return cfg
+
+
+def randomize_fastvit_trunk(trunk, g, calibration=None) -> None:
+    """Random weights for a timm FastViT MCi trunk whose output depends on its input (timm's
+    init, trunc-normal std 0.02 and layer scales 1e-5, makes it nearly constant): weights
+    N(0, 1/fan_in), zero biases, layer scales U(0.5, 1), BatchNorm affine randomised and its
+    statistics measured on 16 seeded smooth random images (a train-mode pass), as a trained
+    model's would be, so reparameterisation folds real values. `g`: a seeded torch.Generator;
+    `calibration`: a function of `g` giving other calibration images [N, 3, 256, 256] instead.
+    (Smooth images alone leave the filters that see high frequencies with tiny variances, so
+    noise inputs, such as an export's verification pixels, reach activations of ~1e3 in a
+    deep tower, where its attention stage turns ill-conditioned.)"""
+    import torch
+
+    with torch.no_grad():
+        for m in trunk.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (1.0 / m.weight[0].numel()) ** 0.5)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.weight.copy_(1 + 0.2 * torch.randn(m.num_features, generator=g))
+                m.bias.copy_(0.1 * torch.randn(m.num_features, generator=g))
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the calibration pass
+        for name, p in trunk.named_parameters():
+            if "layer_scale" in name:
+                p.copy_(0.5 + 0.5 * torch.rand(p.shape, generator=g))
+        if calibration is None:
+            images = torch.nn.functional.interpolate(torch.rand(16, 3, 16, 16, generator=g), size=256,
+                                                     mode="bilinear", align_corners=False)
+        else:
+            images = calibration(g)
+        trunk.train()
+        trunk(images)
+        trunk.eval()
+        for m in trunk.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.momentum = 0.1
+
+
+# ---------------------------------------------------------------------------
+# The reference preprocessing, transcribed (tests/data/families/generate.py checks these equal
+# the libraries bit for bit on every golden image; docs/bundle-format.md spells them out)
+# ---------------------------------------------------------------------------
+
+def transformers_rgb(im):
+    """transformers.image_transforms.convert_to_rgb: alpha composited on white (see
+    tests/data/preprocess/README.md); other modes convert("RGB")."""
+    from PIL import Image
+
+    if "A" in im.getbands() or im.info.get("transparency") is not None:
+        return Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im.convert("RGBA")).convert("RGB")
+    return im.convert("RGB")
+
+
+def normalize(pixels_hwc, mean, std, f32_division: bool):
+    """[1, 3, H, W] float32 from uint8 [H, W, 3]: / 255 then (x - mean) / std in float32."""
+    import numpy as np
+
+    if f32_division:  # torchvision to_tensor: uint8 -> float32, / 255 in float32
+        x = pixels_hwc.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+    else:  # transformers rescale: x * (1/255) in float64, then float32
+        x = (pixels_hwc.transpose(2, 0, 1).astype(np.float64) * (1 / 255)).astype(np.float32)
+    m = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
+    s = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
+    return ((x - m) / s)[None].astype(np.float32)
+
+
+def siglip_pil_pipeline(im, size: int, resample: int, mean, std):
+    """SiglipImageProcessorPil: RGB (alpha on white), squash resize to size x size with
+    PIL's filter (reducing_gap None), rescale (float64 1/255), normalize (float32)."""
+    import numpy as np
+
+    im = transformers_rgb(im).resize((size, size), resample)
+    return normalize(np.asarray(im), mean, std, f32_division=False)
+
+
+def resize_shortest_edge(im, size: int, resample: int):
+    """Short side to `size`, long side int(size * long / short) (torchvision's Resize and
+    CLIPImageProcessor alike); returns the image and its new (width, height)."""
+    w, h = im.size
+    if w <= h:
+        nw, nh = size, int(size * h / w)
+    else:
+        nw, nh = int(size * w / h), size
+    if (nw, nh) != (w, h):
+        im = im.resize((nw, nh), resample)
+    return im, (nw, nh)
+
+
+def open_clip_pil_pipeline(im, size: int, resample: int, mean, std):
+    """open_clip image_transform (eval, resize_mode shortest): torchvision Resize(size) on the
+    PIL image IN ITS OWN MODE (RGBA is resized premultiplied by PIL, P with nearest), then
+    CenterCrop with offsets int(round((d - size) / 2)) (round half to even), then
+    convert("RGB") (alpha dropped, NOT composited), to_tensor (float32 / 255), normalize."""
+    import numpy as np
+
+    im, (nw, nh) = resize_shortest_edge(im, size, resample)
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    im = im.crop((left, top, left + size, top + size)).convert("RGB")
+    return normalize(np.asarray(im), mean, std, f32_division=True)
+
+
+def transformers_crop_pipeline(im, size: int, resample: int, mean, std):
+    """CLIPImageProcessor (format 1's pipeline, `shortest_edge_crop` with `crop_offset: floor`):
+    RGB (alpha on white), short side to size (long side int(size * long / short)), centre crop
+    at (d - size) // 2, rescale (float64 1/255), normalize (float32)."""
+    import numpy as np
+
+    im = transformers_rgb(im)
+    im, (nw, nh) = resize_shortest_edge(im, size, resample)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    im = im.crop((left, top, left + size, top + size))
+    return normalize(np.asarray(im), mean, std, f32_division=False)
+
+
+def bundle_pixels(im, manifest: dict[str, Any]):
+    """[1, 3, S, S] float32 pixel values of a PIL image as the bundle's family reference makes
+    them, following a format-2 manifest's `preprocess` section (squash: SigLIP's processor;
+    shortest_edge_crop with round_half_even: open_clip's transform; with floor: transformers'
+    CLIP processor, also format 1's meaning)."""
+    from PIL import Image
+
+    pre = manifest.get("preprocess") if int(manifest.get("format_version", 1)) >= 2 else None
+    pre = pre or {"resize": "shortest_edge_crop", "resample": "bicubic", "crop_offset": "floor"}
+    resample = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}[pre["resample"]]
+    args = (im, int(manifest["image_size"]), resample, manifest["image_mean"], manifest["image_std"])
+    if pre["resize"] == "squash":
+        return siglip_pil_pipeline(*args)
+    if pre.get("crop_offset", "floor") == "round_half_even":
+        return open_clip_pil_pipeline(*args)
+    return transformers_crop_pipeline(*args)
+
+
+def bundle_text_ids(bundle_dir: str | os.PathLike, manifest: dict[str, Any], texts: Sequence[str]):
+    """int64 [N, L] ids the engine feeds the bundle's text tower for `texts`: the manifest's
+    `text` section (format 1: CLIP BPE, zero-padded to the longest row)."""
+    import numpy as np
+
+    from clip_tools import bundle as cb
+
+    text = manifest.get("text") if int(manifest.get("format_version", 1)) >= 2 else None
+    text = text or {"tokenizer": "clip", "pad_id": 0, "pad_to": "longest"}
+    context = int(manifest["context_length"])
+    if text["tokenizer"] == "hf":
+        tok = Path(bundle_dir) / manifest["files"]["tokenizer"]["path"]
+        return np.asarray(engine_ids(tok, texts, context, int(text["pad_id"]), bool(text.get("lowercase")),
+                                     bool(text.get("strip_punctuation"))), dtype=np.int64)
+    oc = cb.open_clip_simple_tokenizer()
+    rows = [cb.open_clip_ids(oc, t, context) for t in texts]
+    length = context if text["pad_to"] == "context" else max(len(r) for r in rows)
+    return cb.pad_ids(rows, length, int(text["pad_id"]))
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:

@@ -5,9 +5,14 @@
     python3 models/quantize.py DIR --images 'models/tabletop/eval/*.jpg'   # accuracy measured on these
 
 Only the matrix products with a constant 2-D weight (every Linear layer: q/k/v/out
-projections, MLP fc1/fc2, the final projection) become integer products; attention's
-activation-by-activation products, the patch convolution, LayerNorm, softmax and GELU stay
-fp32 (quantizing every op costs far more accuracy than it saves time). Weights are int8,
+projections, MLP fc1/fc2, the final projection; MatMul, or Gemm with a constant weight and
+bias, whose bias then becomes an fp32 Add after the product) become integer products;
+attention's activation-by-activation products, every convolution (ViTs' patch embedding;
+all of a MobileCLIP FastViT tower's stem, RepMixer and ConvFFN layers, 1x1 ones included:
+the engine's int8 path has no integer convolution), LayerNorm, softmax and GELU stay fp32
+(quantizing every op costs far more accuracy than it saves time). The multiply-accumulates
+of one image are counted per kind (integer products, fp32 convolutions, fp32 activation
+products) and recorded as `macs_per_image` with the share that stays fp32. Weights are int8,
 symmetric, one scale per output channel: within -64..64 (`--weight-bits 7`, the default) or
 within -127..127 (`--weight-bits 8`). 7-bit weights are onnxruntime's `reduce_range` for CPUs
 without VNNI: the Rust engine's AVX2 kernel then runs `vpmaddubsw` exactly (its int16 pair
@@ -31,7 +36,10 @@ Rust engine recognises the dynamic-symmetric quantize and dequantize chains and 
 one fused op with the same arithmetic (src/fused/int8.rs; bit-identical results). The int8 graph is checked against the fp32 graph with
 onnxruntime (embedding cosine; on --images, also zero-shot top-1 agreement is measured by the
 benchmark), and the form, settings and accuracy are recorded in model.yaml under
-`quantization:`.
+`quantization:`. Images for the accuracy are preprocessed as the bundle's family reference
+does (format 2: the manifest's `preprocess` section, clip_tools.families.bundle_pixels;
+format 1: CLIP's bicubic shortest-edge crop), and the phrases tokenized and padded as its
+`text` section says (clip_tools.families.bundle_text_ids).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from clip_tools import bundle as cb
+from clip_tools import families as fam
 from clip_tools.log import log
 
 FORMS = ("dynamic-symmetric", "static-symmetric")
@@ -68,8 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--calibration-limit", type=int, default=64, help="at most this many calibration images")
     p.add_argument("--margin", type=float, default=1.0,
                    help="static-symmetric: scale = margin * calibration abs-max / 127")
-    p.add_argument("--images", metavar="GLOB",
-                   help="images on which to measure int8-vs-fp32 embedding cosine (default: seeded random pixels)")
+    p.add_argument("--images", metavar="GLOB", action="append",
+                   help="images on which to measure int8-vs-fp32 embedding cosine (default: seeded random pixels); "
+                        "may be given more than once")
     p.add_argument("--limit", type=int, default=64, help="at most this many accuracy images")
     p.add_argument("--phrases", metavar="'A; B; ...'",
                    help="with --images: also measure zero-shot top-1 agreement (int8 vs fp32) over these phrases")
@@ -83,17 +93,109 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------
 
 def weight_matmuls(model) -> list:
-    """MatMul nodes whose second input is a rank-2 float initializer (Linear layers)."""
+    """The Linear layers: MatMul nodes whose second input is a rank-2 float initializer, and
+    Gemm nodes (A not transposed) whose B is one and whose C is absent or a float initializer
+    of N values (a bias per output column)."""
     import onnx
 
     inits = {t.name: t for t in model.graph.initializer}
+
+    def float_init(name: str):
+        t = inits.get(name)
+        return t if t is not None and t.data_type == onnx.TensorProto.FLOAT else None
+
     out = []
     for node in model.graph.node:
-        if node.op_type != "MatMul":
+        if node.op_type not in ("MatMul", "Gemm"):
             continue
-        w = inits.get(node.input[1])
-        if w is not None and len(w.dims) == 2 and w.data_type == onnx.TensorProto.FLOAT:
-            out.append(node)
+        w = float_init(node.input[1])
+        if w is None or len(w.dims) != 2:
+            continue
+        if node.op_type == "Gemm":
+            a = gemm_attrs(node)
+            if a["transA"]:
+                continue
+            n = w.dims[0] if a["transB"] else w.dims[1]
+            if len(node.input) > 2 and node.input[2]:
+                c = float_init(node.input[2])
+                if c is None or int(np.prod(c.dims)) != n or (len(c.dims) == 2 and c.dims[0] != 1):
+                    continue
+        out.append(node)
+    return out
+
+
+def gemm_attrs(node) -> dict:
+    """A Gemm node's alpha, beta, transA, transB (ONNX defaults where absent)."""
+    from onnx import helper
+
+    a = {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}
+    a.update({x.name: helper.get_attribute_value(x) for x in node.attribute})
+    return a
+
+
+def weight_and_bias(node, inits: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    """The [K, N] fp32 weight of a weight_matmuls node, and its [N] bias (Gemm's beta * C)
+    or None; Gemm's alpha is folded into the weight."""
+    from onnx import numpy_helper
+
+    w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+    if node.op_type != "Gemm":
+        return w, None
+    a = gemm_attrs(node)
+    if a["transB"]:
+        w = np.ascontiguousarray(w.T)
+    if a["alpha"] != 1.0:
+        w = (w * np.float32(a["alpha"])).astype(np.float32)
+    if len(node.input) < 3 or not node.input[2]:
+        return w, None
+    c = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32).reshape(-1)
+    if a["beta"] != 1.0:
+        c = (c * np.float32(a["beta"])).astype(np.float32)
+    return w, c
+
+
+def macs_per_image(fp32_path: Path, threads: int = 1) -> dict:
+    """Multiply-accumulates of one image (batch 1) in the fp32 graph, per kind: the products
+    quantize_graph makes integer (`int8_products`), convolutions (`fp32_conv`) and the other
+    MatMul / Gemm (`fp32_matmul`: attention's activation-by-activation products), from the
+    tensor shapes onnxruntime computes; `fp32_share` = the fp32 part of the total."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(fp32_path))
+    targets = {n.output[0] for n in weight_matmuls(model)}
+    nodes = [n for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
+    inits = {t.name: list(t.dims) for t in model.graph.initializer}
+    wanted = sorted({n.output[0] for n in nodes} | {n.input[0] for n in nodes} | {n.input[1] for n in nodes})
+    wanted = [t for t in wanted if t not in inits]
+    have = {o.name for o in model.graph.output}
+    for t in wanted:
+        if t not in have:
+            model.graph.output.append(helper.make_empty_tensor_value_info(t))
+    size = int(model.graph.input[0].type.tensor_type.shape.dim[-1].dim_value or 224)
+    tmp = fp32_path.parent / ".macs.onnx"
+    onnx.save(model, str(tmp))
+    try:
+        sess = cb.ort_session(tmp, threads)
+        x = np.zeros((1, 3, size, size), np.float32)
+        shapes = dict(zip(wanted, (v.shape for v in sess.run(wanted, {cb.IMAGE_INPUT: x}))))
+    finally:
+        tmp.unlink(missing_ok=True)
+    shapes.update(inits)
+    macs = {"int8_products": 0, "fp32_conv": 0, "fp32_matmul": 0}
+    for n in nodes:
+        out = int(np.prod(shapes[n.output[0]]))
+        if n.op_type == "Conv":
+            w = shapes[n.input[1]]  # [M, C / group, kh, kw]
+            macs["fp32_conv"] += out * int(np.prod(w[1:]))
+        else:
+            a = gemm_attrs(n) if n.op_type == "Gemm" else {"transA": 0}
+            k = shapes[n.input[0]][-2] if a["transA"] else shapes[n.input[0]][-1]
+            macs["int8_products" if n.output[0] in targets else "fp32_matmul"] += out * int(k)
+    total = sum(macs.values())
+    out = {k: round(v / 1e6, 3) for k, v in macs.items()}
+    out["unit"] = "million multiply-accumulates"
+    out["fp32_share"] = round((macs["fp32_conv"] + macs["fp32_matmul"]) / total, 4) if total else 0.0
     return out
 
 
@@ -146,10 +248,11 @@ def quantize_graph(fp32_path: Path, out_path: Path, form: str,
     quantized_inputs: dict[str, tuple[str, str]] = {}
     replace: dict[int, list] = {}  # index of a target MatMul -> nodes replacing it
     n_weights = 0
+    n_gemms = 0
     weight_bytes = [0, 0]
     for node in targets:
         x_in = node.input[0]
-        w = numpy_helper.to_array(inits[node.input[1]])
+        w, bias = weight_and_bias(node, inits)
         k_dim, m_dim = w.shape
         pre: list = []
         if x_in not in quantized_inputs:
@@ -216,7 +319,16 @@ def quantize_graph(fp32_path: Path, out_path: Path, form: str,
             nodes.append(helper.make_node("Mul", [f"{m}/accf", ws_name], [f"{m}/rows"], name=f"{m}/Mul"))
         nodes.append(helper.make_node("Concat", [lead, const(f"q8/cols_{m_dim}", np.array([m_dim], np.int64))],
                                       [f"{m}/shape"], name=f"{m}/OutShape", axis=0))
-        nodes.append(helper.make_node("Reshape", [f"{m}/rows", f"{m}/shape"], [y], name=f"{m}/Unflatten"))
+        if bias is None:
+            nodes.append(helper.make_node("Reshape", [f"{m}/rows", f"{m}/shape"], [y], name=f"{m}/Unflatten"))
+        else:
+            # Gemm's bias, added after the product as a Linear layer's MatMul + Add does
+            # (the engine fuses this Add into its int8 product).
+            nodes.append(helper.make_node("Reshape", [f"{m}/rows", f"{m}/shape"], [f"{m}/unbiased"],
+                                          name=f"{m}/Unflatten"))
+            b_name = const(f"{node.input[2]}/bias", bias)
+            nodes.append(helper.make_node("Add", [f"{m}/unbiased", b_name], [y], name=f"{m}/Bias"))
+        n_gemms += node.op_type == "Gemm"
         replace[id(node)] = nodes
 
     new_nodes = []
@@ -224,7 +336,7 @@ def quantize_graph(fp32_path: Path, out_path: Path, form: str,
         new_nodes.extend(replace.get(id(node), [node]))
     del graph.node[:]
     graph.node.extend(new_nodes)
-    replaced = {n.input[1] for n in targets}
+    replaced = {i for n in targets for i in n.input[1:]}
     still_used = {i for n in graph.node for i in n.input}
     kept = [t for t in graph.initializer if t.name not in replaced or t.name in still_used]
     del graph.initializer[:]
@@ -234,6 +346,7 @@ def quantize_graph(fp32_path: Path, out_path: Path, form: str,
     onnx.save(model, str(out_path))
     return {
         "matmuls_quantized": n_weights,
+        **({"of_which_gemm": n_gemms} if n_gemms else {}),
         "weight_bits": weight_bits,
         "weights_mb_fp32": round(weight_bytes[0] / 1e6, 2),
         "weights_mb_int8": round(weight_bytes[1] / 1e6, 2),
@@ -244,16 +357,25 @@ def quantize_graph(fp32_path: Path, out_path: Path, form: str,
 # Calibration and accuracy
 # ---------------------------------------------------------------------------
 
-def load_pixels(pattern: str | None, limit: int, manifest: dict, seed: int = 7) -> tuple[np.ndarray, str]:
-    """Preprocessed images (CLIP pipeline, PIL bicubic) or seeded random pixels."""
+def load_pixels(patterns: str | list[str] | None, limit: int, manifest: dict,
+                seed: int = 7) -> tuple[np.ndarray, str]:
+    """Preprocessed images (format 1: CLIP pipeline, PIL bicubic; format 2: the family's
+    reference pipeline, as the manifest's `preprocess` section says) or seeded random pixels."""
     size = int(manifest["image_size"])
-    if not pattern:
+    if not patterns:
         g = np.random.default_rng(seed)
         return g.standard_normal((16, 3, size, size)).astype(np.float32), "16 seeded random N(0,1) pixel tensors"
-    paths = sorted(glob.glob(pattern))[:limit]
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    paths = sorted({p for pattern in patterns for p in glob.glob(pattern)})[:limit]
+    pattern = " ".join(patterns)
     if not paths:
         raise SystemExit(f"no images match {pattern!r}")
     from PIL import Image
+
+    if int(manifest.get("format_version", 1)) >= 2:
+        pix = np.concatenate([fam.bundle_pixels(Image.open(p), manifest) for p in paths])
+        how = ", ".join(str(v) for v in manifest["preprocess"].values())
+        return pix, f"{len(paths)} images matching {pattern} (preprocessed: {how})"
 
     mean = np.array(manifest["image_mean"], np.float32).reshape(3, 1, 1)
     std = np.array(manifest["image_std"], np.float32).reshape(3, 1, 1)
@@ -307,15 +429,14 @@ def top1_agreement(d: Path, manifest: dict, e32: np.ndarray, e8: np.ndarray, phr
     import re
 
     names = [p.strip() for p in re.split(r"[;\n]", phrases) if p.strip()]
-    tok = cb.open_clip_simple_tokenizer()
-    rows = [cb.open_clip_ids(tok, template.replace("{}", n)) for n in names]
-    ids = cb.pad_ids(rows, max(len(r) for r in rows))
+    ids = fam.bundle_text_ids(d, manifest, [template.replace("{}", n) for n in names])
     text = cb.ort_session(d / manifest["files"]["text_encoder"]["path"], threads)
     t = text.run([cb.TEXT_OUTPUT], {cb.TEXT_INPUT: ids})[0].astype(np.float64)
     t /= np.linalg.norm(t, axis=1, keepdims=True)
     top32 = (e32 @ t.T).argmax(axis=1)
     top8 = (e8 @ t.T).argmax(axis=1)
-    return {"agree": int((top32 == top8).sum()), "images": len(top32), "phrases": len(names)}
+    return {"agree": int((top32 == top8).sum()), "images": len(top32), "phrases": len(names),
+            "distinct": len(set(top32.tolist()))}
 
 
 def static_calibration(args, fp32: Path, manifest: dict) -> tuple[dict[str, float] | None, dict | None]:
@@ -351,11 +472,24 @@ def measure_accuracy(args, d: Path, manifest: dict, fp32: Path, int8: Path) -> d
     accuracy = {"measured_on": what, "engine": "onnxruntime",
                 "cosine_vs_fp32_min": round(float(cos.min()), 5),
                 "cosine_vs_fp32_mean": round(float(cos.mean()), 5)}
+    if args.images and len(pixels) > 1:
+        # The same cosine after removing the fp32 embeddings' mean over these images: what int8
+        # changes in the part that differs between images (a random-weight tower's embeddings
+        # share a large common direction that makes the plain cosine look better).
+        unit32 = e32.astype(np.float64) / np.linalg.norm(e32.astype(np.float64), axis=1, keepdims=True)
+        unit8 = e8.astype(np.float64) / np.linalg.norm(e8.astype(np.float64), axis=1, keepdims=True)
+        mean = unit32.mean(axis=0, keepdims=True)
+        centred = cosine_rows(unit32 - mean, unit8 - mean)
+        log(f"  centred on the fp32 mean: min {centred.min():.5f} mean {centred.mean():.5f}")
+        accuracy["centred_cosine_vs_fp32_min"] = round(float(centred.min()), 5)
+        accuracy["centred_cosine_vs_fp32_mean"] = round(float(centred.mean()), 5)
     if args.phrases:
         agree = top1_agreement(d, manifest, e32, e8, args.phrases, args.template, args.threads)
-        log(f"zero-shot top-1 agreement int8 vs fp32: {agree['agree']}/{agree['images']} over {agree['phrases']} phrases")
+        log(f"zero-shot top-1 agreement int8 vs fp32: {agree['agree']}/{agree['images']} over {agree['phrases']} phrases "
+            f"({agree['distinct']} distinct fp32 top-1 phrases)")
         accuracy["top1_agreement"] = round(agree["agree"] / agree["images"], 5)
         accuracy["top1_phrases"] = agree["phrases"]
+        accuracy["top1_distinct_fp32"] = agree["distinct"]
         accuracy["template"] = args.template
     return accuracy
 
@@ -371,7 +505,10 @@ def record_quantization(d: Path, form: str, calibration: dict | None, facts: dic
             "activations": ("int8 symmetric, one scale per token row, computed at run time"
                             if form == "dynamic-symmetric" else
                             "int8 symmetric, one scale per tensor from calibration, clipped"),
-            "ops": "MatMul with a constant 2-D weight -> MatMulInteger; everything else fp32",
+            "ops": ("MatMul with a constant 2-D weight -> MatMulInteger; everything else fp32"
+                    if "of_which_gemm" not in facts else
+                    "MatMul / Gemm with a constant 2-D weight -> MatMulInteger (Gemm's bias an fp32 Add); "
+                    "everything else fp32 (convolutions included)"),
             "calibration": calibration,
             **facts,
             "accuracy": accuracy,
@@ -388,6 +525,7 @@ def main(argv=None) -> int:
     out = d / INT8_FILE
     static_amax, calibration = static_calibration(args, fp32, manifest)
     facts = quantize_graph(fp32, out, args.form, static_amax, args.margin, args.weight_bits)
+    facts["macs_per_image"] = macs_per_image(fp32, args.threads)
     log(f"wrote {out}: {facts}")
     accuracy = measure_accuracy(args, d, manifest, fp32, out)
     record_quantization(d, args.form, calibration, facts, accuracy)

@@ -26,7 +26,13 @@ Steps (all deterministic: fixed seeds, single-threaded SentencePiece training):
 3. goldens tiny-siglip.json / tiny-mobileclip2.json (see README.md): the REFERENCE pipelines'
    pixel values (.npy), PyTorch embeddings, ids, cosine and probabilities; onnxruntime on the
    fixture graphs is checked against PyTorch (max abs diff printed).
-4. tokenizer cases: tokenizer_siglip_spm.jsonl (SiglipTokenizer on the tiny-siglip spiece.model)
+4. the int8 image encoder of tiny-siglip: `models/quantize.py` (dynamic-symmetric, its default
+   7-bit weights) adds tests/fixtures/tiny-siglip/image_encoder_int8.onnx and re-records
+   model.yaml (accuracy on the RGB preprocess test images and PHRASES); the golden
+   tiny-siglip.int8.json holds onnxruntime's embeddings of that graph on the golden
+   pixel_values and their cosine with the fp32 goldens (`--goldens`: from the committed int8
+   graph). The fp32 files stay byte-identical.
+5. tokenizer cases: tokenizer_siglip_spm.jsonl (SiglipTokenizer on the tiny-siglip spiece.model)
    and tokenizer_gemma_bpe.jsonl + gemma_bpe/ (a byte-fallback BPE SentencePiece model with
    Gemma's special ids, loaded through transformers' GemmaTokenizer as SigLIP 2 configures it).
 """
@@ -133,12 +139,7 @@ def train_gemma_spm(d: Path) -> Path:
 # Source folders (models/.cache/families)
 # ---------------------------------------------------------------------------
 
-SIGLIP_PREPROCESSOR_CONFIG = {  # google/siglip-base-patch16-224/preprocessor_config.json
-    "do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": [0.5, 0.5, 0.5],
-    "image_processor_type": "SiglipImageProcessor", "image_std": [0.5, 0.5, 0.5],
-    "processor_class": "SiglipProcessor", "resample": 3, "rescale_factor": 0.00392156862745098,
-    "size": {"height": 224, "width": 224},
-}
+SIGLIP_PREPROCESSOR_CONFIG = fam.SIGLIP_B16_PREPROCESSOR_CONFIG  # google/siglip-base-patch16-224's
 
 
 def make_siglip_folder(d: Path) -> Path:
@@ -187,34 +188,10 @@ def make_mobileclip2_folder(d: Path) -> Path:
         {"model_cfg": fam.TINY_MOBILECLIP2_CFG, "preprocess_cfg": pre}, indent=2) + "\n")
     torch.manual_seed(SEED)
     model = open_clip.create_model(f"local-dir:{d}", device="cpu", precision="fp32").eval()
-    trunk = model.visual.trunk
-    g = torch.Generator().manual_seed(SEED + 1)
+    # timm's init makes a random FastViT's output independent of its input: randomised as a
+    # trained model's weights / BatchNorm statistics / layer scales would be (see the function).
+    fam.randomize_fastvit_trunk(model.visual.trunk, torch.Generator().manual_seed(SEED + 1))
     with torch.no_grad():
-        # timm's init (trunc-normal std 0.02, layer scales 1e-5) makes a random FastViT's output
-        # independent of its input; instead: weights N(0, 1/fan_in), zero biases, layer scales
-        # U(0.5, 1), BatchNorm affine randomised and its statistics measured on 16 seeded smooth
-        # random images (train-mode pass), as a trained model's would be.
-        for m in trunk.modules():
-            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (1.0 / m.weight[0].numel()) ** 0.5)
-                if m.bias is not None:
-                    m.bias.zero_()
-            elif isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.weight.copy_(1 + 0.2 * torch.randn(m.num_features, generator=g))
-                m.bias.copy_(0.1 * torch.randn(m.num_features, generator=g))
-                m.reset_running_stats()
-                m.momentum = None  # cumulative average over the calibration pass
-        for name, p in trunk.named_parameters():
-            if "layer_scale" in name:
-                p.copy_(0.5 + 0.5 * torch.rand(p.shape, generator=g))
-        calibration = torch.nn.functional.interpolate(torch.rand(16, 3, 16, 16, generator=g), size=256,
-                                                      mode="bilinear", align_corners=False)
-        trunk.train()
-        trunk(calibration)
-        trunk.eval()
-        for m in trunk.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.momentum = 0.1
         model.logit_scale.fill_(math.log(100.0))
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(d / "open_clip_model.safetensors"))
@@ -237,48 +214,10 @@ def fixture_readme_check(out: Path) -> None:
 # Reference preprocessing, transcribed (checked equal to the libraries on every golden image)
 # ---------------------------------------------------------------------------
 
-def transformers_rgb(im):
-    """transformers.image_transforms.convert_to_rgb: alpha composited on white (see
-    tests/data/preprocess/README.md); other modes convert("RGB")."""
-    from PIL import Image
-
-    if "A" in im.getbands() or im.info.get("transparency") is not None:
-        return Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im.convert("RGBA")).convert("RGB")
-    return im.convert("RGB")
-
-
-def normalize(pixels_hwc: np.ndarray, mean, std, f32_division: bool) -> np.ndarray:
-    if f32_division:  # torchvision to_tensor: uint8 -> float32, / 255 in float32
-        x = pixels_hwc.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
-    else:  # transformers rescale: x * (1/255) in float64, then float32
-        x = (pixels_hwc.transpose(2, 0, 1).astype(np.float64) * (1 / 255)).astype(np.float32)
-    m = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
-    s = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
-    return ((x - m) / s)[None].astype(np.float32)
-
-
-def siglip_pil_pipeline(im, size: int, resample: int, mean, std) -> np.ndarray:
-    """SiglipImageProcessorPil: RGB (alpha on white), squash resize to size x size with
-    PIL's filter (reducing_gap None), rescale (float64 1/255), normalize (float32)."""
-    im = transformers_rgb(im).resize((size, size), resample)
-    return normalize(np.asarray(im), mean, std, f32_division=False)
-
-
-def open_clip_pil_pipeline(im, size: int, resample: int, mean, std) -> np.ndarray:
-    """open_clip image_transform (eval, resize_mode shortest): torchvision Resize(size) on the
-    PIL image IN ITS OWN MODE (RGBA is resized premultiplied by PIL, P with nearest), then
-    CenterCrop with offsets int(round((d - size) / 2)) (round half to even), then
-    convert("RGB") (alpha dropped, NOT composited), to_tensor (float32 / 255), normalize."""
-    w, h = im.size
-    if w <= h:
-        nw, nh = size, int(size * h / w)
-    else:
-        nw, nh = int(size * w / h), size
-    if (nw, nh) != (w, h):
-        im = im.resize((nw, nh), resample)
-    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
-    im = im.crop((left, top, left + size, top + size)).convert("RGB")
-    return normalize(np.asarray(im), mean, std, f32_division=True)
+# transformers_rgb, siglip_pil_pipeline (SiglipImageProcessorPil) and open_clip_pil_pipeline
+# (open_clip's eval transform) live in clip_tools.families (quantize.py preprocesses with them too).
+siglip_pil_pipeline = fam.siglip_pil_pipeline
+open_clip_pil_pipeline = fam.open_clip_pil_pipeline
 
 
 # ---------------------------------------------------------------------------
@@ -416,6 +355,62 @@ def mobileclip_goldens(folder: Path, bundle: Path) -> None:
 
 
 # ---------------------------------------------------------------------------
+# int8
+# ---------------------------------------------------------------------------
+
+# The images quantize.py measures the int8 fixture's accuracy on: the preprocess test images
+# that are plain RGB (not the *.expected.png / *.decoded.png outputs).
+INT8_ACCURACY_IMAGES = "tests/data/preprocess/w*[0-9].png"
+
+
+def quantize_fixture(bundle: Path) -> None:
+    """models/quantize.py on the fixture (deterministic: onnxruntime on one thread for the
+    accuracy it records)."""
+    from clip_tools import quantize
+
+    argv = [str(bundle), "--images", INT8_ACCURACY_IMAGES, "--phrases", "; ".join(t for t in PHRASES if t.strip()),
+            "--template", "{}", "--threads", "1"]
+    log("quantize.py " + " ".join(argv))
+    if quantize.main(argv) != 0:
+        raise SystemExit("quantize failed")
+
+
+def int8_golden(name: str, bundle: Path) -> None:
+    """<name>.int8.json: onnxruntime's embeddings of the bundle's int8 image encoder on the
+    golden pixel_values of <name>.json, and each one's cosine with the fp32 golden embedding."""
+    import onnxruntime
+
+    golden = json.loads((HERE / f"{name}.json").read_text(encoding="utf-8"))
+    manifest = cb.read_manifest(bundle)
+    cb.verify_bundle_hashes(bundle)
+    entry = manifest["files"]["image_encoder_int8"]
+    q = manifest["quantization"]["image_encoder_int8"]
+    sess = cb.ort_session(bundle / entry["path"], threads=1)
+    images = []
+    for img in golden["images"]:
+        pv = np.load(HERE / img["pixel_values"])
+        e8 = sess.run([cb.IMAGE_OUTPUT], {cb.IMAGE_INPUT: pv})[0][0]
+        cos = float(unit(e8) @ unit(img["image_embeds"]))
+        images.append({"name": img["name"], "pixel_values": img["pixel_values"], "image_embeds": floats(e8),
+                       "cosine_vs_fp32": cos})
+        print(f"{name} int8 {img['name']}: cosine vs fp32 {cos:.6f}")
+    out = {
+        "bundle": golden["bundle"],
+        "graph": entry["path"],
+        "sha256": entry["sha256"],
+        "quantization": {k: q[k] for k in ("form", "weight_bits", "matmuls_quantized")},
+        "reference": {
+            "image_embeds": f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider, 1 thread) on the int8 graph, "
+                            "unnormalised",
+            "cosine_vs_fp32": f"cosine with image_embeds of {name}.json (PyTorch fp32)",
+        },
+        "images": images,
+    }
+    (HERE / f"{name}.int8.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    log(f"wrote {HERE / name}.int8.json")
+
+
+# ---------------------------------------------------------------------------
 # Tokenizer cases
 # ---------------------------------------------------------------------------
 
@@ -525,6 +520,7 @@ def main(argv=None) -> int:
     if not args.goldens:
         make_siglip_folder(siglip_dir)
         export(["--hf", str(siglip_dir), "--name", "siglip-tiny-random-init", "--out", str(siglip_out)])
+        quantize_fixture(siglip_out)
         make_mobileclip2_folder(mc_dir)
         export(["--open-clip", f"local-dir:{mc_dir}", "--name", "mobileclip2-tiny-random-init", "--out", str(mc_out)])
         for out in (siglip_out, mc_out):
@@ -535,6 +531,9 @@ def main(argv=None) -> int:
         f.unlink()
     siglip_goldens(siglip_dir, siglip_out)
     mobileclip_goldens(mc_dir, mc_out)
+    if "image_encoder_int8" not in cb.read_manifest(siglip_out)["files"]:
+        quantize_fixture(siglip_out)
+    int8_golden("tiny-siglip", siglip_out)
     siglip_tokenizer_cases(siglip_dir, siglip_out)
     gemma_tokenizer_cases()
     return 0
