@@ -1,7 +1,8 @@
 //! The engine's own fused operators, swapped into the ONNX graphs before tract parses them:
 //! [`rewrite`] finds node chains in the ONNX protobuf, [`int8`] replaces the int8 encoder's
 //! quantize/dequantize chains, [`linear`] the fp32 Linear layers and [`patch_conv`] the
-//! image tower's patch embedding (both on the engine's own fp32 product), [`output_stage`]
+//! image tower's patch embedding (both on the engine's own fp32 product), [`depthwise_conv`]
+//! the convolution towers' depthwise convolutions (computed directly), [`output_stage`]
 //! takes QuickGELU and the skip connections' Adds into the Linear layers' output stage,
 //! [`attention`] each layer's attention, [`transformer_ops`] the remaining softmax nodes
 //! and QuickGELU (where no Linear op takes it), and
@@ -12,6 +13,7 @@
 #[macro_use]
 mod simd;
 pub mod attention;
+pub mod depthwise_conv;
 pub mod int8;
 pub mod layer_norm;
 pub mod linear;

@@ -152,7 +152,8 @@ pub(crate) struct Fusions {
     /// The int8 quantize/dequantize chains ([`crate::fused::int8`]).
     pub int8: bool,
     /// Attention ([`crate::fused::attention`]), LayerNorm ([`crate::fused::layer_norm`]),
-    /// softmax and QuickGELU ([`crate::fused::transformer_ops`]).
+    /// softmax and QuickGELU ([`crate::fused::transformer_ops`]), depthwise convolutions
+    /// ([`crate::fused::depthwise_conv`]).
     pub transformer: bool,
 }
 
@@ -194,6 +195,14 @@ pub(crate) fn parse_onnx(
         );
     }
     if fusions.transformer {
+        crate::fused::depthwise_conv::register(&mut onnx);
+        let depthwise = crate::fused::depthwise_conv::fuse(&mut proto);
+        if depthwise > 0 {
+            log::debug!(
+                "{}: {depthwise} depthwise Conv computed directly",
+                path.display()
+            );
+        }
         crate::fused::attention::register(&mut onnx);
         let attention = crate::fused::attention::fuse(&mut proto);
         crate::fused::layer_norm::register(&mut onnx);
