@@ -23,11 +23,13 @@ use super::rewrite::{attr, fused_node, is_onnx, onnx_opset, scalar_f32, GraphInd
 
 const SOFTMAX_OP: &str = "ClipPerceptionSoftmaxLastAxis";
 const QUICK_GELU_OP: &str = "ClipPerceptionQuickGelu";
+const TANH_GELU_OP: &str = "ClipPerceptionTanhGelu";
 
 /// Registers the fused ops with a tract ONNX parser.
 pub fn register(onnx: &mut tract_onnx::Onnx) {
     onnx.op_register.insert(SOFTMAX_OP, parse_softmax);
     onnx.op_register.insert(QUICK_GELU_OP, parse_quick_gelu);
+    onnx.op_register.insert(TANH_GELU_OP, parse_tanh_gelu);
 }
 
 /// How many nodes [`fuse`] replaced.
@@ -35,6 +37,7 @@ pub fn register(onnx: &mut tract_onnx::Onnx) {
 pub struct Fused {
     pub softmax: usize,
     pub quick_gelu: usize,
+    pub tanh_gelu: usize,
 }
 
 /// The value of a scalar f32 constant: an initializer or a `Constant` node's tensor.
@@ -73,6 +76,72 @@ fn quick_gelu_chain(g: &GraphIndex, node: &NodeProto) -> Option<(Vec<usize>, Str
     Some((chain, x.clone(), alpha))
 }
 
+/// The inputs of the binary `op` node `ix` when one of them is the scalar constant `value`
+/// (within 1e-6): (the other input, the constant's tensor name).
+fn with_constant(g: &GraphIndex, ix: usize, op: &str, value: Option<f32>) -> Option<(String, f32)> {
+    let n = &g.nodes[ix];
+    if n.op_type != op || n.input.len() != 2 || !is_onnx(n) {
+        return None;
+    }
+    for (c, other) in [(&n.input[0], &n.input[1]), (&n.input[1], &n.input[0])] {
+        if let Some(v) = constant_f32(g, c) {
+            if value.is_none_or(|want| (v - want).abs() <= 1e-6) {
+                return Some((other.clone(), v));
+            }
+        }
+    }
+    None
+}
+
+/// The tanh-approximated GELU chain ending at the Mul `node` (transformers'
+/// `gelu_pytorch_tanh`, SigLIP's MLP, as torch exports it):
+/// `Mul(Mul(x, Add(1, Tanh(Mul(c, Add(x, Mul(k, Mul(x, Mul(x, x)))))))), 0.5)`, operands of
+/// Add and Mul in either order. Returns (the other nodes of the chain, x, c, k).
+fn tanh_gelu_chain(g: &GraphIndex, node: &NodeProto) -> Option<(Vec<usize>, String, f32, f32)> {
+    let ix = g.producer(&node.output[0])?;
+    let (p, _) = with_constant(g, ix, "Mul", Some(0.5))?;
+    let prod = g.produced_by(&p, "Mul")?;
+    let pn = &g.nodes[prod];
+    if pn.input.len() != 2 {
+        return None;
+    }
+    // Mul(x, Add(1, Tanh(..))): find which input is the Add.
+    let (x, add1) = [(&pn.input[0], &pn.input[1]), (&pn.input[1], &pn.input[0])]
+        .into_iter()
+        .find_map(|(x, b)| {
+            let a = g.produced_by(b, "Add")?;
+            with_constant(g, a, "Add", Some(1.0)).map(|(t, _)| (x.clone(), (a, t)))
+        })?;
+    let (add1, t) = add1;
+    let tanh = g.produced_by(&t, "Tanh")?;
+    let scaled = g.producer(&g.nodes[tanh].input[0])?;
+    let (u, c) = with_constant(g, scaled, "Mul", None)?;
+    let add_x = g.produced_by(&u, "Add")?;
+    let an = &g.nodes[add_x];
+    let v = match (&an.input[0], &an.input[1]) {
+        (a, b) if *a == x => b.clone(),
+        (a, b) if *b == x => a.clone(),
+        _ => return None,
+    };
+    let mul_k = g.producer(&v)?;
+    let (w, k) = with_constant(g, mul_k, "Mul", None)?;
+    // x^3 as Mul(x, Mul(x, x)) or Mul(Mul(x, x), x).
+    let cube = g.produced_by(&w, "Mul")?;
+    let cn = &g.nodes[cube];
+    let square_of = |name: &String| {
+        let sq = g.produced_by(name, "Mul")?;
+        (g.nodes[sq].input.len() == 2 && g.nodes[sq].input.iter().all(|i| *i == x)).then_some(sq)
+    };
+    let square = match (&cn.input[0], &cn.input[1]) {
+        (a, b) if *a == x => square_of(b)?,
+        (a, b) if *b == x => square_of(a)?,
+        _ => return None,
+    };
+    let chain = vec![prod, add1, tanh, scaled, add_x, mul_k, cube, square];
+    let single = chain.iter().all(|&i| g.single_use(&g.nodes[i].output[0]));
+    single.then_some((chain, x, c, k))
+}
+
 /// Rewrites `Softmax(axis=-1)` (opset >= 13) and `Mul(x, Sigmoid(Mul(x, c)))` into the
 /// fused ops. Everything else is left untouched.
 pub fn fuse(model: &mut ModelProto) -> Fused {
@@ -97,6 +166,12 @@ pub fn fuse(model: &mut ModelProto) -> Fused {
             chain.into_iter().for_each(|i| rewrite.remove(i));
             let fused = fused_node(node, QUICK_GELU_OP, vec![x], output, &[("alpha", alpha)]);
             rewrite.replace(ix, fused);
+        } else if let Some((chain, x, c, k)) = tanh_gelu_chain(&g, node) {
+            if chain.iter().all(|&i| !rewrite.is_removed(i)) {
+                chain.into_iter().for_each(|i| rewrite.remove(i));
+                let fused = fused_node(node, TANH_GELU_OP, vec![x], output, &[("c", c), ("k", k)]);
+                rewrite.replace(ix, fused);
+            }
         }
     }
     let inserted = rewrite.apply(graph);
@@ -104,6 +179,7 @@ pub fn fuse(model: &mut ModelProto) -> Fused {
     Fused {
         softmax: count(SOFTMAX_OP),
         quick_gelu: count(QUICK_GELU_OP),
+        tanh_gelu: count(TANH_GELU_OP),
     }
 }
 
@@ -122,6 +198,24 @@ fn parse_quick_gelu(
     Ok((expand(Unary(Kind::QuickGelu { alpha })), vec![]))
 }
 
+fn parse_tanh_gelu(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let get = |name: &str| {
+        attr(node, name)
+            .map(|a| a.f)
+            .with_context(|| format!("{TANH_GELU_OP} node without its {name}"))
+    };
+    Ok((
+        expand(Unary(Kind::TanhGelu {
+            c: get("c")?,
+            k: get("k")?,
+        })),
+        vec![],
+    ))
+}
+
 /// Which fused op.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Kind {
@@ -129,6 +223,8 @@ pub enum Kind {
     Softmax,
     /// `x * sigmoid(alpha * x)`.
     QuickGelu { alpha: f32 },
+    /// `0.5 x (1 + tanh(c (x + k x^3)))` (c = sqrt(2 / pi), k = 0.044715 as exported).
+    TanhGelu { c: f32, k: f32 },
 }
 
 /// One f32 tensor in, the same shape out.
@@ -142,6 +238,7 @@ impl Expansion for Unary {
         match self.0 {
             Kind::Softmax => SOFTMAX_OP.into(),
             Kind::QuickGelu { .. } => QUICK_GELU_OP.into(),
+            Kind::TanhGelu { .. } => TANH_GELU_OP.into(),
         }
     }
 
@@ -238,6 +335,21 @@ pub(crate) fn quick_gelu_value(x: f32, alpha: f32) -> f32 {
     x / (1.0 + exp(-alpha * x))
 }
 
+/// The tanh-approximated GELU of one value: `0.5 x (1 + tanh(u))` with
+/// `u = c (x + k x^3)` is `x / (1 + e^(-2u))` (since `1 + tanh(u) = 2 / (1 + e^(-2u))`),
+/// computed with the vectorisable [`exp`]; it differs from the graph's chain by rounding.
+#[inline(always)]
+fn tanh_gelu_value(x: f32, c: f32, k: f32) -> f32 {
+    let u = c * (x + k * (x * (x * x)));
+    x / (1.0 + exp(-2.0 * u))
+}
+
+multiversion!(tanh_gelu(data: &mut [f32], c: f32, k: f32) -> () {
+    for v in data.iter_mut() {
+        *v = tanh_gelu_value(*v, c, k);
+    }
+});
+
 multiversion!(quick_gelu(data: &mut [f32], alpha: f32) -> () {
     for v in data.iter_mut() {
         *v = quick_gelu_value(*v, alpha);
@@ -253,6 +365,7 @@ fn apply(kind: Kind, data: &mut [f32], len: usize) {
     let op = |rows: &mut [f32]| match kind {
         Kind::Softmax => softmax_rows(rows, len),
         Kind::QuickGelu { alpha } => quick_gelu(rows, alpha),
+        Kind::TanhGelu { c, k } => tanh_gelu(rows, c, k),
     };
     rows_in_place(data, len, op);
 }
@@ -262,6 +375,7 @@ impl Op for Unary {
         match self.0 {
             Kind::Softmax => "SoftmaxLastAxis".into(),
             Kind::QuickGelu { .. } => "QuickGelu".into(),
+            Kind::TanhGelu { .. } => "TanhGelu".into(),
         }
     }
 
@@ -357,6 +471,14 @@ mod tests {
             (Kind::Softmax, 7, 4099),
             (Kind::QuickGelu { alpha: 1.702 }, 50, 3072),
             (Kind::QuickGelu { alpha: 1.702 }, 3, 100),
+            (
+                Kind::TanhGelu {
+                    c: 0.797_884_6,
+                    k: 0.044_715,
+                },
+                197,
+                3072,
+            ),
         ] {
             let data: Vec<f32> = (0..rows * len)
                 .map(|i| ((i * 7919) % 2003) as f32 * 0.01 - 10.0)
@@ -384,8 +506,42 @@ mod tests {
             fused,
             Fused {
                 softmax: 2,
-                quick_gelu: 2
+                quick_gelu: 2,
+                tanh_gelu: 0
             }
         );
+    }
+
+    /// The tiny SigLIP fixture's MLPs use the tanh GELU (two layers in each tower); its
+    /// towers are compared with PyTorch through the fused op in `tests/families.rs`.
+    #[test]
+    fn fuses_the_tiny_siglip_towers_tanh_gelu() {
+        for file in ["image_encoder.onnx", "text_encoder.onnx"] {
+            let path = format!(
+                "{}/tests/fixtures/tiny-siglip/{file}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let mut proto = tract_onnx::onnx().proto_model_for_path(&path).unwrap();
+            let fused = fuse(&mut proto);
+            assert!(fused.tanh_gelu >= 2, "{file}: {fused:?}");
+        }
+    }
+
+    /// `x / (1 + e^(-2u))` against `0.5 x (1 + tanh(u))` in f64, over the MLP's range.
+    #[test]
+    fn tanh_gelu_matches_its_definition() {
+        let (c, k) = ((2.0f64 / std::f64::consts::PI).sqrt() as f32, 0.044715f32);
+        let xs: Vec<f32> = (0..4001).map(|i| (i as f32 - 2000.0) * 0.01).collect();
+        let mut ys = xs.clone();
+        tanh_gelu(&mut ys, c, k);
+        for (x, y) in xs.iter().zip(&ys) {
+            let x = f64::from(*x);
+            let u = f64::from(c) * (x + f64::from(k) * x * x * x);
+            let want = 0.5 * x * (1.0 + u.tanh());
+            assert!(
+                (f64::from(*y) - want).abs() <= 1e-6 * want.abs().max(1e-2),
+                "{x}: {y} vs {want}"
+            );
+        }
     }
 }

@@ -210,12 +210,13 @@ pub(crate) fn parse_onnx(
         crate::fused::transformer_ops::register(&mut onnx);
         let fused = crate::fused::transformer_ops::fuse(&mut proto);
         log::debug!(
-            "{}: fused {} attention chains, {} LayerNorms, {} other softmax and {} QuickGELU nodes",
+            "{}: fused {} attention chains, {} LayerNorms, {} other softmax, {} QuickGELU and {} tanh GELU nodes",
             path.display(),
             attention,
             layer_norm,
             fused.softmax,
-            fused.quick_gelu
+            fused.quick_gelu,
+            fused.tanh_gelu
         );
     }
     let dir = path.parent().and_then(Path::to_str);
