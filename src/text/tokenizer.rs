@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use tokenizers::{NormalizerWrapper, PostProcessorWrapper, Tokenizer, TruncationParams};
 
-use super::clean::{is_python_space, python_lower};
+use super::clean::{python_lower, whitespace_clean};
 use crate::error::{Error, Result};
 use crate::model::family::{TextSpec, TokenizerKind};
 
@@ -223,21 +223,8 @@ impl HfTokenizer {
             return text;
         }
         let kept: String = text.chars().filter(|c| !c.is_ascii_punctuation()).collect();
-        // re.sub(r"\s+", " ", text).strip()
-        let mut out = String::with_capacity(kept.len());
-        let mut space = false;
-        for c in kept.chars() {
-            if is_python_space(c) {
-                space = true;
-            } else {
-                if space && !out.is_empty() {
-                    out.push(' ');
-                }
-                space = false;
-                out.push(c);
-            }
-        }
-        out
+        // re.sub(r"\s+", " ", text).strip(): open_clip's whitespace_clean, the same thing.
+        whitespace_clean(&kept)
     }
 
     /// Token ids of `text`, special tokens included, truncated to the context. Not padded.
