@@ -202,16 +202,7 @@ impl Expansion for DepthwiseExpansion {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> TractResult<()> {
-        ensure!(
-            inputs.len() == 2 || inputs.len() == 3,
-            "{DEPTHWISE_CONV_OP}: {} inputs, expected 2 or 3",
-            inputs.len()
-        );
-        check_output_arity(outputs, 1)?;
-        for input in inputs {
-            s.equals(&input.datum_type, f32::datum_type())?;
-        }
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        super::f32_weight_op_rules(s, inputs, outputs, DEPTHWISE_CONV_OP)?;
         s.equals(&inputs[0].rank, 4)?;
         s.equals(&outputs[0].rank, 4)?;
         s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;

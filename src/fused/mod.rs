@@ -28,6 +28,26 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
+/// The opening every fp32 fused op with a weight shares in its inference rules: 2 or 3 f32
+/// inputs (x, the weight, an optional bias) and one f32 output.
+pub(crate) fn f32_weight_op_rules<'r, 'p: 'r>(
+    s: &mut Solver<'r>,
+    inputs: &'p [TensorProxy],
+    outputs: &'p [TensorProxy],
+    op: &str,
+) -> TractResult<()> {
+    ensure!(
+        inputs.len() == 2 || inputs.len() == 3,
+        "{op}: {} inputs, expected 2 or 3",
+        inputs.len()
+    );
+    check_output_arity(outputs, 1)?;
+    for input in inputs {
+        s.equals(&input.datum_type, f32::datum_type())?;
+    }
+    s.equals(&outputs[0].datum_type, f32::datum_type())
+}
+
 /// The constant value of input `i` of the fused op `op` being wired as `prefix` (a weight,
 /// scales or a bias, which the op packs or keeps when the graph is built).
 pub(crate) fn constant_input(
