@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use crate::image::error::{DecodeError, FrameError};
-use crate::model::bundle::Precision;
+use crate::precision::Precision;
 use crate::text::phrases::PhraseError;
 use crate::text::prompts::PromptError;
 

@@ -48,6 +48,7 @@ pub mod kernels;
 pub mod model;
 pub mod node;
 pub mod npy;
+pub mod precision;
 pub mod replay;
 pub mod ros_msgs;
 pub mod text;

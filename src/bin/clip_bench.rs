@@ -62,14 +62,7 @@ fn time(runs: usize, warmup: usize, mut f: impl FnMut() -> Result<()>) -> Result
         f()?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let mut sorted = ms.clone();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    let median = if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    };
+    let median = clip_perception::eval::median(&ms);
     Ok(Timing {
         samples: ms,
         median,

@@ -22,7 +22,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use clip_perception::bag::{Bag, COMPRESSED_IMAGE_TYPE};
-use clip_perception::node::{NodePlan, RosArgs};
+use clip_perception::eval::median;
+use clip_perception::node::{NodePlan, ParamOverrides, RosArgs};
 use clip_perception::replay::results_bag::{add_ros2_channel, ros2_writer};
 use clip_perception::replay::{choose_topic, decode_frame, FrameSelection, Replayer};
 use clip_perception::ros_msgs::definitions;
@@ -64,27 +65,16 @@ fn source_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// The node's command line for these options (the params file of the source tree).
 fn ros_args(args: &Args) -> Result<RosArgs> {
-    let mut overrides = vec![("threads", serde_json::json!(args.threads))];
-    if let Some(model) = &args.model {
-        overrides.push(("model_dir", serde_json::json!(model.display().to_string())));
-    }
-    if let Some(p) = args.precision {
-        overrides.push(("precision", serde_json::json!(p.name())));
-    }
+    let overrides = ParamOverrides {
+        threads: Some(args.threads),
+        model_dir: args.model.clone(),
+        precision: args.precision,
+        ..ParamOverrides::default()
+    };
     let params = source_root().join("config/clip_node.yaml");
-    Ok(RosArgs::for_params(Some(&params), &overrides)?)
+    Ok(RosArgs::with_overrides(Some(&params), &overrides)?)
 }
 
 /// Writes the topic's first `take` messages `factor` times, one copy after the other, into
@@ -278,8 +268,8 @@ fn measure(
         }
     }
     drop(encoder);
-    let enc = median(encoder_ms);
-    let rep = median(replay_ms);
+    let enc = median(&encoder_ms);
+    let rep = median(&replay_ms);
     println!();
     println!("| path | ms / frame | frames / s | ratio to encoder |");
     println!("|---|---:|---:|---:|");

@@ -50,15 +50,14 @@ fn plain(rows: &[f32], d: usize, query: &[f32], k: usize) -> Vec<(usize, f32)> {
 
 fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
     f();
-    let mut ms: Vec<f64> = (0..runs)
+    let ms: Vec<f64> = (0..runs)
         .map(|_| {
             let t = Instant::now();
             f();
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();
-    ms.sort_by(f64::total_cmp);
-    ms[ms.len() / 2]
+    clip_perception::eval::median(&ms)
 }
 
 fn main() {

@@ -41,6 +41,10 @@ pub struct EngineOptions {
     pub batch_size: usize,
 }
 
+/// Images per image-encoder pass unless a caller says otherwise: the one default of the
+/// engine and of every batch command (`--batch-size`).
+pub const DEFAULT_BATCH_SIZE: usize = 8;
+
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
@@ -49,7 +53,7 @@ impl Default for EngineOptions {
             threads: 1,
             text_threads: None,
             cache_dir: None,
-            batch_size: 8,
+            batch_size: DEFAULT_BATCH_SIZE,
         }
     }
 }

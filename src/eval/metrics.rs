@@ -399,6 +399,17 @@ impl Percentiles {
     }
 }
 
+/// The median of `values` (any order; the mean of the two middle ones for an even count,
+/// as numpy's); NaN for none. The benchmarks' one summary of repeated timings.
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    percentile(&sorted, 50.0)
+}
+
 /// numpy's default (linear) percentile of sorted values.
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = p / 100.0 * (sorted.len() - 1) as f64;
@@ -561,6 +572,14 @@ mod tests {
         let s = sweep(vec![(0.9, true), (0.6, false), (0.5, false), (0.3, true)]).unwrap();
         assert_eq!(s.best_threshold, 0.9);
         assert!((s.best_f1 - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn median_is_numpys() {
+        // numpy.median([3, 1, 2]) == 2.0, numpy.median([4, 1, 3, 2]) == 2.5
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&[]).is_nan());
     }
 
     #[test]

@@ -5,6 +5,6 @@ pub mod metrics;
 pub mod report;
 pub mod truth;
 
-pub use metrics::{Evaluation, Evaluator};
+pub use metrics::{median, Evaluation, Evaluator};
 pub use report::{write_report, ReportError};
 pub use truth::{Truth, TruthError};

@@ -14,7 +14,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use crate::bag::{Bag, BagError, STRING_TYPE};
 use crate::engine::step::Stamp;
+use crate::ros_msgs::{decode_cdr, StringMsg};
 use crate::text::parse_phrases;
 
 /// The label that means "none of the phrases".
@@ -29,6 +31,9 @@ pub enum TruthError {
     Invalid { at: String, message: String },
     #[error("{source_name}: no truth intervals")]
     Empty { source_name: String },
+    /// The bag holding a truth topic could not be read.
+    #[error(transparent)]
+    Bag(#[from] BagError),
 }
 
 /// Which clock a truth source is on.
@@ -207,6 +212,42 @@ impl Truth {
             base: TimeBase::LogTime,
             intervals,
         })
+    }
+
+    /// Truth from a `std_msgs/String` topic of `bag` (see [`Truth::from_messages`]); the
+    /// topic must exist and have that type, and every message must decode.
+    pub fn from_bag_topic(bag: &Bag, topic: &str, phrases: &[String]) -> Result<Truth, TruthError> {
+        let at = bag.path().display().to_string();
+        let info = bag
+            .topics()
+            .iter()
+            .find(|t| t.name == topic)
+            .ok_or_else(|| TruthError::Invalid {
+                at: at.clone(),
+                message: format!("no truth topic {topic}"),
+            })?;
+        if info.type_name != STRING_TYPE {
+            return Err(TruthError::Invalid {
+                at,
+                message: format!(
+                    "truth topic {topic} is a {}, not a {STRING_TYPE}",
+                    info.type_name
+                ),
+            });
+        }
+        let mut messages = Vec::new();
+        for message in bag.messages(topic)? {
+            let message = message?;
+            let text = decode_cdr::<StringMsg>(&message.data).map_err(|e| TruthError::Invalid {
+                at: at.clone(),
+                message: format!(
+                    "truth topic {topic}, message at log time {} ns: {e}",
+                    message.log_time_ns
+                ),
+            })?;
+            messages.push((message.log_time_ns, text.data));
+        }
+        Truth::from_messages(topic, &messages, phrases)
     }
 
     /// The phrases a frame shows (indices, ascending; empty: none), or `None` when no

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::ClipEngine;
 use crate::error::{Error, Result};
 use crate::image::load_image_file;
+use crate::model::ModelBundle;
 
 /// `manifest.json`'s `format`.
 pub const FORMAT: &str = "clip_perception-index";
@@ -42,6 +43,17 @@ pub struct IndexModel {
     /// sha256 of the bundle's `model.yaml` (which holds the sha256 of every model file).
     pub manifest_sha256: String,
     pub embed_dim: usize,
+}
+
+impl IndexModel {
+    /// The model of `bundle`, as an index records it.
+    pub fn of(bundle: &ModelBundle) -> IndexModel {
+        IndexModel {
+            name: bundle.manifest.name.clone(),
+            manifest_sha256: bundle.manifest_sha256.clone(),
+            embed_dim: bundle.manifest.embed_dim,
+        }
+    }
 }
 
 /// A file that could not be indexed, and why.
@@ -121,6 +133,24 @@ pub fn normalized(v: &[f32]) -> Vec<f32> {
 }
 
 impl Index {
+    /// Refuses `model` unless this index (in `dir`) was made with it, naming both models
+    /// and ending with `remedy` (what the caller should do instead).
+    pub fn check_model(&self, dir: &Path, model: &IndexModel, remedy: &str) -> Result<()> {
+        let made = &self.manifest.model;
+        if made == model {
+            return Ok(());
+        }
+        Err(Error::InvalidInput(format!(
+            "{}: the index was made with model {:?} (manifest sha256 {}), not with {:?} \
+             (manifest sha256 {}); {remedy}",
+            dir.display(),
+            made.name,
+            made.manifest_sha256,
+            model.name,
+            model.manifest_sha256
+        )))
+    }
+
     /// Reads an index folder, checking that its files agree with its manifest.
     pub fn open(dir: &Path) -> Result<Index> {
         let manifest_path = dir.join("manifest.json");
@@ -316,24 +346,10 @@ pub fn update(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<UpdateStats> {
     let root = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
-    let model = IndexModel {
-        name: engine.bundle.manifest.name.clone(),
-        manifest_sha256: engine.bundle.manifest_sha256.clone(),
-        embed_dim: engine.bundle.manifest.embed_dim,
-    };
+    let model = IndexModel::of(&engine.bundle);
     let previous = if out.join("manifest.json").exists() {
         let old = Index::open(out)?;
-        if old.manifest.model != model {
-            return Err(Error::InvalidInput(format!(
-                "{}: the index was made with model {:?} (manifest sha256 {}), not with {:?} \
-                 (manifest sha256 {}); use another --out or delete the index",
-                out.display(),
-                old.manifest.model.name,
-                old.manifest.model.manifest_sha256,
-                model.name,
-                model.manifest_sha256
-            )));
-        }
+        old.check_model(out, &model, "use another --out or delete the index")?;
         Some(old)
     } else {
         None

@@ -32,7 +32,7 @@ pub use self::core::{CoreSetup, NodeCore};
 pub use messages::{ImageInput, Outputs, Pixels};
 pub use names::NodeNames;
 pub use params::{InputKind, NodeConfig, NodeParams, PARAMS};
-pub use ros_args::RosArgs;
+pub use ros_args::{ParamOverrides, RosArgs};
 
 /// The node's name in its code (`-r __node:=` renames it).
 pub const NODE_NAME: &str = "clip_node";

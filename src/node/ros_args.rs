@@ -4,7 +4,9 @@
 //! `--log-level [logger:=]LEVEL`. Flags rcl knows but this node does not use, and anything
 //! unknown, become warnings: the node starts anyway, as a ROS node must under launch.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::precision::Precision;
 
 /// One `-r [node:]from:=to` rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,16 @@ pub struct ParamOverride {
     pub node: Option<String>,
     pub name: String,
     pub value: String,
+}
+
+/// Values set over a params file's (`None`: the file's value stands): `labels` as one
+/// `;`-separated list, the bundle folder, threads and precision.
+#[derive(Debug, Clone, Default)]
+pub struct ParamOverrides {
+    pub labels: Option<String>,
+    pub model_dir: Option<PathBuf>,
+    pub threads: Option<usize>,
+    pub precision: Option<Precision>,
 }
 
 /// What the ROS arguments of one process say.
@@ -95,6 +107,28 @@ impl RosArgs {
             argv.extend(["-p".to_string(), format!("{name}:={value}")]);
         }
         RosArgs::parse(argv)
+    }
+
+    /// [`RosArgs::for_params`] with the engine and phrase settings that offline callers
+    /// (replay, its benchmark) let a user set over the params file.
+    pub fn with_overrides(
+        params_file: Option<&Path>,
+        overrides: &ParamOverrides,
+    ) -> Result<RosArgs, RosArgsError> {
+        let mut values = Vec::new();
+        if let Some(labels) = &overrides.labels {
+            values.push(("labels", serde_json::json!([labels])));
+        }
+        if let Some(model) = &overrides.model_dir {
+            values.push(("model_dir", serde_json::json!(model.display().to_string())));
+        }
+        if let Some(threads) = overrides.threads {
+            values.push(("threads", serde_json::json!(threads)));
+        }
+        if let Some(precision) = overrides.precision {
+            values.push(("precision", serde_json::json!(precision.name())));
+        }
+        Self::for_params(params_file, &values)
     }
 
     /// Parses a process's arguments (without the program name).

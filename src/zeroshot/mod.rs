@@ -6,6 +6,7 @@
 
 pub mod dataset;
 pub mod report;
+pub mod run;
 
 use serde::Serialize;
 
@@ -13,6 +14,7 @@ use crate::engine::scoring::score;
 use crate::text::LabelMatrix;
 
 pub use dataset::{Dataset, CIFAR100_CLASSES, CIFAR10_CLASSES};
+pub use run::{run, Benchmark, RunOptions};
 
 /// One class's results.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -70,9 +72,10 @@ pub fn evaluate(
     let (mut top1, mut top5) = (0usize, 0usize);
     let mut mistakes = Vec::new();
     for (index, ((embedding, &t), name)) in embeddings.iter().zip(truth).zip(names).enumerate() {
-        let cosine = score(labels, embedding).cosine;
-        let mut order: Vec<usize> = (0..n_classes).collect();
-        order.sort_by(|a, b| cosine[*b].total_cmp(&cosine[*a]).then(a.cmp(b)));
+        let scores = score(labels, embedding);
+        // Best first; ties keep the class order (a stable sort).
+        let order: Vec<usize> = scores.ranked().iter().map(|r| r.index).collect();
+        let cosine = &scores.cosine;
         let predicted = order[0];
         confusion[t][predicted] += 1;
         if predicted == t {

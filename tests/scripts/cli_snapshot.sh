@@ -30,4 +30,30 @@ tiny=tests/fixtures/tiny-clip
 "$bin" info models/tabletop > "$out/info.txt"
 "$bin" info --json "$tiny" > "$out/info_tiny.json"
 "$bin" preprocess models/tabletop/samples/red_cup.jpg --out "$out/preprocess_red_cup.npy"
+# The other command groups (issue 30): replay with truth, report metrics and results bag,
+# index and search, eval on an ImageFolder made from the samples, the other families.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+rec=models/tabletop/recording/tabletop
+"$bin" replay "$rec" --params-file config/clip_node.yaml --truth models/tabletop/recording/truth.csv --out "$out/replay.jsonl" --report "$work/report" --out-bag "$work/results.mcap" 2>/dev/null | grep -v 'ms per frame' > "$out/replay_summary.txt"
+# Timings differ run to run: dropped.
+untime() { sed -E 's/"(latency_ms|encoder_ms)":[0-9.e+-]+/"\1":T/g' "$@"; }
+untime -i "$out/replay.jsonl"
+python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); m.pop("timing_ms", None); m.pop("generated", None); print(json.dumps(m, sort_keys=True, indent=1))' "$work/report/metrics.json" > "$out/replay_metrics.json"
+"$bin" replay "$rec" --labels "$labels" --every 3 --precision fp32 --out - 2>/dev/null | untime > "$out/replay_fp32_every3.jsonl"
+"$bin" replay tests/data/bags/no_summary.mcap --labels "$labels" --out "$work/x.jsonl" > /dev/null 2>&1 | sed -E "s/[0-9.]+ s, [0-9.]+ frames\/s/TIME/" > "$out/replay_no_summary.stderr" || true
+"$bin" index models/tabletop/samples --out "$work/index" 2>/dev/null
+"$bin" search "$work/index" "a red cup" -k 3 | sed "s#$work#WORK#" > "$out/search.txt"
+"$bin" search "$work/index" --image models/tabletop/samples/blue_ball.jpg --json | sed "s#$work#WORK#" > "$out/search_image.jsonl"
+"$bin" search "$work/index" "red cup" --template "a photo of a {}." --json | sed "s#$work#WORK#" > "$out/search_template.jsonl"
+for s in models/tabletop/samples/*.jpg; do
+  c=$(basename "$s" .jpg); c=${c%%_*}; mkdir -p "$work/set/$c"; cp "$s" "$work/set/$c/"
+done
+"$bin" eval "$work/set" --ensemble cifar10 --per-template --failures 3 2>/dev/null | sed "s#$work#WORK#" > "$out/eval.txt"
+"$bin" eval "$work/set" --json --limit 4 2>/dev/null | sed "s#$work#WORK#" > "$out/eval.json"
+for fam in tiny-siglip tiny-mobileclip2; do
+  "$bin" info --json "tests/fixtures/$fam" > "$out/info_$fam.json"
+  "$bin" classify --model "tests/fixtures/$fam" "${samples[@]}" --labels "$labels" --no-cache --json --top-k 0 > "$out/classify_$fam.jsonl"
+  "$bin" tokenize --model "tests/fixtures/$fam" --json "a photo of a red cup." > "$out/tokenize_$fam.jsonl"
+done
 echo "wrote $(ls "$out" | wc -l) files to $out"

@@ -1,0 +1,157 @@
+//! The command line's parts, one file per command group; `main.rs` only parses and
+//! dispatches. What every command shares lives here: [`ModelArgs`] (the one way a command
+//! names its model, threads and precision), the one batch-size flag, the batch of images
+//! that survives a bad file, and the progress bar shown on a terminal only. Library logic
+//! stays in the library; these files turn arguments into calls and results into output.
+
+pub mod classify;
+pub mod embed;
+pub mod eval;
+pub mod index;
+pub mod info;
+pub mod replay;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::Args;
+use indicatif::ProgressBar;
+use serde_json::json;
+
+use clip_perception::engine::DEFAULT_BATCH_SIZE;
+use clip_perception::image::load_image_file;
+use clip_perception::{EngineBuilder, EngineOptions, Precision, RgbImage};
+
+/// The model a command runs, and how.
+#[derive(Args)]
+pub struct ModelArgs {
+    /// Model bundle folder (default: $CLIP_PERCEPTION_MODEL, else the installed
+    /// share/clip_perception/models/tabletop, else the source tree's models/tabletop;
+    /// replay: the params file's `model_dir` first).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Threads for the encoders' matrix products (default: 1; replay: the params file's
+    /// `threads`).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Image encoder graph: fp32 or int8 (default: int8 where the bundle has one; replay:
+    /// the params file's `precision`).
+    #[arg(long)]
+    pub precision: Option<Precision>,
+}
+
+impl ModelArgs {
+    /// The engine options of these arguments (no text cache), `batch_size` images per pass.
+    pub fn engine_options(&self, batch_size: usize) -> EngineOptions {
+        EngineOptions {
+            model: self.model.clone(),
+            precision: self.precision,
+            threads: self.threads.unwrap_or(1),
+            batch_size: batch_size.max(1),
+            ..EngineOptions::default()
+        }
+    }
+
+    /// The model opened and checked (no graph loaded yet), for one image per pass.
+    pub fn open(&self) -> Result<EngineBuilder> {
+        Ok(EngineBuilder::open(self.engine_options(1))?)
+    }
+}
+
+/// How many images go through the image encoder at once.
+#[derive(Args)]
+pub struct BatchArgs {
+    /// Images per image-encoder pass (a long list is streamed batch by batch).
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
+    pub batch_size: usize,
+}
+
+impl BatchArgs {
+    pub fn get(&self) -> usize {
+        self.batch_size.max(1)
+    }
+}
+
+/// Some inputs of a batch command failed (each was reported where it stood).
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} inputs failed")]
+pub struct InputsFailed {
+    pub failed: usize,
+    pub total: usize,
+}
+
+/// The end of a batch command: an error if any input failed.
+pub fn inputs_done(failed: usize, total: usize) -> Result<()> {
+    if failed > 0 {
+        return Err(InputsFailed { failed, total }.into());
+    }
+    Ok(())
+}
+
+/// A progress bar of `len` steps on stderr when it is a terminal, else a hidden one.
+pub fn progress_bar(len: u64) -> ProgressBar {
+    if std::io::stderr().is_terminal() {
+        ProgressBar::new(len)
+    } else {
+        ProgressBar::hidden()
+    }
+}
+
+/// The images of one batch that could be read, and per path where its result goes: the
+/// index of its image, or why it failed.
+pub struct Batch<'p> {
+    paths: &'p [PathBuf],
+    pub images: Vec<RgbImage<'static>>,
+    slots: Vec<std::result::Result<usize, String>>,
+}
+
+impl<'p> Batch<'p> {
+    /// Reads and decodes `paths`; a file that fails ends the run with `fail_fast`, else
+    /// it is reported (one `error:` line) and counted in `failed`.
+    pub fn load(paths: &'p [PathBuf], fail_fast: bool, failed: &mut usize) -> Result<Batch<'p>> {
+        let mut images = Vec::with_capacity(paths.len());
+        let mut slots = Vec::with_capacity(paths.len());
+        for path in paths {
+            match load_image_file(path) {
+                Ok(image) => {
+                    slots.push(Ok(images.len()));
+                    images.push(image);
+                }
+                Err(e) if fail_fast => return Err(e.into()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    *failed += 1;
+                    slots.push(Err(e.to_string()));
+                }
+            }
+        }
+        Ok(Batch {
+            paths,
+            images,
+            slots,
+        })
+    }
+
+    /// Writes each path's result (`write(path, index of its image)`) or, with `--json`, its
+    /// error line, in input order.
+    pub fn write(
+        &self,
+        json_out: bool,
+        out: &mut impl Write,
+        mut write: impl FnMut(&Path, usize, &mut dyn Write) -> Result<()>,
+    ) -> Result<()> {
+        for (path, slot) in self.paths.iter().zip(&self.slots) {
+            match slot {
+                Ok(i) => write(path, *i, out)?,
+                Err(e) if json_out => writeln!(
+                    out,
+                    "{}",
+                    json!({"image": path.display().to_string(), "error": e})
+                )?,
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
