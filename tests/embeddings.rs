@@ -45,6 +45,19 @@ fn int8(threads: usize) -> EncoderOptions {
     }
 }
 
+/// Embeddings are unnormalised (the projection's output): their length must match
+/// PyTorch's too, not only their direction. fp32 sums in another order: 1e-4 relative.
+fn assert_norm(got: &[f32], expected: &[f32], what: &str) {
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let ratio = norm(got) / norm(expected);
+    assert!(
+        (ratio - 1.0).abs() <= 1e-4,
+        "{what}: norm {} vs PyTorch's {} (ratio {ratio})",
+        norm(got),
+        norm(expected)
+    );
+}
+
 fn golden() -> serde_json::Value {
     read_json(&data("embeddings/golden.json"))
 }
@@ -72,6 +85,7 @@ fn image_encoder_matches_pytorch_on_reference_pixels() {
                 "{} ({threads} threads): cosine {c}",
                 image["name"]
             );
+            assert_norm(&got, &expected, image["name"].as_str().unwrap());
             batch.extend(pixels);
             expected_all.push(expected);
         }
@@ -92,8 +106,10 @@ fn image_pipeline_end_to_end_matches_pytorch() {
         let file = data("embeddings").join(image["file"].as_str().unwrap());
         let img = clip_perception::image::load_image_file(&file).unwrap();
         let got = encoder.encode(&[img]).unwrap().remove(0);
-        let c = cosine(&got, &f32s(&image["image_embeds"]));
+        let expected = f32s(&image["image_embeds"]);
+        let c = cosine(&got, &expected);
         assert!(c >= MIN_COSINE, "{}: cosine {c}", image["name"]);
+        assert_norm(&got, &expected, image["name"].as_str().unwrap());
     }
 }
 
@@ -127,6 +143,8 @@ fn text_encoder_at_real_length_matches_pytorch_at_77() {
             "{}: padded to 77",
             p["text"]
         );
+        assert_norm(s, &expected, p["text"].as_str().unwrap());
+        assert_norm(f, &expected, p["text"].as_str().unwrap());
     }
     // One at a time gives the same as the padded batch.
     let single = encoder.encode_ids(&ids[..1], None).unwrap();

@@ -182,3 +182,82 @@ fn family_resizes_match_their_references() {
     assert!(checked >= 40, "only {checked} cases");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// CRC-32 (ISO-HDLC, PNG's), for the hand-made PNG headers below.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A PNG whose header says `width` x `height` RGB8 and whose data is one short row: only
+/// the header is valid, as in a file crafted to make a reader reserve a huge buffer.
+fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+    let chunk = |kind: &[u8], body: &[u8]| {
+        let mut c = (body.len() as u32).to_be_bytes().to_vec();
+        let mut typed = kind.to_vec();
+        typed.extend_from_slice(body);
+        c.extend_from_slice(&typed);
+        c.extend_from_slice(&crc32(&typed).to_be_bytes());
+        c
+    };
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    // zlib stream of one filter byte and 3 zero pixels (stored block).
+    png.extend(chunk(
+        b"IDAT",
+        &[
+            0x78, 0x01, 0x01, 0x0a, 0x00, 0xf5, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x0a,
+            0x00, 0x01,
+        ],
+    ));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+/// Image files beyond the size limits (16384 per side, 2^27 pixels) are refused from their
+/// header, naming the file and the size, before any pixel buffer is reserved; the checksum
+/// of the hand-made header is right (the same maker at 3x1 gives a file the decoder reads).
+#[test]
+fn image_files_beyond_the_size_limits_are_refused_from_the_header() {
+    use clip_perception::image::error::{MAX_PIXELS, MAX_SIDE};
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.png");
+    std::fs::write(&small, png_header_only(3, 1)).unwrap();
+    let img = load_image_file(&small).unwrap();
+    assert_eq!((img.width, img.height), (3, 1));
+    // 11586^2 = 134,235,396 > 2^27 = 134,217,728 while each side is within MAX_SIDE.
+    let over_pixels = (MAX_PIXELS as f64).sqrt().ceil() as u32;
+    assert!(over_pixels <= MAX_SIDE && u64::from(over_pixels).pow(2) > MAX_PIXELS);
+    for (w, h) in [
+        (MAX_SIDE + 1, 1),
+        (1, MAX_SIDE + 1),
+        (over_pixels, over_pixels),
+        (1 << 30, 1 << 30),
+    ] {
+        let path = dir.path().join(format!("{w}x{h}.png"));
+        std::fs::write(&path, png_header_only(w, h)).unwrap();
+        let err = load_image_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(&path.display().to_string())
+                && err.contains(&format!("image of {w}x{h} exceeds the limit")),
+            "{err}"
+        );
+    }
+    // The limit itself is allowed: a real 16384x1 image decodes.
+    let edge = dir.path().join("edge.png");
+    image::RgbImage::new(MAX_SIDE, 1).save(&edge).unwrap();
+    assert_eq!(load_image_file(&edge).unwrap().width, MAX_SIDE);
+}

@@ -283,6 +283,97 @@ fn the_params_file_gives_the_phrases_and_thresholds() {
     );
 }
 
+/// The params file's `threshold` and `label_thresholds` decide `matched` exactly as the node
+/// does (score at or above the phrase's threshold; no smoothing, no hysteresis here).
+#[test]
+fn the_params_file_thresholds_decide_matched() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = dir.path().join("params.yaml");
+    std::fs::write(
+        &params,
+        "/**/clip_node:\n  ros__parameters:\n    labels: [\"red cup\", \"blue ball\", \"green box\"]\n    \
+         threshold: 0.32\n    label_thresholds: [\"red cup=0.5\", \"blue ball=0.2\"]\n    \
+         smoothing: 0.0\n    hysteresis: 0.0\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out.jsonl");
+    // The default model on the bundled recording: real cosines, both sides of each
+    // threshold (the tiny random model's cosines are all negative).
+    let bag = root().join("models/tabletop/recording/tabletop");
+    let o = run(&[
+        "replay",
+        &bag.display().to_string(),
+        "--params-file",
+        &params.display().to_string(),
+        "--every",
+        "3",
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let thresholds = HashMap::from([("red cup", 0.5), ("blue ball", 0.2), ("green box", 0.32)]);
+    let (mut matched, mut unmatched) = (0, 0);
+    let mut per_phrase: HashMap<String, Vec<bool>> = HashMap::new();
+    for line in std::fs::read_to_string(&out).unwrap().lines() {
+        let line: Value = serde_json::from_str(line).unwrap();
+        let labels = line["labels"].as_array().unwrap();
+        assert_eq!(labels.len(), 3);
+        for l in labels {
+            let phrase = l["phrase"].as_str().unwrap();
+            let score = l["score"].as_f64().unwrap();
+            // The default bundle scores with softmax: the score is the cosine.
+            assert_eq!(score, l["cosine"].as_f64().unwrap());
+            let expected = score as f32 >= thresholds[phrase] as f32;
+            assert_eq!(l["matched"].as_bool(), Some(expected), "{phrase} {score}");
+            per_phrase
+                .entry(phrase.to_string())
+                .or_default()
+                .push(expected);
+            if expected {
+                matched += 1;
+            } else {
+                unmatched += 1;
+            }
+        }
+    }
+    // Both outcomes occur for every phrase, so each threshold was really applied; scores
+    // between the node's default 0.25 and these thresholds (green box 0.31, red cup 0.34,
+    // blue ball 0.24 on these frames) tell them from the default.
+    for phrase in thresholds.keys() {
+        let seen = &per_phrase[*phrase];
+        assert!(
+            seen.contains(&true) && seen.contains(&false),
+            "{phrase}: {seen:?}"
+        );
+    }
+    assert!(matched > 0 && unmatched > 0, "{matched} {unmatched}");
+}
+
+/// A bag with no image topic (replay's own results bag) names every topic it does have.
+#[test]
+fn a_bag_without_image_topics_lists_its_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results.mcap");
+    let bag = data("bags").join("rosbags_mcap_compressed");
+    let (code, err, lines) = replay(&bag, &["--out-bag", &results.display().to_string()]);
+    assert_eq!(code, Some(0), "{err}");
+    let n = lines.len();
+    for extra in [&[][..], &["--topic", "/camera/image_raw"][..]] {
+        let (code, err, _) = replay(&results, extra);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains("no image topic")
+                && err.contains(&format!(
+                    "/clip_node/classification (vision_msgs/msg/Classification, {n} messages)"
+                ))
+                && err.contains(&format!(
+                    "/clip_node/matches (std_msgs/msg/String, {n} messages)"
+                )),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn undecodable_frames_are_skipped_counted_and_keep_their_neighbours() {
     let bag = &bags()["undecodable"];

@@ -225,6 +225,20 @@ fn cifar_binary_files_read_as_the_same_pixels_in_a_folder() {
             "fine_label_names.txt"
         };
         std::fs::write(set.join(names), classes.join("\n")).unwrap();
+        // The reader's pixels are the written ones, value for value (CIFAR stores each
+        // image as its red, then green, then blue plane, rows top to bottom).
+        let dataset = clip_perception::zeroshot::Dataset::open(&set).unwrap();
+        assert_eq!(dataset.len(), small.len());
+        for (i, (img, label)) in small.iter().enumerate() {
+            let sample = dataset.sample(i);
+            assert_eq!(sample.label, *label as usize, "{name}: label of {i}");
+            let got = sample.image.unwrap();
+            assert_eq!((got.width, got.height), (32, 32));
+            for y in 0..32 {
+                let want: Vec<u8> = (0..32).flat_map(|x| img.get_pixel(x, y as u32).0).collect();
+                assert_eq!(got.row(y), &want[..], "{name}: image {i}, row {y}");
+            }
+        }
         let (from_cifar, o) = run_json(&["eval", &set.display().to_string(), "--json"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         for key in [

@@ -103,6 +103,16 @@ pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<RgbImage<'static>, Deco
     if reader.format().is_none() {
         return Err(DecodeError::UnknownFormat);
     }
+    // The header's size first: a file that claims more pixels than the limit is refused
+    // before a pixel buffer is reserved or any data decoded.
+    let (width, height) = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .and_then(|mut r| {
+            r.no_limits();
+            r.into_dimensions().map_err(std::io::Error::other)
+        })
+        .map_err(|e| DecodeError::Image(e.to_string()))?;
+    check_size(width, height).map_err(|e| DecodeError::Size(Box::new(e)))?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);

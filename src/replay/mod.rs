@@ -47,6 +47,12 @@ pub enum ReplayError {
     /// A result could not be written (the error names the output).
     #[error("{0}")]
     Write(Box<dyn std::error::Error + Send + Sync>),
+    /// The bag has no image topic at all: every topic it has is listed.
+    #[error(
+        "{bag}: no image topic ({IMAGE_TYPE} or {COMPRESSED_IMAGE_TYPE}); the bag's topics: \
+         {listing}"
+    )]
+    NoImageTopic { bag: String, listing: String },
     #[error("{bag}: {count} image topics, name one with --topic: {listing}")]
     Ambiguous {
         bag: String,
@@ -75,6 +81,15 @@ fn listing(topics: &[&TopicInfo]) -> String {
 pub fn choose_topic(bag: &Bag, topic: Option<&str>) -> Result<TopicInfo, ReplayError> {
     let name = bag.path().display().to_string();
     let images: Vec<&TopicInfo> = bag.topics().iter().filter(|t| is_image(t)).collect();
+    let named = topic.and_then(|wanted| bag.topics().iter().find(|t| t.name == wanted));
+    if images.is_empty() && named.is_none() {
+        // Nothing to replay: say what the bag does hold.
+        let all: Vec<&TopicInfo> = bag.topics().iter().collect();
+        return Err(ReplayError::NoImageTopic {
+            bag: name,
+            listing: listing(&all),
+        });
+    }
     match topic {
         Some(wanted) => {
             let found = bag
