@@ -1,23 +1,32 @@
 //! The one place that knows YAML: parses the typed configuration structs of the rest of
 //! the crate (model manifests, node parameters) so serde_yaml can be swapped later.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, Result};
+/// A configuration file that is not valid YAML for its schema. This module is the floor
+/// of the crate: it has its own error, which [`crate::Error`] wraps (as `Error::Config`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct ConfigError {
+    /// The file (or `-p` for a command-line value).
+    pub path: PathBuf,
+    /// What is wrong, with serde's field and line.
+    pub message: String,
+}
 
 /// Parses YAML text that came from `origin` (used only in error messages), naming the file
 /// and the offending field/line on failure.
-pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
-    serde_yaml::from_str(text).map_err(|e| Error::Config {
+pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, ConfigError> {
+    serde_yaml::from_str(text).map_err(|e| ConfigError {
         path: origin.to_path_buf(),
         message: format!("invalid YAML for this file's schema: {e}"),
     })
 }
 
 /// Size limits of the files read whole into memory, checked before memory is reserved
-/// (README, Reliability). Data sets (images, bags, CIFAR batches) have their own checks.
+/// (docs/reliability.md). Data sets (images, bags, CIFAR batches) have their own checks.
 pub mod limits {
     /// `model.yaml`, a params file, a bag's `metadata.yaml`, a prompt-template file,
     /// `classes.txt` / `batches.meta.txt`.

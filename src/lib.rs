@@ -28,7 +28,27 @@
 //! - [`bag`]: rosbag2 recordings (MCAP, SQLite) read without ROS; [`replay`] runs their
 //!   image topics through the node's own per-frame step; [`ros_msgs`]: the ROS message
 //!   definitions both the node and replay decode.
-//! - [`config`] (the one YAML reader), [`npy`] (tensor files), [`error`].
+//! - [`config`] (the one YAML reader), [`npy`] (tensor files), [`error`], [`precision`].
+//!
+//! ## Layers
+//!
+//! Floors, bottom to top. A module uses only modules on lower floors, so no two modules
+//! depend on each other, however indirectly (`tests/layers.rs` checks every `crate::` path
+//! of `src/` against this list; unit tests and doc links are exempt). The binaries
+//! (`main.rs`, `cli/`, `bin/`) stand above them all.
+//!
+//! ```text
+//! 9  zeroshot fuzzing     the zero-shot benchmark; the fuzz harness
+//! 8  eval                 replay metrics, truth, reports
+//! 7  replay dds           the node's step over a bag; the node on the wire
+//! 6  index node           image index; the node without a transport
+//! 5  engine               the one builder, scoring, the per-frame step
+//! 4  text                 prompts, tokenizers, text embeddings, label matrix
+//! 3  model                bundles, families, the tract encoders
+//! 2  image npy fused      frames and preprocessing; tensor files; fused graph ops
+//! 1  error bag cpu        the error type; rosbag2 readers; CPU features
+//! 0  precision config kernels ros_msgs
+//! ```
 
 pub mod bag;
 pub mod config;

@@ -1,5 +1,6 @@
 //! A broken bundle stops loading with one error that names the file and the field.
 
+use clip_perception::text::tokenizer::TextTokenizer;
 use clip_perception::{EncoderOptions, ImageEncoder, ModelBundle, Precision, TextEncoder};
 
 use crate::common::{copy_bundle, remove_block, remove_int8, remove_int8_file_entry, tiny_bundle};
@@ -290,7 +291,7 @@ fn a_file_replaced_after_open_is_refused_at_its_load_never_half_used() {
     let mut bytes = std::fs::read(&tokenizer).unwrap();
     bytes.extend_from_slice(b"\n ");
     std::fs::write(&tokenizer, bytes).unwrap();
-    let e = err_of(bundle.tokenizer());
+    let e = err_of(TextTokenizer::for_bundle(&bundle));
     assert!(
         e.contains("tokenizer.json") && e.contains("sha256 mismatch"),
         "{e}"
@@ -341,7 +342,7 @@ fn a_tokenizer_that_disagrees_with_the_manifest_is_refused() {
     std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
     record_sha256(dir.path(), "tokenizer.json");
     let bundle = ModelBundle::open(dir.path()).unwrap();
-    let e = err_of(bundle.tokenizer());
+    let e = err_of(TextTokenizer::for_bundle(&bundle));
     assert!(
         e.contains("tokenizer.json")
             && e.contains("49409")
@@ -352,7 +353,7 @@ fn a_tokenizer_that_disagrees_with_the_manifest_is_refused() {
     let dir = copy_bundle(&tiny_bundle());
     edit_manifest(dir.path(), "vocab_size: 49408", "vocab_size: 50000");
     let bundle = ModelBundle::open(dir.path()).unwrap();
-    let e = err_of(bundle.tokenizer());
+    let e = err_of(TextTokenizer::for_bundle(&bundle));
     assert!(e.contains("50000") && e.contains("vocab_size"), "{e}");
     // Every entry point takes its tokenizer from the bundle: the engine refuses to start.
     let e = err_of(clip_perception::ClipEngine::load(

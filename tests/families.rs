@@ -181,7 +181,7 @@ fn text_ids_and_embeddings_match_the_reference() {
     for name in FAMILIES {
         let g = golden(name);
         let bundle = bundle_of(&g);
-        let tokenizer = bundle.tokenizer().unwrap();
+        let tokenizer = TextTokenizer::for_bundle(&bundle).unwrap();
         let phrases = g["phrases"].as_array().unwrap();
         let texts: Vec<String> = phrases
             .iter()
@@ -316,7 +316,7 @@ fn check_cases(what: &str, tokenizer: &TextTokenizer, cases: &[(String, Vec<u32>
 #[test]
 fn sentencepiece_unigram_ids_equal_siglip_tokenizer() {
     let bundle = bundle_of(&golden("tiny-siglip"));
-    let tokenizer = bundle.tokenizer().unwrap();
+    let tokenizer = TextTokenizer::for_bundle(&bundle).unwrap();
     check_cases(
         "SiglipTokenizer",
         &tokenizer,
@@ -438,9 +438,7 @@ fn format2_section_errors_name_the_field() {
     }
     // A pad id outside the vocabulary is refused when the tokenizer loads.
     let dir = clip_as_format2(&CLIP_SECTIONS.replace("pad_id: 0", "pad_id: 49408"));
-    let err = ModelBundle::open(dir.path())
-        .unwrap()
-        .tokenizer()
+    let err = TextTokenizer::for_bundle(&ModelBundle::open(dir.path()).unwrap())
         .map(|_| ())
         .unwrap_err()
         .to_string();

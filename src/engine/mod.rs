@@ -119,7 +119,7 @@ impl EngineBuilder {
 
     /// The bundle's tokenizer.
     pub fn tokenizer(&self) -> Result<TextTokenizer> {
-        self.bundle.tokenizer()
+        TextTokenizer::for_bundle(&self.bundle)
     }
 
     /// The text side: tokenizer, cache, and a text encoder loaded on first need.

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use super::error::{
+use super::frame::{CompressedFrame, RgbImage};
+use crate::error::frame::{
     check_size, DecodeError, FrameError, MAX_COMPRESSED_BYTES, MAX_PIXELS, MAX_SIDE,
 };
-use super::frame::{CompressedFrame, RgbImage};
 use crate::error::{Error, Result};
 
 /// Reads and decodes an image file (PNG, JPEG, BMP, GIF, TIFF, WebP, PNM) to RGB8.
@@ -260,7 +260,7 @@ mod tests {
     }
 
     use super::*;
-    use crate::image::error::RejectReason;
+    use crate::error::frame::RejectReason;
 
     #[test]
     fn compositing_over_white_rounds_like_pil() {

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use super::error::{check_size, FrameError};
+use crate::error::frame::{check_size, FrameError};
 
 /// Raw pixel encodings accepted from cameras (the `sensor_msgs/Image` encoding names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +184,7 @@ impl<'a> Frame<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::error::RejectReason;
+    use crate::error::frame::RejectReason;
 
     #[test]
     fn malformed_frames_are_typed_errors() {

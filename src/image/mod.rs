@@ -8,7 +8,9 @@
 //! Every malformed input is a typed [`error::FrameError`] or [`error::DecodeError`].
 
 pub mod decode;
-pub mod error;
+/// The frame and decode errors and the size limits, defined on the crate's floor
+/// ([`crate::error::frame`]) so the error type can wrap them without a circle.
+pub use crate::error::frame as error;
 pub mod frame;
 pub mod preprocess;
 

@@ -17,7 +17,6 @@ use crate::config;
 use crate::error::{Error, Result};
 use crate::image::preprocess::Preprocessor;
 pub use crate::precision::{Precision, UnknownPrecision};
-use crate::text::tokenizer::{ClipTokenizer, HfTokenizer, TextTokenizer};
 
 /// The manifest file name inside a bundle folder.
 pub const MANIFEST_FILE: &str = "model.yaml";
@@ -209,7 +208,7 @@ impl ModelBundle {
         self.dir.join(&self.manifest.files.tokenizer.path)
     }
 
-    fn field_error(&self, field: &str, message: impl Into<String>) -> Error {
+    pub(crate) fn field_error(&self, field: &str, message: impl Into<String>) -> Error {
         Error::field(self.manifest_path(), field, message)
     }
 
@@ -506,90 +505,6 @@ impl ModelBundle {
             });
         }
         Ok(bytes)
-    }
-
-    /// The bundle's tokenizer, from the checksummed bytes of `files.tokenizer`, checked
-    /// against the manifest: its vocabulary must fit the text encoder's
-    /// (`architecture.text.vocab_size` where the manifest records it). A CLIP tokenizer's
-    /// vocabulary is the encoder's, with the end token, where CLIP's text tower pools, as
-    /// its last id.
-    pub fn tokenizer(&self) -> Result<TextTokenizer> {
-        let path = self.tokenizer_path();
-        let bytes = self.read_verified(&self.manifest.files.tokenizer.path)?;
-        let spec = self.spec.text;
-        let context = self.manifest.context_length;
-        let tokenizer = match spec.tokenizer {
-            TokenizerKind::Clip => {
-                let clip = ClipTokenizer::from_bytes(&path, &bytes, context)?;
-                if let Some(expected) = self.text_vocab_size() {
-                    self.check_clip_vocab(&path, &clip, expected)?;
-                }
-                TextTokenizer::clip(clip, spec)
-            }
-            TokenizerKind::Hf => {
-                let hf = HfTokenizer::from_bytes(&path, &bytes, &spec, context)?;
-                if let Some(expected) = self.text_vocab_size() {
-                    let actual = hf.vocab_size();
-                    if actual > expected {
-                        return Err(Error::Config {
-                            path,
-                            message: format!(
-                                "has {actual} tokens but {} says the text encoder has {expected} \
-                                 (field `architecture.text.vocab_size`): tokenizer and encoder \
-                                 are from different models",
-                                self.manifest_path().display()
-                            ),
-                        });
-                    }
-                }
-                TextTokenizer::hf(hf, spec)
-            }
-        };
-        if let Some(vocab) = self.text_vocab_size() {
-            if spec.pad_id as usize >= vocab {
-                return Err(self.field_error(
-                    "text.pad_id",
-                    format!(
-                        "{} is not an id of the {vocab}-token vocabulary",
-                        spec.pad_id
-                    ),
-                ));
-            }
-        }
-        Ok(tokenizer)
-    }
-
-    fn check_clip_vocab(
-        &self,
-        path: &Path,
-        tokenizer: &ClipTokenizer,
-        expected: usize,
-    ) -> Result<()> {
-        let actual = tokenizer.vocab_size();
-        if actual != expected {
-            return Err(Error::Config {
-                path: path.to_path_buf(),
-                message: format!(
-                    "has {actual} tokens but {} says the text encoder has {expected} \
-                     (field `architecture.text.vocab_size`): tokenizer and encoder are \
-                     from different models",
-                    self.manifest_path().display()
-                ),
-            });
-        }
-        let end = tokenizer.end_id() as usize;
-        if end + 1 != expected {
-            return Err(Error::Config {
-                path: path.to_path_buf(),
-                message: format!(
-                    "`{}` has id {end}, not the last id {} of the text encoder's \
-                     vocabulary: CLIP's text tower would pool at the wrong token",
-                    crate::text::tokenizer::END_TOKEN,
-                    expected - 1
-                ),
-            });
-        }
-        Ok(())
     }
 
     /// `architecture.text.vocab_size` from the manifest, where the exporter recorded it.

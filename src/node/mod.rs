@@ -22,6 +22,7 @@ pub mod param_services;
 pub mod params;
 pub mod params_file;
 pub mod ros_args;
+pub mod ros_convert;
 pub mod stats;
 pub mod wire;
 

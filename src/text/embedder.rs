@@ -46,7 +46,7 @@ impl TextEmbedder {
         options: EncoderOptions,
         cache_root: Option<&Path>,
     ) -> Result<Self> {
-        let tokenizer = bundle.tokenizer()?;
+        let tokenizer = TextTokenizer::for_bundle(bundle)?;
         Ok(TextEmbedder {
             bundle: bundle.clone(),
             tokenizer,

@@ -1,19 +1,7 @@
 //! Task phrases as users write them: a list separated by `;` or newlines, split, trimmed,
 //! de-duplicated and checked against the limits every entry point shares.
 
-/// Longest accepted phrase, in characters.
-pub const MAX_PHRASE_CHARS: usize = 256;
-
-/// Why a phrase list cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PhraseError {
-    #[error("the phrase list is empty (expected e.g. \"red cup; blue ball\")")]
-    Empty,
-    #[error("phrase of {chars} characters exceeds {MAX_PHRASE_CHARS}: {preview:?}...")]
-    TooLong { chars: usize, preview: String },
-    #[error("{count} phrases, at most {max} are accepted")]
-    TooMany { count: usize, max: usize },
-}
+pub use crate::error::text::{PhraseError, MAX_PHRASE_CHARS};
 
 /// Splits a phrase list (`red cup; blue ball` or one per line) into trimmed, non-empty,
 /// de-duplicated phrases, in order.

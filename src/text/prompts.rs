@@ -1,30 +1,14 @@
 //! Prompt templates and ensembles: how a phrase becomes the texts the encoder embeds
 //! ("a photo of a {}."), one template or the CLIP paper's ensembles ([`prompt_sets`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::prompt_sets;
 
 /// The template CLIP's paper uses for single-prompt zero-shot classification.
 pub const DEFAULT_TEMPLATE: &str = "a photo of a {}.";
 
-/// Why a template or ensemble cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum PromptError {
-    #[error(
-        "template {0:?} has no `{{}}` placeholder for the phrase (expected e.g. \"a photo of a {{}}.\")"
-    )]
-    NoPlaceholder(String),
-    #[error("ensemble `{0}`: not a built-in set (imagenet, cifar10) and no such file")]
-    UnknownEnsemble(String),
-    #[error("{}: cannot read: {cause}", path.display())]
-    Read {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
-    #[error("{}: holds no templates (expected one template with `{{}}` per line)", path.display())]
-    EmptyFile { path: PathBuf },
-}
+pub use crate::error::text::PromptError;
 
 /// The prompt templates a phrase is embedded with: one template, or an ensemble whose
 /// normalised embeddings are averaged and renormalised, as in the CLIP paper.

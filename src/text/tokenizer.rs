@@ -24,6 +24,7 @@ use tokenizers::{NormalizerWrapper, PostProcessorWrapper, Tokenizer, TruncationP
 use super::clean::{python_lower, whitespace_clean};
 use crate::error::{Error, Result};
 use crate::model::family::{TextSpec, TokenizerKind};
+use crate::model::ModelBundle;
 
 /// The start-of-text token of CLIP's vocabulary.
 pub const START_TOKEN: &str = "<|startoftext|>";
@@ -249,6 +250,93 @@ pub struct TextTokenizer {
 enum Kind {
     Clip(ClipTokenizer),
     Hf(HfTokenizer),
+}
+
+impl TextTokenizer {
+    /// The tokenizer of `bundle`, from the checksummed bytes of `files.tokenizer`, checked
+    /// against the manifest: its vocabulary must fit the text encoder's
+    /// (`architecture.text.vocab_size` where the manifest records it). A CLIP tokenizer's
+    /// vocabulary is the encoder's, with the end token, where CLIP's text tower pools, as
+    /// its last id.
+    pub fn for_bundle(bundle: &ModelBundle) -> Result<TextTokenizer> {
+        let path = bundle.tokenizer_path();
+        let bytes = bundle.read_verified(&bundle.manifest.files.tokenizer.path)?;
+        let spec = bundle.spec().text;
+        let context = bundle.manifest.context_length;
+        let tokenizer = match spec.tokenizer {
+            TokenizerKind::Clip => {
+                let clip = ClipTokenizer::from_bytes(&path, &bytes, context)?;
+                if let Some(expected) = bundle.text_vocab_size() {
+                    check_clip_vocab(bundle, &path, &clip, expected)?;
+                }
+                TextTokenizer::clip(clip, spec)
+            }
+            TokenizerKind::Hf => {
+                let hf = HfTokenizer::from_bytes(&path, &bytes, &spec, context)?;
+                if let Some(expected) = bundle.text_vocab_size() {
+                    let actual = hf.vocab_size();
+                    if actual > expected {
+                        return Err(Error::Config {
+                            path,
+                            message: format!(
+                                "has {actual} tokens but {} says the text encoder has {expected} \
+                                 (field `architecture.text.vocab_size`): tokenizer and encoder \
+                                 are from different models",
+                                bundle.manifest_path().display()
+                            ),
+                        });
+                    }
+                }
+                TextTokenizer::hf(hf, spec)
+            }
+        };
+        if let Some(vocab) = bundle.text_vocab_size() {
+            if spec.pad_id as usize >= vocab {
+                return Err(bundle.field_error(
+                    "text.pad_id",
+                    format!(
+                        "{} is not an id of the {vocab}-token vocabulary",
+                        spec.pad_id
+                    ),
+                ));
+            }
+        }
+        Ok(tokenizer)
+    }
+}
+
+/// A CLIP tokenizer must have exactly the text encoder's vocabulary, its end token last.
+fn check_clip_vocab(
+    bundle: &ModelBundle,
+    path: &Path,
+    tokenizer: &ClipTokenizer,
+    expected: usize,
+) -> Result<()> {
+    let actual = tokenizer.vocab_size();
+    if actual != expected {
+        return Err(Error::Config {
+            path: path.to_path_buf(),
+            message: format!(
+                "has {actual} tokens but {} says the text encoder has {expected} \
+                 (field `architecture.text.vocab_size`): tokenizer and encoder are \
+                 from different models",
+                bundle.manifest_path().display()
+            ),
+        });
+    }
+    let end = tokenizer.end_id() as usize;
+    if end + 1 != expected {
+        return Err(Error::Config {
+            path: path.to_path_buf(),
+            message: format!(
+                "`{}` has id {end}, not the last id {} of the text encoder's \
+                 vocabulary: CLIP's text tower would pool at the wrong token",
+                END_TOKEN,
+                expected - 1
+            ),
+        });
+    }
+    Ok(())
 }
 
 impl TextTokenizer {

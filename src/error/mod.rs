@@ -5,10 +5,12 @@
 
 use std::path::PathBuf;
 
-use crate::image::error::{DecodeError, FrameError};
+pub mod frame;
+pub mod text;
+
 use crate::precision::Precision;
-use crate::text::phrases::PhraseError;
-use crate::text::prompts::PromptError;
+use frame::{DecodeError, FrameError};
+use text::{PhraseError, PromptError};
 
 /// Everything that can go wrong inside the engine.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +85,15 @@ pub enum Error {
     /// OS refuses).
     #[error("{0}")]
     InvalidInput(String),
+}
+
+impl From<crate::config::ConfigError> for Error {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Error::Config {
+            path: e.path,
+            message: e.message,
+        }
+    }
 }
 
 /// The library's result alias.

@@ -1,6 +1,7 @@
 //! Why an image could not be used: [`FrameError`] for frames (with a stable reason for
 //! counting rejects) and [`DecodeError`] for encoded bytes, and the size limits both check
-//! before any pixel memory is reserved.
+//! before any pixel memory is reserved. On the crate's floor so that [`super::Error`] wraps
+//! them without a circle; `crate::image::error` is this module.
 
 /// Largest accepted side of any image, in pixels.
 pub const MAX_SIDE: u32 = 16_384;
