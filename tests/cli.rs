@@ -319,6 +319,25 @@ fn info_shows_the_manifest() {
     let o = run(&["info", &model(), "--json"]);
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["embed_dim"], 16);
+    // `--model` is the same as DIR; without either, the default model lookup (here: the
+    // source tree's models/tabletop, as for every other command).
+    let o = run(&["info", "--json", "--model", &model()]);
+    assert_eq!(stdout(&o), stdout(&run(&["info", &model(), "--json"])));
+    let o = Command::new(env!("CARGO_BIN_EXE_clip_perception"))
+        .args(["info", "--json"])
+        .env_remove("CLIP_PERCEPTION_MODEL")
+        .env_remove("AMENT_PREFIX_PATH")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["name"], "clip-tabletop");
+    let o = run(&["info", &model(), "--model", &model()]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "DIR and --model together are a usage error"
+    );
 }
 
 #[test]

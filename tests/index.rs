@@ -122,6 +122,22 @@ fn text_and_image_search_find_the_right_images() {
             .contains("yellow_banana"),
         "{banana:?}"
     );
+    // The model options every command takes: fp32 on two threads finds the same first
+    // image (int8 and fp32 rank this set alike; scores within int8's error).
+    let fp32 = search(
+        out.path(),
+        &[
+            "a photo of a red cup.",
+            "-k",
+            "3",
+            "--precision",
+            "fp32",
+            "--threads",
+            "2",
+        ],
+    );
+    assert_eq!(fp32[0]["path"], hits[0]["path"], "{fp32:?}");
+    assert!((fp32[0]["score"].as_f64().unwrap() - scores[0]).abs() < 0.02);
     // Image to image: an indexed image finds itself first, with cosine 1.
     let me = dir.path().join("blue_ball.jpg").display().to_string();
     let hits = search(out.path(), &["--image", &me, "-k", "2"]);
