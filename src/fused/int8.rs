@@ -527,6 +527,7 @@ impl EvalOp for QuantizeRows {
         // before either tensor is read: `quantize_rows` writes all rows*k values of `q` and
         // one scale per row (with k = 0 there are no values, and the scales are zeroed).
         let mut q = unsafe { Tensor::uninitialized::<i8>(shape)? };
+        // SAFETY: as for `q`: every scale is written before it is read.
         let mut scales = unsafe { Tensor::uninitialized::<f32>(&rows_shape)? };
         {
             let x = input.try_as_plain_ram()?;

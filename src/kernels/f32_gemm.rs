@@ -192,7 +192,7 @@ pub struct Epilogue<'a> {
     pub bias: Option<&'a [f32]>,
     /// QuickGELU's alpha: `y = x * sigmoid(alpha * x)` on the biased product, by the same
     /// function as the engine's separate QuickGELU pass
-    /// ([`crate::fused::transformer_ops`]), so the result is the same bit for bit.
+    /// ([`crate::kernels::activation::quick_gelu_value`]), so the result is the same bit for bit.
     pub quick_gelu: Option<f32>,
     pub residual: Option<&'a [f32]>,
 }
@@ -471,44 +471,63 @@ mod avx2 {
                         }
                     }
                 };
-                // SAFETY (the intrinsics): the caller's features.
-                let bias_lo = unsafe { _mm256_loadu_ps(bias_block.as_ptr()) };
-                let bias_hi = unsafe { _mm256_loadu_ps(bias_block.as_ptr().add(8)) };
+                // SAFETY: AVX2 by the caller's contract (this body is inlined into
+                // `run_block`/`run_block_wide`, compiled with it); `bias_block` holds NR = 16
+                // floats, so both 8-float loads are inside it.
+                let (bias_lo, bias_hi) = unsafe {
+                    (
+                        _mm256_loadu_ps(bias_block.as_ptr()),
+                        _mm256_loadu_ps(bias_block.as_ptr().add(8)),
+                    )
+                };
                 for (r, [lo, hi]) in acc.iter().enumerate().take(count) {
-                    let mut lo = _mm256_add_ps(*lo, bias_lo);
-                    let mut hi = _mm256_add_ps(*hi, bias_hi);
+                    // SAFETY: AVX2, as above.
+                    let (mut lo, mut hi) =
+                        unsafe { (_mm256_add_ps(*lo, bias_lo), _mm256_add_ps(*hi, bias_hi)) };
                     if let Some(alpha) = epilogue.quick_gelu {
-                        // SAFETY: AVX2 (this function's features).
+                        // SAFETY: AVX2, as above (all `quick_gelu_8` needs).
                         unsafe {
-                            lo = super::super::quick_gelu_8(lo, alpha);
-                            hi = super::super::quick_gelu_8(hi, alpha);
+                            lo = crate::kernels::activation::quick_gelu_8(lo, alpha);
+                            hi = crate::kernels::activation::quick_gelu_8(hi, alpha);
                         }
                     }
                     let at = (r0 + r) * n + c0;
-                    // SAFETY: row r0 + r < m and columns c0..c0 + width < n are inside the
-                    // output; this task alone writes them.
-                    let row = unsafe { out.0.add(at) };
                     if width == NR {
-                        unsafe {
-                            if let Some(res) = epilogue.residual {
-                                // SAFETY: the residual has the output's [m, n] shape.
-                                let res = res[at..at + NR].as_ptr();
+                        if let Some(res) = epilogue.residual {
+                            // The slice check keeps both loads inside the residual.
+                            let res = res[at..at + NR].as_ptr();
+                            // SAFETY: AVX2, as above; `res` points to NR = 16 floats.
+                            unsafe {
                                 lo = _mm256_add_ps(lo, _mm256_loadu_ps(res));
                                 hi = _mm256_add_ps(hi, _mm256_loadu_ps(res.add(8)));
                             }
+                        }
+                        // SAFETY: AVX2, as above; row r0 + r < m and columns c0..c0 + NR <= n
+                        // are inside the [m, n] output (the caller's contract: the block is
+                        // inside it), and this task alone writes them.
+                        unsafe {
+                            let row = out.0.add(at);
                             _mm256_storeu_ps(row, lo);
                             _mm256_storeu_ps(row.add(8), hi);
                         }
                     } else {
                         let mut tile = [0f32; NR];
-                        _mm256_storeu_ps(tile.as_mut_ptr(), lo);
-                        _mm256_storeu_ps(tile.as_mut_ptr().add(8), hi);
+                        // SAFETY: AVX2, as above; `tile` holds NR = 16 floats.
+                        unsafe {
+                            _mm256_storeu_ps(tile.as_mut_ptr(), lo);
+                            _mm256_storeu_ps(tile.as_mut_ptr().add(8), hi);
+                        }
                         if let Some(res) = epilogue.residual {
                             for (y, &v) in tile.iter_mut().zip(&res[at..at + width]) {
                                 *y += v;
                             }
                         }
-                        unsafe { std::ptr::copy_nonoverlapping(tile.as_ptr(), row, width) };
+                        // SAFETY: row r0 + r < m and columns c0..c0 + width <= n are inside
+                        // the [m, n] output (the caller's contract), this task alone writes
+                        // them, and `tile` holds width <= NR floats.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(tile.as_ptr(), out.0.add(at), width)
+                        };
                     }
                 }
                 r0 += count;
@@ -598,8 +617,8 @@ mod avx2 {
     ) -> [[__m256; 2]; MR] {
         debug_assert!(a.len() == if PACKED { k * MR } else { R * k });
         debug_assert!(panel.len() == k * NR);
-        // SAFETY (all intrinsics and loads): the caller's features; k steps stay inside
-        // both slices.
+        // SAFETY: the intrinsics need AVX-512F, the caller's features; the loads stay inside
+        // both slices (k steps of MR or 1 values of `a` and NR of `panel`, sizes asserted above).
         unsafe {
             let mut acc = [_mm512_setzero_ps(); R];
             let mut ap = a.as_ptr();
@@ -716,7 +735,7 @@ mod tests {
                     .iter()
                     .enumerate()
                     .map(|(ij, &y)| {
-                        let y = crate::fused::transformer_ops::quick_gelu_value(y, 1.702);
+                        let y = crate::kernels::activation::quick_gelu_value(y, 1.702);
                         epilogue.residual.map_or(y, |r| r[ij] + y)
                     })
                     .collect();

@@ -427,7 +427,7 @@ pub enum Output<'a> {
     Int32(&'a mut [i32]),
     /// `(acc as f32 * col_scale[j]) * row_scale[i]`, then `+ bias[j]`, QuickGELU with
     /// alpha `quick_gelu` (the engine's one definition,
-    /// [`crate::fused::transformer_ops::quick_gelu_value`]) and `+ residual[i, j]`
+    /// [`crate::kernels::activation::quick_gelu_value`]) and `+ residual[i, j]`
     /// (row-major [M, N]), each if given: row-major [M, N] f32.
     Dequantize {
         out: &'a mut [f32],
@@ -506,7 +506,7 @@ impl Sink<'_> {
                     }
                     if let Some(alpha) = quick_gelu {
                         for y in row.iter_mut() {
-                            *y = crate::fused::transformer_ops::quick_gelu_value(*y, alpha);
+                            *y = crate::kernels::activation::quick_gelu_value(*y, alpha);
                         }
                     }
                     if let Some(residual) = residual {
@@ -698,17 +698,20 @@ unsafe fn run_block(
 ) {
     #[cfg(target_arch = "x86_64")]
     match b.kernel {
-        // SAFETY: a PackedB for a kernel is only made where the CPU has its instructions
-        // (`pack`; the emulated VNNI layout needs AVX2 only); the rest is the caller's
-        // contract.
         Int8Kernel::Avx512Vnni | Int8Kernel::Avx512VnniZmm if !b.emulate_vnni => {
-            return unsafe { avx2::run_block_vnni(a, m, b, sink, rows, panels) }
+            // SAFETY: a PackedB for a VNNI kernel is only made where the CPU has AVX2,
+            // AVX-512F, AVX-512VL and AVX-512 VNNI (`pack` checks `is_available`); the block
+            // is the caller's contract.
+            return unsafe { avx2::run_block_vnni(a, m, b, sink, rows, panels) };
         }
         Int8Kernel::Avx2
         | Int8Kernel::Avx2Maddubs
         | Int8Kernel::Avx512Vnni
         | Int8Kernel::Avx512VnniZmm => {
-            return unsafe { avx2::run_block(a, m, b, sink, rows, panels) }
+            // SAFETY: a PackedB for these kernels is only made where the CPU has AVX2
+            // (`pack` checks `is_available`; the emulated VNNI layout, made by the tests
+            // only, where AVX2 is); the block is the caller's contract.
+            return unsafe { avx2::run_block(a, m, b, sink, rows, panels) };
         }
         Int8Kernel::Scalar => {}
     }
@@ -827,23 +830,25 @@ fn micro(
     debug_assert!((1..=group_rows(b.kernel)).contains(&rows) && a.len() == rows * steps);
     match b.kernel {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: a PackedB is only made where the CPU has its kernel's instructions
-        // (`pack`); the slices hold `rows` x `steps` words and `steps` steps of NR columns,
-        // `sums` NR values for quads.
         Int8Kernel::Avx2
         | Int8Kernel::Avx2Maddubs
         | Int8Kernel::Avx512Vnni
-        | Int8Kernel::Avx512VnniZmm => unsafe {
-            avx2::micro(
-                rows,
-                avx2::kind(b),
-                a.as_ptr(),
-                steps,
-                panel.as_ptr(),
-                sums,
-                avx2::Store::Tile(tile),
-            )
-        },
+        | Int8Kernel::Avx512VnniZmm => {
+            // SAFETY: a PackedB is only made where the CPU has its kernel's instructions
+            // (`pack`); the slices hold `rows` x `steps` words and `steps` steps of NR
+            // columns, `sums` NR values for quads; `tile` is a valid MR x NR tile.
+            unsafe {
+                avx2::micro(
+                    rows,
+                    avx2::kind(b),
+                    a.as_ptr(),
+                    steps,
+                    panel.as_ptr(),
+                    sums,
+                    avx2::Store::Tile(tile),
+                )
+            }
+        }
         _ => micro_scalar(a, steps, rows, panel, tile),
     }
 }
@@ -957,8 +962,8 @@ mod avx2 {
         p: usize,
         b: *const i8,
     ) {
-        // SAFETY (all loads): the caller's contract: `a` holds kp x R words, `b` kp x 2 x NR
-        // bytes, and p < kp.
+        // SAFETY: AVX2 and the loads' extents are the caller's contract: `a` holds kp x R
+        // words, `b` kp x 2 x NR bytes, and p < kp.
         unsafe {
             let bp = b.add(p * 2 * NR);
             let b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bp as *const __m128i));
@@ -1013,7 +1018,8 @@ mod avx2 {
         b: *const i8,
         sums: *const i32,
     ) -> [[__m256i; 2]; R] {
-        // SAFETY (all loads): AVX2 and the pointers' extents, by the caller's contract.
+        // SAFETY: AVX2 (and VNNI for KIND = VNNI) and the loads' extents (`a` kq x R words,
+        // `b` kq x 4 x NR bytes, `sums` NR values) are the caller's contract.
         unsafe {
             let ones = _mm256_set1_epi16(1);
             let mut acc = [[_mm256_setzero_si256(); 2]; R];
@@ -1069,7 +1075,8 @@ mod avx2 {
         b: *const i8,
         sums: *const i32,
     ) -> [[__m256i; 2]; R] {
-        // SAFETY (all loads): AVX-512 and the pointers' extents, by the caller's contract.
+        // SAFETY: AVX-512F and VNNI and the loads' extents (`a` kq x R words, `b` kq x 4 x NR
+        // bytes, `sums` NR values) are the caller's contract.
         unsafe {
             let mut acc = [_mm512_setzero_si512(); R];
             for q in 0..kq {
@@ -1215,7 +1222,7 @@ mod avx2 {
                                 y = _mm256_add_ps(y, _mm256_loadu_ps(to.bias.add(8 * v)));
                             }
                             if let Some(alpha) = to.quick_gelu {
-                                y = super::super::quick_gelu_8(y, alpha);
+                                y = crate::kernels::activation::quick_gelu_8(y, alpha);
                             }
                             if !to.residual.is_null() {
                                 let res = to.residual.add(r * to.n + 8 * v);
@@ -1574,7 +1581,7 @@ mod tests {
                         }
                         if with_gelu {
                             // The separate QuickGELU pass's function.
-                            want = crate::fused::transformer_ops::quick_gelu_value(want, 1.702);
+                            want = crate::kernels::activation::quick_gelu_value(want, 1.702);
                         }
                         if with_residual {
                             // The skip connection's Add(residual, y): it commutes too.

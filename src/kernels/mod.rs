@@ -5,28 +5,9 @@
 
 use std::ops::Range;
 
+pub(crate) mod activation;
 pub mod f32_gemm;
 pub mod int8_gemm;
-
-/// QuickGELU of 8 values in a register, by the engine's one definition
-/// ([`crate::fused::transformer_ops::quick_gelu_value`]): the output stages of both
-/// kernels apply it; inlined into their AVX2 code, the loop is vectorised there.
-///
-/// # Safety
-/// The CPU has AVX.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn quick_gelu_8(y: std::arch::x86_64::__m256, alpha: f32) -> std::arch::x86_64::__m256 {
-    use std::arch::x86_64::{_mm256_loadu_ps, _mm256_storeu_ps};
-    let mut v = [0f32; 8];
-    // SAFETY: `v` holds 8 values; AVX by the caller's contract.
-    unsafe { _mm256_storeu_ps(v.as_mut_ptr(), y) };
-    for x in v.iter_mut() {
-        *x = crate::fused::transformer_ops::quick_gelu_value(*x, alpha);
-    }
-    // SAFETY: as above.
-    unsafe { _mm256_loadu_ps(v.as_ptr()) }
-}
 
 /// How a product of `m` rows and `panels` column panels is cut into (rows, panels) blocks
 /// for `threads` threads: one block on one thread; otherwise enough blocks for the pool to
