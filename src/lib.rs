@@ -30,6 +30,9 @@
 //!   definitions both the node and replay decode.
 //! - [`config`] (the one YAML reader), [`npy`] (tensor files), [`error`].
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod bag;
 pub mod config;
 pub mod cpu;

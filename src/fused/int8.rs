@@ -796,9 +796,11 @@ impl EvalOp for Int8Linear {
                 out: ov.as_slice_mut::<f32>()?,
                 row_scale: rows,
                 col_scale: &self.col_scale,
-                bias: self.bias.as_deref(),
-                quick_gelu: self.quick_gelu,
-                residual,
+                epilogue: crate::kernels::Epilogue {
+                    bias: self.bias.as_deref(),
+                    quick_gelu: self.quick_gelu,
+                    residual,
+                },
             };
             let executor = tract_linalg::multithread::current_tract_executor();
             let pool = match &executor {
