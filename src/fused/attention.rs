@@ -43,6 +43,7 @@ use tract_onnx::tract_hir::internal::*;
 
 use super::rewrite::{attr, fused_node, is_onnx, onnx_opset, GraphIndex, Rewrite};
 use super::transformer_ops::{constant_f32, softmax_row};
+use super::Signature;
 
 const ATTENTION_OP: &str = "ClipPerceptionAttention";
 
@@ -198,16 +199,13 @@ impl Expansion for Attention {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> TractResult<()> {
-        ensure!(
-            inputs.len() == 3 || inputs.len() == 4,
-            "{ATTENTION_OP}: {} inputs, expected 3 or 4",
-            inputs.len()
-        );
-        check_output_arity(outputs, 1)?;
-        for input in inputs {
-            s.equals(&input.datum_type, f32::datum_type())?;
-        }
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        // q, k, v and an optional mask.
+        let signature = Signature {
+            inputs: &[DatumType::F32; 4],
+            optional: 1,
+            outputs: &[DatumType::F32],
+        };
+        signature.rules(s, inputs, outputs, ATTENTION_OP)?;
         for input in &inputs[..3] {
             s.equals(&input.rank, 4)?;
         }

@@ -20,6 +20,7 @@ use tract_onnx::tract_hir::internal::*;
 
 use super::constant_input;
 use super::rewrite::{attr, fused_node, is_onnx, GraphIndex, Rewrite, ONNX_FLOAT};
+use super::Signature;
 
 const DEPTHWISE_CONV_OP: &str = "ClipPerceptionDepthwiseConv";
 
@@ -202,7 +203,7 @@ impl Expansion for DepthwiseExpansion {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> TractResult<()> {
-        super::f32_weight_op_rules(s, inputs, outputs, DEPTHWISE_CONV_OP)?;
+        Signature::F32_WEIGHT_OP.rules(s, inputs, outputs, DEPTHWISE_CONV_OP)?;
         s.equals(&inputs[0].rank, 4)?;
         s.equals(&outputs[0].rank, 4)?;
         s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;

@@ -35,10 +35,10 @@ use tract_onnx::tract_hir::internal::*;
 
 use std::collections::HashMap;
 
-use super::output_stage::{fuse_output_stage, residual_input, OutputStage};
+use super::output_stage::{fuse_output_stage, residual_input, OutputStage, WithOutputStage};
 use super::parallel::row_tasks;
 use super::rewrite::{attr, fused_node, GraphIndex, Rewrite, ONNX_FLOAT};
-use super::{constant_f32_vector, constant_input};
+use super::{constant_f32_vector, constant_input, Signature};
 use crate::kernels::int8_gemm::{self, Int8Choice, Int8Kernel, PackedB};
 
 const QUANTIZE_OP: &str = "ClipPerceptionQuantizeRows";
@@ -366,11 +366,13 @@ impl Expansion for QuantizeRowsExpansion {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> TractResult<()> {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 2)?;
-        s.equals(&inputs[0].datum_type, f32::datum_type())?;
-        s.equals(&outputs[0].datum_type, i8::datum_type())?;
-        s.equals(&outputs[1].datum_type, f32::datum_type())?;
+        // x to its int8 values and its row scales.
+        let signature = Signature {
+            inputs: &[DatumType::F32],
+            optional: 0,
+            outputs: &[DatumType::I8, DatumType::F32],
+        };
+        signature.rules(s, inputs, outputs, QUANTIZE_OP)?;
         s.equals(&inputs[0].shape, &outputs[0].shape)?;
         s.equals(&inputs[0].rank, &outputs[1].rank)?;
         s.given(&inputs[0].shape, move |s, shape| {
@@ -406,12 +408,13 @@ impl Expansion for DequantizeRowsExpansion {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> TractResult<()> {
-        check_input_arity(inputs, 3)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&inputs[0].datum_type, i32::datum_type())?;
-        s.equals(&inputs[1].datum_type, f32::datum_type())?;
-        s.equals(&inputs[2].datum_type, f32::datum_type())?;
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        // The accumulators, the row scales and the column scales.
+        let signature = Signature {
+            inputs: &[DatumType::I32, DatumType::F32, DatumType::F32],
+            optional: 0,
+            outputs: &[DatumType::F32],
+        };
+        signature.rules(s, inputs, outputs, DEQUANTIZE_OP)?;
         s.equals(&inputs[0].shape, &outputs[0].shape)
     }
 
@@ -632,20 +635,19 @@ impl Expansion for Int8LinearExpansion {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> TractResult<()> {
-        ensure!(
-            inputs.len() == 4 || inputs.len() == 5,
-            "{LINEAR_OP}: {} inputs, expected 4 or 5",
-            inputs.len()
-        );
-        check_output_arity(outputs, 1)?;
-        s.equals(&inputs[0].datum_type, i8::datum_type())?;
-        s.equals(&inputs[1].datum_type, f32::datum_type())?;
-        s.equals(&inputs[2].datum_type, i8::datum_type())?;
-        s.equals(&inputs[3].datum_type, f32::datum_type())?;
-        if let Some(bias) = inputs.get(4) {
-            s.equals(&bias.datum_type, f32::datum_type())?;
-        }
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        // q, its row scales, the weight, its column scales and an optional bias.
+        let signature = Signature {
+            inputs: &[
+                DatumType::I8,
+                DatumType::F32,
+                DatumType::I8,
+                DatumType::F32,
+                DatumType::F32,
+            ],
+            optional: 1,
+            outputs: &[DatumType::F32],
+        };
+        signature.rules(s, inputs, outputs, LINEAR_OP)?;
         s.equals(&inputs[0].rank, 2)?;
         s.equals(&inputs[2].rank, 2)?;
         s.equals(&outputs[0].rank, 2)?;
@@ -669,14 +671,12 @@ impl Expansion for Int8LinearExpansion {
         let vector = |i: usize| constant_f32_vector(model, inputs, i, n, names);
         let op = Int8Linear {
             packed: Arc::new(packed),
-            quick_gelu: None,
-            residual: false,
             col_scale: vector(3)?,
-            bias: if inputs.len() == 5 {
+            stage: OutputStage::bias(if inputs.len() == 5 {
                 Some(vector(4)?)
             } else {
                 None
-            },
+            }),
         };
         model.wire_node(prefix, op, &inputs[..2])
     }
@@ -691,42 +691,27 @@ impl Expansion for Int8LinearExpansion {
 pub struct Int8Linear {
     packed: Arc<PackedB>,
     col_scale: Arc<[f32]>,
-    bias: Option<Arc<[f32]>>,
-    /// QuickGELU's alpha, when the op took the QuickGELU that alone read its output
+    /// The bias, and the QuickGELU and residual Add the op took
     /// ([`super::output_stage`]).
-    quick_gelu: Option<f32>,
-    residual: bool,
+    stage: OutputStage,
 }
 
 impl PartialEq for Int8Linear {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.packed, &other.packed)
             && self.col_scale == other.col_scale
-            && self.bias == other.bias
-            && self.quick_gelu.map(f32::to_bits) == other.quick_gelu.map(f32::to_bits)
-            && self.residual == other.residual
+            && self.stage == other.stage
     }
 }
 
-impl OutputStage for Int8Linear {
-    fn has_residual(&self) -> bool {
-        self.residual
+impl WithOutputStage for Int8Linear {
+    fn output_stage(&self) -> &OutputStage {
+        &self.stage
     }
 
-    fn with_residual(&self) -> Self {
+    fn with_output_stage(&self, stage: OutputStage) -> Self {
         Int8Linear {
-            residual: true,
-            ..self.clone()
-        }
-    }
-
-    fn has_quick_gelu(&self) -> bool {
-        self.quick_gelu.is_some()
-    }
-
-    fn with_quick_gelu(&self, alpha: f32) -> Self {
-        Int8Linear {
-            quick_gelu: Some(alpha),
+            stage,
             ..self.clone()
         }
     }
@@ -741,17 +726,11 @@ impl Op for Int8Linear {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "int8 {}x{} ({} kernel){}{}{}",
+            "int8 {}x{} ({} kernel){}",
             self.packed.k(),
             self.packed.n(),
             self.packed.kernel().name(),
-            if self.bias.is_some() { ", bias" } else { "" },
-            if self.quick_gelu.is_some() {
-                ", QuickGELU"
-            } else {
-                ""
-            },
-            if self.residual { ", residual" } else { "" }
+            self.stage.info()
         )])
     }
 
@@ -787,7 +766,7 @@ impl EvalOp for Int8Linear {
         // outputs (its blocks cover the output) before it is read.
         let mut out = unsafe { Tensor::uninitialized::<f32>(&[m, n])? };
         {
-            let residual = residual_input(self.residual, &inputs, m * n)?
+            let residual = residual_input(self.stage.residual, &inputs, m * n)?
                 .map(|r| r.try_as_plain_ram())
                 .transpose()?;
             let residual = residual.as_ref().map(|r| r.as_slice::<f32>()).transpose()?;
@@ -796,11 +775,7 @@ impl EvalOp for Int8Linear {
                 out: ov.as_slice_mut::<f32>()?,
                 row_scale: rows,
                 col_scale: &self.col_scale,
-                epilogue: crate::kernels::Epilogue {
-                    bias: self.bias.as_deref(),
-                    quick_gelu: self.quick_gelu,
-                    residual,
-                },
+                epilogue: self.stage.epilogue(residual),
             };
             let executor = tract_linalg::multithread::current_tract_executor();
             let pool = match &executor {

@@ -31,7 +31,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
 use super::rewrite::{attr, fused_node, is_onnx, GraphIndex, Rewrite, ONNX_FLOAT};
-use super::{constant_f32_vector, constant_input};
+use super::{constant_f32_vector, constant_input, Signature};
 use crate::kernels::f32_gemm::{self, PackedF32};
 
 const PATCH_CONV_OP: &str = "ClipPerceptionPatchConv";
@@ -149,7 +149,7 @@ impl Expansion for PatchConvExpansion {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> TractResult<()> {
-        super::f32_weight_op_rules(s, inputs, outputs, PATCH_CONV_OP)?;
+        Signature::F32_WEIGHT_OP.rules(s, inputs, outputs, PATCH_CONV_OP)?;
         s.equals(&inputs[0].rank, 4)?;
         s.equals(&inputs[1].rank, 4)?;
         s.equals(&outputs[0].rank, 4)?;

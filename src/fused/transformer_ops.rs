@@ -20,6 +20,7 @@ use tract_onnx::tract_hir::internal::*;
 
 use super::parallel::rows_in_place;
 use super::rewrite::{attr, fused_node, is_onnx, onnx_opset, scalar_f32, GraphIndex, Rewrite};
+use super::Signature;
 use crate::kernels::activation::{exp, quick_gelu_value};
 
 const SOFTMAX_OP: &str = "ClipPerceptionSoftmaxLastAxis";
@@ -249,10 +250,12 @@ impl Expansion for Unary {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> TractResult<()> {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&inputs[0].datum_type, f32::datum_type())?;
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        let signature = Signature {
+            inputs: &[DatumType::F32],
+            optional: 0,
+            outputs: &[DatumType::F32],
+        };
+        signature.rules(s, inputs, outputs, &Expansion::name(self))?;
         s.equals(&inputs[0].shape, &outputs[0].shape)
     }
 

@@ -66,7 +66,7 @@ pub(crate) unsafe fn quick_gelu_8(
     for x in v.iter_mut() {
         *x = quick_gelu_value(*x, alpha);
     }
-    // SAFETY: as above.
+    // SAFETY: `v` holds 8 values to load; AVX by the caller's contract.
     unsafe { _mm256_loadu_ps(v.as_ptr()) }
 }
 

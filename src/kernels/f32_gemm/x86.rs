@@ -123,7 +123,7 @@ unsafe fn run_panel<const WIDE: bool>(
                 )
             };
             for (r, [lo, hi]) in acc.iter().enumerate().take(count) {
-                // SAFETY: AVX2, as above.
+                // SAFETY: AVX2, the features of the `run_block` this body is inlined into.
                 let (mut lo, mut hi) =
                     unsafe { (_mm256_add_ps(*lo, bias_lo), _mm256_add_ps(*hi, bias_hi)) };
                 if let Some(alpha) = epilogue.quick_gelu {

@@ -65,7 +65,7 @@ pub(super) fn dpbusd_emulated(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
             *lane = lane.wrapping_add(product);
         }
     }
-    // SAFETY: as above.
+    // SAFETY: [i32; 8] and __m256i are both 32 plain bytes; every bit pattern is valid.
     unsafe { std::mem::transmute::<[i32; 8], __m256i>(acc) }
 }
 
