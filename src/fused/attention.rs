@@ -41,6 +41,7 @@ use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
+use super::parallel::engine_pool;
 use super::rewrite::{attr, fused_node, is_onnx, onnx_opset, GraphIndex, Rewrite};
 use super::transformer_ops::{constant_f32, softmax_row};
 use super::Signature;
@@ -518,14 +519,7 @@ fn attention(problem: Problem, out: &mut [f32]) {
         head(problem, (pair / heads, pair % heads), &mut rows);
         rows
     };
-    let pool = match tract_linalg::multithread::current_tract_executor() {
-        tract_linalg::multithread::Executor::MultiThread(pool)
-            if pool.current_num_threads() > 1 && pairs > 1 =>
-        {
-            Some(pool)
-        }
-        _ => None,
-    };
+    let pool = engine_pool().filter(|pool| pool.current_num_threads() > 1 && pairs > 1);
     let heads_out: Vec<Vec<f32>> = match pool {
         Some(pool) => pool.install(|| {
             use rayon::prelude::*;

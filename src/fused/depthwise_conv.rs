@@ -19,6 +19,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
 use super::constant_input;
+use super::parallel::engine_pool;
 use super::rewrite::{attr, fused_node, is_onnx, GraphIndex, Rewrite, ONNX_FLOAT};
 use super::Signature;
 
@@ -371,9 +372,8 @@ impl DepthwiseConv {
                 let src = &input[p * h * w..][..h * w];
                 self.plane(src, (h, w), p % c, dst, ow);
             };
-            let executor = tract_linalg::multithread::current_tract_executor();
-            match &executor {
-                tract_linalg::multithread::Executor::MultiThread(pool) if n * c > 1 => {
+            match engine_pool() {
+                Some(pool) if n * c > 1 => {
                     use rayon::prelude::*;
                     pool.install(|| {
                         output

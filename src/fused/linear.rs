@@ -15,6 +15,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
 use super::output_stage::{fuse_output_stage, residual_input, OutputStage, WithOutputStage};
+use super::parallel::engine_pool;
 use super::rewrite::{fused_node, is_onnx, GraphIndex, Rewrite, ONNX_FLOAT};
 use super::{constant_f32_vector, constant_input, Signature};
 use crate::kernels::f32_gemm::{self, PackedF32};
@@ -220,18 +221,14 @@ impl EvalOp for LinearF32 {
                 .transpose()?;
             let residual = residual.as_ref().map(|r| r.as_slice::<f32>()).transpose()?;
             let mut ov = out.try_as_plain_ram_mut()?;
-            let executor = tract_linalg::multithread::current_tract_executor();
-            let pool = match &executor {
-                tract_linalg::multithread::Executor::MultiThread(pool) => Some(&**pool),
-                _ => None,
-            };
+            let pool = engine_pool();
             f32_gemm::gemm(
                 xr.as_slice::<f32>()?,
                 m,
                 &self.packed,
                 self.stage.epilogue(residual),
                 ov.as_slice_mut::<f32>()?,
-                pool,
+                pool.as_deref(),
             );
         }
         Ok(tvec!(out.into_tvalue()))

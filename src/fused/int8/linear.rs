@@ -11,6 +11,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
 use crate::fused::output_stage::{fuse_output_stage, residual_input, OutputStage, WithOutputStage};
+use crate::fused::parallel::engine_pool;
 use crate::fused::rewrite::attr;
 use crate::fused::{constant_f32_vector, constant_input, Signature};
 use crate::kernels::int8_gemm::{self, Int8Kernel, PackedB};
@@ -194,12 +195,14 @@ impl EvalOp for Int8Linear {
                 col_scale: &self.col_scale,
                 epilogue: self.stage.epilogue(residual),
             };
-            let executor = tract_linalg::multithread::current_tract_executor();
-            let pool = match &executor {
-                tract_linalg::multithread::Executor::MultiThread(pool) => Some(&**pool),
-                _ => None,
-            };
-            int8_gemm::gemm(q_ram.as_slice::<i8>()?, m, &self.packed, output, pool);
+            let pool = engine_pool();
+            int8_gemm::gemm(
+                q_ram.as_slice::<i8>()?,
+                m,
+                &self.packed,
+                output,
+                pool.as_deref(),
+            );
         }
         Ok(tvec!(out.into_tvalue()))
     }
