@@ -148,14 +148,14 @@ impl Expansion for LinearExpansion {
 }
 
 /// `y = x W (+ bias)`, then QuickGELU if the op took the one that read it, then `+ residual`
-/// if it took the skip connection's Add ([`super::output_stage`]), over the last axis of x,
+/// if it took the skip connection's Add (`fused::output_stage`), over the last axis of x,
 /// on the weight packed at load. Inputs: x, and the residual (x's shape but the last axis
 /// N) when it took the Add.
 #[derive(Debug, Clone)]
 pub struct LinearF32 {
     packed: Arc<PackedF32>,
     /// The bias, and the QuickGELU and residual Add the op took
-    /// ([`super::output_stage`]).
+    /// (`fused::output_stage`).
     stage: OutputStage,
 }
 

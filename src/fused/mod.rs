@@ -1,14 +1,14 @@
 //! The engine's own fused operators, swapped into the ONNX graphs before tract parses them,
-//! one op per file: [`rewrite`] finds node chains in the ONNX protobuf, [`int8`] replaces
+//! one op per file: `rewrite` finds node chains in the ONNX protobuf, [`int8`] replaces
 //! the int8 encoder's quantize/dequantize chains (its ops in `int8/`), [`linear`] the fp32
 //! Linear layers and [`patch_conv`] the image tower's patch embedding (both on the engine's
 //! own fp32 product), [`depthwise_conv`] the convolution towers' depthwise convolutions
 //! (computed directly), [`layer_norm`] LayerNorm, [`attention`] each layer's attention,
 //! [`transformer_ops`] the remaining softmax nodes and QuickGELU (where no Linear op takes
-//! it). [`output_stage`] is the output stage both Linear ops share (bias, QuickGELU and the
-//! skip connections' Adds, taken into the product), [`Signature`] the opening every op's
-//! inference rules share, [`simd`] dispatches the elementwise kernels to AVX-512/AVX2 at run
-//! time and [`parallel`] spreads them over the engine's thread pool. The activation
+//! it). `output_stage` is the output stage both Linear ops share (bias, QuickGELU and the
+//! skip connections' Adds, taken into the product), `Signature` the opening every op's
+//! inference rules share, `simd` dispatches the elementwise kernels to AVX-512/AVX2 at run
+//! time and `parallel` spreads them over the engine's thread pool. The activation
 //! functions the ops share with the kernels' output stages come from
 //! [`crate::kernels`]. Each fused op computes what the chain it replaces computes (tests
 //! compare them).

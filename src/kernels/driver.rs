@@ -15,7 +15,7 @@ pub struct Epilogue<'a> {
     pub bias: Option<&'a [f32]>,
     /// QuickGELU's alpha: `y = x * sigmoid(alpha * x)` on the biased product, by the same
     /// function as the engine's separate QuickGELU pass
-    /// ([`crate::kernels::activation::quick_gelu_value`]), so the result is the same bit for
+    /// (`kernels::activation::quick_gelu_value`), so the result is the same bit for
     /// bit.
     pub quick_gelu: Option<f32>,
     pub residual: Option<&'a [f32]>,

@@ -1,7 +1,7 @@
 //! [`Int8Linear`]: an int8 Linear layer on the engine's own int8 product
 //! ([`crate::kernels::int8_gemm`]): the weight packed once when the op is built, the graph's
 //! dequantization, the bias and what the op took from the graph after it
-//! ([`crate::fused::output_stage`]) in the product's output stage.
+//! (`fused::output_stage`) in the product's output stage.
 
 use std::sync::Arc;
 
@@ -103,14 +103,14 @@ impl Expansion for Int8LinearExpansion {
 /// `y[i, j] = (float(q x W)[i, j] * col_scale[j]) * row_scale[i] (+ bias[j])`: the int8
 /// product of [`crate::kernels::int8_gemm`] on the weight packed at load, with the graph's
 /// dequantization (and bias) in its output stage, then QuickGELU and the residual when it
-/// took them ([`super::output_stage`]). Inputs: q [M, K] int8, row_scale [M, 1], and the
+/// took them (`fused::output_stage`). Inputs: q [M, K] int8, row_scale [M, 1], and the
 /// residual (M x N values, any shape) when it took the skip connection's Add.
 #[derive(Debug, Clone)]
 pub struct Int8Linear {
     packed: Arc<PackedB>,
     col_scale: Arc<[f32]>,
     /// The bias, and the QuickGELU and residual Add the op took
-    /// ([`super::output_stage`]).
+    /// (`fused::output_stage`).
     stage: OutputStage,
 }
 

@@ -18,7 +18,7 @@ pub fn use_own_kernel() -> bool {
     }
 }
 
-/// Whether [`gemm`] runs the micro-kernel on 512-bit registers: the CPU has AVX-512F,
+/// Whether [`super::gemm`] runs the micro-kernel on 512-bit registers: the CPU has AVX-512F,
 /// [`KERNEL_ENV`] is not `avx2`, and the 512-bit kernel's products equal the 256-bit
 /// kernel's bit for bit on a few shapes (checked once per process; a difference is logged
 /// as an error and the 256-bit kernel kept).

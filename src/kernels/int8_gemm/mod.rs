@@ -77,7 +77,7 @@ pub enum Output<'a> {
     Int32(&'a mut [i32]),
     /// `(acc as f32 * col_scale[j]) * row_scale[i]`, then the [`Epilogue`]: `+ bias[j]`,
     /// QuickGELU with alpha `quick_gelu` (the engine's one definition,
-    /// [`crate::kernels::activation::quick_gelu_value`]) and `+ residual[i, j]`
+    /// `kernels::activation::quick_gelu_value`) and `+ residual[i, j]`
     /// (row-major [M, N]), each if given: row-major [M, N] f32.
     Dequantize {
         out: &'a mut [f32],
