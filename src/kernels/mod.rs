@@ -4,7 +4,9 @@
 //! packed once at load, micro-kernels chosen at run time).
 //!
 //! Each product is split by concern: the choice of micro-kernel and its self-check
-//! (`choice`), the packing of the operands (`pack`), and the x86-64 micro-kernels (`x86`);
+//! (`choice`), the packing of the operands (`pack`), the x86-64 code (`x86`: the block loop
+//! compiled per instruction set and the micro-kernels; the int8 product's portable block
+//! loop and micro-kernel are in `block`), and a `mod.rs` with the entry point `gemm`;
 //! what both share (the output stage [`Epilogue`] and its checks, the cut into blocks, the
 //! one threaded driver and the output pointer its tasks write through) is in `driver`, and
 //! the activation functions the output stages and the fused ops share in `activation`.
