@@ -20,6 +20,7 @@ use std::time::Instant;
 use common::arg;
 
 use clip_perception::kernels::int8_gemm::{gemm, Int8Kernel, Output, PackedB};
+use clip_perception::kernels::Epilogue;
 
 /// `len` values spread over `-half..=half`.
 fn values(len: usize, seed: u64, half: i64) -> Vec<i8> {
@@ -79,9 +80,7 @@ fn main() {
                             out: &mut out,
                             row_scale: &row_scale,
                             col_scale: &col_scale,
-                            bias: Some(&bias),
-                            quick_gelu: None,
-                            residual: None,
+                            epilogue: Epilogue::bias(Some(&bias)),
                         },
                         Some(&pool),
                     );

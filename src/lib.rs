@@ -50,6 +50,9 @@
 //! 0  precision config kernels ros_msgs
 //! ```
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod bag;
 pub mod config;
 pub mod cpu;

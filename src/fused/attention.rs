@@ -41,8 +41,10 @@ use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
+use super::parallel::engine_pool;
 use super::rewrite::{attr, fused_node, is_onnx, onnx_opset, GraphIndex, Rewrite};
 use super::transformer_ops::{constant_f32, softmax_row};
+use super::Signature;
 
 const ATTENTION_OP: &str = "ClipPerceptionAttention";
 
@@ -198,16 +200,13 @@ impl Expansion for Attention {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> TractResult<()> {
-        ensure!(
-            inputs.len() == 3 || inputs.len() == 4,
-            "{ATTENTION_OP}: {} inputs, expected 3 or 4",
-            inputs.len()
-        );
-        check_output_arity(outputs, 1)?;
-        for input in inputs {
-            s.equals(&input.datum_type, f32::datum_type())?;
-        }
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        // q, k, v and an optional mask.
+        let signature = Signature {
+            inputs: &[DatumType::F32; 4],
+            optional: 1,
+            outputs: &[DatumType::F32],
+        };
+        signature.rules(s, inputs, outputs, ATTENTION_OP)?;
         for input in &inputs[..3] {
             s.equals(&input.rank, 4)?;
         }
@@ -520,14 +519,7 @@ fn attention(problem: Problem, out: &mut [f32]) {
         head(problem, (pair / heads, pair % heads), &mut rows);
         rows
     };
-    let pool = match tract_linalg::multithread::current_tract_executor() {
-        tract_linalg::multithread::Executor::MultiThread(pool)
-            if pool.current_num_threads() > 1 && pairs > 1 =>
-        {
-            Some(pool)
-        }
-        _ => None,
-    };
+    let pool = engine_pool().filter(|pool| pool.current_num_threads() > 1 && pairs > 1);
     let heads_out: Vec<Vec<f32>> = match pool {
         Some(pool) => pool.install(|| {
             use rayon::prelude::*;

@@ -19,7 +19,9 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
 use super::constant_input;
+use super::parallel::engine_pool;
 use super::rewrite::{attr, fused_node, is_onnx, GraphIndex, Rewrite, ONNX_FLOAT};
+use super::Signature;
 
 const DEPTHWISE_CONV_OP: &str = "ClipPerceptionDepthwiseConv";
 
@@ -202,7 +204,7 @@ impl Expansion for DepthwiseExpansion {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> TractResult<()> {
-        super::f32_weight_op_rules(s, inputs, outputs, DEPTHWISE_CONV_OP)?;
+        Signature::F32_WEIGHT_OP.rules(s, inputs, outputs, DEPTHWISE_CONV_OP)?;
         s.equals(&inputs[0].rank, 4)?;
         s.equals(&outputs[0].rank, 4)?;
         s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
@@ -370,9 +372,8 @@ impl DepthwiseConv {
                 let src = &input[p * h * w..][..h * w];
                 self.plane(src, (h, w), p % c, dst, ow);
             };
-            let executor = tract_linalg::multithread::current_tract_executor();
-            match &executor {
-                tract_linalg::multithread::Executor::MultiThread(pool) if n * c > 1 => {
+            match engine_pool() {
+                Some(pool) if n * c > 1 => {
                     use rayon::prelude::*;
                     pool.install(|| {
                         output

@@ -17,6 +17,7 @@ use tract_onnx::tract_hir::internal::*;
 
 use super::parallel::rows_in_place;
 use super::rewrite::{attr, fused_node, is_onnx, GraphIndex, Rewrite};
+use super::Signature;
 
 const LAYER_NORM_OP: &str = "ClipPerceptionLayerNorm";
 
@@ -94,7 +95,7 @@ impl Expansion for LayerNorm {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> TractResult<()> {
-        super::f32_weight_op_rules(s, inputs, outputs, LAYER_NORM_OP)?;
+        Signature::F32_WEIGHT_OP.rules(s, inputs, outputs, LAYER_NORM_OP)?;
         s.equals(&inputs[0].shape, &outputs[0].shape)
     }
 

@@ -14,9 +14,10 @@ use tract_onnx::pb::{ModelProto, NodeProto, TensorProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::output_stage::{fuse_output_stage, residual_input, OutputStage};
+use super::output_stage::{fuse_output_stage, residual_input, OutputStage, WithOutputStage};
+use super::parallel::engine_pool;
 use super::rewrite::{fused_node, is_onnx, GraphIndex, Rewrite, ONNX_FLOAT};
-use super::{constant_f32_vector, constant_input};
+use super::{constant_f32_vector, constant_input, Signature};
 use crate::kernels::f32_gemm::{self, PackedF32};
 
 const LINEAR_OP: &str = "ClipPerceptionLinearF32";
@@ -109,7 +110,7 @@ impl Expansion for LinearExpansion {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> TractResult<()> {
-        super::f32_weight_op_rules(s, inputs, outputs, LINEAR_OP)?;
+        Signature::F32_WEIGHT_OP.rules(s, inputs, outputs, LINEAR_OP)?;
         s.equals(&inputs[1].rank, 2)?;
         s.equals(&outputs[0].rank, &inputs[0].rank)?;
         s.given(&inputs[0].rank, move |s, rank| {
@@ -140,56 +141,38 @@ impl Expansion for LinearExpansion {
         };
         let op = LinearF32 {
             packed: Arc::new(packed),
-            bias,
-            quick_gelu: None,
-            residual: false,
+            stage: OutputStage::bias(bias),
         };
         model.wire_node(prefix, op, &inputs[..1])
     }
 }
 
 /// `y = x W (+ bias)`, then QuickGELU if the op took the one that read it, then `+ residual`
-/// if it took the skip connection's Add ([`super::output_stage`]), over the last axis of x,
+/// if it took the skip connection's Add (`fused::output_stage`), over the last axis of x,
 /// on the weight packed at load. Inputs: x, and the residual (x's shape but the last axis
 /// N) when it took the Add.
 #[derive(Debug, Clone)]
 pub struct LinearF32 {
     packed: Arc<PackedF32>,
-    bias: Option<Arc<[f32]>>,
-    /// QuickGELU's alpha, when the op took the QuickGELU that alone read its output
-    /// ([`super::output_stage`]).
-    quick_gelu: Option<f32>,
-    residual: bool,
+    /// The bias, and the QuickGELU and residual Add the op took
+    /// (`fused::output_stage`).
+    stage: OutputStage,
 }
 
 impl PartialEq for LinearF32 {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.packed, &other.packed)
-            && self.bias == other.bias
-            && self.quick_gelu.map(f32::to_bits) == other.quick_gelu.map(f32::to_bits)
-            && self.residual == other.residual
+        Arc::ptr_eq(&self.packed, &other.packed) && self.stage == other.stage
     }
 }
 
-impl OutputStage for LinearF32 {
-    fn has_residual(&self) -> bool {
-        self.residual
+impl WithOutputStage for LinearF32 {
+    fn output_stage(&self) -> &OutputStage {
+        &self.stage
     }
 
-    fn with_residual(&self) -> Self {
+    fn with_output_stage(&self, stage: OutputStage) -> Self {
         LinearF32 {
-            residual: true,
-            ..self.clone()
-        }
-    }
-
-    fn has_quick_gelu(&self) -> bool {
-        self.quick_gelu.is_some()
-    }
-
-    fn with_quick_gelu(&self, alpha: f32) -> Self {
-        LinearF32 {
-            quick_gelu: Some(alpha),
+            stage,
             ..self.clone()
         }
     }
@@ -204,16 +187,10 @@ impl Op for LinearF32 {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "f32 {}x{}{}{}{}",
+            "f32 {}x{}{}",
             self.packed.k(),
             self.packed.n(),
-            if self.bias.is_some() { ", bias" } else { "" },
-            if self.quick_gelu.is_some() {
-                ", QuickGELU"
-            } else {
-                ""
-            },
-            if self.residual { ", residual" } else { "" }
+            self.stage.info()
         )])
     }
 
@@ -239,27 +216,19 @@ impl EvalOp for LinearF32 {
         let mut out = unsafe { Tensor::uninitialized::<f32>(&out_shape)? };
         {
             let xr = x.try_as_plain_ram()?;
-            let residual = residual_input(self.residual, &inputs, m * n)?
+            let residual = residual_input(self.stage.residual, &inputs, m * n)?
                 .map(|r| r.try_as_plain_ram())
                 .transpose()?;
             let residual = residual.as_ref().map(|r| r.as_slice::<f32>()).transpose()?;
             let mut ov = out.try_as_plain_ram_mut()?;
-            let executor = tract_linalg::multithread::current_tract_executor();
-            let pool = match &executor {
-                tract_linalg::multithread::Executor::MultiThread(pool) => Some(&**pool),
-                _ => None,
-            };
+            let pool = engine_pool();
             f32_gemm::gemm(
                 xr.as_slice::<f32>()?,
                 m,
                 &self.packed,
-                f32_gemm::Epilogue {
-                    bias: self.bias.as_deref(),
-                    quick_gelu: self.quick_gelu,
-                    residual,
-                },
+                self.stage.epilogue(residual),
                 ov.as_slice_mut::<f32>()?,
-                pool,
+                pool.as_deref(),
             );
         }
         Ok(tvec!(out.into_tvalue()))
@@ -312,9 +281,7 @@ mod tests {
             .collect();
         LinearF32 {
             packed: Arc::new(PackedF32::pack(&w, k, n)),
-            bias: Some((0..n).map(|j| j as f32 * 0.3 - 2.0).collect()),
-            quick_gelu: None,
-            residual: false,
+            stage: OutputStage::bias(Some((0..n).map(|j| j as f32 * 0.3 - 2.0).collect())),
         }
     }
 

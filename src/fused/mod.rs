@@ -1,14 +1,17 @@
-//! The engine's own fused operators, swapped into the ONNX graphs before tract parses them:
-//! [`rewrite`] finds node chains in the ONNX protobuf, [`int8`] replaces the int8 encoder's
-//! quantize/dequantize chains, [`linear`] the fp32 Linear layers and [`patch_conv`] the
-//! image tower's patch embedding (both on the engine's own fp32 product), [`depthwise_conv`]
-//! the convolution towers' depthwise convolutions (computed directly), [`output_stage`]
-//! takes QuickGELU and the skip connections' Adds into the Linear layers' output stage,
-//! [`attention`] each layer's attention, [`transformer_ops`] the remaining softmax nodes
-//! and QuickGELU (where no Linear op takes it), and
-//! [`simd`] dispatches their kernels to AVX-512/AVX2 at run time and [`parallel`] spreads
-//! them over the engine's thread pool. Each fused op computes
-//! what the chain it replaces computes (tests compare them).
+//! The engine's own fused operators, swapped into the ONNX graphs before tract parses them,
+//! one op per file: `rewrite` finds node chains in the ONNX protobuf, [`int8`] replaces
+//! the int8 encoder's quantize/dequantize chains (its ops in `int8/`), [`linear`] the fp32
+//! Linear layers and [`patch_conv`] the image tower's patch embedding (both on the engine's
+//! own fp32 product), [`depthwise_conv`] the convolution towers' depthwise convolutions
+//! (computed directly), [`layer_norm`] LayerNorm, [`attention`] each layer's attention,
+//! [`transformer_ops`] the remaining softmax nodes and QuickGELU (where no Linear op takes
+//! it). `output_stage` is the output stage both Linear ops share (bias, QuickGELU and the
+//! skip connections' Adds, taken into the product), `Signature` the opening every op's
+//! inference rules share, `simd` dispatches the elementwise kernels to AVX-512/AVX2 at run
+//! time and `parallel` spreads them over the engine's thread pool. The activation
+//! functions the ops share with the kernels' output stages come from
+//! [`crate::kernels`]. Each fused op computes what the chain it replaces computes (tests
+//! compare them).
 
 #[macro_use]
 mod simd;
@@ -28,24 +31,56 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-/// The opening every fp32 fused op with a weight shares in its inference rules: 2 or 3 f32
-/// inputs (x, the weight, an optional bias) and one f32 output.
-pub(crate) fn f32_weight_op_rules<'r, 'p: 'r>(
-    s: &mut Solver<'r>,
-    inputs: &'p [TensorProxy],
-    outputs: &'p [TensorProxy],
-    op: &str,
-) -> TractResult<()> {
-    ensure!(
-        inputs.len() == 2 || inputs.len() == 3,
-        "{op}: {} inputs, expected 2 or 3",
-        inputs.len()
-    );
-    check_output_arity(outputs, 1)?;
-    for input in inputs {
-        s.equals(&input.datum_type, f32::datum_type())?;
+/// The opening every fused op's inference rules share: how many inputs it takes, the
+/// datum type of each input and of each output. `rules` checks it, then each op adds its
+/// shapes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Signature {
+    /// The type of each input, in order.
+    pub inputs: &'static [DatumType],
+    /// How many of the last inputs may be absent (a bias, a mask).
+    pub optional: usize,
+    /// The type of each output, in order.
+    pub outputs: &'static [DatumType],
+}
+
+impl Signature {
+    /// x, a weight and an optional bias, all f32, to one f32 output: the fp32 ops with a
+    /// weight (Linear, LayerNorm, the patch and depthwise convolutions).
+    pub const F32_WEIGHT_OP: Signature = Signature {
+        inputs: &[DatumType::F32; 3],
+        optional: 1,
+        outputs: &[DatumType::F32],
+    };
+
+    /// The signature's rules for the op named `op` (named in errors).
+    pub fn rules<'r, 'p: 'r>(
+        &self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+        op: &str,
+    ) -> TractResult<()> {
+        let (max, min) = (self.inputs.len(), self.inputs.len() - self.optional);
+        let expected = match max - min {
+            0 => format!("{max}"),
+            1 => format!("{min} or {max}"),
+            _ => format!("{min} to {max}"),
+        };
+        ensure!(
+            (min..=max).contains(&inputs.len()),
+            "{op}: {} inputs, expected {expected}",
+            inputs.len()
+        );
+        check_output_arity(outputs, self.outputs.len())?;
+        for (input, &dt) in inputs.iter().zip(self.inputs) {
+            s.equals(&input.datum_type, dt)?;
+        }
+        for (output, &dt) in outputs.iter().zip(self.outputs) {
+            s.equals(&output.datum_type, dt)?;
+        }
+        Ok(())
     }
-    s.equals(&outputs[0].datum_type, f32::datum_type())
 }
 
 /// The constant value of input `i` of the fused op `op` being wired as `prefix` (a weight,

@@ -1,6 +1,6 @@
-//! What the Linear ops ([`super::linear::LinearF32`], [`super::int8::Int8Linear`]) take into
-//! their product's output stage from the graph after them, when tract fuses its optimised
-//! graph:
+//! The output stage the Linear ops ([`super::linear::LinearF32`], [`super::int8::Int8Linear`])
+//! share ([`OutputStage`]: bias, QuickGELU, residual), and what they take into it from the
+//! graph after them when tract fuses its optimised graph:
 //!
 //! - **QuickGELU** ([`super::transformer_ops`]), the MLP's activation after its first Linear
 //!   layer, when it alone reads the op's output (directly, or through a Reshape that keeps
@@ -27,18 +27,100 @@ use tract_onnx::tract_core::ops::change_axes::{AxisOp, IntoShape};
 use tract_onnx::tract_core::ops::math::Add;
 use tract_onnx::tract_hir::internal::*;
 
-use super::transformer_ops::{Kind, Unary};
+use std::sync::Arc;
 
-/// A Linear op whose output stage can apply QuickGELU and add a residual.
-pub(crate) trait OutputStage: TypedOp + Clone {
+use super::transformer_ops::{Kind, Unary};
+use crate::kernels::Epilogue;
+
+/// What a Linear op ([`super::linear::LinearF32`], [`super::int8::Int8Linear`]) applies to
+/// its product in the kernel's output stage, in the graph's order: its bias, the QuickGELU
+/// it took, the residual it took (then read as its last input).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OutputStage {
+    pub bias: Option<Arc<[f32]>>,
+    /// QuickGELU's alpha, when the op took the QuickGELU that alone read its output.
+    pub quick_gelu: Option<f32>,
+    /// Whether the op took the skip connection's Add (and reads the residual).
+    pub residual: bool,
+}
+
+impl OutputStage {
+    /// The bias alone.
+    pub fn bias(bias: Option<Arc<[f32]>>) -> Self {
+        OutputStage {
+            bias,
+            ..OutputStage::default()
+        }
+    }
+
+    /// The kernels' [`Epilogue`] of this stage, with the `residual` read from the op's
+    /// inputs ([`residual_input`]).
+    pub fn epilogue<'a>(&'a self, residual: Option<&'a [f32]>) -> Epilogue<'a> {
+        Epilogue {
+            bias: self.bias.as_deref(),
+            quick_gelu: self.quick_gelu,
+            residual,
+        }
+    }
+
+    /// What the op's `info` line says of the stage: ", bias", ", QuickGELU", ", residual"
+    /// for each step it applies.
+    pub fn info(&self) -> String {
+        format!(
+            "{}{}{}",
+            if self.bias.is_some() { ", bias" } else { "" },
+            if self.quick_gelu.is_some() {
+                ", QuickGELU"
+            } else {
+                ""
+            },
+            if self.residual { ", residual" } else { "" }
+        )
+    }
+}
+
+impl PartialEq for OutputStage {
+    fn eq(&self, other: &Self) -> bool {
+        self.bias == other.bias
+            && self.quick_gelu.map(f32::to_bits) == other.quick_gelu.map(f32::to_bits)
+            && self.residual == other.residual
+    }
+}
+
+impl Eq for OutputStage {}
+
+/// A Linear op whose output stage ([`OutputStage`]) can apply QuickGELU and add a residual.
+pub(crate) trait WithOutputStage: TypedOp + Clone {
+    /// The op's output stage.
+    fn output_stage(&self) -> &OutputStage;
+    /// The same op with the output stage `stage`.
+    fn with_output_stage(&self, stage: OutputStage) -> Self;
+
     /// Whether this op already reads a residual (its last input).
-    fn has_residual(&self) -> bool;
+    fn has_residual(&self) -> bool {
+        self.output_stage().residual
+    }
+
     /// The same op, reading a residual as one more (last) input.
-    fn with_residual(&self) -> Self;
+    fn with_residual(&self) -> Self {
+        self.with_output_stage(OutputStage {
+            residual: true,
+            ..self.output_stage().clone()
+        })
+    }
+
     /// Whether this op already applies QuickGELU.
-    fn has_quick_gelu(&self) -> bool;
+    fn has_quick_gelu(&self) -> bool {
+        self.output_stage().quick_gelu.is_some()
+    }
+
     /// The same op, applying QuickGELU with `alpha` after the bias.
-    fn with_quick_gelu(&self, alpha: f32) -> Self;
+    fn with_quick_gelu(&self, alpha: f32) -> Self {
+        self.with_output_stage(OutputStage {
+            quick_gelu: Some(alpha),
+            ..self.output_stage().clone()
+        })
+    }
 }
 
 /// The one reader of `node`'s output, looking through a Reshape (or unit axes) that keeps
@@ -87,7 +169,7 @@ fn replace_through(
 /// `TypedOp::fuse` for the Linear ops: takes the QuickGELU or the residual Add after `node`
 /// into `op` (see the module documentation), or `None` where there is neither.
 pub(crate) fn fuse_output_stage(
-    op: &impl OutputStage,
+    op: &impl WithOutputStage,
     model: &TypedModel,
     node: &TypedNode,
 ) -> TractResult<Option<TypedModelPatch>> {
@@ -99,7 +181,7 @@ pub(crate) fn fuse_output_stage(
 
 /// The patch taking the QuickGELU that alone reads `node`'s output into `op`.
 fn fuse_quick_gelu(
-    op: &impl OutputStage,
+    op: &impl WithOutputStage,
     model: &TypedModel,
     node: &TypedNode,
 ) -> TractResult<Option<TypedModelPatch>> {
@@ -123,7 +205,7 @@ fn fuse_quick_gelu(
 /// The residual Add after `node` (running `op`), if there is one this module takes (see the
 /// module documentation): (the Reshape in between, if any; the Add; the Add's other input).
 fn residual_add<'m>(
-    op: &impl OutputStage,
+    op: &impl WithOutputStage,
     model: &'m TypedModel,
     node: &TypedNode,
 ) -> TractResult<Option<(Option<&'m TypedNode>, &'m TypedNode, OutletId)>> {
@@ -172,7 +254,7 @@ fn residual_add<'m>(
 /// The patch taking the residual Add after `node` into `op` (reading the residual as one
 /// more input; the Reshape in between, if any, re-wired after the new op).
 fn fuse_residual(
-    op: &impl OutputStage,
+    op: &impl WithOutputStage,
     model: &TypedModel,
     node: &TypedNode,
 ) -> TractResult<Option<TypedModelPatch>> {

@@ -9,6 +9,14 @@ use std::sync::Arc;
 /// microseconds, an elementwise pass over 8k values about as much.
 const MIN_VALUES_PER_TASK: usize = 8 * 1024;
 
+/// The engine's thread pool: the tract executor's rayon pool, where the plan runs on one.
+pub(crate) fn engine_pool() -> Option<Arc<rayon::ThreadPool>> {
+    match tract_linalg::multithread::current_tract_executor() {
+        tract_linalg::multithread::Executor::MultiThread(pool) => Some(pool),
+        _ => None,
+    }
+}
+
 /// How to cut `rows` rows of `row_len` values over the engine's pool: the pool and the rows
 /// per task, or `None` where the op is better run on the calling thread (no pool of more than
 /// one thread, or too little work).
@@ -17,10 +25,7 @@ pub(crate) fn row_tasks(rows: usize, row_len: usize) -> Option<(Arc<rayon::Threa
     if values < 2 * MIN_VALUES_PER_TASK || rows < 2 {
         return None;
     }
-    let pool = match tract_linalg::multithread::current_tract_executor() {
-        tract_linalg::multithread::Executor::MultiThread(pool) => pool,
-        _ => return None,
-    };
+    let pool = engine_pool()?;
     let threads = pool.current_num_threads();
     if threads <= 1 {
         return None;

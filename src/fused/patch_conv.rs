@@ -30,8 +30,9 @@ use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
+use super::parallel::engine_pool;
 use super::rewrite::{attr, fused_node, is_onnx, GraphIndex, Rewrite, ONNX_FLOAT};
-use super::{constant_f32_vector, constant_input};
+use super::{constant_f32_vector, constant_input, Signature};
 use crate::kernels::f32_gemm::{self, PackedF32};
 
 const PATCH_CONV_OP: &str = "ClipPerceptionPatchConv";
@@ -149,7 +150,7 @@ impl Expansion for PatchConvExpansion {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> TractResult<()> {
-        super::f32_weight_op_rules(s, inputs, outputs, PATCH_CONV_OP)?;
+        Signature::F32_WEIGHT_OP.rules(s, inputs, outputs, PATCH_CONV_OP)?;
         s.equals(&inputs[0].rank, 4)?;
         s.equals(&inputs[1].rank, 4)?;
         s.equals(&outputs[0].rank, 4)?;
@@ -298,18 +299,14 @@ impl PatchConv {
             &mut patches,
         );
         let mut product = vec![0f32; rows * o];
-        let executor = tract_linalg::multithread::current_tract_executor();
-        let pool = match &executor {
-            tract_linalg::multithread::Executor::MultiThread(pool) => Some(&**pool),
-            _ => None,
-        };
+        let pool = engine_pool();
         f32_gemm::gemm(
             &patches,
             rows,
             &self.packed,
             f32_gemm::Epilogue::bias(self.bias.as_deref()),
             &mut product,
-            pool,
+            pool.as_deref(),
         );
         // [N, gh·gw, O] -> [N, O, gh, gw].
         let mut out = Tensor::zero::<f32>(&[n, o, gh, gw])?;
@@ -348,18 +345,21 @@ impl PatchConv {
         let input = x.try_as_plain_ram()?;
         let input = input.as_slice::<f32>()?;
         let mut out = Tensor::zero::<f32>(&[n, o, h, w])?;
-        let executor = tract_linalg::multithread::current_tract_executor();
-        let pool = match &executor {
-            tract_linalg::multithread::Executor::MultiThread(pool) => Some(&**pool),
-            _ => None,
-        };
+        let pool = engine_pool();
         {
             let mut ov = out.try_as_plain_ram_mut()?;
             let out = ov.as_slice_mut::<f32>()?;
             for b in 0..n {
                 let planes = PackedF32::pack(&input[b * c * grid..][..c * grid], c, grid);
                 let dst = &mut out[b * o * grid..][..o * grid];
-                f32_gemm::gemm(weight, o, &planes, f32_gemm::Epilogue::default(), dst, pool);
+                f32_gemm::gemm(
+                    weight,
+                    o,
+                    &planes,
+                    f32_gemm::Epilogue::default(),
+                    dst,
+                    pool.as_deref(),
+                );
                 if let Some(bias) = &self.bias {
                     for (plane, &v) in dst.chunks_exact_mut(grid.max(1)).zip(bias.iter()) {
                         plane.iter_mut().for_each(|y| *y += v);

@@ -19,7 +19,7 @@ macro_rules! multiversion {
                     return unsafe { avx512($($arg),*) };
                 }
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: as above.
+                    // SAFETY: AVX2 and FMA were detected on this CPU.
                     return unsafe { avx2($($arg),*) };
                 }
             }

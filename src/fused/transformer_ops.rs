@@ -20,6 +20,8 @@ use tract_onnx::tract_hir::internal::*;
 
 use super::parallel::rows_in_place;
 use super::rewrite::{attr, fused_node, is_onnx, onnx_opset, scalar_f32, GraphIndex, Rewrite};
+use super::Signature;
+use crate::kernels::activation::{exp, quick_gelu_value};
 
 const SOFTMAX_OP: &str = "ClipPerceptionSoftmaxLastAxis";
 const QUICK_GELU_OP: &str = "ClipPerceptionQuickGelu";
@@ -248,10 +250,12 @@ impl Expansion for Unary {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> TractResult<()> {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&inputs[0].datum_type, f32::datum_type())?;
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        let signature = Signature {
+            inputs: &[DatumType::F32],
+            optional: 0,
+            outputs: &[DatumType::F32],
+        };
+        signature.rules(s, inputs, outputs, &Expansion::name(self))?;
         s.equals(&inputs[0].shape, &outputs[0].shape)
     }
 
@@ -262,39 +266,6 @@ impl Expansion for Unary {
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
         model.wire_node(prefix, self.clone(), inputs)
-    }
-}
-
-/// e^x for f32, vectorisable: x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' expf
-/// polynomial, 2^n from the exponent bits. Inputs below -87.3 give 0 (e^x is below the
-/// smallest normal f32 there: a masked key's weight in [`softmax_row`] is exactly 0, which
-/// lets [`super::attention`] skip such keys); above 88.7 give ~3e38; softmax and sigmoid
-/// never need more.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    let underflow = x < -87.3;
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: rounds to an integer, ties to even
-    let x = if x < -87.3 { -87.3 } else { x };
-    let x = if x > 88.7 { 88.7 } else { x };
-    let t = x * LOG2E + MAGIC;
-    let n_int = t.to_bits() as i32 - MAGIC.to_bits() as i32;
-    let n = t - MAGIC;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
-    let y = y * f32::from_bits(((n_int + 127) << 23) as u32);
-    if underflow {
-        0.0
-    } else {
-        y
     }
 }
 
@@ -324,16 +295,6 @@ multiversion!(softmax_rows(data: &mut [f32], len: usize) -> () {
         softmax_row(row);
     }
 });
-
-/// QuickGELU of one value, `x * sigmoid(alpha * x)` computed as `x / (1 + e^(-alpha x))`:
-/// the one definition of the separate pass ([`quick_gelu`]) and of the fp32 Linear layers'
-/// output stage ([`crate::kernels::f32_gemm::Epilogue::quick_gelu`]), so the two give the
-/// same bits (IEEE operations round alike in scalar and vector form, and Rust does not
-/// contract them into fused multiply-adds).
-#[inline(always)]
-pub(crate) fn quick_gelu_value(x: f32, alpha: f32) -> f32 {
-    x / (1.0 + exp(-alpha * x))
-}
 
 /// The tanh-approximated GELU of one value: `0.5 x (1 + tanh(u))` with
 /// `u = c (x + k x^3)` is `x / (1 + e^(-2u))` (since `1 + tanh(u) = 2 / (1 + e^(-2u))`),
@@ -409,25 +370,6 @@ impl TypedOp for Unary {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exp_is_accurate_over_the_range_softmax_and_sigmoid_use() {
-        let mut worst = 0f64;
-        let mut x = -87.0f32;
-        while x < 88.0 {
-            let want = (x as f64).exp();
-            let got = exp(x) as f64;
-            worst = worst.max(((got - want) / want).abs());
-            x += 0.0137;
-        }
-        assert!(worst < 4e-7, "relative error {worst}");
-        assert_eq!(exp(0.0), 1.0);
-        assert_eq!(exp(-87.4), 0.0);
-        assert_eq!(exp(-1000.0), 0.0);
-        assert_eq!(exp(f32::MIN), 0.0);
-        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
-        assert!(exp(f32::NAN).is_nan());
-    }
 
     #[test]
     fn softmax_and_quick_gelu_match_f64_references() {

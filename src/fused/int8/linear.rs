@@ -1,0 +1,229 @@
+//! [`Int8Linear`]: an int8 Linear layer on the engine's own int8 product
+//! ([`crate::kernels::int8_gemm`]): the weight packed once when the op is built, the graph's
+//! dequantization, the bias and what the op took from the graph after it
+//! (`fused::output_stage`) in the product's output stage.
+
+use std::sync::Arc;
+
+use tract_onnx::model::ParsingContext;
+use tract_onnx::pb::NodeProto;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::internal::*;
+
+use crate::fused::output_stage::{fuse_output_stage, residual_input, OutputStage, WithOutputStage};
+use crate::fused::parallel::engine_pool;
+use crate::fused::rewrite::attr;
+use crate::fused::{constant_f32_vector, constant_input, Signature};
+use crate::kernels::int8_gemm::{self, Int8Kernel, PackedB};
+
+pub(super) const LINEAR_OP: &str = "ClipPerceptionInt8Linear";
+
+pub(super) fn parse(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let name = attr(node, "kernel")
+        .map(|a| a.s.as_slice())
+        .unwrap_or_default();
+    let kernel = Int8Kernel::available()
+        .into_iter()
+        .find(|k| k.name().as_bytes() == name)
+        .with_context(|| {
+            format!(
+                "{LINEAR_OP}: kernel `{}` is not available on this CPU",
+                String::from_utf8_lossy(name)
+            )
+        })?;
+    Ok((expand(Int8LinearExpansion { kernel }), vec![]))
+}
+
+#[derive(Debug, Clone)]
+struct Int8LinearExpansion {
+    kernel: Int8Kernel,
+}
+
+impl Expansion for Int8LinearExpansion {
+    fn name(&self) -> StaticName {
+        LINEAR_OP.into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> TractResult<()> {
+        // q, its row scales, the weight, its column scales and an optional bias.
+        let signature = Signature {
+            inputs: &[
+                DatumType::I8,
+                DatumType::F32,
+                DatumType::I8,
+                DatumType::F32,
+                DatumType::F32,
+            ],
+            optional: 1,
+            outputs: &[DatumType::F32],
+        };
+        signature.rules(s, inputs, outputs, LINEAR_OP)?;
+        s.equals(&inputs[0].rank, 2)?;
+        s.equals(&inputs[2].rank, 2)?;
+        s.equals(&outputs[0].rank, 2)?;
+        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
+        s.equals(&outputs[0].shape[1], &inputs[2].shape[1])
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        let names = (prefix, LINEAR_OP);
+        let weight = constant_input(model, inputs, 2, names)?;
+        let &[k, n] = weight.shape() else {
+            bail!("{prefix}: weight of shape {:?}", weight.shape());
+        };
+        let w = weight.try_as_plain_ram()?;
+        let packed = PackedB::pack(w.as_slice::<i8>()?, k, n, self.kernel);
+        let vector = |i: usize| constant_f32_vector(model, inputs, i, n, names);
+        let op = Int8Linear {
+            packed: Arc::new(packed),
+            col_scale: vector(3)?,
+            stage: OutputStage::bias(if inputs.len() == 5 {
+                Some(vector(4)?)
+            } else {
+                None
+            }),
+        };
+        model.wire_node(prefix, op, &inputs[..2])
+    }
+}
+
+/// `y[i, j] = (float(q x W)[i, j] * col_scale[j]) * row_scale[i] (+ bias[j])`: the int8
+/// product of [`crate::kernels::int8_gemm`] on the weight packed at load, with the graph's
+/// dequantization (and bias) in its output stage, then QuickGELU and the residual when it
+/// took them (`fused::output_stage`). Inputs: q [M, K] int8, row_scale [M, 1], and the
+/// residual (M x N values, any shape) when it took the skip connection's Add.
+#[derive(Debug, Clone)]
+pub struct Int8Linear {
+    packed: Arc<PackedB>,
+    col_scale: Arc<[f32]>,
+    /// The bias, and the QuickGELU and residual Add the op took
+    /// (`fused::output_stage`).
+    stage: OutputStage,
+}
+
+impl PartialEq for Int8Linear {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.packed, &other.packed)
+            && self.col_scale == other.col_scale
+            && self.stage == other.stage
+    }
+}
+
+impl WithOutputStage for Int8Linear {
+    fn output_stage(&self) -> &OutputStage {
+        &self.stage
+    }
+
+    fn with_output_stage(&self, stage: OutputStage) -> Self {
+        Int8Linear {
+            stage,
+            ..self.clone()
+        }
+    }
+}
+
+impl Eq for Int8Linear {}
+
+impl Op for Int8Linear {
+    fn name(&self) -> StaticName {
+        "Int8Linear".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "int8 {}x{} ({} kernel){}",
+            self.packed.k(),
+            self.packed.n(),
+            self.packed.kernel().name(),
+            self.stage.info()
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Int8Linear {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (k, n) = (self.packed.k(), self.packed.n());
+        let q = &inputs[0];
+        let &[m, qk] = q.shape() else {
+            bail!(
+                "Int8Linear: input of shape {:?}, expected [M, {k}]",
+                q.shape()
+            );
+        };
+        ensure!(
+            qk == k,
+            "Int8Linear: input of shape {:?}, expected [M, {k}]",
+            q.shape()
+        );
+        let q_ram = q.try_as_plain_ram()?;
+        let rows_ram = inputs[1].try_as_plain_ram()?;
+        let rows = rows_ram.as_slice::<f32>()?;
+        ensure!(
+            rows.len() == m,
+            "Int8Linear: {} row scales for {m} rows",
+            rows.len()
+        );
+        // SAFETY: f32 has no invalid bit patterns, and `gemm` writes every one of the m*n
+        // outputs (its blocks cover the output) before it is read.
+        let mut out = unsafe { Tensor::uninitialized::<f32>(&[m, n])? };
+        {
+            let residual = residual_input(self.stage.residual, &inputs, m * n)?
+                .map(|r| r.try_as_plain_ram())
+                .transpose()?;
+            let residual = residual.as_ref().map(|r| r.as_slice::<f32>()).transpose()?;
+            let mut ov = out.try_as_plain_ram_mut()?;
+            let output = int8_gemm::Output::Dequantize {
+                out: ov.as_slice_mut::<f32>()?,
+                row_scale: rows,
+                col_scale: &self.col_scale,
+                epilogue: self.stage.epilogue(residual),
+            };
+            let pool = engine_pool();
+            int8_gemm::gemm(
+                q_ram.as_slice::<i8>()?,
+                m,
+                &self.packed,
+                output,
+                pool.as_deref(),
+            );
+        }
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for Int8Linear {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(
+            inputs[0].rank() == 2,
+            "Int8Linear: input of rank {}",
+            inputs[0].rank()
+        );
+        Ok(tvec!(f32::fact([
+            inputs[0].shape[0].clone(),
+            self.packed.n().to_dim()
+        ])))
+    }
+
+    fn fuse(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
+        fuse_output_stage(self, model, node)
+    }
+
+    as_op!();
+}

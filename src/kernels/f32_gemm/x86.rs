@@ -1,0 +1,282 @@
+//! The x86-64 code of the fp32 product: the block loop compiled for AVX2 + FMA and for
+//! AVX-512F, its output stage (bias, QuickGELU, residual) on the accumulator registers, and
+//! the 256- and 512-bit micro-kernels.
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use super::{Epilogue, PackedF32, MR, NR};
+use crate::kernels::driver::SharedOut;
+
+/// Rows `rows` (starting on a block of [`MR`]) x panels `panels` of the product; A read
+/// from `a_blocks` ([`super::pack::pack_a`]) when given, else from `a`.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; the block is inside the output and no other thread
+/// writes it.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn run_block(
+    a: &[f32],
+    a_blocks: Option<&[f32]>,
+    b: &PackedF32,
+    epilogue: Epilogue,
+    out: SharedOut<f32>,
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
+    // SAFETY: the caller's contract.
+    unsafe { run_block_inline::<false>(a, a_blocks, b, epilogue, out, rows, panels) }
+}
+
+/// [`run_block`] on 512-bit registers ([`micro_wide`]).
+///
+/// # Safety
+/// As [`run_block`], and the CPU has AVX-512F.
+#[target_feature(enable = "avx2,fma,avx512f")]
+pub(super) unsafe fn run_block_wide(
+    a: &[f32],
+    a_blocks: Option<&[f32]>,
+    b: &PackedF32,
+    epilogue: Epilogue,
+    out: SharedOut<f32>,
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
+    // SAFETY: the caller's contract.
+    unsafe { run_block_inline::<true>(a, a_blocks, b, epilogue, out, rows, panels) }
+}
+
+/// [`run_block`]'s body, inlined into each instruction set's copy (`WIDE`: 512-bit
+/// accumulators).
+///
+/// # Safety
+/// As [`run_block`] (and [`run_block_wide`] for `WIDE`).
+#[inline(always)]
+unsafe fn run_block_inline<const WIDE: bool>(
+    a: &[f32],
+    a_blocks: Option<&[f32]>,
+    b: &PackedF32,
+    epilogue: Epilogue,
+    out: SharedOut<f32>,
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
+    // Packed A is addressed by blocks of MR rows ([`crate::kernels::driver::split_tasks`] cuts on them).
+    assert!(
+        a_blocks.is_none() || rows.start.is_multiple_of(MR),
+        "a task's rows start at {}, not on a block of {MR}",
+        rows.start
+    );
+    for p in panels {
+        // SAFETY: the caller's contract.
+        unsafe { run_panel::<WIDE>(a, a_blocks, b, epilogue, out, rows.clone(), p) };
+    }
+}
+
+/// Rows `rows` x panel `p` of the product.
+///
+/// # Safety
+/// As [`run_block_inline`].
+#[inline(always)]
+unsafe fn run_panel<const WIDE: bool>(
+    a: &[f32],
+    a_blocks: Option<&[f32]>,
+    b: &PackedF32,
+    epilogue: Epilogue,
+    out: SharedOut<f32>,
+    rows: Range<usize>,
+    p: usize,
+) {
+    let (k, n) = (b.k, b.n);
+    {
+        let panel = &b.panels[p * k * NR..][..k * NR];
+        let c0 = p * NR;
+        let width = NR.min(n - c0);
+        let mut bias_block = [0f32; NR];
+        if let Some(bias) = epilogue.bias {
+            bias_block[..width].copy_from_slice(&bias[c0..c0 + width]);
+        }
+        let mut r0 = rows.start;
+        while r0 < rows.end {
+            let count = MR.min(rows.end - r0);
+            // SAFETY: AVX2 + FMA (+ AVX-512F for WIDE: the caller's features); slices
+            // sized here.
+            let acc = unsafe {
+                match a_blocks {
+                    Some(blocks) => {
+                        // r0 is on a block of MR rows: asserted in `run_block`.
+                        let block = &blocks[r0 / MR * k * MR..][..k * MR];
+                        micro_rows::<true, WIDE>(count, block, k, panel)
+                    }
+                    None => {
+                        micro_rows::<false, WIDE>(count, &a[r0 * k..(r0 + count) * k], k, panel)
+                    }
+                }
+            };
+            // SAFETY: AVX2 by the caller's contract (this body is inlined into
+            // `run_block`/`run_block_wide`, compiled with it); `bias_block` holds NR = 16
+            // floats, so both 8-float loads are inside it.
+            let (bias_lo, bias_hi) = unsafe {
+                (
+                    _mm256_loadu_ps(bias_block.as_ptr()),
+                    _mm256_loadu_ps(bias_block.as_ptr().add(8)),
+                )
+            };
+            for (r, [lo, hi]) in acc.iter().enumerate().take(count) {
+                // SAFETY: AVX2, the features of the `run_block` this body is inlined into.
+                let (mut lo, mut hi) =
+                    unsafe { (_mm256_add_ps(*lo, bias_lo), _mm256_add_ps(*hi, bias_hi)) };
+                if let Some(alpha) = epilogue.quick_gelu {
+                    // SAFETY: AVX2, as above (all `quick_gelu_8` needs).
+                    unsafe {
+                        lo = crate::kernels::activation::quick_gelu_8(lo, alpha);
+                        hi = crate::kernels::activation::quick_gelu_8(hi, alpha);
+                    }
+                }
+                let at = (r0 + r) * n + c0;
+                if width == NR {
+                    if let Some(res) = epilogue.residual {
+                        // The slice check keeps both loads inside the residual.
+                        let res = res[at..at + NR].as_ptr();
+                        // SAFETY: AVX2, as above; `res` points to NR = 16 floats.
+                        unsafe {
+                            lo = _mm256_add_ps(lo, _mm256_loadu_ps(res));
+                            hi = _mm256_add_ps(hi, _mm256_loadu_ps(res.add(8)));
+                        }
+                    }
+                    // SAFETY: AVX2, as above; row r0 + r < m and columns c0..c0 + NR <= n
+                    // are inside the [m, n] output (the caller's contract: the block is
+                    // inside it), and this task alone writes them.
+                    unsafe {
+                        let row = out.at(at);
+                        _mm256_storeu_ps(row, lo);
+                        _mm256_storeu_ps(row.add(8), hi);
+                    }
+                } else {
+                    let mut tile = [0f32; NR];
+                    // SAFETY: AVX2, as above; `tile` holds NR = 16 floats.
+                    unsafe {
+                        _mm256_storeu_ps(tile.as_mut_ptr(), lo);
+                        _mm256_storeu_ps(tile.as_mut_ptr().add(8), hi);
+                    }
+                    if let Some(res) = epilogue.residual {
+                        for (y, &v) in tile.iter_mut().zip(&res[at..at + width]) {
+                            *y += v;
+                        }
+                    }
+                    // SAFETY: row r0 + r < m and columns c0..c0 + width <= n are inside
+                    // the [m, n] output (the caller's contract), this task alone writes
+                    // them, and `tile` holds width <= NR floats.
+                    unsafe { std::ptr::copy_nonoverlapping(tile.as_ptr(), out.at(at), width) };
+                }
+            }
+            r0 += count;
+        }
+    }
+}
+
+/// [`micro`] (or [`micro_wide`] for `WIDE`) for `count` (1..=[`MR`]) rows.
+///
+/// # Safety
+/// As [`micro`] (or [`micro_wide`]), with R = `count`.
+#[inline(always)]
+unsafe fn micro_rows<const PACKED: bool, const WIDE: bool>(
+    count: usize,
+    a: &[f32],
+    k: usize,
+    panel: &[f32],
+) -> [[__m256; 2]; MR] {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match (count, WIDE) {
+            (6, false) => micro::<6, PACKED>(a, k, panel),
+            (5, false) => micro::<5, PACKED>(a, k, panel),
+            (4, false) => micro::<4, PACKED>(a, k, panel),
+            (3, false) => micro::<3, PACKED>(a, k, panel),
+            (2, false) => micro::<2, PACKED>(a, k, panel),
+            (_, false) => micro::<1, PACKED>(a, k, panel),
+            (6, true) => micro_wide::<6, PACKED>(a, k, panel),
+            (5, true) => micro_wide::<5, PACKED>(a, k, panel),
+            (4, true) => micro_wide::<4, PACKED>(a, k, panel),
+            (3, true) => micro_wide::<3, PACKED>(a, k, panel),
+            (2, true) => micro_wide::<2, PACKED>(a, k, panel),
+            (_, true) => micro_wide::<1, PACKED>(a, k, panel),
+        }
+    }
+}
+
+/// The [`MR`] x [`NR`] block (first `R` rows valid) of R rows of A times one panel; A is
+/// one packed block `[k][MR]` (`PACKED`) or R rows of `k` values.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `a` holds k x [`MR`] (`PACKED`) or R x k values and
+/// `panel` k x [`NR`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn micro<const R: usize, const PACKED: bool>(
+    a: &[f32],
+    k: usize,
+    panel: &[f32],
+) -> [[__m256; 2]; MR] {
+    debug_assert!(a.len() == if PACKED { k * MR } else { R * k });
+    debug_assert!(panel.len() == k * NR);
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let mut ap = a.as_ptr();
+    let mut bp = panel.as_ptr();
+    for _ in 0..k {
+        // SAFETY: k steps: inside both slices.
+        unsafe {
+            let b0 = _mm256_loadu_ps(bp);
+            let b1 = _mm256_loadu_ps(bp.add(8));
+            for (r, acc) in acc.iter_mut().enumerate().take(R) {
+                let av = _mm256_broadcast_ss(&*ap.add(if PACKED { r } else { r * k }));
+                acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+            }
+            bp = bp.add(NR);
+            ap = ap.add(if PACKED { MR } else { 1 });
+        }
+    }
+    acc
+}
+
+/// [`micro`] on 512-bit registers: one accumulator per row holds the panel's 16
+/// columns, so a K step is one panel load, R broadcasts and R fused multiply-adds. Each
+/// output gets the same fused multiply-adds in the same order as in [`micro`], so the
+/// results are the same bit for bit; returned as [`micro`]'s 256-bit halves (columns
+/// 0-7, 8-15).
+///
+/// # Safety
+/// As [`micro`], and the CPU has AVX-512F (the caller's features: this function is
+/// always inlined into [`run_block_wide`]).
+#[inline(always)]
+unsafe fn micro_wide<const R: usize, const PACKED: bool>(
+    a: &[f32],
+    k: usize,
+    panel: &[f32],
+) -> [[__m256; 2]; MR] {
+    debug_assert!(a.len() == if PACKED { k * MR } else { R * k });
+    debug_assert!(panel.len() == k * NR);
+    // SAFETY: the intrinsics need AVX-512F, the caller's features; the loads stay inside
+    // both slices (k steps of MR or 1 values of `a` and NR of `panel`, sizes asserted above).
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut ap = a.as_ptr();
+        let mut bp = panel.as_ptr();
+        for _ in 0..k {
+            let b = _mm512_loadu_ps(bp);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*ap.add(if PACKED { r } else { r * k }));
+                *acc = _mm512_fmadd_ps(av, b, *acc);
+            }
+            bp = bp.add(NR);
+            ap = ap.add(if PACKED { MR } else { 1 });
+        }
+        let mut halves = [[_mm256_setzero_ps(); 2]; MR];
+        for (half, acc) in halves.iter_mut().zip(acc) {
+            half[0] = _mm512_castps512_ps256(acc);
+            half[1] = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
+        }
+        halves
+    }
+}
