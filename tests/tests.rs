@@ -10,6 +10,7 @@ mod eval;
 mod families;
 mod fuzz_corpus;
 mod index;
+mod layers;
 mod layout;
 #[cfg(feature = "dds")]
 mod node;
