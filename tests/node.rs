@@ -593,7 +593,7 @@ fn the_params_file_holds_the_defaults() {
     assert_eq!(pairs.len(), clip_perception::node::PARAMS.len());
 }
 
-/// The soak test's CI version (`tests/node/soak.py`; the README has the hour's figures):
+/// The soak test's CI version (`tests/node/soak.py`; docs/reliability.md has the hour's figures):
 /// 2 minutes (120 s) of a 30 Hz VGA camera with 1% malformed frames and a query every 10 s.
 /// RSS, threads and file descriptors must stay put after warm-up, the counters add up, and
 /// no result mixes phrase sets.
