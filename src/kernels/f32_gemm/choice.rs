@@ -41,7 +41,7 @@ pub fn wide_kernel() -> bool {
 }
 
 /// Whether the CPU can run the 512-bit micro-kernel (AVX2, FMA and AVX-512F).
-pub(super) fn wide_available() -> bool {
+pub fn wide_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         PackedF32::is_available() && std::is_x86_feature_detected!("avx512f")

@@ -44,11 +44,10 @@ mod tests;
 mod x86;
 
 pub use crate::kernels::Epilogue;
-pub use choice::{use_own_kernel, wide_kernel};
+pub use choice::{use_own_kernel, wide_available, wide_kernel};
 pub use pack::PackedF32;
 
 use crate::kernels::driver::{check_len, run_blocks, SharedOut};
-use choice::wide_available;
 use pack::pack_a;
 
 /// Rows of the micro-kernel's accumulator block.

@@ -72,17 +72,37 @@ impl Int8Kernel {
 
     /// Every kernel this CPU can run, fastest last.
     pub fn available() -> Vec<Int8Kernel> {
-        [
-            Int8Kernel::Scalar,
-            Int8Kernel::Avx2,
-            Int8Kernel::Avx2Maddubs,
-            Int8Kernel::Avx512Vnni,
-            Int8Kernel::Avx512VnniZmm,
-        ]
-        .into_iter()
-        .filter(|k| k.is_available())
-        .collect()
+        Int8Kernel::ALL
+            .into_iter()
+            .filter(|k| k.is_available())
+            .collect()
     }
+
+    /// The kernels the int8 tests run on this CPU (`true`: emulated): every available one,
+    /// and the two VNNI kernels with `vpdpbusd` emulated in AVX2 wherever the CPU has AVX2
+    /// (on a CPU without AVX-512 VNNI that tests their layout and block loop, not their
+    /// instruction).
+    pub fn tested_on_this_cpu() -> Vec<(Int8Kernel, bool)> {
+        let mut kernels: Vec<_> = Int8Kernel::available()
+            .into_iter()
+            .map(|k| (k, false))
+            .collect();
+        if Int8Kernel::Avx2.is_available() {
+            // Also where the CPU has VNNI: the emulation is what CPUs without it test.
+            kernels.push((Int8Kernel::Avx512Vnni, true));
+            kernels.push((Int8Kernel::Avx512VnniZmm, true));
+        }
+        kernels
+    }
+
+    /// Every kernel of this module, slowest first.
+    pub const ALL: [Int8Kernel; 5] = [
+        Int8Kernel::Scalar,
+        Int8Kernel::Avx2,
+        Int8Kernel::Avx2Maddubs,
+        Int8Kernel::Avx512Vnni,
+        Int8Kernel::Avx512VnniZmm,
+    ];
 
     /// Whether the kernel's products equal the portable kernel's on a few shapes with the
     /// int8 extremes (tails of rows, columns and K included), once per process; a failure

@@ -37,20 +37,6 @@ fn naive(a: &[i8], b: &[i8], m: usize, k: usize, n: usize) -> Vec<i32> {
     c
 }
 
-/// Every kernel this CPU can run, and [`Int8Kernel::Avx512Vnni`] with its instruction
-/// emulated where the CPU has AVX2 (`true`: emulated).
-fn tested_kernels() -> Vec<(Int8Kernel, bool)> {
-    let mut kernels: Vec<_> = Int8Kernel::available()
-        .into_iter()
-        .map(|k| (k, false))
-        .collect();
-    if Int8Kernel::Avx2.is_available() {
-        kernels.push((Int8Kernel::Avx512Vnni, true));
-        kernels.push((Int8Kernel::Avx512VnniZmm, true));
-    }
-    kernels
-}
-
 fn pack_as(b: &[i8], k: usize, n: usize, (kernel, emulated): (Int8Kernel, bool)) -> PackedB {
     if emulated {
         PackedB::pack_unchecked(b, k, n, kernel, true)
@@ -83,7 +69,7 @@ fn accumulators_equal_the_naive_product_for_every_kernel() {
     }
     let two = pool(2);
     let mut checked = 0;
-    for kernel in tested_kernels() {
+    for kernel in Int8Kernel::tested_on_this_cpu() {
         for m in 1..=37 {
             for k in 1..=37 {
                 for n in [1, 2, 7, 8, 15, 16, 17, 23, 24, 25, 31, 33, 37] {
@@ -198,7 +184,7 @@ fn weights_that_could_saturate_maddubs_get_the_widening_kernel() {
 fn extreme_values_do_not_saturate() {
     // Every product 128 * 128 (pairs sum to 32768, one past i16::MAX) and the mixed
     // signs, over a K long enough to matter, with every kernel.
-    for kernel in tested_kernels() {
+    for kernel in Int8Kernel::tested_on_this_cpu() {
         for (x, y) in [(-128i8, -128i8), (-128, 127), (127, 127), (127, -128)] {
             let (m, k, n) = (5, 301, 29);
             let a = vec![x; m * k];
@@ -216,7 +202,7 @@ fn larger_shapes_and_threads_equal_the_naive_product() {
     // The encoder's shapes in small: several cache blocks of rows, many panels.
     let two = pool(2);
     let three = pool(3);
-    for kernel in tested_kernels() {
+    for kernel in Int8Kernel::tested_on_this_cpu() {
         for (m, k, n) in [(150, 96, 200), (50, 77, 768), (3, 768, 50)] {
             let a = values(m * k, 1);
             let b = values(k * n, 2);
@@ -243,7 +229,7 @@ fn the_output_stage_is_the_graphs_fp32_arithmetic() {
     for (b, kernel) in [values(k * n, 4), fitting_weights(k, n, 4)]
         .into_iter()
         .flat_map(|b| {
-            tested_kernels()
+            Int8Kernel::tested_on_this_cpu()
                 .into_iter()
                 .map(move |kernel| (b.clone(), kernel))
         })
