@@ -2,7 +2,7 @@
 //! could not (CI prints this after the tests, so a green run says what it proved):
 //! `cargo run --example kernel_coverage`.
 
-use clip_perception::cpu::cpu_features;
+use clip_perception::cpu::{cpu_features, engine_kernels};
 use clip_perception::kernels::{coverage, Coverage};
 
 fn main() {
@@ -22,6 +22,7 @@ fn main() {
         }
     };
     println!("cpu: {}", cpu_features());
+    println!("kernels: {}", engine_kernels());
     println!(
         "kernel tests ran natively: {}; emulated: {}; skipped: {}",
         list(&native),

@@ -211,7 +211,17 @@ impl Expansion for Attention {
             s.equals(&input.rank, 4)?;
         }
         s.equals(&outputs[0].rank, 4)?;
-        for axis in 0..3 {
+        // The batch broadcasts as the graph's MatMuls broadcast it: a q of batch 1 (SigLIP's
+        // pooling probe, when tract has moved its Expand past the q projection) meets k and
+        // v of batch B.
+        s.given_2(
+            &inputs[0].shape[0],
+            &inputs[1].shape[0],
+            move |s, q_batch, k_batch| {
+                s.equals(&outputs[0].shape[0], broadcast_batch(&q_batch, &k_batch))
+            },
+        )?;
+        for axis in 1..3 {
             s.equals(&outputs[0].shape[axis], &inputs[0].shape[axis])?;
         }
         s.equals(&outputs[0].shape[3], &inputs[2].shape[3])
@@ -237,6 +247,29 @@ impl Op for Attention {
     }
 
     op_as_typed_op!();
+}
+
+/// The batch of the output when q has batch `q` and k batch `k`: either is 1 and takes the
+/// other's, as a MatMul broadcasts (a mismatch is refused at evaluation).
+fn broadcast_batch(q: &TDim, k: &TDim) -> TDim {
+    if q.is_one() {
+        k.clone()
+    } else {
+        q.clone()
+    }
+}
+
+/// q, k or v with its batch axis (axis 0, length 1) repeated `batch` times.
+fn repeat_batch(t: &TValue, batch: usize) -> TractResult<TValue> {
+    let shape = t.shape();
+    let mut tiled = shape.to_vec();
+    tiled[0] = batch;
+    let one = t.try_as_plain_ram()?;
+    let one = one.as_slice::<f32>()?;
+    let data: Vec<f32> = (0..batch).flat_map(|_| one.iter().copied()).collect();
+    Ok(tract_ndarray::ArrayD::from_shape_vec(tiled, data)?
+        .into_tensor()
+        .into_tvalue())
 }
 
 /// The shapes of one evaluation.
@@ -539,7 +572,16 @@ fn attention(problem: Problem, out: &mut [f32]) {
 impl EvalOp for Attention {
     op_out_of_plan!();
 
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        // A batch of 1 among q, k and v broadcasts to the others' (MatMul semantics).
+        if inputs[..3].iter().all(|t| t.rank() == 4) {
+            let batch = inputs[..3].iter().map(|t| t.shape()[0]).max().unwrap_or(1);
+            for input in inputs[..3].iter_mut() {
+                if input.shape()[0] == 1 && batch > 1 {
+                    *input = repeat_batch(input, batch)?;
+                }
+            }
+        }
         let (q, k, v) = (&inputs[0], &inputs[1], &inputs[2]);
         let (&[batch, t, heads, d], &[kb, s, kh, kd], &[vb, vs, vh, dv]) =
             (q.shape(), k.shape(), v.shape())
@@ -602,7 +644,7 @@ impl TypedOp for Attention {
         );
         let q = &inputs[0].shape;
         Ok(tvec!(f32::fact([
-            q[0].clone(),
+            broadcast_batch(&q[0], &inputs[1].shape[0]),
             q[1].clone(),
             q[2].clone(),
             inputs[2].shape[3].clone(),
@@ -832,6 +874,43 @@ mod tests {
         for bad in [&[4, 3][..], &[3, 3], &[1, 2, 2, 3, 4]] {
             assert!(mask_strides(bad, dims).is_err(), "{bad:?}");
         }
+    }
+
+    /// A q of batch 1 (SigLIP's pooling probe when tract's own MatMul has taken the Expand
+    /// of the probe in: the tract fp32 path, e.g. every aarch64 CPU) meets k and v of batch
+    /// 3: the result is the one of q repeated 3 times, as the graph's MatMul broadcasts it.
+    #[test]
+    fn a_query_of_batch_one_broadcasts_to_the_keys_batch() -> TractResult<()> {
+        let values = |n: usize, seed: f32| -> Vec<f32> {
+            (0..n).map(|i| (i as f32 * 0.37 + seed).sin()).collect()
+        };
+        let run = |q_batch: usize| -> TractResult<Tensor> {
+            let mut model = TypedModel::default();
+            let q = model.add_source("q", f32::fact([q_batch, 2, 2, 4]))?;
+            let k = model.add_source("k", f32::fact([3, 5, 2, 4]))?;
+            let v = model.add_source("v", f32::fact([3, 5, 2, 4]))?;
+            let out = model.wire_node("attention", Attention { scale: 0.5 }, &[q, k, v])?;
+            model.select_output_outlets(&out)?;
+            assert_eq!(
+                model.outlet_fact(out[0])?.shape.to_tvec(),
+                tvec![3.into(), 2.into(), 2.into(), 4.into()]
+            );
+            let one = values(2 * 2 * 4, 1.0);
+            let q: Vec<f32> = (0..q_batch).flat_map(|_| one.iter().copied()).collect();
+            let input = |shape: &[usize], data: Vec<f32>| -> TractResult<TValue> {
+                Ok(tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), data)?
+                    .into_tensor()
+                    .into_tvalue())
+            };
+            let mut outputs = model.into_runnable()?.run(tvec![
+                input(&[q_batch, 2, 2, 4], q)?,
+                input(&[3, 5, 2, 4], values(3 * 5 * 2 * 4, 2.0))?,
+                input(&[3, 5, 2, 4], values(3 * 5 * 2 * 4, 3.0))?,
+            ])?;
+            Ok(outputs.remove(0).into_tensor())
+        };
+        assert_eq!(run(1)?, run(3)?);
+        Ok(())
     }
 
     /// Both towers of the tiny fixture: every layer's attention is fused (the text tower's

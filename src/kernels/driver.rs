@@ -100,6 +100,7 @@ impl<'a, T> SharedOut<'a, T> {
     /// `at` is at most the buffer's length; what is written through the address is a block
     /// of the caller's own (no other thread reads or writes it during the product).
     #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the x86 kernels' stores
     pub(crate) unsafe fn at(self, at: usize) -> *mut T {
         debug_assert!(at <= self.len);
         // SAFETY: `at` is at most the length of the buffer `ptr` addresses (the caller's

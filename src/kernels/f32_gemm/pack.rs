@@ -9,7 +9,8 @@ use super::{MR, NR};
 pub struct PackedF32 {
     pub(super) k: usize,
     pub(super) n: usize,
-    /// `[panel][k][NR]`.
+    /// `[panel][k][NR]` (read by the x86 kernels; elsewhere the product is tract's).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) panels: Vec<f32>,
 }
 

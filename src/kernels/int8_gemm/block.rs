@@ -6,7 +6,9 @@
 use super::pack::group_rows;
 #[cfg(target_arch = "x86_64")]
 use super::x86;
-use super::{Int8Kernel, PackedB, MC, MR, NR};
+#[cfg(target_arch = "x86_64")]
+use super::Int8Kernel;
+use super::{PackedB, MC, MR, NR};
 use crate::kernels::driver::SharedOut;
 use crate::kernels::Epilogue;
 
@@ -257,7 +259,11 @@ fn micro(
                 )
             }
         }
-        _ => micro_scalar(a, steps, rows, panel, tile),
+        _ => {
+            // The portable kernel takes no offset sums (it reads no quads).
+            let _ = sums;
+            micro_scalar(a, steps, rows, panel, tile)
+        }
     }
 }
 
