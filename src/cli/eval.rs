@@ -60,7 +60,7 @@ pub fn eval(args: EvalArgs, out: &mut impl Write) -> Result<()> {
         fail_fast: args.fail_fast,
     };
     let mut engine = EngineBuilder::open(args.model.engine_options(options.batch_size))?.build()?;
-    let bar = progress_bar(options.limit.unwrap_or(usize::MAX).min(data.len()) as u64);
+    let bar = progress_bar(options.images(&data) as u64);
     let bench = clip_perception::zeroshot::run(
         &mut engine,
         &data,

@@ -28,6 +28,13 @@ pub struct RunOptions {
     pub fail_fast: bool,
 }
 
+impl RunOptions {
+    /// How many images of `data` a run reads: the first `limit`, or all.
+    pub fn images(&self, data: &Dataset) -> usize {
+        self.limit.unwrap_or(usize::MAX).min(data.len())
+    }
+}
+
 /// The result of one run over a data set.
 #[derive(Debug)]
 pub struct Benchmark {
@@ -59,7 +66,7 @@ pub fn run(
     mut progress: impl FnMut(usize),
 ) -> Result<Benchmark> {
     let labels = engine.label_matrix(&data.classes, prompts)?;
-    let n = options.limit.unwrap_or(usize::MAX).min(data.len());
+    let n = options.images(data);
     let (mut embeddings, mut truth, mut names) = (Vec::new(), Vec::new(), Vec::new());
     let mut positions = Vec::new();
     let mut failed = 0;
