@@ -253,8 +253,10 @@ pub fn ros_args(data: &[u8]) {
     let node = args.node_name(crate::node::NODE_NAME);
     let _ = args.log_filter(&node);
     if let Ok(plan) = NodePlan::from_args(&args) {
-        let _ = plan.image_topic();
-        let _ = plan.status_name();
+        for camera in plan.cameras() {
+            let _ = plan.image_topic(camera.as_deref());
+            let _ = plan.status_name(camera.as_deref());
+        }
         for topic in ["matches", "label_info", "~/query", "/diagnostics"] {
             let _ = plan.topic(topic);
         }

@@ -422,7 +422,7 @@ pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
         failures: Mutex::default(),
     });
     let image_topic = plan
-        .image_topic()
+        .image_topic(None)
         .map_err(|e| dds_error(topics::IMAGE)(&e))?;
     let mut images = match plan.config.input {
         InputKind::Raw => ImageSubscription::Raw(t.subscription(

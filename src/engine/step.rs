@@ -79,12 +79,16 @@ impl Stamp {
 }
 
 /// One frame's published result: the `~/matches` JSON object
-/// `{"stamp": {"sec", "nanosec"}, "frame_id", "labels": [{"phrase", "cosine", "score",
-/// "probability", "matched"}, ...], "latency_ms", "encoder_ms"}`.
+/// `{"stamp": {"sec", "nanosec"}, "frame_id", ["camera",] "labels": [{"phrase", "cosine",
+/// "score", "probability", "matched"}, ...], "latency_ms", "encoder_ms"}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FrameResult {
     pub stamp: Stamp,
     pub frame_id: String,
+    /// The camera the frame came from, for a node with several (`cameras`); absent for
+    /// the single-camera interface.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera: Option<String>,
     #[serde(flatten)]
     pub matches: Matches,
     /// Receive -> publish time.
@@ -296,6 +300,7 @@ mod tests {
         let result = FrameResult {
             stamp: Stamp { sec: 3, nanosec: 7 },
             frame_id: "cam".into(),
+            camera: None,
             matches,
             latency_ms: 1.5,
             encoder_ms: 1.0,

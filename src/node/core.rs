@@ -215,7 +215,7 @@ impl NodeCore {
     /// the queued work applies and frames are scored. A load that fails is reported by
     /// [`NodeCore::start_failure`].
     pub fn start_loading(plan: super::NodePlan, outputs: Arc<dyn Outputs>) -> NodeCore {
-        let (params, name) = (plan.params.clone(), plan.status_name());
+        let (params, name) = (plan.params.clone(), plan.status_name(None));
         NodeCore::spawn(
             params,
             name,
@@ -524,6 +524,7 @@ fn process_frame(
     outputs.matches(&FrameResult {
         stamp: header.stamp,
         frame_id: header.frame_id,
+        camera: None,
         matches,
         latency_ms,
         encoder_ms,

@@ -51,6 +51,16 @@ pub mod topics {
     pub const PARAMETER_EVENTS: &str = "/parameter_events";
     pub const ROSOUT: &str = "/rosout";
     pub const CLOCK: &str = "/clock";
+
+    /// A per-camera topic's name for `camera` (`None`: the single-camera interface, the
+    /// name unchanged): `image` -> `C/image`, `~/classification` -> `~/C/classification`.
+    pub fn of_camera(camera: Option<&str>, topic: &str) -> String {
+        match (camera, topic.strip_prefix("~/")) {
+            (None, _) => topic.to_string(),
+            (Some(c), Some(private)) => format!("~/{c}/{private}"),
+            (Some(c), None) => format!("{c}/{topic}"),
+        }
+    }
 }
 
 /// Returns memory the allocator holds but no longer uses to the OS. Loading a model frees
@@ -105,9 +115,20 @@ impl NodePlan {
         })
     }
 
-    /// The diagnostic status name, diagnostic_updater's `<node name>: <task>`.
-    pub fn status_name(&self) -> String {
-        format!("{}: clip", self.names.name)
+    /// The node's cameras: `[None]` (the single-camera interface) without the `cameras`
+    /// parameter, else each camera's name.
+    pub fn cameras(&self) -> Vec<Option<String>> {
+        if self.config.cameras.is_empty() {
+            vec![None]
+        } else {
+            self.config.cameras.iter().cloned().map(Some).collect()
+        }
+    }
+
+    /// A camera's diagnostic status name, diagnostic_updater's `<node name>: <task>`:
+    /// `clip` for the single camera, else the camera's name.
+    pub fn status_name(&self, camera: Option<&str>) -> String {
+        format!("{}: {}", self.names.name, camera.unwrap_or("clip"))
     }
 
     /// The absolute name a topic of [`topics`] resolves to.
@@ -115,11 +136,11 @@ impl NodePlan {
         self.names.resolve_topic(name)
     }
 
-    /// The image topic the node subscribes to: `image` resolved (namespace, remaps), with
-    /// `/compressed` appended for the compressed transport (image_transport's naming, so
-    /// one remap of `image` serves both transports).
-    pub fn image_topic(&self) -> Result<String, names::NameError> {
-        let base = self.topic(topics::IMAGE)?;
+    /// The image topic a camera subscribes to: `image` (or `C/image`) resolved (namespace,
+    /// remaps), with `/compressed` appended for the compressed transport (image_transport's
+    /// naming, so one remap of `image` serves both transports).
+    pub fn image_topic(&self, camera: Option<&str>) -> Result<String, names::NameError> {
+        let base = self.topic(&topics::of_camera(camera, topics::IMAGE))?;
         Ok(match self.config.input {
             InputKind::Raw => base,
             InputKind::Compressed => format!("{}/compressed", base.trim_end_matches('/')),
@@ -163,7 +184,7 @@ impl NodePlan {
             image,
             text,
             labels,
-            status_name: self.status_name(),
+            status_name: self.status_name(None),
         })
     }
 }

@@ -37,6 +37,22 @@ fn check_token(token: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a camera name of the `cameras` parameter: one ROS name token (it becomes a
+/// topic name's segment: `C/image`, `~/C/classification`).
+pub fn check_camera_name(name: &str) -> Result<(), NameError> {
+    let error = |message: String| NameError {
+        what: "camera",
+        name: name.to_string(),
+        message,
+    };
+    if name.contains('/') {
+        return Err(error(
+            "character '/' (a camera name is one token: letters, digits, `_`)".into(),
+        ));
+    }
+    check_token(name).map_err(|m| error(m.replace(", `/`", "")))
+}
+
 /// The node's name, namespace and remapping rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeNames {

@@ -245,6 +245,10 @@ node_params! {
     top_k: i64 = 0, range(0, MAX_PHRASES);
     /// Image transport, as image_transport's nodes take it: `raw` subscribes to `image` (sensor_msgs/Image), `compressed` to the resolved `image` topic + `/compressed` (sensor_msgs/CompressedImage). Also accepted under its old name `input`.
     image_transport: String = "raw".to_string(), read_only = true;
+    /// Camera names (each a ROS name token, no `/`). Empty: one camera on `image`, results on `~/classification` and `~/matches`. Otherwise camera C subscribes to `C/image` (remap it: `-r C/image:=/front/color/image_raw`) and publishes `~/C/classification` and `~/C/matches`, with its own diagnostics status; phrases and parameters are shared and frames of several cameras are encoded in one batch.
+    cameras: Vec<String> = Vec::new(), read_only = true;
+    /// Most frames encoded in one batch, at most one per camera (0 = the number of cameras). When more cameras have a frame waiting than fit, cameras take turns.
+    max_batch: i64 = 0, range(0, 64);
     /// Most frames encoded per second (0 = as fast as the encoder goes); frames in between are dropped.
     max_rate: f64 = 0.0, range(0.0, 10_000.0);
     /// Temporal smoothing of scores, in [0, 1) (1 itself is refused): weight of the previous smoothed value (0 = off).
@@ -284,7 +288,11 @@ pub struct NodeConfig {
     /// Thresholds, smoothing, hysteresis and top-k of the per-frame step.
     pub policy: MatchPolicy,
     pub input: InputKind,
-    /// Least time between two encoded frames.
+    /// The cameras' names, checked (empty: the single-camera interface).
+    pub cameras: Vec<String>,
+    /// Most frames per encoder batch (>= 1).
+    pub max_batch: usize,
+    /// Least time between two encoded frames of a camera.
     pub min_frame_interval: Option<std::time::Duration>,
     pub cache_dir: Option<PathBuf>,
     pub threads: usize,
@@ -349,6 +357,22 @@ impl NodeParams {
         }
     }
 
+    /// `cameras`, checked: valid name tokens, no name twice.
+    pub fn checked_cameras(&self) -> Result<Vec<String>, ParamError> {
+        let mut seen = std::collections::HashSet::new();
+        for name in &self.cameras {
+            super::names::check_camera_name(name)
+                .map_err(|e| ParamError::new("cameras", e.to_string()))?;
+            if !seen.insert(name.as_str()) {
+                return Err(ParamError::new(
+                    "cameras",
+                    format!("camera {name:?} is named twice"),
+                ));
+            }
+        }
+        Ok(self.cameras.clone())
+    }
+
     /// Checks every parameter (cheap checks only: no model is loaded) and returns the
     /// configuration the node runs with. The first bad parameter is reported by name.
     pub fn validate(&self) -> Result<NodeConfig, ParamError> {
@@ -411,6 +435,12 @@ impl NodeParams {
                 ))
             }
         };
+        let cameras = self.checked_cameras()?;
+        in_range("max_batch", self.max_batch as f64, true)?;
+        let max_batch = match self.max_batch {
+            0 => cameras.len().max(1),
+            n => n as usize,
+        };
         in_range("max_rate", self.max_rate, true)?;
         in_range("smoothing", self.smoothing, false)?;
         in_range("hysteresis", self.hysteresis, true)?;
@@ -443,6 +473,8 @@ impl NodeParams {
                 top_k: (self.top_k > 0).then_some(self.top_k as usize),
             },
             input,
+            cameras,
+            max_batch,
             min_frame_interval: (self.max_rate > 0.0)
                 .then(|| std::time::Duration::from_secs_f64(1.0 / self.max_rate)),
             cache_dir,
@@ -541,7 +573,32 @@ mod tests {
         rejected("diagnostics_period", json!(0.0));
         rejected("frame_policy", json!("oldest"));
         rejected("queue_size", json!(0));
+        assert!(rejected("cameras", json!(["front camera"])).contains("' '"));
+        assert!(rejected("cameras", json!(["front", "front"])).contains("named twice"));
+        assert!(rejected("cameras", json!(["arm/wrist"])).contains("'/'"));
+        assert!(rejected("cameras", json!(["2nd"])).contains("starts with a digit"));
+        rejected("max_batch", json!(-1));
         assert!(rejected("precision", json!("int4")).contains("fp32 or int8"));
+    }
+
+    #[test]
+    fn cameras_and_their_batch() {
+        let config = NodeParams {
+            model_dir: tiny(),
+            ..NodeParams::default()
+        }
+        .validate()
+        .unwrap();
+        assert!(config.cameras.is_empty());
+        assert_eq!(config.max_batch, 1);
+        let config = with("cameras", json!(["head", "wrist", "third_person"]))
+            .validate()
+            .unwrap();
+        assert_eq!(config.cameras, ["head", "wrist", "third_person"]);
+        assert_eq!(config.max_batch, 3, "default: one frame of every camera");
+        let mut p = with("cameras", json!(["head", "wrist"]));
+        p.set("max_batch", &json!(1)).unwrap();
+        assert_eq!(p.validate().unwrap().max_batch, 1);
     }
 
     #[test]

@@ -526,6 +526,7 @@ impl Replayer {
                                 result: FrameResult {
                                     stamp: f.header.stamp,
                                     frame_id: f.header.frame_id,
+                                    camera: None,
                                     matches,
                                     // Replay waits for no camera: the frame's own work.
                                     latency_ms: f.own_ms + share_ms + step_ms,
