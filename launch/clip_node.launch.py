@@ -9,6 +9,12 @@ Arguments:
   image_topic  camera topic the node's `image` is remapped to (one remap for both transports:
                the node subscribes to `<image_topic>/compressed` for image_transport:=compressed,
                as image_transport names it)
+  cameras      several cameras in one node: `name=topic` entries separated by commas or spaces,
+               e.g. cameras:="head=/head_camera/color/image_raw,wrist=/wrist_camera/color/image_raw";
+               sets the `cameras` parameter to the names and remaps each `name/image` to its
+               topic (a bare `name` keeps `name/image`, relative to the namespace). Results:
+               ~/<name>/classification and ~/<name>/matches. Empty: as the params file says
+               (one camera on image_topic unless it lists `cameras`)
   image_transport  raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage);
                empty: as the params file says
   model_dir    model bundle folder; empty: as the params file says (by default the bundled
@@ -37,6 +43,16 @@ def _clip_node(context):
     if use_sim_time:
         overrides["use_sim_time"] = use_sim_time.lower() == "true"
     image_topic = LaunchConfiguration("image_topic").perform(context)
+    remappings = [("image", image_topic)]
+    cameras = LaunchConfiguration("cameras").perform(context).replace(",", " ").split()
+    if cameras:
+        names = []
+        for entry in cameras:
+            name, _, topic = entry.partition("=")
+            names.append(name)
+            if topic:
+                remappings.append((f"{name}/image", topic))
+        overrides["cameras"] = names
     return [
         Node(
             package="clip_perception",
@@ -45,7 +61,7 @@ def _clip_node(context):
             namespace=LaunchConfiguration("namespace"),
             output="screen",
             parameters=[LaunchConfiguration("params_file")] + ([overrides] if overrides else []),
-            remappings=[("image", image_topic)],
+            remappings=remappings,
         )
     ]
 
@@ -64,6 +80,10 @@ def generate_launch_description():
             "image_topic", default_value="image",
             description="Camera topic (sensor_msgs/Image; <topic>/compressed for "
                         "image_transport:=compressed)"),
+        DeclareLaunchArgument(
+            "cameras", default_value="",
+            description="Several cameras in one node: name=topic entries separated by commas "
+                        "or spaces (empty: as the params file says)"),
         DeclareLaunchArgument(
             "image_transport", default_value="", choices=["", "raw", "compressed"],
             description="raw: sensor_msgs/Image, compressed: sensor_msgs/CompressedImage "

@@ -254,8 +254,7 @@ pub fn ros_args(data: &[u8]) {
     let _ = args.log_filter(&node);
     if let Ok(plan) = NodePlan::from_args(&args) {
         for camera in plan.cameras() {
-            let _ = plan.image_topic(camera.as_deref());
-            let _ = plan.status_name(camera.as_deref());
+            let _ = plan.image_topic(camera.name.as_deref());
         }
         for topic in ["matches", "label_info", "~/query", "/diagnostics"] {
             let _ = plan.topic(topic);

@@ -539,6 +539,14 @@ fn bad_parameters_stop_the_start_naming_the_parameter() {
     );
     start_fails(&[&tiny_param(), "top_k:=many"], &["`top_k`", "integer"]);
     start_fails(
+        &[&tiny_param(), r#"cameras:=["front camera"]"#],
+        &["`cameras`", "front camera", "' '"],
+    );
+    start_fails(
+        &[&tiny_param(), "cameras:=[head, wrist, head]"],
+        &["`cameras`", "\"head\" is named twice"],
+    );
+    start_fails(
         &[&tiny_param(), "precision:=int4"],
         &["`precision`", "int4", "fp32 or int8"],
     );
@@ -640,4 +648,9 @@ fn a_subscriber_that_never_reads_does_not_slow_the_node() {
 #[test]
 fn a_flood_of_queries_is_coalesced_without_mixing_phrase_sets() {
     scenario("query_flood");
+}
+
+#[test]
+fn several_cameras_in_one_node_each_get_their_own_results_status_and_turn() {
+    scenario("cameras");
 }

@@ -16,23 +16,26 @@ use crate::common::{copy_bundle, remove_int8, tiny_bundle};
 struct Recorder {
     classifications: Mutex<Vec<Classification>>,
     matches: Mutex<Vec<FrameResult>>,
+    /// The camera index each `matches` entry was published for.
+    match_cameras: Mutex<Vec<usize>>,
     label_infos: Mutex<Vec<LabelInfo>>,
     diagnostics: Mutex<Vec<DiagnosticStatus>>,
     parameter_events: Mutex<Vec<Vec<(&'static str, serde_json::Value)>>>,
 }
 
 impl Outputs for Recorder {
-    fn classification(&self, message: Classification) {
+    fn classification(&self, _camera: usize, message: Classification) {
         self.classifications.lock().unwrap().push(message);
     }
-    fn matches(&self, result: &FrameResult) {
+    fn matches(&self, camera: usize, result: &FrameResult) {
+        self.match_cameras.lock().unwrap().push(camera);
         self.matches.lock().unwrap().push(result.clone());
     }
     fn label_info(&self, message: LabelInfo) {
         self.label_infos.lock().unwrap().push(message);
     }
-    fn diagnostics(&self, _header: Header, status: DiagnosticStatus) {
-        self.diagnostics.lock().unwrap().push(status);
+    fn diagnostics(&self, _header: Header, statuses: Vec<DiagnosticStatus>) {
+        self.diagnostics.lock().unwrap().extend(statuses);
     }
     fn parameters_changed(&self, _stamp: Stamp, changed: &[(&'static str, serde_json::Value)]) {
         self.parameter_events.lock().unwrap().push(changed.to_vec());
@@ -112,20 +115,20 @@ fn the_newest_frame_wins_and_replaced_frames_count_as_dropped() {
     wait_until("LabelInfo at start", || core.ready());
     assert_eq!(rec.label_infos.lock().unwrap().len(), 1);
     for sec in 1..=40 {
-        core.offer_image(frame(sec));
+        core.offer_image(0, frame(sec));
     }
     wait_until("every frame processed or dropped", || {
         let s = core.stats();
-        s.processed + s.dropped == 40
+        s.cameras[0].processed + s.cameras[0].dropped == 40
     });
     let stats = core.stats();
     let results = rec.classifications.lock().unwrap().clone();
-    assert_eq!(results.len() as u64, stats.processed);
+    assert_eq!(results.len() as u64, stats.cameras[0].processed);
     assert!(
-        stats.dropped > 0,
+        stats.cameras[0].dropped > 0,
         "40 frames offered at once, none dropped? {stats:?}"
     );
-    assert_eq!(stats.received, 40);
+    assert_eq!(stats.cameras[0].received, 40);
     let secs: Vec<i32> = results.iter().map(|c| c.header.stamp.sec).collect();
     assert!(
         secs.windows(2).all(|w| w[0] < w[1]),
@@ -156,7 +159,7 @@ fn a_query_switches_phrases_atomically_and_bad_queries_keep_the_old_ones() {
         while !done(&rec.classifications.lock().unwrap()) {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             sec += 1;
-            core.offer_image(frame(sec));
+            core.offer_image(0, frame(sec));
             std::thread::sleep(Duration::from_millis(5));
         }
     };
@@ -248,14 +251,14 @@ fn bad_frames_are_counted_by_reason_and_the_next_good_frame_is_processed() {
         ),
     ];
     for (i, (pixels, reason)) in cases.into_iter().enumerate() {
-        core.offer_image(bad(pixels));
+        core.offer_image(0, bad(pixels));
         wait_until(reason, || {
-            core.stats()
+            core.stats().cameras[0]
                 .rejected
                 .iter()
                 .any(|(r, n)| r.name() == reason && *n == 1)
         });
-        core.offer_image(frame(i as i32 + 1));
+        core.offer_image(0, frame(i as i32 + 1));
         wait_until("the next good frame", || {
             rec.classifications.lock().unwrap().len() == i + 1
         });
@@ -271,27 +274,27 @@ fn a_malformed_frame_is_refused_on_arrival_and_never_pushes_out_the_waiting_fram
     let cache = tempfile::tempdir().unwrap();
     let (core, rec) = start(&["max_rate:=1.0"], cache.path());
     wait_until("the model", || core.ready());
-    core.offer_image(frame(1));
+    core.offer_image(0, frame(1));
     wait_until("the first result", || {
         rec.classifications.lock().unwrap().len() == 1
     });
-    core.offer_image(frame(2));
+    core.offer_image(0, frame(2));
     let mut short = frame(3);
     if let Pixels::Raw { data, .. } = &mut short.pixels {
         data.truncate(10);
     }
-    core.offer_image(short);
+    core.offer_image(0, short);
     let stats = core.stats();
     assert_eq!(stats.rejected_total(), 1, "counted on arrival: {stats:?}");
-    assert_eq!(stats.dropped, 0);
+    assert_eq!(stats.cameras[0].dropped, 0);
     wait_until("the waiting good frame's result", || {
         rec.classifications.lock().unwrap().len() == 2
     });
     assert_eq!(rec.classifications.lock().unwrap()[1].header.stamp.sec, 2);
     let stats = core.stats();
     assert_eq!(
-        stats.received,
-        stats.processed + stats.dropped + stats.rejected_total()
+        stats.cameras[0].received,
+        stats.cameras[0].processed + stats.cameras[0].dropped + stats.rejected_total()
     );
     core.shutdown();
 }
@@ -304,7 +307,7 @@ fn max_rate_spaces_the_frames_out() {
     let mut sec = 0;
     while rec.classifications.lock().unwrap().len() < 5 {
         sec += 1;
-        core.offer_image(frame(sec));
+        core.offer_image(0, frame(sec));
         std::thread::sleep(Duration::from_millis(2));
         assert!(started.elapsed() < Duration::from_secs(60));
     }
@@ -314,7 +317,7 @@ fn max_rate_spaces_the_frames_out() {
         "{:?}",
         started.elapsed()
     );
-    assert!(core.stats().dropped > 0);
+    assert!(core.stats().cameras[0].dropped > 0);
     core.shutdown();
 }
 
@@ -404,7 +407,7 @@ fn parameter_sets_apply_between_frames_or_are_refused_with_the_reason() {
         "LabelInfo follows the threshold"
     );
     // The next frame is scored with the new policy: 2 results, matched at cosine >= 0.
-    core.offer_image(frame(1));
+    core.offer_image(0, frame(1));
     wait_until("a result", || {
         !rec.classifications.lock().unwrap().is_empty()
     });
@@ -486,7 +489,7 @@ fn a_query_sent_while_the_model_loads_applies_once_it_is_loaded() {
     let core = NodeCore::start_loading(plan, recorder.clone());
     // Loading takes far longer than this: the query and a frame arrive during it.
     core.query("drawer handle; coffee mug".into());
-    core.offer_image(frame(7));
+    core.offer_image(0, frame(7));
     assert!(
         !core.ready(),
         "the model loaded faster than a channel send?"
@@ -531,9 +534,11 @@ fn frame_policy_every_scores_each_frame_in_order_until_the_queue_is_full() {
     let cache = tempfile::tempdir().unwrap();
     let (core, rec) = start(&["frame_policy:=every", "queue_size:=100"], cache.path());
     for sec in 1..=40 {
-        core.offer_image(frame(sec));
+        core.offer_image(0, frame(sec));
     }
-    wait_until("every frame processed", || core.stats().processed == 40);
+    wait_until("every frame processed", || {
+        core.stats().cameras[0].processed == 40
+    });
     let secs: Vec<i32> = rec
         .classifications
         .lock()
@@ -542,7 +547,7 @@ fn frame_policy_every_scores_each_frame_in_order_until_the_queue_is_full() {
         .map(|c| c.header.stamp.sec)
         .collect();
     assert_eq!(secs, (1..=40).collect::<Vec<_>>(), "every frame, in order");
-    assert_eq!(core.stats().dropped, 0);
+    assert_eq!(core.stats().cameras[0].dropped, 0);
 
     // A small queue drops what does not fit, and counts it.
     assert_eq!(
@@ -550,13 +555,13 @@ fn frame_policy_every_scores_each_frame_in_order_until_the_queue_is_full() {
         vec![Ok(())]
     );
     for sec in 41..=80 {
-        core.offer_image(frame(sec));
+        core.offer_image(0, frame(sec));
     }
     wait_until("every frame processed or dropped", || {
         let s = core.stats();
-        s.processed + s.dropped == 80
+        s.cameras[0].processed + s.cameras[0].dropped == 80
     });
-    assert!(core.stats().dropped > 0);
+    assert!(core.stats().cameras[0].dropped > 0);
     // Back to newest at run time.
     assert_eq!(
         set(
@@ -586,12 +591,12 @@ fn with_sim_time_max_rate_spaces_frames_on_the_ros_clock_and_stamps_follow_it() 
         "no /clock yet: ROS time is zero"
     );
     for sec in 1..=3 {
-        core.offer_image(frame(sec));
+        core.offer_image(0, frame(sec));
     }
-    wait_until("the first frame", || core.stats().processed == 1);
+    wait_until("the first frame", || core.stats().cameras[0].processed == 1);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
-        core.stats().processed,
+        core.stats().cameras[0].processed,
         1,
         "the ROS clock stands still: so do frames"
     );
@@ -600,13 +605,13 @@ fn with_sim_time_max_rate_spaces_frames_on_the_ros_clock_and_stamps_follow_it() 
         nanosec: 100_000_000,
     });
     wait_until("the second frame, 0.1 s of ROS time later", || {
-        core.stats().processed == 2
+        core.stats().cameras[0].processed == 2
     });
     core.set_sim_time(Stamp {
         sec: 50,
         nanosec: 0,
     });
-    wait_until("the third frame", || core.stats().processed == 3);
+    wait_until("the third frame", || core.stats().cameras[0].processed == 3);
     let results = rec.classifications.lock().unwrap().clone();
     let secs: Vec<i32> = results.iter().map(|c| c.header.stamp.sec).collect();
     assert_eq!(secs, [1, 2, 3], "results keep their image's stamp");
@@ -648,7 +653,7 @@ fn a_bundle_file_replaced_while_running_is_refused_at_its_next_load_and_the_node
     let mut sec = 0;
     wait_until("results with the old phrases", || {
         sec += 1;
-        core.offer_image(frame(sec));
+        core.offer_image(0, frame(sec));
         std::thread::sleep(Duration::from_millis(5));
         let results = rec.classifications.lock().unwrap();
         results.len() > before + 2
@@ -678,7 +683,7 @@ fn a_sigmoid_bundle_scores_and_thresholds_each_phrase_by_its_probability() {
     wait_until("loaded", || core.ready());
     assert_eq!(rec.label_infos.lock().unwrap()[0].threshold, 0.5);
     for sec in 1..=3 {
-        core.offer_image(frame(sec));
+        core.offer_image(0, frame(sec));
         wait_until("a result", || {
             rec.classifications.lock().unwrap().len() == sec as usize
         });
@@ -710,4 +715,107 @@ fn a_sigmoid_bundle_scores_and_thresholds_each_phrase_by_its_probability() {
         );
     }
     core.shutdown();
+}
+
+fn cosines(result: &FrameResult) -> Vec<(String, f32)> {
+    let mut c: Vec<(String, f32)> = result
+        .matches
+        .labels
+        .iter()
+        .map(|m| (m.phrase.clone(), m.cosine))
+        .collect();
+    c.sort_by(|a, b| a.0.cmp(&b.0));
+    c
+}
+
+#[test]
+fn each_camera_gets_its_own_results_and_smoothing_state_in_shared_batches() {
+    let cache = tempfile::tempdir().unwrap();
+    // The reference: each frame alone, one camera, no smoothing.
+    let (single, single_rec) = start(&["frame_policy:=every"], cache.path());
+    single.offer_image(0, frame(1));
+    single.offer_image(0, frame(2));
+    wait_until("both reference frames", || {
+        single.stats().cameras[0].processed == 2
+    });
+    let reference: Vec<Vec<(String, f32)>> = single_rec
+        .matches
+        .lock()
+        .unwrap()
+        .iter()
+        .map(cosines)
+        .collect();
+    single.shutdown();
+
+    // Two cameras with heavy smoothing: a constant image keeps its cosine under smoothing,
+    // so any state shared between the cameras would blend in the other camera's image.
+    let (core, rec) = start(
+        &[
+            "cameras:=[head, wrist]",
+            "smoothing:=0.9",
+            "frame_policy:=every",
+        ],
+        cache.path(),
+    );
+    for _ in 0..10 {
+        core.offer_image(0, frame(1));
+        core.offer_image(1, frame(2));
+    }
+    wait_until("every frame of both cameras", || {
+        let s = core.stats();
+        s.cameras[0].processed == 10 && s.cameras[1].processed == 10
+    });
+    let results = rec.matches.lock().unwrap().clone();
+    let cameras = rec.match_cameras.lock().unwrap().clone();
+    assert_eq!(results.len(), 20);
+    for (result, camera) in results.iter().zip(&cameras) {
+        let (name, frame_id, want) = match camera {
+            0 => ("head", "f1", &reference[0]),
+            1 => ("wrist", "f2", &reference[1]),
+            other => panic!("camera {other}"),
+        };
+        assert_eq!(result.camera.as_deref(), Some(name));
+        assert_eq!(
+            result.frame_id, frame_id,
+            "a result on another camera's topic"
+        );
+        for ((phrase, got), (_, want)) in cosines(result).iter().zip(want) {
+            assert!(
+                (got - want).abs() < 1e-4,
+                "{name} {phrase}: {got} in a batch with smoothing, {want} alone"
+            );
+        }
+    }
+    let stats = core.stats();
+    assert_eq!(stats.batched_frames, 20);
+    assert!(
+        stats.batches < 20,
+        "20 frames of two cameras waiting, never batched: {} passes",
+        stats.batches
+    );
+}
+
+#[test]
+fn max_rate_holds_each_camera_back_on_its_own() {
+    let cache = tempfile::tempdir().unwrap();
+    let (core, _rec) = start(&["cameras:=[a, b]", "max_rate:=10.0"], cache.path());
+    wait_until("the engine", || core.ready());
+    let started = Instant::now();
+    let mut sec = 0;
+    while started.elapsed() < Duration::from_millis(1000) {
+        sec += 1;
+        core.offer_image(0, frame(sec));
+        core.offer_image(1, frame(sec));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stats = core.stats();
+    for (i, camera) in stats.cameras.iter().enumerate() {
+        // 10 Hz for 1 s: 10 or 11 frames (the first is not held); a shared limit would
+        // give each camera about 5.
+        assert!(
+            (8..=12).contains(&camera.processed),
+            "camera {i}: {} frames processed in 1 s at max_rate 10",
+            camera.processed
+        );
+    }
 }

@@ -144,10 +144,16 @@ impl Topics<'_> {
     }
 }
 
-/// The core's outputs as ROS 2 publishers.
-struct DdsOutputs {
+/// One camera's result publishers.
+struct CameraPublishers {
     classification: Publisher<msgs::Classification>,
     matches: Publisher<msgs::StringMsg>,
+}
+
+/// The core's outputs as ROS 2 publishers.
+struct DdsOutputs {
+    /// One per camera, in the core's camera order.
+    cameras: Vec<CameraPublishers>,
     label_info: Publisher<msgs::LabelInfo>,
     diagnostics: Publisher<msgs::DiagnosticArray>,
     parameter_events: Publisher<msgs::rcl::ParameterEvent>,
@@ -188,13 +194,15 @@ impl DdsOutputs {
 }
 
 impl Outputs for DdsOutputs {
-    fn classification(&self, message: core_msgs::Classification) {
-        self.publish("classification", &self.classification, message.into());
+    fn classification(&self, camera: usize, message: core_msgs::Classification) {
+        let publisher = &self.cameras[camera].classification;
+        self.publish("classification", publisher, message.into());
     }
 
-    fn matches(&self, result: &core_msgs::FrameResult) {
+    fn matches(&self, camera: usize, result: &core_msgs::FrameResult) {
         let data = result.to_json();
-        self.publish("matches", &self.matches, msgs::StringMsg { data });
+        let publisher = &self.cameras[camera].matches;
+        self.publish("matches", publisher, msgs::StringMsg { data });
     }
 
     fn label_info(&self, message: core_msgs::LabelInfo) {
@@ -214,20 +222,23 @@ impl Outputs for DdsOutputs {
         self.publish("label_info", &self.label_info, message);
     }
 
-    fn diagnostics(&self, header: core_msgs::Header, status: core_msgs::DiagnosticStatus) {
+    fn diagnostics(&self, header: core_msgs::Header, statuses: Vec<core_msgs::DiagnosticStatus>) {
         let message = msgs::DiagnosticArray {
             header: header.into(),
-            status: vec![msgs::DiagnosticStatus {
-                level: status.level as u8,
-                name: status.name,
-                message: status.message,
-                hardware_id: status.hardware_id,
-                values: status
-                    .values
-                    .into_iter()
-                    .map(|(key, value)| msgs::KeyValue { key, value })
-                    .collect(),
-            }],
+            status: statuses
+                .into_iter()
+                .map(|status| msgs::DiagnosticStatus {
+                    level: status.level as u8,
+                    name: status.name,
+                    message: status.message,
+                    hardware_id: status.hardware_id,
+                    values: status
+                        .values
+                        .into_iter()
+                        .map(|(key, value)| msgs::KeyValue { key, value })
+                        .collect(),
+                })
+                .collect(),
         };
         self.publish("diagnostics", &self.diagnostics, message);
     }
@@ -251,20 +262,30 @@ enum ImageSubscription {
     Compressed(Subscription<msgs::CompressedImage>),
 }
 
-const IMAGES: Token = Token(0);
+impl ImageSubscription {
+    fn guid(&self) -> GUID {
+        match self {
+            ImageSubscription::Raw(s) => s.guid(),
+            ImageSubscription::Compressed(s) => s.guid(),
+        }
+    }
+}
+
 const QUERIES: Token = Token(1);
 const CLOCK: Token = Token(100);
 /// The participant's status events ([`wire::WireWatch`]).
 const STATUS: Token = Token(101);
 /// The first of the parameter services' tokens.
 const PARAM_SERVICES: usize = 2;
+/// The first camera's image subscription token (camera i: `IMAGES + i`).
+const IMAGES: usize = 1000;
 
 /// Takes every waiting sample of `sub`, handing each to `handle`; a sample that does not
-/// deserialize is logged, and counted as a rejected frame when `frames`.
+/// deserialize is logged, and counted as a rejected frame of `camera` when given.
 fn drain<M: DeserializeOwned + 'static>(
     sub: &Subscription<M>,
     core: &NodeCore,
-    (what, frames): (&str, bool),
+    (what, camera): (&str, Option<usize>),
     mut handle: impl FnMut(M),
 ) {
     loop {
@@ -273,8 +294,8 @@ fn drain<M: DeserializeOwned + 'static>(
             Ok(None) => break,
             Err(e) => {
                 log::warn!("{what}: a message could not be read: {e}");
-                if frames {
-                    core.reject_message(crate::image::RejectReason::Undeserializable);
+                if let Some(camera) = camera {
+                    core.reject_message(camera, crate::image::RejectReason::Undeserializable);
                 }
                 break;
             }
@@ -396,13 +417,25 @@ pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
         t.publisher(topics::ROSOUT, msgs::type_names::LOG, rosout_qos())?,
         &names.fully_qualified(),
     );
+    let cameras = plan.cameras();
+    let mut camera_publishers = Vec::with_capacity(cameras.len());
+    for camera in &cameras {
+        let name = camera.name.as_deref();
+        camera_publishers.push(CameraPublishers {
+            classification: t.publisher(
+                &topics::of_camera(name, topics::CLASSIFICATION),
+                msgs::type_names::CLASSIFICATION,
+                default_qos(),
+            )?,
+            matches: t.publisher(
+                &topics::of_camera(name, topics::MATCHES),
+                msgs::type_names::STRING,
+                default_qos(),
+            )?,
+        });
+    }
     let outputs = Arc::new(DdsOutputs {
-        classification: t.publisher(
-            topics::CLASSIFICATION,
-            msgs::type_names::CLASSIFICATION,
-            default_qos(),
-        )?,
-        matches: t.publisher(topics::MATCHES, msgs::type_names::STRING, default_qos())?,
+        cameras: camera_publishers,
         label_info: t.publisher(
             topics::LABEL_INFO,
             msgs::type_names::LABEL_INFO,
@@ -421,21 +454,27 @@ pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
         node: names.fully_qualified(),
         failures: Mutex::default(),
     });
-    let image_topic = plan
-        .image_topic(None)
-        .map_err(|e| dds_error(topics::IMAGE)(&e))?;
-    let mut images = match plan.config.input {
-        InputKind::Raw => ImageSubscription::Raw(t.subscription(
-            &image_topic,
-            msgs::type_names::IMAGE,
-            sensor_data_qos(),
-        )?),
-        InputKind::Compressed => ImageSubscription::Compressed(t.subscription(
-            &image_topic,
-            msgs::type_names::COMPRESSED_IMAGE,
-            sensor_data_qos(),
-        )?),
-    };
+    let mut images = Vec::with_capacity(cameras.len());
+    let mut image_readers = HashMap::new();
+    for (i, camera) in cameras.iter().enumerate() {
+        let image_topic = plan
+            .image_topic(camera.name.as_deref())
+            .map_err(|e| dds_error(topics::IMAGE)(&e))?;
+        let subscription = match plan.config.input {
+            InputKind::Raw => ImageSubscription::Raw(t.subscription(
+                &image_topic,
+                msgs::type_names::IMAGE,
+                sensor_data_qos(),
+            )?),
+            InputKind::Compressed => ImageSubscription::Compressed(t.subscription(
+                &image_topic,
+                msgs::type_names::COMPRESSED_IMAGE,
+                sensor_data_qos(),
+            )?),
+        };
+        image_readers.insert(subscription.guid(), i);
+        images.push(subscription);
+    }
     let mut queries: Subscription<msgs::StringMsg> =
         t.subscription(topics::QUERY, msgs::type_names::STRING, default_qos())?;
     let mut clock: Option<Subscription<msgs::Clock>> = if plan.params.use_sim_time {
@@ -443,24 +482,23 @@ pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
     } else {
         None
     };
-    let image_reader = match &images {
-        ImageSubscription::Raw(s) => s.guid(),
-        ImageSubscription::Compressed(s) => s.guid(),
-    };
     let mut wire = wire::WireWatch::new(
         context.domain_participant().status_listener(),
         std::mem::take(&mut t.endpoints),
-        image_reader,
+        image_readers,
     );
     let mut param_servers = params::ParamServers::create(&mut node, &names.fully_qualified())?;
 
     let mut poll = Poll::new().map_err(|e| dds_error("poll")(&e))?;
     let registry = poll.registry();
-    match &mut images {
-        ImageSubscription::Raw(s) => registry.register(s, IMAGES, Interest::READABLE),
-        ImageSubscription::Compressed(s) => registry.register(s, IMAGES, Interest::READABLE),
+    for (i, images) in images.iter_mut().enumerate() {
+        let token = Token(IMAGES + i);
+        match images {
+            ImageSubscription::Raw(s) => registry.register(s, token, Interest::READABLE),
+            ImageSubscription::Compressed(s) => registry.register(s, token, Interest::READABLE),
+        }
+        .map_err(|e| dds_error("poll registration")(&e))?;
     }
-    .map_err(|e| dds_error("poll registration")(&e))?;
     registry
         .register(&mut queries, QUERIES, Interest::READABLE)
         .map_err(|e| dds_error("poll registration")(&e))?;
@@ -483,27 +521,31 @@ pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
                 log::warn!("poll: {e}");
             }
         }
-        // Both readers are drained on every wake-up: cheap, and immune to missed edges.
-        match &images {
-            ImageSubscription::Raw(s) => drain(s, &core, ("image", true), |m: msgs::Image| {
-                let (header, pixels) = m.into_parts();
-                core.offer_image(ImageInput::new(header, pixels));
-            }),
-            ImageSubscription::Compressed(s) => drain(
-                s,
-                &core,
-                ("image/compressed", true),
-                |m: msgs::CompressedImage| {
-                    let (header, pixels) = m.into_parts();
-                    core.offer_image(ImageInput::new(header, pixels));
-                },
-            ),
+        // Every reader is drained on every wake-up: cheap, and immune to missed edges.
+        for (camera, images) in images.iter().enumerate() {
+            match images {
+                ImageSubscription::Raw(s) => {
+                    drain(s, &core, ("image", Some(camera)), |m: msgs::Image| {
+                        let (header, pixels) = m.into_parts();
+                        core.offer_image(camera, ImageInput::new(header, pixels));
+                    })
+                }
+                ImageSubscription::Compressed(s) => drain(
+                    s,
+                    &core,
+                    ("image/compressed", Some(camera)),
+                    |m: msgs::CompressedImage| {
+                        let (header, pixels) = m.into_parts();
+                        core.offer_image(camera, ImageInput::new(header, pixels));
+                    },
+                ),
+            }
         }
-        drain(&queries, &core, ("query", false), |m: msgs::StringMsg| {
+        drain(&queries, &core, ("query", None), |m: msgs::StringMsg| {
             core.query(m.data)
         });
         if let Some(clock) = &clock {
-            drain(clock, &core, ("clock", false), |m: msgs::Clock| {
+            drain(clock, &core, ("clock", None), |m: msgs::Clock| {
                 core.set_sim_time(core_msgs::Stamp {
                     sec: m.clock.sec,
                     nanosec: m.clock.nanosec,

@@ -31,19 +31,20 @@ pub struct WireWatch {
     listener: DomainParticipantStatusListener,
     /// Local endpoint -> its topic's ROS name.
     topics: HashMap<GUID, String>,
-    image_reader: GUID,
+    /// Each camera's image subscription -> the camera's index.
+    image_readers: HashMap<GUID, usize>,
 }
 
 impl WireWatch {
     pub fn new(
         listener: DomainParticipantStatusListener,
         topics: HashMap<GUID, String>,
-        image_reader: GUID,
+        image_readers: HashMap<GUID, usize>,
     ) -> Self {
         WireWatch {
             listener,
             topics,
-            image_reader,
+            image_readers,
         }
     }
 
@@ -90,9 +91,11 @@ impl WireWatch {
             Event::RemoteWriterMatched {
                 local_reader,
                 remote_writer,
-            } if local_reader == self.image_reader => {
-                log::info!("an image publisher matched: {remote_writer:?}");
-                core.update_wire(|w| w.image_publisher_matched(id(&remote_writer)));
+            } if self.image_readers.contains_key(&local_reader) => {
+                let camera = self.image_readers[&local_reader];
+                let topic = self.topics.get(&local_reader).cloned().unwrap_or_default();
+                log::info!("an image publisher matched on {topic}: {remote_writer:?}");
+                core.update_wire(|w| w.image_publisher_matched(camera, id(&remote_writer)));
             }
             Event::RemoteWriterQosIncompatible {
                 local_reader,

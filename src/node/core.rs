@@ -1,21 +1,26 @@
 //! The node itself, without a transport: three threads around the engine.
 //!
 //! ```text
-//!  adapter ── offer_image ──> FrameQueue (newest: one waits, a replaced frame counts as
-//!                                 │ dropped; every: in order up to queue_size)
-//!                                 │ frame thread: take ─> to_rgb ─> ImageEncoder
-//!                                 │   ─> engine's FrameStep against the current
-//!                                 │      Arc<Active> (phrases + policy: one snapshot per frame)
-//!                                 │   ─> Classification + matches
+//!  adapter ── offer_image(camera) ──> FrameQueues, one per camera (newest: one waits, a
+//!                                 │ replaced frame counts as dropped; every: in order up
+//!                                 │ to queue_size)
+//!                                 │ frame thread: take a batch (the oldest frame of every
+//!                                 │   camera that has one, at most max_batch, cameras
+//!                                 │   taking turns) ─> to_rgb ─> ImageEncoder (one pass)
+//!                                 │   ─> each camera's FrameStep against the current
+//!                                 │      Arc<Active> (phrases + policy: one snapshot per batch)
+//!                                 │   ─> Classification + matches on each frame's camera
 //!  adapter ── query / parameter set ──> channel ──> parameter thread: the candidate
 //!       parameters, validated; new phrases through the TextEmbedder (cache) ─> swap
 //!       Arc<Active> atomically ─> LabelInfo, parameter event; a set gets its answer
 //!                                   diagnostics thread: every period ─> DiagnosticStatus
 //! ```
 //!
-//! With `wait_for_fresh_frame`, a frame already older than half the camera's period when
-//! the encoder frees up gives way to the next frame if that arrives within the period: the
-//! result is then fresher, and never older than the newest frame waiting at that moment.
+//! With `wait_for_fresh_frame`, a frame already older than half its camera's period when
+//! the encoder frees up gives way to that camera's next frame if it arrives within the
+//! period: the result is then fresher, and never older than the newest frame waiting at
+//! that moment. `max_rate` holds each camera back on its own; smoothing and hysteresis
+//! are per camera (a result never uses another camera's pixels or state).
 //! Text never runs on the frame thread; a phrase switch is one pointer swap, so a result
 //! is scored against exactly one phrase set. Nothing a message contains can stop a thread:
 //! bad frames and bad queries are counted, logged (rate-limited) and skipped.
@@ -28,7 +33,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::clock::{since_zero, RosClock};
-use super::frame_queue::{FramePolicy, FrameQueue, Taken};
+use super::frame_queue::{FramePolicy, FrameQueues, Taken};
 use super::messages::{Classification, FrameResult, Header, ImageInput, LabelInfo, Outputs, Stamp};
 use super::params::{spec, NodeConfig, NodeParams};
 use super::stats::{Health, NodeStats};
@@ -60,6 +65,15 @@ pub struct Active {
     pub config: NodeConfig,
 }
 
+/// One camera of the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Camera {
+    /// Its name in `cameras`; `None` for the single-camera interface.
+    pub name: Option<String>,
+    /// Its diagnostic status name (conventionally `node name: what`).
+    pub status_name: String,
+}
+
 /// What the core needs: the parameters, their checked configuration and the engine's two
 /// halves.
 pub struct CoreSetup {
@@ -69,8 +83,8 @@ pub struct CoreSetup {
     pub text: TextEmbedder,
     /// The label matrix of `config.phrases` (built before start, so bad labels stop the start).
     pub labels: LabelMatrix,
-    /// The diagnostic status name (conventionally `node_fqn: what`).
-    pub status_name: String,
+    /// The cameras, in the order of the `cameras` parameter (one for the single camera).
+    pub cameras: Vec<Camera>,
 }
 
 /// Locks `m`, also after a thread panicked while holding it (every value guarded here
@@ -105,7 +119,8 @@ impl Throttle {
 }
 
 struct Shared {
-    slot: FrameQueue<ImageInput>,
+    queues: FrameQueues<ImageInput>,
+    cameras: Vec<Camera>,
     /// `None` while the engine loads.
     active: Mutex<Option<Arc<Active>>>,
     /// The parameters' current values (written by the parameter thread only).
@@ -205,8 +220,8 @@ impl NodeCore {
     /// Starts the node on an engine already loaded: publishes LabelInfo and starts taking
     /// frames at once.
     pub fn start(setup: CoreSetup, outputs: Arc<dyn Outputs>) -> NodeCore {
-        let (params, name) = (setup.params.clone(), setup.status_name.clone());
-        NodeCore::spawn(params, name, outputs, Box::new(move || Ok(setup)))
+        let (params, cameras) = (setup.params.clone(), setup.cameras.clone());
+        NodeCore::spawn(params, cameras, outputs, Box::new(move || Ok(setup)))
     }
 
     /// Starts the node before its model is loaded: images and queries are taken (the
@@ -215,10 +230,10 @@ impl NodeCore {
     /// the queued work applies and frames are scored. A load that fails is reported by
     /// [`NodeCore::start_failure`].
     pub fn start_loading(plan: super::NodePlan, outputs: Arc<dyn Outputs>) -> NodeCore {
-        let (params, name) = (plan.params.clone(), plan.status_name(None));
+        let (params, cameras) = (plan.params.clone(), plan.cameras());
         NodeCore::spawn(
             params,
-            name,
+            cameras,
             outputs,
             Box::new(move || plan.load_engine().map_err(|e| e.to_string())),
         )
@@ -226,17 +241,22 @@ impl NodeCore {
 
     fn spawn(
         params: NodeParams,
-        status_name: String,
+        cameras: Vec<Camera>,
         outputs: Arc<dyn Outputs>,
         loader: Loader,
     ) -> NodeCore {
         let clock = RosClock::new(params.use_sim_time);
+        assert!(!cameras.is_empty(), "a node has at least one camera");
         let shared = Arc::new(Shared {
             // Checked before start; a default cannot fail.
-            slot: FrameQueue::new(params.frame_policy().unwrap_or(FramePolicy::Newest)),
+            queues: FrameQueues::new(
+                cameras.len(),
+                params.frame_policy().unwrap_or(FramePolicy::Newest),
+            ),
+            stats: Mutex::new(NodeStats::new(cameras.len())),
+            cameras,
             active: Mutex::new(None),
             params: Mutex::new(params),
-            stats: Mutex::new(NodeStats::default()),
             stopping: Mutex::new(false),
             stop_signal: Condvar::new(),
             workers: Mutex::new(Vec::new()),
@@ -250,7 +270,7 @@ impl NodeCore {
         });
         shared.spawn("clip-diagnostics", {
             let shared = shared.clone();
-            Box::new(move || diagnostics_loop(&shared, &status_name, outputs.as_ref()))
+            Box::new(move || diagnostics_loop(&shared, outputs.as_ref()))
         });
         NodeCore {
             shared,
@@ -269,27 +289,35 @@ impl NodeCore {
         self.shared.active().is_some()
     }
 
-    /// Hands a received image to the frame queue; a frame the policy drops is counted.
-    pub fn offer_image(&self, input: ImageInput) {
+    /// The node's cameras.
+    pub fn cameras(&self) -> &[Camera] {
+        &self.shared.cameras
+    }
+
+    /// Hands a received image of `camera` (its index in [`NodeCore::cameras`]) to that
+    /// camera's frame queue; a frame the policy drops is counted.
+    pub fn offer_image(&self, camera: usize, input: ImageInput) {
         let received = input.received;
         let frame_id = input.header.frame_id.clone();
         // A malformed frame is counted and skipped here: it never takes a place in the
         // queue, so it cannot push out a good frame waiting there.
         if let Err(e) = input.pixels.check() {
             let mut stats = self.shared.stats();
-            stats.arrived(received, &frame_id);
-            stats.reject(e.reason());
+            let camera_stats = &mut stats.cameras[camera];
+            camera_stats.arrived(received, &frame_id);
+            camera_stats.reject(e.reason());
             drop(stats);
             lock(&self.arrival_throttle).warn(e.reason().name(), || {
                 format!("frame {frame_id:?} skipped: {e}")
             });
             return;
         }
-        let replaced = self.shared.slot.offer(input);
+        let replaced = self.shared.queues.offer(camera, input);
         let mut stats = self.shared.stats();
-        stats.arrived(received, &frame_id);
+        let camera_stats = &mut stats.cameras[camera];
+        camera_stats.arrived(received, &frame_id);
         if replaced.is_some() {
-            stats.dropped += 1;
+            camera_stats.dropped += 1;
         }
     }
 
@@ -298,12 +326,13 @@ impl NodeCore {
         update(&mut self.shared.stats().wire);
     }
 
-    /// Counts a message the adapter could not even decode into an image.
-    pub fn reject_message(&self, reason: RejectReason) {
+    /// Counts a message of `camera` the adapter could not even decode into an image.
+    pub fn reject_message(&self, camera: usize, reason: RejectReason) {
         let mut stats = self.shared.stats();
-        stats.received += 1;
-        stats.last_arrival = Some(Instant::now());
-        stats.reject(reason);
+        let camera_stats = &mut stats.cameras[camera];
+        camera_stats.received += 1;
+        camera_stats.last_arrival = Some(Instant::now());
+        camera_stats.reject(reason);
     }
 
     /// Hands a phrase list (`;` or newline separated) to the parameter thread: it becomes
@@ -392,7 +421,7 @@ impl NodeCore {
     fn stop(&mut self) {
         *lock(&self.shared.stopping) = true;
         self.shared.stop_signal.notify_all();
-        self.shared.slot.close();
+        self.shared.queues.close();
         self.control.take();
         // The parameter thread may add the frame thread while it is joined: take until none
         // is left.
@@ -413,42 +442,68 @@ impl Drop for NodeCore {
 }
 
 fn frame_loop(shared: &Shared, mut image: ImageEncoder, outputs: &dyn Outputs) {
+    let cameras = shared.cameras.len();
     let mut throttle = Throttle::default();
-    let mut step = FrameStep::new(shared.loaded().config.policy.clone());
-    let mut next_start = Instant::now();
-    // With use_sim_time, max_rate spaces frames on the ROS clock (time since zero).
-    let mut next_sim = Duration::ZERO;
+    let policy = shared.loaded().config.policy.clone();
+    let mut steps = vec![FrameStep::new(policy); cameras];
+    // With max_rate, when each camera may be encoded again (with use_sim_time, on the ROS
+    // clock: time since zero).
+    let mut next_start = vec![Instant::now(); cameras];
+    let mut next_sim = vec![Duration::ZERO; cameras];
     loop {
-        // With max_rate, wait out the interval first: frames arriving meanwhile replace
-        // each other in the queue (newest) or wait in it (every).
-        if let Some(wait) = next_start.checked_duration_since(Instant::now()) {
-            if shared.wait_or_stop(wait) {
+        // With max_rate, a camera waits out its interval first: its frames arriving
+        // meanwhile replace each other in its queue (newest) or wait there (every).
+        let now = Instant::now();
+        let sim_now = shared
+            .clock
+            .is_sim()
+            .then(|| since_zero(shared.clock.now()));
+        let mut deadline = now + Duration::from_millis(500);
+        let eligible: Vec<bool> = (0..cameras)
+            .map(|c| {
+                if next_start[c] > now {
+                    deadline = deadline.min(next_start[c]);
+                    return false;
+                }
+                if sim_now.is_some_and(|t| t < next_sim[c]) {
+                    deadline = deadline.min(now + SIM_TIME_POLL);
+                    return false;
+                }
+                true
+            })
+            .collect();
+        if !eligible.contains(&true) {
+            if shared.wait_or_stop(deadline.saturating_duration_since(now)) {
                 return;
             }
+            continue;
         }
-        while shared.clock.is_sim() && since_zero(shared.clock.now()) < next_sim {
-            if shared.wait_or_stop(SIM_TIME_POLL) {
-                return;
-            }
-        }
-        let mut input = match shared.slot.take(Duration::from_millis(500)) {
-            Taken::Value(input) => input,
+        let max_batch = shared.loaded().config.max_batch;
+        let mut batch = match shared
+            .queues
+            .take_batch_until(&eligible, max_batch, deadline)
+        {
+            Taken::Value(batch) => batch,
             Taken::TimedOut => continue,
             Taken::Closed => return,
         };
         let active = shared.loaded();
         let config = &active.config;
         if config.wait_for_fresh_frame && config.frame_policy == FramePolicy::Newest {
-            // The waiting frame is already more than half a period old: the next one is
-            // due soon, so wait for it (until 1.25 periods after this one arrived) and
-            // encode the fresher frame instead.
-            let period = shared.stats().arrivals.period();
-            if let Some(period) = period.filter(|p| *p <= MAX_FRESH_WAIT) {
+            for (camera, input) in &mut batch {
+                // The waiting frame is already more than half a period old: the camera's
+                // next one is due soon, so wait for it (until 1.25 periods after this one
+                // arrived) and encode the fresher frame instead.
+                let period = shared.stats().cameras[*camera].arrivals.period();
+                let Some(period) = period.filter(|p| *p <= MAX_FRESH_WAIT) else {
+                    continue;
+                };
                 if input.received.elapsed() > period / 2 {
-                    match shared.slot.take_until(input.received + period + period / 4) {
+                    let until = input.received + period + period / 4;
+                    match shared.queues.take_until(*camera, until) {
                         Taken::Value(newer) => {
-                            shared.stats().dropped += 1;
-                            input = newer;
+                            shared.stats().cameras[*camera].dropped += 1;
+                            *input = newer;
                         }
                         Taken::TimedOut => {}
                         Taken::Closed => return,
@@ -457,83 +512,120 @@ fn frame_loop(shared: &Shared, mut image: ImageEncoder, outputs: &dyn Outputs) {
             }
         }
         if let Some(interval) = config.min_frame_interval {
-            if shared.clock.is_sim() {
-                next_sim = since_zero(shared.clock.now()) + interval;
-            } else {
-                next_start = Instant::now() + interval;
+            for (camera, _) in &batch {
+                if shared.clock.is_sim() {
+                    next_sim[*camera] = since_zero(shared.clock.now()) + interval;
+                } else {
+                    next_start[*camera] = Instant::now() + interval;
+                }
             }
         }
+        let taken: Vec<usize> = batch.iter().map(|(camera, _)| *camera).collect();
         // A bug that panics on some frame must not stop the frames that follow.
         let processed = catch_unwind(AssertUnwindSafe(|| {
-            process_frame(shared, &mut image, &mut step, &mut throttle, input, outputs)
+            process_batch(
+                shared,
+                &mut image,
+                &mut steps,
+                &mut throttle,
+                batch,
+                outputs,
+            )
         }));
         if processed.is_err() {
-            shared.stats().reject(RejectReason::Panic);
-            log::error!("a frame made the frame thread panic; it was skipped");
+            let mut stats = shared.stats();
+            for camera in taken {
+                stats.cameras[camera].reject(RejectReason::Panic);
+            }
+            drop(stats);
+            log::error!("a batch of frames made the frame thread panic; it was skipped");
         }
     }
 }
 
-/// Decodes, encodes and scores one frame and publishes its results; a bad frame is
-/// counted and skipped.
-fn process_frame(
+/// Decodes the frames of a batch, encodes them in one pass, scores each with its camera's
+/// step and publishes each result on its camera's topics; a bad frame is counted for its
+/// camera and skipped, the others go on.
+fn process_batch(
     shared: &Shared,
     image: &mut ImageEncoder,
-    step: &mut FrameStep,
+    steps: &mut [FrameStep],
     throttle: &mut Throttle,
-    input: ImageInput,
+    batch: Vec<(usize, ImageInput)>,
     outputs: &dyn Outputs,
 ) {
-    let rgb = match input.pixels.to_rgb() {
-        Ok(rgb) => rgb,
-        Err(e) => {
-            shared.stats().reject(e.reason());
-            throttle.warn(e.reason().name(), || {
-                format!("frame {:?} skipped: {e}", input.header.frame_id)
-            });
-            return;
+    let mut frames = Vec::with_capacity(batch.len());
+    let mut rgbs = Vec::with_capacity(batch.len());
+    for (camera, input) in &batch {
+        match input.pixels.to_rgb() {
+            Ok(rgb) => {
+                frames.push((*camera, input));
+                rgbs.push(rgb);
+            }
+            Err(e) => {
+                shared.stats().cameras[*camera].reject(e.reason());
+                throttle.warn(e.reason().name(), || {
+                    format!("frame {:?} skipped: {e}", input.header.frame_id)
+                });
+            }
         }
-    };
+    }
+    if frames.is_empty() {
+        return;
+    }
     let started = Instant::now();
-    let embedding = match image.encode(std::slice::from_ref(&rgb)) {
-        Ok(mut e) if e.len() == 1 => e.remove(0),
-        Ok(_) => unreachable!("one image in, one embedding out"),
+    let embeddings = match image.encode(&rgbs) {
+        Ok(e) => e,
         Err(e) => {
             let reason = RejectReason::EncoderError;
-            shared.stats().encoder_failed(e.to_string());
+            let mut stats = shared.stats();
+            for (camera, _) in &frames {
+                stats.cameras[*camera].encoder_failed(e.to_string());
+            }
+            drop(stats);
             throttle.warn(reason.name(), || {
-                format!(
-                    "frame {:?} skipped: image encoder: {e}",
-                    input.header.frame_id
-                )
+                format!("{} frames skipped: image encoder: {e}", frames.len())
             });
             return;
         }
     };
-    let encoder_ms = started.elapsed().as_secs_f64() * 1e3;
-    drop(rgb);
-    // One snapshot of the phrases and policy for everything this frame publishes.
+    assert_eq!(embeddings.len(), frames.len(), "one embedding per image");
+    // Each frame's share of the batch's pass (preprocessing included).
+    let encoded = frames.len();
+    let encoder_ms = started.elapsed().as_secs_f64() * 1e3 / encoded as f64;
+    drop(rgbs);
+    // One snapshot of the phrases and policy for everything this batch publishes.
     let active = shared.loaded();
-    if step.policy() != &active.config.policy {
-        step.set_policy(active.config.policy.clone());
+    for ((camera, input), embedding) in frames.into_iter().zip(embeddings) {
+        let step = &mut steps[camera];
+        if step.policy() != &active.config.policy {
+            step.set_policy(active.config.policy.clone());
+        }
+        let matches = step.step(&active.matrix, active.generation, &embedding);
+        let latency_ms = input.received.elapsed().as_secs_f64() * 1e3;
+        let header = input.header.clone();
+        outputs.classification(camera, Classification::of(header.clone(), &matches));
+        outputs.matches(
+            camera,
+            &FrameResult {
+                stamp: header.stamp,
+                frame_id: header.frame_id,
+                camera: shared.cameras[camera].name.clone(),
+                matches,
+                latency_ms,
+                encoder_ms,
+            },
+        );
+        let mut stats = shared.stats();
+        let camera_stats = &mut stats.cameras[camera];
+        camera_stats.encoder_failures_in_a_row = 0;
+        camera_stats.processed += 1;
+        camera_stats.latency_ms.push(latency_ms);
+        camera_stats.encoder_ms.push(encoder_ms);
     }
-    let matches = step.step(&active.matrix, active.generation, &embedding);
-    let latency_ms = input.received.elapsed().as_secs_f64() * 1e3;
-    let header = input.header;
-    outputs.classification(Classification::of(header.clone(), &matches));
-    outputs.matches(&FrameResult {
-        stamp: header.stamp,
-        frame_id: header.frame_id,
-        camera: None,
-        matches,
-        latency_ms,
-        encoder_ms,
-    });
     let mut stats = shared.stats();
-    stats.encoder_failures_in_a_row = 0;
-    stats.processed += 1;
-    stats.latency_ms.push(latency_ms);
-    stats.encoder_ms.push(encoder_ms);
+    stats.batches += 1;
+    stats.batched_frames += encoded as u64;
 }
 
 /// The parameter thread: loads the engine, then starts the frame thread and handles
@@ -734,8 +826,11 @@ fn apply(
     }
     *shared.params() = candidate;
     if config.frame_policy != active.config.frame_policy {
-        let dropped = shared.slot.set_policy(config.frame_policy);
-        shared.stats().dropped += dropped as u64;
+        let dropped = shared.queues.set_policy(config.frame_policy);
+        let mut stats = shared.stats();
+        for (camera, dropped) in stats.cameras.iter_mut().zip(dropped) {
+            camera.dropped += dropped as u64;
+        }
     }
     *lock(&shared.active) = Some(Arc::new(Active {
         matrix,
@@ -751,7 +846,12 @@ fn apply(
     Ok(())
 }
 
-fn diagnostics_loop(shared: &Shared, name: &str, outputs: &dyn Outputs) {
+fn diagnostics_loop(shared: &Shared, outputs: &dyn Outputs) {
+    let names: Vec<String> = shared
+        .cameras
+        .iter()
+        .map(|c| c.status_name.clone())
+        .collect();
     loop {
         let health = {
             let params = shared.params();
@@ -764,13 +864,13 @@ fn diagnostics_loop(shared: &Shared, name: &str, outputs: &dyn Outputs) {
         if shared.wait_or_stop(health.period) {
             return;
         }
-        let status = shared.stats().report(name, health);
+        let statuses = shared.stats().report(&names, health);
         outputs.diagnostics(
             Header {
                 stamp: shared.clock.now(),
                 frame_id: String::new(),
             },
-            status,
+            statuses,
         );
     }
 }

@@ -166,12 +166,16 @@ pub struct DiagnosticStatus {
 
 /// Where the core sends its results; an adapter implements it with publishers. Called from
 /// the core's worker threads; an implementation logs its own transport errors.
+/// `camera` is the camera's index in the `cameras` parameter (0 for the single camera).
 pub trait Outputs: Send + Sync + 'static {
-    fn classification(&self, message: Classification);
-    /// The frame's full result, published as `~/matches` JSON ([`FrameResult::to_json`]).
-    fn matches(&self, result: &FrameResult);
+    /// A frame's Classification, on its camera's `~/classification` (`~/C/classification`).
+    fn classification(&self, camera: usize, message: Classification);
+    /// The frame's full result, published as its camera's `~/matches` JSON
+    /// ([`FrameResult::to_json`]).
+    fn matches(&self, camera: usize, result: &FrameResult);
     fn label_info(&self, message: LabelInfo);
-    fn diagnostics(&self, header: Header, status: DiagnosticStatus);
+    /// One status per camera, in one `DiagnosticArray`.
+    fn diagnostics(&self, header: Header, statuses: Vec<DiagnosticStatus>);
     /// Parameters whose values changed (name, new value), for `/parameter_events`, at ROS
     /// time `stamp`.
     fn parameters_changed(&self, stamp: Stamp, changed: &[(&'static str, serde_json::Value)]);

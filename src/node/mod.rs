@@ -29,7 +29,7 @@ pub mod wire;
 use crate::engine::{EngineBuilder, EngineOptions};
 use crate::error::Error;
 
-pub use self::core::{CoreSetup, NodeCore};
+pub use self::core::{Camera, CoreSetup, NodeCore};
 pub use messages::{ImageInput, Outputs, Pixels};
 pub use names::NodeNames;
 pub use params::{InputKind, NodeConfig, NodeParams, PARAMS};
@@ -115,14 +115,21 @@ impl NodePlan {
         })
     }
 
-    /// The node's cameras: `[None]` (the single-camera interface) without the `cameras`
-    /// parameter, else each camera's name.
-    pub fn cameras(&self) -> Vec<Option<String>> {
-        if self.config.cameras.is_empty() {
+    /// The node's cameras: one without a name (the single-camera interface) without the
+    /// `cameras` parameter, else one per name, in order.
+    pub fn cameras(&self) -> Vec<Camera> {
+        let names: Vec<Option<String>> = if self.config.cameras.is_empty() {
             vec![None]
         } else {
             self.config.cameras.iter().cloned().map(Some).collect()
-        }
+        };
+        names
+            .into_iter()
+            .map(|name| Camera {
+                status_name: self.status_name(name.as_deref()),
+                name,
+            })
+            .collect()
     }
 
     /// A camera's diagnostic status name, diagnostic_updater's `<node name>: <task>`:
@@ -184,7 +191,7 @@ impl NodePlan {
             image,
             text,
             labels,
-            status_name: self.status_name(None),
+            cameras: self.cameras(),
         })
     }
 }

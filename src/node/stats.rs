@@ -95,32 +95,19 @@ pub struct Health {
     pub loading: bool,
 }
 
-/// Everything the node counts.
+/// One camera's counters and timing windows.
 #[derive(Debug, Clone)]
-pub struct NodeStats {
+pub struct CameraStats {
     pub received: u64,
     pub processed: u64,
     /// Frames replaced in the waiting slot by a newer one before the encoder took them.
     pub dropped: u64,
     /// Frames that could not be used, by reason.
     pub rejected: BTreeMap<RejectReason, u64>,
-    pub queries_applied: u64,
-    pub queries_rejected: u64,
-    /// Queries replaced by a newer one before the text worker got to them.
-    pub queries_superseded: u64,
-    /// Increments each time the phrase set changes (0: the phrases the node started with).
-    pub label_generation: u64,
-    pub labels: usize,
-    /// The image encoder graph the node runs (`int8` or `fp32`).
-    pub precision: &'static str,
-    /// The CPU and its vector extensions, and the matrix products the engine runs on it
-    /// ([`crate::cpu`]): set once the engine is loaded.
-    pub cpu: String,
-    pub kernels: String,
-    pub text: TextStats,
     /// Receive -> publish time of processed frames.
     pub latency_ms: Window,
-    /// Preprocessing + image encoder time of processed frames.
+    /// Preprocessing + image encoder time of processed frames (a frame's share of its
+    /// batch's forward pass).
     pub encoder_ms: Window,
     /// Arrival times of frames.
     pub arrivals: ArrivalClock,
@@ -132,29 +119,16 @@ pub struct NodeStats {
     /// Frames in a row the image encoder failed on, and its last error.
     pub encoder_failures_in_a_row: u32,
     pub last_encoder_error: String,
-    /// Why the last rejected query was rejected.
-    pub last_query_rejection: Option<String>,
-    /// The transport's view of the node's peers (image publishers, incompatible QoS).
-    pub wire: super::wire::WireHealth,
     last_report: Option<(Instant, u64, u64)>,
 }
 
-impl Default for NodeStats {
+impl Default for CameraStats {
     fn default() -> Self {
-        NodeStats {
+        CameraStats {
             received: 0,
             processed: 0,
             dropped: 0,
             rejected: BTreeMap::new(),
-            queries_applied: 0,
-            queries_rejected: 0,
-            queries_superseded: 0,
-            label_generation: 0,
-            labels: 0,
-            precision: "",
-            cpu: String::new(),
-            kernels: String::new(),
-            text: TextStats::default(),
             latency_ms: Window::new(1000),
             encoder_ms: Window::new(1000),
             arrivals: ArrivalClock::default(),
@@ -163,18 +137,12 @@ impl Default for NodeStats {
             hardware_id: None,
             encoder_failures_in_a_row: 0,
             last_encoder_error: String::new(),
-            last_query_rejection: None,
-            wire: Default::default(),
             last_report: None,
         }
     }
 }
 
-fn ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
-}
-
-impl NodeStats {
+impl CameraStats {
     pub fn reject(&mut self, reason: RejectReason) {
         *self.rejected.entry(reason).or_default() += 1;
     }
@@ -200,11 +168,11 @@ impl NodeStats {
         self.last_encoder_error = error;
     }
 
-    /// The diagnostic status now; the rate covers the time since the previous report.
-    pub fn report(&mut self, name: &str, health: Health) -> DiagnosticStatus {
-        let now = Instant::now();
+    /// The rate since the previous report and the rejects since then; starts the next
+    /// report's interval.
+    fn since_last_report(&mut self, now: Instant) -> (f64, u64) {
         let rejected = self.rejected_total();
-        let (rate, new_rejects) = match self.last_report {
+        let since = match self.last_report {
             Some((t, processed, rejects)) => {
                 let secs = now.duration_since(t).as_secs_f64().max(1e-6);
                 (
@@ -215,11 +183,18 @@ impl NodeStats {
             None => (0.0, rejected),
         };
         self.last_report = Some((now, self.processed, rejected));
+        since
+    }
+
+    /// The camera's own part of its status (rate, quiet camera, rejects, encoder).
+    fn report(&mut self, health: Health) -> CameraReport {
+        let now = Instant::now();
+        let (rate, new_rejects) = self.since_last_report(now);
         let mut values = vec![
             ("frames received".to_string(), self.received.to_string()),
             ("frames processed".into(), self.processed.to_string()),
             ("frames dropped".into(), self.dropped.to_string()),
-            ("frames rejected".into(), rejected.to_string()),
+            ("frames rejected".into(), self.rejected_total().to_string()),
         ];
         for (reason, n) in &self.rejected {
             values.push((format!("rejected {reason}"), n.to_string()));
@@ -246,37 +221,7 @@ impl NodeStats {
                 "encoder p99 (ms)".into(),
                 ms(self.encoder_ms.quantile(0.99)),
             ),
-            ("image encoder".into(), self.precision.to_string()),
-            ("cpu".into(), self.cpu.clone()),
-            ("matrix kernels".into(), self.kernels.clone()),
-            ("labels".into(), self.labels.to_string()),
-            ("label generation".into(), self.label_generation.to_string()),
-            ("queries applied".into(), self.queries_applied.to_string()),
-            ("queries rejected".into(), self.queries_rejected.to_string()),
-            (
-                "last query rejected because".into(),
-                self.last_query_rejection
-                    .clone()
-                    .unwrap_or_else(|| "-".into()),
-            ),
-            (
-                "queries superseded".into(),
-                self.queries_superseded.to_string(),
-            ),
-            (
-                "text encoder calls".into(),
-                self.text.encoder_calls.to_string(),
-            ),
-            (
-                "text prompts encoded".into(),
-                self.text.prompts_encoded.to_string(),
-            ),
-            ("text cache hits".into(), self.text.cache_hits.to_string()),
         ]);
-        values.push(("min rate (Hz)".into(), format!("{:.2}", health.min_rate)));
-        values.extend(self.wire.values());
-        let state = if health.loading { "loading" } else { "running" };
-        values.insert(0, ("state".into(), state.into()));
         let mut problems: Vec<(Level, String)> = Vec::new();
         if self.encoder_failures_in_a_row >= ENCODER_FAILURES_FOR_ERROR {
             problems.push((
@@ -310,32 +255,176 @@ impl NodeStats {
                 ),
             ));
         }
-        problems.extend(self.wire.problems());
         if new_rejects > 0 {
             problems.push((
                 Level::Warn,
                 format!("{new_rejects} frames rejected since the last report"),
             ));
         }
-        let level = problems.iter().map(|(l, _)| *l).max().unwrap_or(Level::Ok);
-        let message = if problems.is_empty() && health.loading {
-            "loading the model".to_string()
-        } else if problems.is_empty() {
-            format!("{rate:.1} frames/s")
-        } else {
-            problems
-                .into_iter()
-                .map(|(_, m)| m)
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
-        DiagnosticStatus {
-            level,
-            name: name.to_string(),
-            message,
-            hardware_id: self.hardware_id.clone().unwrap_or_else(|| "none".into()),
+        CameraReport {
+            rate,
             values,
+            problems,
         }
+    }
+}
+
+/// What a camera's own counters say in its status.
+struct CameraReport {
+    rate: f64,
+    values: Vec<(String, String)>,
+    problems: Vec<(Level, String)>,
+}
+
+/// Everything the node counts: per camera, and what the cameras share (phrases, text
+/// side, engine, transport).
+#[derive(Debug, Clone)]
+pub struct NodeStats {
+    /// One per camera, in the order of the `cameras` parameter (one for the single
+    /// camera).
+    pub cameras: Vec<CameraStats>,
+    pub queries_applied: u64,
+    pub queries_rejected: u64,
+    /// Queries replaced by a newer one before the text worker got to them.
+    pub queries_superseded: u64,
+    /// Increments each time the phrase set changes (0: the phrases the node started with).
+    pub label_generation: u64,
+    pub labels: usize,
+    /// The image encoder graph the node runs (`int8` or `fp32`).
+    pub precision: &'static str,
+    /// The CPU and its vector extensions, and the matrix products the engine runs on it
+    /// ([`crate::cpu`]): set once the engine is loaded.
+    pub cpu: String,
+    pub kernels: String,
+    pub text: TextStats,
+    /// Why the last rejected query was rejected.
+    pub last_query_rejection: Option<String>,
+    /// Image encoder passes, and the frames they encoded (several cameras' frames share
+    /// a pass).
+    pub batches: u64,
+    pub batched_frames: u64,
+    /// The transport's view of the node's peers (image publishers, incompatible QoS).
+    pub wire: super::wire::WireHealth,
+}
+
+impl Default for NodeStats {
+    /// One camera's.
+    fn default() -> Self {
+        NodeStats::new(1)
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
+}
+
+impl NodeStats {
+    /// Counters for `cameras` cameras (at least one).
+    pub fn new(cameras: usize) -> Self {
+        NodeStats {
+            cameras: vec![CameraStats::default(); cameras.max(1)],
+            queries_applied: 0,
+            queries_rejected: 0,
+            queries_superseded: 0,
+            label_generation: 0,
+            labels: 0,
+            precision: "",
+            cpu: String::new(),
+            kernels: String::new(),
+            text: TextStats::default(),
+            last_query_rejection: None,
+            batches: 0,
+            batched_frames: 0,
+            wire: Default::default(),
+        }
+    }
+
+    /// Frames rejected over all cameras.
+    pub fn rejected_total(&self) -> u64 {
+        self.cameras.iter().map(CameraStats::rejected_total).sum()
+    }
+
+    /// One diagnostic status per camera, `names[i]` for camera i; a camera's rate covers
+    /// the time since the previous report. The camera's own counters and WARN rules,
+    /// then what the cameras share (the engine, phrases, text side, transport).
+    pub fn report(&mut self, names: &[String], health: Health) -> Vec<DiagnosticStatus> {
+        let mut shared = vec![
+            ("image encoder".to_string(), self.precision.to_string()),
+            ("cpu".into(), self.cpu.clone()),
+            ("matrix kernels".into(), self.kernels.clone()),
+            (
+                "frames per batch (mean)".into(),
+                if self.batches == 0 {
+                    "-".into()
+                } else {
+                    format!("{:.2}", self.batched_frames as f64 / self.batches as f64)
+                },
+            ),
+            ("labels".into(), self.labels.to_string()),
+            ("label generation".into(), self.label_generation.to_string()),
+            ("queries applied".into(), self.queries_applied.to_string()),
+            ("queries rejected".into(), self.queries_rejected.to_string()),
+            (
+                "last query rejected because".into(),
+                self.last_query_rejection
+                    .clone()
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            (
+                "queries superseded".into(),
+                self.queries_superseded.to_string(),
+            ),
+            (
+                "text encoder calls".into(),
+                self.text.encoder_calls.to_string(),
+            ),
+            (
+                "text prompts encoded".into(),
+                self.text.prompts_encoded.to_string(),
+            ),
+            ("text cache hits".into(), self.text.cache_hits.to_string()),
+        ];
+        shared.push(("min rate (Hz)".into(), format!("{:.2}", health.min_rate)));
+        let wire_problems = self.wire.problems();
+        self.wire.reported();
+        let state = if health.loading { "loading" } else { "running" };
+        let statuses = self
+            .cameras
+            .iter_mut()
+            .zip(names)
+            .enumerate()
+            .map(|(i, (camera, name))| {
+                let CameraReport {
+                    rate,
+                    mut values,
+                    mut problems,
+                } = camera.report(health);
+                values.insert(0, ("state".into(), state.into()));
+                values.extend(shared.iter().cloned());
+                values.extend(self.wire.values(i));
+                problems.extend(wire_problems.iter().cloned());
+                let level = problems.iter().map(|(l, _)| *l).max().unwrap_or(Level::Ok);
+                let message = if problems.is_empty() && health.loading {
+                    "loading the model".to_string()
+                } else if problems.is_empty() {
+                    format!("{rate:.1} frames/s")
+                } else {
+                    problems
+                        .into_iter()
+                        .map(|(_, m)| m)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                };
+                DiagnosticStatus {
+                    level,
+                    name: name.to_string(),
+                    message,
+                    hardware_id: camera.hardware_id.clone().unwrap_or_else(|| "none".into()),
+                    values,
+                }
+            })
+            .collect();
+        statuses
     }
 }
 
@@ -379,11 +468,11 @@ mod tests {
     #[test]
     fn report_counts_rejects_by_reason() {
         let mut s = NodeStats::default();
-        s.reject(RejectReason::DataTooShort);
-        s.reject(RejectReason::DataTooShort);
-        s.reject(RejectReason::Undecodable);
-        s.arrived(Instant::now(), "cam");
-        let status = s.report("clip_node: clip", HEALTHY);
+        s.cameras[0].reject(RejectReason::DataTooShort);
+        s.cameras[0].reject(RejectReason::DataTooShort);
+        s.cameras[0].reject(RejectReason::Undecodable);
+        s.cameras[0].arrived(Instant::now(), "cam");
+        let status = one(&mut s, HEALTHY);
         let get = |k: &str| {
             status
                 .values
@@ -395,13 +484,58 @@ mod tests {
         assert_eq!(get("rejected data_too_short").as_deref(), Some("2"));
         assert_eq!(get("rejected undecodable").as_deref(), Some("1"));
         assert_eq!(status.level, Level::Warn);
-        assert_eq!(
-            s.report("clip_node: clip", HEALTHY).level,
-            Level::Ok,
-            "no new rejects"
+        assert_eq!(one(&mut s, HEALTHY).level, Level::Ok, "no new rejects");
+        s.cameras[0].reject(RejectReason::Empty);
+        assert_eq!(one(&mut s, HEALTHY).level, Level::Warn);
+    }
+
+    fn one(s: &mut NodeStats, health: Health) -> DiagnosticStatus {
+        let mut statuses = s.report(&["clip_node: clip".into()], health);
+        assert_eq!(statuses.len(), 1);
+        statuses.remove(0)
+    }
+
+    #[test]
+    fn every_camera_has_its_own_status() {
+        let mut s = NodeStats::new(2);
+        let health = Health {
+            period: Duration::from_millis(20),
+            ..HEALTHY
+        };
+        let names = ["clip_node: head".to_string(), "clip_node: wrist".into()];
+        s.report(&names, health);
+        std::thread::sleep(Duration::from_millis(70));
+        s.cameras[0].arrived(Instant::now(), "head_optical_frame");
+        s.cameras[0].processed += 1;
+        s.cameras[1].reject(RejectReason::Undecodable);
+        s.labels = 5;
+        let statuses = s.report(&names, health);
+        let (head, wrist) = (&statuses[0], &statuses[1]);
+        assert_eq!(head.name, "clip_node: head");
+        assert_eq!(head.hardware_id, "head_optical_frame");
+        assert_eq!(head.level, Level::Ok, "{}", head.message);
+        assert_eq!(wrist.name, "clip_node: wrist");
+        assert_eq!(wrist.hardware_id, "none");
+        assert_eq!(wrist.level, Level::Warn);
+        assert!(
+            wrist.message.contains("no image yet") && wrist.message.contains("1 frames rejected"),
+            "{}",
+            wrist.message
         );
-        s.reject(RejectReason::Empty);
-        assert_eq!(s.report("clip_node: clip", HEALTHY).level, Level::Warn);
+        let get = |status: &DiagnosticStatus, k: &str| {
+            status
+                .values
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(get(head, "frames rejected"), "0");
+        assert_eq!(get(wrist, "frames rejected"), "1");
+        assert_eq!(
+            (get(head, "labels"), get(wrist, "labels")),
+            ("5".into(), "5".into())
+        );
     }
 
     const HEALTHY: Health = Health {
@@ -417,25 +551,25 @@ mod tests {
             period: Duration::from_millis(20),
             ..HEALTHY
         };
-        let status = s.report("clip_node: clip", health);
+        let status = one(&mut s, health);
         assert_eq!(
             (status.level, status.hardware_id.as_str()),
             (Level::Ok, "none")
         );
         std::thread::sleep(Duration::from_millis(70));
-        let status = s.report("clip_node: clip", health);
+        let status = one(&mut s, health);
         assert_eq!(status.level, Level::Warn);
         assert!(
             status.message.contains("no image yet"),
             "{}",
             status.message
         );
-        s.arrived(Instant::now(), "camera_optical_frame");
-        let status = s.report("clip_node: clip", health);
+        s.cameras[0].arrived(Instant::now(), "camera_optical_frame");
+        let status = one(&mut s, health);
         assert_eq!(status.level, Level::Ok, "{}", status.message);
         assert_eq!(status.hardware_id, "camera_optical_frame");
         std::thread::sleep(Duration::from_millis(70));
-        let status = s.report("clip_node: clip", health);
+        let status = one(&mut s, health);
         assert_eq!(status.level, Level::Warn);
         assert!(
             status.message.starts_with("no image for"),
@@ -451,11 +585,11 @@ mod tests {
             min_rate: 1000.0,
             ..HEALTHY
         };
-        s.arrived(Instant::now(), "cam");
-        s.report("clip_node: clip", health);
-        s.processed += 1;
+        s.cameras[0].arrived(Instant::now(), "cam");
+        one(&mut s, health);
+        s.cameras[0].processed += 1;
         std::thread::sleep(Duration::from_millis(20));
-        let status = s.report("clip_node: clip", health);
+        let status = one(&mut s, health);
         assert_eq!(status.level, Level::Warn);
         assert!(
             status.message.contains("under min_rate 1000"),
@@ -466,31 +600,31 @@ mod tests {
             min_rate: 0.0,
             ..health
         };
-        assert_eq!(s.report("clip_node: clip", relaxed).level, Level::Ok);
+        assert_eq!(one(&mut s, relaxed).level, Level::Ok);
     }
 
     #[test]
     fn an_encoder_that_keeps_failing_is_an_error() {
         let mut s = NodeStats::default();
-        s.arrived(Instant::now(), "cam");
+        s.cameras[0].arrived(Instant::now(), "cam");
         for _ in 0..ENCODER_FAILURES_FOR_ERROR - 1 {
-            s.encoder_failed("out of memory".into());
+            s.cameras[0].encoder_failed("out of memory".into());
         }
-        let status = s.report("clip_node: clip", HEALTHY);
+        let status = one(&mut s, HEALTHY);
         assert_eq!(
             status.level,
             Level::Warn,
             "rejected frames, not yet failing"
         );
-        s.encoder_failed("out of memory".into());
-        let status = s.report("clip_node: clip", HEALTHY);
+        s.cameras[0].encoder_failed("out of memory".into());
+        let status = one(&mut s, HEALTHY);
         assert_eq!(status.level, Level::Error);
         assert!(
             status.message.contains("out of memory"),
             "{}",
             status.message
         );
-        s.encoder_failures_in_a_row = 0;
-        assert_eq!(s.report("clip_node: clip", HEALTHY).level, Level::Ok);
+        s.cameras[0].encoder_failures_in_a_row = 0;
+        assert_eq!(one(&mut s, HEALTHY).level, Level::Ok);
     }
 }

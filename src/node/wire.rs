@@ -4,7 +4,7 @@
 //! asking for durability the node does not offer), which DDS silently never connects.
 //! Endpoints are named by an opaque id (the DDS GUID); the transport feeds the events.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::messages::Level;
 
@@ -26,9 +26,10 @@ pub struct Incompatible {
 
 #[derive(Debug, Clone, Default)]
 pub struct WireHealth {
-    image_publishers: BTreeSet<String>,
-    /// Image publishers that went away (deleted, or their process lost).
-    pub image_publishers_lost: u64,
+    /// Publishers matched on a camera's image topic: id -> camera.
+    image_publishers: BTreeMap<String, usize>,
+    /// Image publishers that went away (deleted, or their process lost), per camera.
+    image_publishers_lost: BTreeMap<usize, u64>,
     incompatible: BTreeMap<String, Incompatible>,
     /// Incompatible remote endpoints seen since start.
     pub incompatible_total: u64,
@@ -40,9 +41,9 @@ pub struct WireHealth {
 }
 
 impl WireHealth {
-    /// A publisher `id` now matched with the image subscription.
-    pub fn image_publisher_matched(&mut self, id: String) {
-        self.image_publishers.insert(id);
+    /// A publisher `id` now matched with `camera`'s image subscription.
+    pub fn image_publisher_matched(&mut self, camera: usize, id: String) {
+        self.image_publishers.insert(id, camera);
     }
 
     /// A remote endpoint `id` that cannot match the node's endpoint on `topic`.
@@ -54,8 +55,8 @@ impl WireHealth {
 
     /// A remote endpoint went away: forgotten wherever it was counted.
     pub fn endpoint_lost(&mut self, id: &str) {
-        if self.image_publishers.remove(id) {
-            self.image_publishers_lost += 1;
+        if let Some(camera) = self.image_publishers.remove(id) {
+            *self.image_publishers_lost.entry(camera).or_default() += 1;
         }
         self.incompatible.remove(id);
     }
@@ -72,7 +73,7 @@ impl WireHealth {
     pub fn participant_lost(&mut self, prefix: &str) {
         let gone: Vec<String> = self
             .image_publishers
-            .iter()
+            .keys()
             .chain(self.incompatible.keys())
             .filter(|id| id.starts_with(prefix))
             .cloned()
@@ -82,9 +83,20 @@ impl WireHealth {
         }
     }
 
-    /// Publishers matched on the image topic now.
-    pub fn image_publishers(&self) -> usize {
-        self.image_publishers.len()
+    /// Publishers matched on `camera`'s image topic now.
+    pub fn image_publishers(&self, camera: usize) -> usize {
+        self.image_publishers
+            .values()
+            .filter(|c| **c == camera)
+            .count()
+    }
+
+    /// Publishers of `camera`'s image topic that went away.
+    pub fn image_publishers_lost(&self, camera: usize) -> u64 {
+        self.image_publishers_lost
+            .get(&camera)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Incompatible remote endpoints alive now.
@@ -92,16 +104,16 @@ impl WireHealth {
         self.incompatible.values()
     }
 
-    /// Diagnostics key/values.
-    pub fn values(&self) -> Vec<(String, String)> {
+    /// Diagnostics key/values of `camera`'s status.
+    pub fn values(&self, camera: usize) -> Vec<(String, String)> {
         vec![
             (
                 "image publishers".into(),
-                self.image_publishers().to_string(),
+                self.image_publishers(camera).to_string(),
             ),
             (
                 "image publishers lost".into(),
-                self.image_publishers_lost.to_string(),
+                self.image_publishers_lost(camera).to_string(),
             ),
             (
                 "incompatible QoS endpoints".into(),
@@ -112,11 +124,11 @@ impl WireHealth {
     }
 
     /// One WARN per incompatible endpoint kind alive now (as rclcpp words its QoS event),
-    /// and one for messages that could not be published since the last report.
-    pub fn problems(&mut self) -> Vec<(Level, String)> {
+    /// and one for messages that could not be published since the last report (call
+    /// [`WireHealth::reported`] once the report is out).
+    pub fn problems(&self) -> Vec<(Level, String)> {
         let mut problems = self.incompatible_problems();
         let new_failures = self.publish_failures - self.publish_failures_reported;
-        self.publish_failures_reported = self.publish_failures;
         if new_failures > 0 {
             problems.push((
                 Level::Warn,
@@ -128,6 +140,11 @@ impl WireHealth {
             ));
         }
         problems
+    }
+
+    /// The failed publishes so far have been reported.
+    pub fn reported(&mut self) {
+        self.publish_failures_reported = self.publish_failures;
     }
 
     fn incompatible_problems(&self) -> Vec<(Level, String)> {
@@ -167,13 +184,15 @@ mod tests {
     #[test]
     fn publishers_come_and_go_and_incompatible_endpoints_warn_while_they_live() {
         let mut w = WireHealth::default();
-        w.image_publisher_matched("a".into());
-        w.image_publisher_matched("a".into());
-        w.image_publisher_matched("b".into());
-        assert_eq!(w.image_publishers(), 2);
+        w.image_publisher_matched(0, "a".into());
+        w.image_publisher_matched(0, "a".into());
+        w.image_publisher_matched(0, "b".into());
+        w.image_publisher_matched(1, "d".into());
+        assert_eq!((w.image_publishers(0), w.image_publishers(1)), (2, 1));
         w.endpoint_lost("a");
         w.endpoint_lost("a");
-        assert_eq!((w.image_publishers(), w.image_publishers_lost), (1, 1));
+        assert_eq!((w.image_publishers(0), w.image_publishers_lost(0)), (1, 1));
+        assert_eq!((w.image_publishers(1), w.image_publishers_lost(1)), (1, 0));
         assert!(w.problems().is_empty());
         let what = Incompatible {
             topic: "/image".into(),
@@ -192,6 +211,6 @@ mod tests {
         assert_eq!(w.incompatible_total, 1);
         w.endpoint_lost("c");
         assert!(w.problems().is_empty());
-        assert_eq!(w.values()[2].1, "0");
+        assert_eq!(w.values(0)[2].1, "0");
     }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark of clip_node on the wire: a Cyclone DDS peer publishes 640x480 rgb8 frames at
-30 Hz for 60 s; the table shows, per model, the time from launching the node to its first
+30 Hz for 60 s (per camera; with --cameras N, one node with N cameras against N
+single-camera nodes in the same run); the table shows, per model, the time from launching the node to its first
 Classification (frames offered at 10 Hz from the moment its subscription matches), the node's processed rate, dropped frames,
 receive -> publish latency (p50/p99, as the node measures it in ~/matches) next to the image
 encoder's median time (the target: p99 <= 1.5x the encoder median), the node's CPU use,
@@ -8,6 +9,7 @@ its RSS at the end of the run and its peak RSS (VmHWM, model loading included).
 
     python3 tests/node/bench_node.py                      # re-runs itself under private-net
     python3 tests/node/bench_node.py --duration 20 --models models/tabletop
+    python3 tests/node/bench_node.py --cameras 2 --duration 30
 
 Models: the bundled default model (models/tabletop, once it exists) and random-init
 ViT-B/32, made with
@@ -53,7 +55,28 @@ def proc_memory_mb(pid, field):
     return float("nan")
 
 
-def bench_model(args, model, work):
+class Camera:
+    """One camera stream of the benchmark: its image topic, and the node's result topics
+    and diagnostics status for it."""
+
+    def __init__(self, image_topic, results_prefix, status_name):
+        self.image_topic, self.results_prefix, self.status_name = image_topic, results_prefix, status_name
+
+
+def layouts(cameras):
+    """(label, [(extra params, ros args, [Camera])]) per layout to compare: one node (with
+    `cameras` when N > 1), and for N > 1 also N single-camera nodes."""
+    if cameras == 1:
+        return [("1 node", [({}, [], [Camera("/image", "/clip_node", "clip_node: clip")])])]
+    names = [f"cam{i}" for i in range(cameras)]
+    one = ({"cameras": names}, [],
+           [Camera(f"/{c}/image", f"/clip_node/{c}", f"clip_node: {c}") for c in names])
+    many = [({}, ["-r", f"__node:=clip_node_{i}", "-r", f"image:=/{c}/image"],
+             [Camera(f"/{c}/image", f"/clip_node_{i}", f"clip_node_{i}: clip")]) for i, c in enumerate(names)]
+    return [(f"1 node x {cameras} cameras", [one]), (f"{cameras} nodes x 1 camera", many)]
+
+
+def bench_layout(args, model, work, nodes):
     import ros_peer as rp
 
     params = {
@@ -64,87 +87,116 @@ def bench_model(args, model, work):
         name, value = extra.split(":=", 1)
         params[name] = value
     launched = time.monotonic()
-    node = rp.NodeProcess(rp.node_command(args.node, params), os.path.join(work, "node.log"))
+    procs = []
+    for i, (extra, ros_args, _) in enumerate(nodes):
+        procs.append(rp.NodeProcess(rp.node_command(args.node, {**params, **extra}, ros_args),
+                                    os.path.join(work, f"node{i}.log")))
+    cameras = [c for _, _, cams in nodes for c in cams]
     peer = rp.Peer()
-    results = rp.Collector(peer.reader("/clip_node/classification", rp.Classification, rp.RELIABLE_DEEP_QOS))
-    matches = rp.Collector(peer.reader("/clip_node/matches", rp.String, rp.RELIABLE_DEEP_QOS))
-    diagnostics = rp.Diagnostics(peer, "clip_node: clip")
-    writer = peer.writer("/image", rp.Image, rp.SENSOR_QOS)
+    for c in cameras:
+        c.results = rp.Collector(peer.reader(f"{c.results_prefix}/classification", rp.Classification,
+                                             rp.RELIABLE_DEEP_QOS))
+        c.matches = rp.Collector(peer.reader(f"{c.results_prefix}/matches", rp.String, rp.RELIABLE_DEEP_QOS))
+        c.diagnostics = rp.Diagnostics(peer, c.status_name)
+        c.writer = peer.writer(c.image_topic, rp.Image, rp.SENSOR_QOS)
     rng = random.Random(0)
     w, h = args.width, args.height
     images = [bytes(rng.getrandbits(8) for _ in range(w * h * 3)) if i == 0 else None for i in range(4)]
     for i in range(1, 4):  # cheap variations of one random image
         images[i] = images[0][i * 997:] + images[0][:i * 997]
+
+    def image(stamp, frame_id, i):
+        return rp.Image(header=rp.Header(stamp=rp.Time(*stamp), frame_id=frame_id), height=h, width=w,
+                        encoding="rgb8", step=w * 3, data=images[i % 4])
+
+    def alive():
+        for p in procs:
+            p.check_alive()
+
     try:
-        # Start-up: frames at 10 Hz from the moment the node's subscription is matched;
-        # the time from launching the process to the first Classification.
-        rp.wait_matched(writer, "/image", timeout=300)
-        while not results.poll():
-            node.check_alive()
+        # Start-up: frames at 10 Hz on every camera from the moment the node's subscription
+        # is matched; the time from launching to the first Classification of every camera.
+        for c in cameras:
+            rp.wait_matched(c.writer, c.image_topic, timeout=300)
+        waiting = list(cameras)
+        while waiting:
+            alive()
             if time.monotonic() - launched > 300:
                 raise rp.Failure("no result within 300 s of start")
-            writer.write(rp.Image(header=rp.Header(stamp=rp.Time(0, 0), frame_id="startup"), height=h,
-                                  width=w, encoding="rgb8", step=w * 3, data=images[0]))
+            for c in waiting:
+                c.writer.write(image((0, 0), "startup", 0))
             time.sleep(0.1)
+            waiting = [c for c in waiting if not (c.results.items or c.results.poll())]
         first_result_s = time.monotonic() - launched
-        diagnostics.wait("the node to start", lambda v: v.get("state") == "running", timeout=300)
+        for c in cameras:
+            c.diagnostics.wait("the node to start", lambda v: v.get("state") == "running", timeout=300)
         # Warm-up (not measured): the first frames pay one-time costs.
         for i in range(5):
-            writer.write(rp.Image(header=rp.Header(stamp=rp.Time(1, i)), height=h, width=w, encoding="rgb8",
-                                  step=w * 3, data=images[i % 4]))
+            for c in cameras:
+                c.writer.write(image((1, i), "warmup", i))
             time.sleep(0.2)
         time.sleep(1.0)
-        results.poll()
-        matches.poll()
-        results.items.clear()
-        matches.items.clear()
-        start_diag = dict(diagnostics.wait("diagnostics after the warm-up", lambda v: True))
-        sent_at = {}
-        cpu0, t0 = proc_cpu_seconds(node.proc.pid), time.monotonic()
+        for c in cameras:
+            c.results.poll()
+            c.matches.poll()
+            c.results.items.clear()
+            c.matches.items.clear()
+            c.start_diag = dict(c.diagnostics.wait("diagnostics after the warm-up", lambda v: True))
+        cpu0, t0 = sum(proc_cpu_seconds(p.proc.pid) for p in procs), time.monotonic()
         period = 1.0 / args.rate
         n = int(args.duration * args.rate)
-        for i in range(n):
-            target = t0 + i * period
+        sent = 0
+        # Cameras are not synchronised: camera k publishes k/N of a period after camera 0.
+        ticks = sorted((i * period + k * period / len(cameras), i, k) for i in range(n) for k in range(len(cameras)))
+        for offset, i, k in ticks:
+            target = t0 + offset
             now = time.monotonic()
             if target > now:
                 time.sleep(target - now)
-            stamp = (100 + i // 1000, (i % 1000) * 1000)
-            msg = rp.Image(header=rp.Header(stamp=rp.Time(*stamp), frame_id="bench"), height=h, width=w,
-                           encoding="rgb8", step=w * 3, data=images[i % 4])
-            sent_at[stamp] = time.monotonic()
-            writer.write(msg)
-            if i % 10 == 0:
-                results.poll()
+            cameras[k].writer.write(image((100 + i // 1000, (i % 1000) * 1000), "bench", i))
+            sent += 1
+            if i % 10 == 0 and k == 0:
+                for c in cameras:
+                    c.results.poll()
         t1 = time.monotonic()
-        cpu1 = proc_cpu_seconds(node.proc.pid)
+        cpu1 = sum(proc_cpu_seconds(p.proc.pid) for p in procs)
         time.sleep(2.0)
-        results.poll()
-        matches.poll()
-        end_diag = diagnostics.wait("final diagnostics", lambda v: True)
+        for c in cameras:
+            c.results.poll()
+            c.matches.poll()
         time.sleep(1.2)
-        end_diag = diagnostics.poll()
-        node.check_alive()
-        rss = proc_memory_mb(node.proc.pid, "VmRSS")
-        peak_rss = proc_memory_mb(node.proc.pid, "VmHWM")
+        for c in cameras:
+            c.end_diag = c.diagnostics.wait("final diagnostics", lambda v: True)
+        alive()
+        rss = sum(proc_memory_mb(p.proc.pid, "VmRSS") for p in procs)
+        peak_rss = sum(proc_memory_mb(p.proc.pid, "VmHWM") for p in procs)
     finally:
-        node.stop()
+        for p in procs:
+            p.stop()
 
-    m = [json.loads(x.data) for x in matches.items]
-    m = [x for x in m if x["frame_id"] == "bench"]
-    latency = [x["latency_ms"] for x in m]
-    encoder = [x["encoder_ms"] for x in m]
+    latency, encoder, rates, processed, dropped, received = [], [], [], 0, 0, 0
+    for c in cameras:
+        m = [json.loads(x.data) for x in c.matches.items]
+        m = [x for x in m if x["frame_id"] == "bench"]
+        latency += [x["latency_ms"] for x in m]
+        encoder += [x["encoder_ms"] for x in m]
 
-    def count(key):
-        return int(end_diag[key]) - int(start_diag[key])
-
+        def count(key):
+            return int(c.end_diag[key]) - int(c.start_diag[key])
+        rates.append(count("frames processed") / (t1 - t0))
+        processed += count("frames processed")
+        dropped += count("frames dropped")
+        received += count("frames received")
+    diag = cameras[0].start_diag
     return {
         "model": model,
-        "sent": len(sent_at),
-        "received": count("frames received"),
-        "processed": count("frames processed"),
-        "dropped": count("frames dropped"),
-        "rejected": count("frames rejected"),
-        "rate": count("frames processed") / (t1 - t0),
+        "sent": sent,
+        "received": received,
+        "processed": processed,
+        "dropped": dropped,
+        "rate": processed / (t1 - t0),
+        "camera_rates": rates,
+        "frames_per_batch": diag.get("frames per batch (mean)", "-"),
         "encoder_median": statistics.median(encoder) if encoder else float("nan"),
         "encoder_p99": quantile(encoder, 0.99),
         "latency_p50": quantile(latency, 0.50),
@@ -152,10 +204,9 @@ def bench_model(args, model, work):
         "cpu_percent": 100.0 * (cpu1 - cpu0) / (t1 - t0),
         "rss_mb": rss,
         "peak_rss_mb": peak_rss,
-        "results": len(results.items),
         "first_result_s": first_result_s,
-        "cpu": start_diag.get("cpu", "unknown"),
-        "kernels": start_diag.get("matrix kernels", "unknown"),
+        "cpu": diag.get("cpu", "unknown"),
+        "kernels": diag.get("matrix kernels", "unknown"),
     }
 
 
@@ -170,6 +221,9 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="the node's encoder threads")
     parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                         help="extra node parameter, e.g. wait_for_fresh_frame:=false (repeatable)")
+    parser.add_argument("--cameras", type=int, default=1,
+                        help="cameras streaming at --rate each; with N > 1 one node with N cameras is "
+                             "compared with N single-camera nodes in the same run")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
 
@@ -185,24 +239,39 @@ def main():
         if not os.path.exists(os.path.join(path, "model.yaml")):
             print(f"skipping {model}: no model.yaml (see this script's help for how to make it)", file=sys.stderr)
             continue
-        print(f"benchmarking {model}: {args.width}x{args.height} rgb8 at {args.rate:g} Hz for {args.duration:g} s",
-              file=sys.stderr, flush=True)
-        with tempfile.TemporaryDirectory() as work:
-            rows.append(bench_model(args, path, work))
-        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        for label, nodes in layouts(args.cameras):
+            print(f"benchmarking {model}, {label}: {args.width}x{args.height} rgb8 at {args.rate:g} Hz per camera "
+                  f"for {args.duration:g} s", file=sys.stderr, flush=True)
+            with tempfile.TemporaryDirectory() as work:
+                row = bench_layout(args, path, work, nodes)
+            row["layout"] = label
+            rows.append(row)
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
 
-    header = ("model", "first result s", "encoder median ms", "processed Hz", "sent", "received", "dropped",
-              "encoder p99 ms", "latency p50 ms", "latency p99 ms", "p99 / encoder", "CPU %", "RSS MB", "peak RSS MB")
+    header = ("model", "layout", "first result s", "encoder median ms", "processed Hz", "Hz per camera", "sent",
+              "received", "dropped", "encoder p99 ms", "latency p50 ms", "latency p99 ms", "p99 / encoder", "CPU %",
+              "RSS MB", "peak RSS MB")
     for machine in sorted({(r["cpu"], r["kernels"]) for r in rows}):
         print("cpu: {}; engine: {}".format(*machine))
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
-        print(f"| {os.path.basename(r['model'].rstrip('/'))} | {r['first_result_s']:.2f} | "
-              f"{r['encoder_median']:.1f} | {r['rate']:.1f} | "
-              f"{r['sent']} | {r['received']} | {r['dropped']} | {r['encoder_p99']:.1f} | {r['latency_p50']:.1f} | {r['latency_p99']:.1f} | "
-              f"{r['latency_p99'] / r['encoder_median']:.2f} | {r['cpu_percent']:.0f} | {r['rss_mb']:.0f} | "
-              f"{r['peak_rss_mb']:.0f} |")
+        per_camera = " / ".join(f"{x:.1f}" for x in r["camera_rates"])
+        print(f"| {os.path.basename(r['model'].rstrip('/'))} | {r['layout']} | {r['first_result_s']:.2f} | "
+              f"{r['encoder_median']:.1f} | {r['rate']:.1f} | {per_camera} | "
+              f"{r['sent']} | {r['received']} | {r['dropped']} | {r['encoder_p99']:.1f} | {r['latency_p50']:.1f} | "
+              f"{r['latency_p99']:.1f} | {r['latency_p99'] / r['encoder_median']:.2f} | {r['cpu_percent']:.0f} | "
+              f"{r['rss_mb']:.0f} | {r['peak_rss_mb']:.0f} |")
+    if args.cameras > 1:
+        # The issue's goals: one node with N cameras uses at most (1/N + 0.15) of the N
+        # nodes' summed RSS and processes at least as many frames in total.
+        for model in dict.fromkeys(r["model"] for r in rows):
+            one, many = [r for r in rows if r["model"] == model]
+            budget = 1 / args.cameras + 0.15
+            print(f"{os.path.basename(model.rstrip('/'))}: RSS one node / {args.cameras} nodes = "
+                  f"{one['rss_mb'] / many['rss_mb']:.2f} (goal <= {budget:.2f}), peak "
+                  f"{one['peak_rss_mb'] / many['peak_rss_mb']:.2f}; frames processed {one['processed']} vs "
+                  f"{many['processed']} (goal: at least as many); frames per batch (mean) {one['frames_per_batch']}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -987,6 +987,183 @@ def scenario_query_flood(args, cases):
         s.close()
 
 
+# ---- several cameras, one node -------------------------------------------------------------
+
+class CameraEnds:
+    """The peer's endpoints for one camera `name` of a node with `cameras`: its image
+    writer, its result readers and its own diagnostics status (`clip_node: <name>`)."""
+
+    def __init__(self, peer, fqn, name, image_topic):
+        self.name = name
+        self.writer = peer.writer(image_topic, rp.Image, rp.SENSOR_QOS)
+        self.classifications = rp.Collector(
+            peer.reader(f"{fqn}/{name}/classification", rp.Classification, rp.RELIABLE_DEEP_QOS))
+        self.matches = rp.Collector(peer.reader(f"{fqn}/{name}/matches", rp.String, rp.RELIABLE_DEEP_QOS))
+        self.diagnostics = rp.Diagnostics(peer, f"{fqn.rsplit('/', 1)[-1]}: {name}")
+        self.next_sec = 0
+
+    def publish(self, frame, frame_id):
+        self.next_sec += 1
+        stamp = (self.next_sec, 0)
+        self.writer.write(rp.image_message(frame, stamp, frame_id))
+        return stamp
+
+    def result_for(self, stamp, timeout):
+        return self.classifications.wait(
+            f"{self.name}: the Classification with stamp {stamp}",
+            lambda c: rp.stamp_of(c.header) == stamp, timeout)
+
+    def matches_for(self, stamp):
+        def has_stamp(m):
+            j = json.loads(m.data)
+            return (j["stamp"]["sec"], j["stamp"]["nanosec"]) == stamp
+        return json.loads(self.matches.wait(f"{self.name}: the matches JSON with stamp {stamp}",
+                                            has_stamp, RESULT_TIMEOUT).data)
+
+    def processed(self):
+        self.diagnostics.poll()
+        return int((self.diagnostics.values or {}).get("frames processed", 0))
+
+
+class CameraStreamer(threading.Thread):
+    """Publishes one frame over and over on one camera at `rate` Hz."""
+
+    def __init__(self, camera, frame, rate, frame_id):
+        super().__init__(daemon=True)
+        self.camera, self.frame, self.period, self.frame_id = camera, frame, 1.0 / rate, frame_id
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.camera.publish(self.frame, self.frame_id)
+            self.stop.wait(self.period)
+
+
+def scenario_cameras(args, cases):
+    """Two cameras in one node (`cameras: [head, wrist]`, head's topic remapped): each
+    camera's results on its own topics with its own stamps and frame_ids, scored as the
+    engine scores its own pixels; a malformed frame counted for its camera only; both
+    served at rates within 40% of each other under overload, frames batched; a query
+    switches both cameras' phrases without mixing; a camera that stops turns WARN while the
+    other stays OK."""
+    from fake_launch import fake_launch  # tests/node/fake_launch/fake_launch.py
+
+    fqn = "/clip_node"
+    # Started as `ros2 launch clip_perception clip_node.launch.py cameras:=...` starts it.
+    params_file = os.path.join(args.work, "cameras_params.yaml")
+    with open(params_file, "w") as f:
+        f.write(
+            "/**/clip_node:\n  ros__parameters:\n"
+            f"    model_dir: {json.dumps(cases['model'])}\n    labels: {json.dumps(cases['labels'])}\n"
+            f"    cache_dir: {json.dumps(os.path.join(args.work, 'cache'))}\n"
+            "    threads: 1\n    diagnostics_period: 0.2\n")
+    here = os.path.dirname(os.path.abspath(__file__))
+    launch_file = os.path.join(os.path.dirname(os.path.dirname(here)), "launch", "clip_node.launch.py")
+    cmd = fake_launch.node_commands(
+        launch_file, {"params_file": params_file, "cameras": "head=/head_camera/image_raw, wrist"},
+        executables={("clip_perception", "clip_node"): args.node}, tmp_dir=args.work)
+    check(len(cmd) == 1, f"the launch file starts {len(cmd)} processes")
+    cmd = cmd[0]
+    log(f"ros2 launch would run: {' '.join(cmd)}")
+    node = rp.NodeProcess(cmd, os.path.join(args.work, "cameras.log"))
+    peer = rp.Peer()
+    head = CameraEnds(peer, fqn, "head", "/head_camera/image_raw")
+    wrist = CameraEnds(peer, fqn, "wrist", "/wrist/image")
+    cameras = (head, wrist)
+    query_writer = peer.writer(f"{fqn}/query", rp.String, rp.RELIABLE_QOS)
+    streamers = []
+    try:
+        for c in cameras:
+            c.diagnostics.wait(f"{c.name}'s status says running", lambda v: v.get("state") == "running", timeout=60)
+            rp.wait_matched(c.writer, f"{c.name}'s image topic")
+        node.check_alive()
+        raw = frames_of_kind(cases, "raw")
+        shown = {"head": next(f for f in raw if f["name"] == "rgb8"),
+                 "wrist": next(f for f in raw if f["name"] == "rgb8_vga")}
+        check(shown["head"]["cosine"] != shown["wrist"]["cosine"], "the two cameras' frames must differ")
+
+        # 1. Different pixels on each camera, written back to back: every result on its own
+        # camera's topics, with its own header, scored as the engine scores its pixels.
+        for i in range(3):
+            for attempt in range(3):
+                stamps = {c.name: c.publish(shown[c.name], f"{c.name}_optical_frame_{i}") for c in cameras}
+                try:
+                    results = {c.name: c.result_for(stamps[c.name], RESULT_TIMEOUT / 3) for c in cameras}
+                    break
+                except rp.Failure:
+                    node.check_alive()
+                    log(f"a result of pair {i} did not come (attempt {attempt + 1}); publishing again")
+            else:
+                raise rp.Failure(f"no results for pair {i}")
+            for c in cameras:
+                frame_id = f"{c.name}_optical_frame_{i}"
+                matches = c.matches_for(stamps[c.name])
+                check_result(shown[c.name], stamps[c.name], frame_id, results[c.name], matches)
+                check(matches.get("camera") == c.name, f"{c.name}: matches JSON camera {matches.get('camera')!r}")
+        for c in cameras:
+            c.classifications.poll()
+            foreign = [r.header.frame_id for r in c.classifications.items if not r.header.frame_id.startswith(c.name)]
+            check(not foreign, f"{c.name}'s topic carried other cameras' results: {foreign}")
+            status = c.diagnostics.wait_status(f"{c.name}'s hardware_id", lambda st: st.hardware_id.startswith(c.name))
+            log(f"{c.name}: status {status.name!r}, hardware_id {status.hardware_id!r}")
+
+        # 2. A malformed frame on the wrist camera: counted there only; the camera goes on.
+        bad = next(f for f in cases["frames"] if f.get("malformed") and f["kind"] == "raw")
+        wrist.writer.write(rp.image_message(bad, (900, 0), "wrist_bad"))
+        wrist.diagnostics.wait("the wrist's rejected frame", lambda v: v["frames rejected"] == "1")
+        check(head.diagnostics.get("frames rejected") == "0",
+              f"head counted a wrist frame: {head.diagnostics.values}")
+        stamp = wrist.publish(shown["wrist"], "wrist_after_bad")
+        wrist.result_for(stamp, RESULT_TIMEOUT)
+
+        # 3. Overload: both cameras at 60 Hz, more than the encoder serves; both are
+        # served at rates within 40% of each other and frames share encoder passes.
+        streamers = [CameraStreamer(c, shown[c.name], 60, f"{c.name}_stream") for c in cameras]
+        for t in streamers:
+            t.start()
+        time.sleep(1.0)
+        before = {c.name: c.processed() for c in cameras}
+        time.sleep(4.0)
+        rates = {c.name: (c.processed() - before[c.name]) / 4.0 for c in cameras}
+        per_batch = float(head.diagnostics.get("frames per batch (mean)"))
+        log(f"processed under overload: {rates} frames/s; frames per batch (mean) {per_batch}")
+        check(min(rates.values()) > 0, f"a camera was starved: {rates}")
+        check(min(rates.values()) >= 0.6 * max(rates.values()), f"rates differ by over 40%: {rates}")
+        check(per_batch > 1.2, f"frames of the two cameras were not batched: {per_batch} per pass")
+
+        # 4. A query while both stream: each camera switches once, from the old phrases to
+        # the new, with no result mixing the two sets.
+        old, new = sorted(cases["labels"]), sorted(cases["query_labels"])
+        query_writer.write(rp.String(data="; ".join(cases["query_labels"])))
+        for c in cameras:
+            c.classifications.wait(f"{c.name}: a result with the queried phrases",
+                                   lambda r: label_set(r) == new, RESULT_TIMEOUT)
+        time.sleep(0.5)
+        for c in cameras:
+            c.classifications.poll()
+            sets = [label_set(r) for r in c.classifications.items]
+            check(all(x in (old, new) for x in sets), f"{c.name}: a result with a mixed phrase set")
+            first_new = sets.index(new)
+            check(all(x == new for x in sets[first_new:]),
+                  f"{c.name}: old phrases after the switch: {sets[first_new:][:10]}")
+
+        # 5. The wrist camera stops: its status turns WARN, head's stays OK with its rate.
+        streamers[1].stop.set()
+        streamers[1].join()
+        warned = wrist.diagnostics.wait_status("the stopped wrist camera's WARN",
+                                               lambda st: st.level == 1 and "no image for" in st.message, 10)
+        log(f"wrist stopped: {warned.message!r}")
+        ok = head.diagnostics.wait_status("head still OK", lambda st: st.level == 0, 10)
+        check(float(head.diagnostics.values["rate (Hz)"]) > 0, f"head stopped too: {head.diagnostics.values}")
+        log(f"head: {ok.message!r}")
+        node.check_alive()
+    finally:
+        for t in streamers:
+            t.stop.set()
+        code = node.stop()
+        check(code == 0, f"clip_node exited with code {code} after SIGINT; log:\n{node.log_text()}")
+
+
 SCENARIOS = {
     "raw": lambda a, c: scenario_frames(a, c, "raw"),
     "compressed": lambda a, c: scenario_frames(a, c, "compressed"),
@@ -1004,6 +1181,7 @@ SCENARIOS = {
     "burst": scenario_burst,
     "stalled_subscriber": scenario_stalled_subscriber,
     "query_flood": scenario_query_flood,
+    "cameras": scenario_cameras,
 }
 
 

@@ -109,7 +109,7 @@ class Node:
         for p in self.parameters:
             if isinstance(p, dict):
                 # launch_ros writes this file with PyYAML; JSON is YAML too.
-                body = {fqn: {"ros__parameters": {k: perform(v, context) for k, v in p.items()}}}
+                body = {fqn: {"ros__parameters": {k: parameter_value(v, context) for k, v in p.items()}}}
                 fd, path = tempfile.mkstemp(prefix="launch_params_", suffix=".yaml", dir=tmp_dir)
                 with os.fdopen(fd, "w") as f:
                     json.dump(body, f)
@@ -119,6 +119,14 @@ class Node:
         for src, dst in self.remappings:
             cmd += ["-r", f"{perform(src, context)}:={perform(dst, context)}"]
         return cmd
+
+
+def parameter_value(value, context):
+    """A parameter dict's value as launch_ros evaluates it: a list of plain values stays a
+    list (a string array, etc.); a list holding a substitution is one concatenated string."""
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value):
+        return list(value)
+    return perform(value, context)
 
 
 def _install_modules():
