@@ -1338,3 +1338,29 @@ fn the_results_bag_has_each_cameras_channels() {
         assert_eq!(published, line);
     }
 }
+
+/// `--every N` takes every N-th frame of each topic; `--start` / `--end` count from the
+/// first message of any replayed topic.
+#[test]
+fn every_and_the_window_apply_to_each_topic_from_the_first_message_of_any() {
+    let bag = two_cameras();
+    let topics = topic_args(&bag);
+    let ids = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<&str> = topics.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
+        let (code, _, err, lines, _d) = replay_in("two_cameras", &args);
+        assert_eq!(code, Some(0), "{err}");
+        lines
+            .iter()
+            .map(|l| l["frame_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(&["--every", "2"]),
+        ["front0", "rear0", "front2", "rear2", "front4", "rear4"]
+    );
+    assert_eq!(
+        ids(&["--start", "1.5", "--end", "3.5"]),
+        ["front2", "front3", "rear2", "rear3"]
+    );
+}

@@ -147,7 +147,7 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
                 .iter()
                 .map(|s| (s.topic.name.clone(), s.camera.clone()))
                 .collect();
-            evaluator.per_topic(&topics)
+            evaluator.with_topics(&topics)
         } else {
             evaluator
         }

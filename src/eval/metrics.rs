@@ -99,7 +99,7 @@ impl Evaluator {
 
     /// Also computes each topic's metrics alone (several topics replayed): `(topic,
     /// camera)` in replay order. Every line counts for its topic and for the whole.
-    pub fn per_topic(mut self, topics: &[(String, Option<String>)]) -> Self {
+    pub fn with_topics(mut self, topics: &[(String, Option<String>)]) -> Self {
         self.per_topic = topics
             .iter()
             .map(|(topic, camera)| TopicEvaluator {
