@@ -46,7 +46,8 @@ enum Command {
     EmbedText(embed::TextArgs),
     /// Write the exact tensor the image encoder sees for one image, as .npy [1,3,S,S].
     Preprocess(embed::PreprocessArgs),
-    /// Replay a recorded image topic of a rosbag2 bag through the node's per-frame path.
+    /// Replay recorded image topics of a rosbag2 bag (one, or several as the node's cameras)
+    /// through the node's per-frame path.
     Replay(replay::ReplayArgs),
     /// Embed every image under a folder into an index (re-runs encode only what changed).
     Index(index::IndexArgs),

@@ -2,7 +2,9 @@
 //! by `generate.py` there with `rosbags` and `mcap-ros2-support`): every frame comes out in
 //! bag order with its stamp, frame_id and log time, scored exactly as `classify` scores the
 //! same pixels; topic choice errors list the image topics; damaged bags keep every frame
-//! before the damage and name the file and byte offset.
+//! before the damage and name the file and byte offset. Several topics of one bag come out
+//! in log-time order as the node's cameras, each smoothed alone, with metrics and results-bag
+//! channels per camera.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -809,4 +811,556 @@ fn the_readme_first_command_replays_the_bundled_recording() {
         text(&o.stdout)
     );
     assert!(dir.path().join("report/index.html").is_file());
+}
+
+// --- several topics as the node's cameras --------------------------------------------------
+
+/// Replays `bag` (a name under tests/data/bags) with `extra` into a temporary folder: (exit,
+/// stdout, stderr, JSON lines, the folder).
+fn replay_in(
+    bag: &str,
+    extra: &[&str],
+) -> (Option<i32>, String, String, Vec<Value>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results.jsonl");
+    let (bag, model, out_s) = (
+        data("bags").join(bag).display().to_string(),
+        tiny_bundle().display().to_string(),
+        out.display().to_string(),
+    );
+    let mut args = vec![
+        "replay", &bag, "--model", &model, "--labels", LABELS, "--out", &out_s,
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    let lines = std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr),
+        lines,
+        dir,
+    )
+}
+
+/// A params file in `dir` with these `ros__parameters` lines.
+fn params_file(dir: &Path, lines: &[&str]) -> String {
+    let path = dir.join("params.yaml");
+    let mut text = String::from("/**/clip_node:\n  ros__parameters:\n");
+    for l in lines {
+        text += &format!("    {l}\n");
+    }
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// Each line's cosine per phrase.
+fn cosines(line: &Value) -> HashMap<String, f64> {
+    line["labels"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no labels: {line}"))
+        .iter()
+        .map(|l| {
+            (
+                l["phrase"].as_str().unwrap().to_string(),
+                l["cosine"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The lines are `expected`'s frames in order, each with its topic, camera, log time,
+/// stamp and frame_id; scored frames are scored as `classify` scores their own image
+/// (within 1e-4: replay batches frames of both topics together, classify in others).
+fn assert_camera_frames(lines: &[Value], expected: &[Value]) {
+    assert_eq!(lines.len(), expected.len(), "{lines:?}");
+    let files: Vec<PathBuf> = expected
+        .iter()
+        .filter_map(|f| f["file"].as_str())
+        .map(|f| data("bags").join(f))
+        .collect();
+    let reference = classify_cosines(&files);
+    for (line, want) in lines.iter().zip(expected) {
+        let what = format!("{} {}", want["topic"], want["frame_id"]);
+        assert_eq!(line["topic"], want["topic"], "{what}: {line}");
+        assert_eq!(line["camera"], want["camera"], "{what}: {line}");
+        assert_eq!(line["bag_time_ns"], want["bag_time_ns"], "{what}");
+        assert_eq!(line["stamp"]["sec"], want["stamp"][0], "{what}");
+        assert_eq!(line["stamp"]["nanosec"], want["stamp"][1], "{what}");
+        if let Some(reason) = want.get("reason") {
+            assert_eq!(&line["reason"], reason, "{what}: {line}");
+            continue;
+        }
+        assert_eq!(line["frame_id"], want["frame_id"], "{what}");
+        let file = Path::new(want["file"].as_str().unwrap())
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let got = cosines(line);
+        assert_eq!(got.len(), 4, "{what}");
+        for (phrase, cosine) in &got {
+            let want = reference[&file][phrase];
+            assert!(
+                (cosine - want).abs() <= 1e-4,
+                "{what} {phrase}: replay {cosine}, classify {want}"
+            );
+        }
+    }
+}
+
+fn two_cameras() -> Value {
+    bags()["two_cameras"].clone()
+}
+
+fn topic_args(bag: &Value) -> Vec<String> {
+    bag["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| ["--topic".to_string(), t.as_str().unwrap().to_string()])
+        .collect()
+}
+
+#[test]
+fn two_topics_come_out_in_log_time_order_each_as_its_camera() {
+    let bag = two_cameras();
+    let expected = bag["frames"].as_array().unwrap();
+    let topics: Vec<&str> = bag["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    // `--topic` twice, `--topics a,b`, and the two combined mean the same; batches of 3
+    // mix the cameras' frames.
+    let joined = topics.join(",");
+    for args in [
+        topic_args(&bag),
+        vec!["--topics".into(), joined.clone()],
+        vec![
+            "--topic".into(),
+            topics[0].into(),
+            "--topics".into(),
+            topics[1].into(),
+        ],
+    ] {
+        let mut extra: Vec<&str> = args.iter().map(String::as_str).collect();
+        extra.extend(["--batch-size", "3"]);
+        let (code, _, err, lines, _dir) = replay_in("two_cameras", &extra);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert_camera_frames(&lines, expected);
+        for (topic, camera) in [
+            ("/front_camera/color/image_raw", "front_camera_color"),
+            ("/rear/image_raw/compressed", "rear"),
+        ] {
+            assert!(
+                err.contains(&format!("replay: {topic} -> camera {camera}")),
+                "{err}"
+            );
+        }
+        assert!(
+            err.contains("replay: 2 topics: 11 frames read, 11 scored, 0 skipped")
+                && err.contains(
+                    "/front_camera/color/image_raw (camera front_camera_color, \
+                     sensor_msgs/msg/Image): 6 frames read, 6 scored, 0 skipped"
+                )
+                && err.contains(
+                    "/rear/image_raw/compressed (camera rear, \
+                     sensor_msgs/msg/CompressedImage): 5 frames read, 5 scored, 0 skipped"
+                ),
+            "{err}"
+        );
+    }
+    // Ties in log time come in the topics' order: given the other way round, the rear
+    // frame that shares the front frame's log time comes first.
+    let (code, _, err, lines, _dir) = replay_in("two_cameras", &["--topics", &reversed(&topics)]);
+    assert_eq!(code, Some(0), "{err}");
+    let tie: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["bag_time_ns"] == 1_700_000_003_005_003_000u64)
+        .collect();
+    assert_eq!(tie.len(), 2);
+    assert_eq!(tie[0]["frame_id"], "rear2");
+    assert_eq!(tie[1]["frame_id"], "front3");
+    // One topic of the two: the single-camera interface, no `camera` field.
+    let (code, _, err, lines, _dir) = replay_in("two_cameras", &["--topic", topics[1]]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(lines.len(), 5);
+    assert!(lines.iter().all(|l| l.get("camera").is_none()), "{lines:?}");
+    assert!(!err.contains("-> camera"), "{err}");
+}
+
+fn reversed(topics: &[&str]) -> String {
+    topics.iter().rev().copied().collect::<Vec<_>>().join(",")
+}
+
+/// With smoothing, each camera's results are its own frames' alone: the same as replaying
+/// its topic by itself, and the smoothing of `classify`'s cosines over its frames only
+/// (smoothing shared across the cameras would give other numbers, checked too).
+#[test]
+fn each_camera_smooths_its_own_frames() {
+    let bag = two_cameras();
+    let dir = tempfile::tempdir().unwrap();
+    let a = 0.6;
+    let params = params_file(dir.path(), &[&format!("smoothing: {a}")]);
+    let topics: Vec<&str> = bag["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let (code, _, err, both, _d) = replay_in(
+        "two_cameras",
+        &[
+            "--params-file",
+            &params,
+            "--topics",
+            &topics.join(","),
+            "--batch-size",
+            "4",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let expected = bag["frames"].as_array().unwrap();
+    let files: Vec<PathBuf> = expected
+        .iter()
+        .map(|f| data("bags").join(f["file"].as_str().unwrap()))
+        .collect();
+    let raw = classify_cosines(&files);
+    let raw_of = |f: &Value| {
+        let name = Path::new(f["file"].as_str().unwrap())
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        raw[&name].clone()
+    };
+    // Smoothing as the node's step does it, over a sequence of frames.
+    let smooth = |frames: &[&Value]| -> Vec<HashMap<String, f64>> {
+        let mut state: Option<HashMap<String, f64>> = None;
+        frames
+            .iter()
+            .map(|f| {
+                let c = raw_of(f);
+                let next: HashMap<String, f64> = match &state {
+                    None => c,
+                    Some(s) => c
+                        .iter()
+                        .map(|(p, v)| (p.clone(), a * s[p] + (1.0 - a) * v))
+                        .collect(),
+                };
+                state = Some(next.clone());
+                next
+            })
+            .collect()
+    };
+    let shared = smooth(&expected.iter().collect::<Vec<_>>());
+    let mut differs_from_shared = 0.0f64;
+    for topic in &topics {
+        let own: Vec<&Value> = expected.iter().filter(|f| f["topic"] == *topic).collect();
+        let own_expected = smooth(&own);
+        let own_lines: Vec<&Value> = both.iter().filter(|l| l["topic"] == *topic).collect();
+        let (code, _, err, alone, _d) = replay_in(
+            "two_cameras",
+            &[
+                "--params-file",
+                &params,
+                "--topic",
+                topic,
+                "--batch-size",
+                "2",
+            ],
+        );
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(own_lines.len(), own.len());
+        assert_eq!(alone.len(), own.len());
+        for (k, (line, single)) in own_lines.iter().zip(&alone).enumerate() {
+            let (got, single_c) = (cosines(line), cosines(single));
+            for (phrase, v) in &got {
+                let want = own_expected[k][phrase];
+                assert!(
+                    (v - want).abs() <= 1e-4 && (v - single_c[phrase]).abs() <= 1e-4,
+                    "{topic} frame {k} {phrase}: with both topics {v}, alone {}, expected {want}",
+                    single_c[phrase]
+                );
+            }
+            let i = both.iter().position(|l| std::ptr::eq(l, *line)).unwrap();
+            for (phrase, v) in &got {
+                differs_from_shared = differs_from_shared.max((v - shared[i][phrase]).abs());
+            }
+        }
+    }
+    // Shared smoothing would have given other numbers: the test tells the two apart.
+    assert!(differs_from_shared > 1e-2, "{differs_from_shared}");
+}
+
+#[test]
+fn the_cameras_parameter_names_the_topics_and_must_match_their_count() {
+    let bag = two_cameras();
+    let expected = bag["frames"].as_array().unwrap();
+    let topics = topic_args(&bag);
+    let dir = tempfile::tempdir().unwrap();
+    let params = params_file(dir.path(), &["cameras: [\"head\", \"tail\"]"]);
+    let mut extra: Vec<&str> = topics.iter().map(String::as_str).collect();
+    extra.extend(["--params-file", &params]);
+    let (code, _, err, lines, _d) = replay_in("two_cameras", &extra);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(lines.len(), expected.len());
+    for (line, want) in lines.iter().zip(expected) {
+        let camera = if want["camera"] == "rear" {
+            "tail"
+        } else {
+            "head"
+        };
+        assert_eq!(line["camera"], camera, "{line}");
+    }
+    assert!(
+        err.contains("replay: /rear/image_raw/compressed -> camera tail"),
+        "{err}"
+    );
+    // Three cameras for two topics: an error naming the parameter and both counts.
+    let params = params_file(dir.path(), &["cameras: [\"a\", \"b\", \"c\"]"]);
+    let mut extra: Vec<&str> = topics.iter().map(String::as_str).collect();
+    extra.extend(["--params-file", &params]);
+    let (code, _, err, lines, _d) = replay_in("two_cameras", &extra);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(lines.is_empty());
+    assert!(
+        err.contains("parameter `cameras` names 3 cameras (a, b, c) for 2 replayed topics"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_topic_named_twice_or_unknown_is_an_error() {
+    let (code, _, err, _, _d) = replay_in(
+        "two_cameras",
+        &[
+            "--topic",
+            "/rear/image_raw/compressed",
+            "--topics",
+            "/front_camera/color/image_raw,/rear/image_raw/compressed",
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("topic /rear/image_raw/compressed is named twice"),
+        "{err}"
+    );
+    // Each topic is checked as a single one is.
+    let (code, _, err, _, _d) = replay_in(
+        "two_cameras",
+        &["--topics", "/front_camera/color/image_raw,/nope"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("no topic /nope")
+            && err.contains(
+                "/rear/image_raw/compressed (sensor_msgs/msg/CompressedImage, 5 messages)"
+            ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_frame_of_one_camera_is_counted_for_its_topic_alone() {
+    let bag = &bags()["two_cameras_bad_frame"];
+    let expected = bag["frames"].as_array().unwrap();
+    let topics = topic_args(bag);
+    let mut extra: Vec<&str> = topics.iter().map(String::as_str).collect();
+    extra.extend(["--batch-size", "2"]);
+    let (code, _, err, lines, _d) = replay_in(bag["bag"].as_str().unwrap(), &extra);
+    assert_eq!(code, Some(1), "{err}");
+    assert_camera_frames(&lines, expected);
+    assert!(
+        err.contains("replay: 2 topics: 6 frames read, 5 scored, 1 skipped (undecodable 1)")
+            && err.contains(
+                "/left/image (camera left, sensor_msgs/msg/Image): 3 frames read, 3 scored, \
+                 0 skipped"
+            )
+            && err.contains(
+                "/right/image/compressed (camera right, sensor_msgs/msg/CompressedImage): \
+                 3 frames read, 2 scored, 1 skipped (undecodable 1)"
+            )
+            && err.contains("error: 1 frames could not be scored"),
+        "{err}"
+    );
+}
+
+/// The metrics of all frames stay at metrics.json's top level; `per_topic` has each
+/// topic's own, each the metrics of its lines alone; the summary and the report show them.
+#[test]
+fn metrics_are_per_topic_and_overall() {
+    let bag = two_cameras();
+    let csv = data("bags")
+        .join(bag["truth_csv"].as_str().unwrap())
+        .display()
+        .to_string();
+    let topics = topic_args(&bag);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report").display().to_string();
+    let mut extra: Vec<&str> = topics.iter().map(String::as_str).collect();
+    extra.extend(["--truth", &csv, "--report", &report]);
+    let (code, stdout, err, lines, _d) = replay_in("two_cameras", &extra);
+    assert_eq!(code, Some(0), "{err}");
+    let metrics = read_json(&dir.path().join("report/metrics.json"));
+    let frames = bag["frames"].as_array().unwrap();
+    let truth: Vec<Value> = frames.iter().map(|f| f["truth"].clone()).collect();
+    assert_eq!(
+        computed_metrics(&metrics),
+        expected_metrics(&lines, &truth),
+        "all topics"
+    );
+    assert_eq!(metrics["frames"]["scored"], 11);
+    let per_topic = metrics["per_topic"].as_object().unwrap();
+    assert_eq!(per_topic.len(), 2);
+    for (topic, camera, n) in [
+        ("/front_camera/color/image_raw", "front_camera_color", 6),
+        ("/rear/image_raw/compressed", "rear", 5),
+    ] {
+        let m = &per_topic[topic];
+        assert_eq!(m["camera"], camera);
+        assert_eq!(m["frames"]["scored"], n);
+        assert!(m.get("per_topic").is_none());
+        let (own, own_truth): (Vec<Value>, Vec<Value>) = lines
+            .iter()
+            .zip(&truth)
+            .filter(|(l, _)| l["topic"] == topic)
+            .map(|(l, t)| (l.clone(), t.clone()))
+            .unzip();
+        assert_eq!(
+            computed_metrics(m),
+            expected_metrics(&own, &own_truth),
+            "{topic}"
+        );
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(topic))
+            .unwrap_or_else(|| panic!("no summary row for {topic}: {stdout}"));
+        let top1 = m["top1"]["accuracy"].as_f64().unwrap();
+        assert!(
+            row.contains(camera) && row.contains(&format!("{top1:.4}")),
+            "{row}"
+        );
+    }
+    assert!(stdout.starts_with("all 2 topics together:"), "{stdout}");
+    let html = std::fs::read_to_string(dir.path().join("report/index.html")).unwrap();
+    for needle in [
+        "Per topic",
+        "<code>/front_camera/color/image_raw</code>",
+        "<code>/rear/image_raw/compressed</code>",
+        "<th>front_camera_color</th>",
+        "src=\"timeline.png\"",
+    ] {
+        assert!(html.contains(needle), "index.html lacks {needle}");
+    }
+}
+
+#[test]
+fn the_results_bag_has_each_cameras_channels() {
+    if !have_mcap_ros2() {
+        return;
+    }
+    let bag = two_cameras();
+    let topics = topic_args(&bag);
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results.mcap");
+    let results_s = results.display().to_string();
+    let mut extra: Vec<&str> = topics.iter().map(String::as_str).collect();
+    extra.extend(["--out-bag", &results_s, "--batch-size", "3"]);
+    let (code, _, err, lines, _d) = replay_in("two_cameras", &extra);
+    assert_eq!(code, Some(0), "{err}");
+    let o = std::process::Command::new("python3")
+        .arg(root().join("tests/scripts/read_results_bag.py"))
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let messages: Vec<Value> = text(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(messages.len(), 2 * lines.len());
+    let channels: std::collections::BTreeSet<(String, String)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["topic"].as_str().unwrap().to_string(),
+                m["schema"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let channel =
+        |c: &str, what: &str, schema: &str| (format!("/clip_node/{c}/{what}"), schema.to_string());
+    assert_eq!(
+        channels,
+        [
+            channel(
+                "front_camera_color",
+                "classification",
+                "vision_msgs/msg/Classification"
+            ),
+            channel("front_camera_color", "matches", "std_msgs/msg/String"),
+            channel("rear", "classification", "vision_msgs/msg/Classification"),
+            channel("rear", "matches", "std_msgs/msg/String"),
+        ]
+        .into_iter()
+        .collect()
+    );
+    // Each line's two messages: on its camera's topics, at its log time.
+    for line in &lines {
+        let camera = line["camera"].as_str().unwrap();
+        let find = |what: &str| {
+            let topic = format!("/clip_node/{camera}/{what}");
+            let found: Vec<&Value> = messages
+                .iter()
+                .filter(|m| m["topic"] == topic.as_str() && m["log_time_ns"] == line["bag_time_ns"])
+                .collect();
+            assert_eq!(found.len(), 1, "{topic} at {}", line["bag_time_ns"]);
+            found[0]
+        };
+        let classification = &find("classification")["msg"];
+        assert_eq!(classification["header"]["stamp"], line["stamp"]);
+        assert_eq!(classification["header"]["frame_id"], line["frame_id"]);
+        let published: Value =
+            serde_json::from_str(find("matches")["msg"]["data"].as_str().unwrap()).unwrap();
+        // The node's matches JSON of a camera, `camera` included: the line without replay's
+        // own two fields.
+        assert_eq!(published["camera"], camera);
+        let mut line = line.clone();
+        line.as_object_mut().unwrap().remove("bag_time_ns");
+        line.as_object_mut().unwrap().remove("topic");
+        assert_eq!(published, line);
+    }
+}
+
+/// `--every N` takes every N-th frame of each topic; `--start` / `--end` count from the
+/// first message of any replayed topic.
+#[test]
+fn every_and_the_window_apply_to_each_topic_from_the_first_message_of_any() {
+    let bag = two_cameras();
+    let topics = topic_args(&bag);
+    let ids = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<&str> = topics.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
+        let (code, _, err, lines, _d) = replay_in("two_cameras", &args);
+        assert_eq!(code, Some(0), "{err}");
+        lines
+            .iter()
+            .map(|l| l["frame_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(&["--every", "2"]),
+        ["front0", "rear0", "front2", "rear2", "front4", "rear4"]
+    );
+    assert_eq!(
+        ids(&["--start", "1.5", "--end", "3.5"]),
+        ["front2", "front3", "rear2", "rear3"]
+    );
 }

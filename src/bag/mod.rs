@@ -1,6 +1,6 @@
 //! rosbag2 recordings without ROS: a bag folder (`metadata.yaml` and its split files) or a
-//! single `.mcap` / `.db3` file, read as a stream of [`BagMessage`]s of one topic in
-//! log-time order across split files ([`mcap`]: chunked, zstd/lz4, with or without a
+//! single `.mcap` / `.db3` file, read as a stream of [`BagMessage`]s of one topic (or
+//! several, merged) in log-time order across split files ([`mcap`]: chunked, zstd/lz4, with or without a
 //! summary; [`sqlite`]: rosbag2's SQLite schema). Nothing is loaded whole: memory does not
 //! grow with the bag's length. Damage is reported with the file and byte offset (MCAP) or
 //! row (SQLite) where reading stopped; everything before it has been delivered.
@@ -159,49 +159,180 @@ impl Bag {
 
     /// The messages of `topic`, in log-time order across the bag's files.
     pub fn messages(&self, topic: &str) -> Result<Messages, BagError> {
-        let heads = self
-            .files
-            .iter()
-            .map(|f| f.messages(topic).map(|it| (it, None)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Messages {
-            sources: heads,
-            failed: false,
-        })
+        self.messages_of(&[topic])
+    }
+
+    /// The messages of several topics, merged by log time across topics and files; messages
+    /// with the same log time come in the order of `topics` (then of the bag's files). Each
+    /// topic is read by its own reader, so a topic that stops at damage does not stop the
+    /// others: every message any topic could read before the damage is delivered, then the
+    /// first error.
+    pub fn messages_of(&self, topics: &[&str]) -> Result<Messages, BagError> {
+        let mut sources = Vec::with_capacity(topics.len() * self.files.len());
+        for (topic, name) in topics.iter().enumerate() {
+            for file in &self.files {
+                sources.push(Source {
+                    topic,
+                    iter: file.messages(name)?,
+                    head: None,
+                });
+            }
+        }
+        Ok(Messages::new(sources, topics.len()))
     }
 }
 
-/// Messages merged by log time from every storage file (each file is in log-time order, as
-/// rosbag2 writes it). After an error, the stream ends.
+/// One topic of one storage file, with its next message.
+struct Source {
+    /// Which of the merged topics (their order breaks ties).
+    topic: usize,
+    iter: MessageIter,
+    head: Option<BagMessage>,
+}
+
+/// Messages merged by log time from every storage file and topic (each file holds each
+/// topic in log-time order, as rosbag2 writes it). A topic whose reading fails ends there
+/// (in every file, as one topic's stream); the first error is delivered after the other
+/// topics' messages, and the stream ends.
 pub struct Messages {
-    sources: Vec<(MessageIter, Option<BagMessage>)>,
-    failed: bool,
+    sources: Vec<Source>,
+    /// Per topic: reading it failed.
+    failed: Vec<bool>,
+    error: Option<BagError>,
+    done: bool,
+}
+
+impl Messages {
+    fn new(sources: Vec<Source>, topics: usize) -> Self {
+        Messages {
+            sources,
+            failed: vec![false; topics],
+            error: None,
+            done: false,
+        }
+    }
 }
 
 impl Iterator for Messages {
     type Item = Result<BagMessage, BagError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
+        if self.done {
             return None;
         }
-        for (iter, head) in &mut self.sources {
-            if head.is_none() {
-                match iter.next() {
-                    Some(Ok(m)) => *head = Some(m),
+        for source in &mut self.sources {
+            if source.head.is_none() && !self.failed[source.topic] {
+                match source.iter.next() {
+                    Some(Ok(m)) => source.head = Some(m),
                     Some(Err(e)) => {
-                        self.failed = true;
-                        return Some(Err(e));
+                        self.failed[source.topic] = true;
+                        self.error.get_or_insert(e);
                     }
                     None => {}
                 }
             }
         }
-        let (_, head) = self
+        // The failed topics' messages read from other files are dropped with them.
+        for source in &mut self.sources {
+            if self.failed[source.topic] {
+                source.head = None;
+            }
+        }
+        // The first of the earliest: ties go to the earlier topic, then file.
+        let next = self
             .sources
             .iter_mut()
-            .filter(|(_, h)| h.is_some())
-            .min_by_key(|(_, h)| h.as_ref().map(|m| m.log_time_ns))?;
-        head.take().map(Ok)
+            .filter(|s| s.head.is_some())
+            .min_by_key(|s| s.head.as_ref().map(|m| m.log_time_ns))
+            .and_then(|s| s.head.take());
+        match next {
+            Some(m) => Some(Ok(m)),
+            None => {
+                self.done = true;
+                self.error.take().map(Err)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(topic: &str, log_time_ns: u64) -> Result<BagMessage, BagError> {
+        Ok(BagMessage {
+            topic: topic.into(),
+            log_time_ns,
+            data: Vec::new(),
+        })
+    }
+
+    fn damage(offset: u64) -> Result<BagMessage, BagError> {
+        Err(BagError::Corrupt {
+            path: "x.mcap".into(),
+            unit: "byte offset",
+            offset,
+            message: "damaged".into(),
+        })
+    }
+
+    fn source(topic: usize, items: Vec<Result<BagMessage, BagError>>) -> Source {
+        Source {
+            topic,
+            iter: Box::new(items.into_iter()),
+            head: None,
+        }
+    }
+
+    fn order(messages: Messages) -> Vec<String> {
+        messages
+            .map(|m| match m {
+                Ok(m) => format!("{}@{}", m.topic, m.log_time_ns),
+                Err(e) => format!("error {e}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn topics_merge_by_log_time_and_ties_keep_the_topic_order() {
+        // Two topics, the second in two files.
+        let sources = vec![
+            source(0, vec![message("a", 1), message("a", 3), message("a", 5)]),
+            source(1, vec![message("b", 1), message("b", 2)]),
+            source(1, vec![message("b", 5), message("b", 6)]),
+        ];
+        assert_eq!(
+            order(Messages::new(sources, 2)),
+            ["a@1", "b@1", "b@2", "a@3", "a@5", "b@5", "b@6"]
+        );
+    }
+
+    #[test]
+    fn a_damaged_topic_ends_alone_and_its_error_comes_last() {
+        let sources = vec![
+            source(0, vec![message("a", 1), message("a", 4), message("a", 6)]),
+            source(1, vec![message("b", 2), damage(99), message("b", 3)]),
+            // The damaged topic's other file: dropped with it.
+            source(1, vec![message("b", 5)]),
+        ];
+        assert_eq!(
+            order(Messages::new(sources, 2)),
+            [
+                "a@1",
+                "b@2",
+                "a@4",
+                "a@6",
+                "error x.mcap: byte offset 99: damaged"
+            ]
+        );
+        // One topic: the stream ends at the damage, as it always did.
+        let sources = vec![
+            source(0, vec![message("a", 1), damage(7), message("a", 2)]),
+            source(0, vec![message("a", 9)]),
+        ];
+        assert_eq!(
+            order(Messages::new(sources, 1)),
+            ["a@1", "error x.mcap: byte offset 7: damaged"]
+        );
     }
 }

@@ -25,7 +25,7 @@ use clip_perception::bag::{Bag, COMPRESSED_IMAGE_TYPE};
 use clip_perception::eval::median;
 use clip_perception::node::{NodePlan, ParamOverrides, RosArgs};
 use clip_perception::replay::results_bag::{add_ros2_channel, ros2_writer};
-use clip_perception::replay::{choose_topic, decode_frame, FrameSelection, Replayer};
+use clip_perception::replay::{choose_topic, decode_frame, FrameSelection, ReplaySource, Replayer};
 use clip_perception::ros_msgs::definitions;
 use clip_perception::Precision;
 
@@ -238,6 +238,10 @@ fn measure(
 ) -> Result<()> {
     let frames = images.len();
     let mut replayer = Replayer::new(plan.load_engine()?, args.batch_size);
+    let sources = [ReplaySource {
+        topic: topic.clone(),
+        camera: None,
+    }];
     let out_path = out_dir.join("results.jsonl");
     let mut replay_ms = Vec::new();
     let mut encoder_ms = Vec::new();
@@ -253,7 +257,7 @@ fn measure(
         let t = Instant::now();
         let summary = replayer.run(
             bag,
-            topic,
+            &sources,
             &FrameSelection::default(),
             |line| {
                 writeln!(out, "{}", serde_json::to_string(line)?)?;
@@ -262,7 +266,10 @@ fn measure(
             |_| {},
         )?;
         out.flush()?;
-        anyhow::ensure!(summary.frames_scored as usize == frames, "frames skipped");
+        anyhow::ensure!(
+            summary.frames.frames_scored as usize == frames,
+            "frames skipped"
+        );
         if run > 0 {
             replay_ms.push(t.elapsed().as_secs_f64() * 1e3 / frames as f64);
         }

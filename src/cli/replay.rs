@@ -1,6 +1,6 @@
-//! `replay`: a recorded image topic of a rosbag2 bag through the node's own per-frame
-//! path, as JSON lines (and optionally a results bag), with metrics, F1-best thresholds and
-//! an HTML report when a truth is given.
+//! `replay`: recorded image topics of a rosbag2 bag (one, or several as the node's cameras)
+//! through the node's own per-frame path, as JSON lines (and optionally a results bag), with
+//! metrics, F1-best thresholds and an HTML report when a truth is given.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,16 +13,28 @@ use clip_perception::bag::Bag;
 use clip_perception::eval::{write_report, Evaluator, Truth};
 use clip_perception::node::topics;
 use clip_perception::node::{NodePlan, ParamOverrides, RosArgs};
-use clip_perception::replay::results_bag::ResultsBag;
-use clip_perception::replay::{choose_topic, FrameSelection, Replayer};
+use clip_perception::replay::results_bag::{ResultTopics, ResultsBag};
+use clip_perception::replay::{
+    choose_topics, sources, FrameSelection, ReplayCounts, ReplaySource, Replayer,
+};
 
 #[derive(Args)]
 pub struct ReplayArgs {
     /// rosbag2 bag folder (metadata.yaml + files), or a single .mcap or .db3 file.
     bag: PathBuf,
     /// Image topic (sensor_msgs/Image or CompressedImage); default: the bag's only one.
-    #[arg(long)]
-    topic: Option<String>,
+    /// Repeat it, or give `--topics a,b`, to replay several topics as the node's cameras:
+    /// frames in log-time order, each camera with its own smoothing and hysteresis, named
+    /// by the params file's `cameras` (one per topic, in order) or else after its topic
+    /// (`/front/color/image_raw` -> `front_color`), metrics per topic and overall.
+    #[arg(
+        long,
+        visible_alias = "topics",
+        value_name = "TOPIC",
+        value_delimiter = ',',
+        action = clap::ArgAction::Append
+    )]
+    topic: Vec<String>,
     #[command(flatten)]
     model: ModelArgs,
     /// Task phrases separated by `;` (replace the params file's labels).
@@ -31,16 +43,18 @@ pub struct ReplayArgs {
     /// The node's ROS params file (labels, template, thresholds, smoothing, hysteresis, ...).
     #[arg(long)]
     params_file: Option<PathBuf>,
-    /// Results: one JSON line per frame, in bag order (`-` for stdout).
+    /// Results: one JSON line per frame, in bag (log-time) order (`-` for stdout); with
+    /// several topics each line has its `topic` and `camera`.
     #[arg(long)]
     out: PathBuf,
-    /// Start this many seconds after the topic's first message.
+    /// Start this many seconds after the topic's first message (of several topics: the
+    /// first message of any of them).
     #[arg(long)]
     start: Option<f64>,
-    /// Stop this many seconds after the topic's first message.
+    /// Stop this many seconds after the topic's first message (of any, as --start).
     #[arg(long)]
     end: Option<f64>,
-    /// Score every N-th frame.
+    /// Score every N-th frame (of each topic).
     #[arg(long, default_value_t = 1)]
     every: usize,
     #[command(flatten)]
@@ -57,7 +71,8 @@ pub struct ReplayArgs {
     #[arg(long)]
     report: Option<PathBuf>,
     /// Also write the results as an MCAP bag (vision_msgs/Classification and the matches
-    /// JSON as std_msgs/String, on the node's topics, at the frames' log times).
+    /// JSON as std_msgs/String, on the node's topics, at the frames' log times; several
+    /// topics: on each camera's `~/C/classification` and `~/C/matches`).
     #[arg(long)]
     out_bag: Option<PathBuf>,
 }
@@ -81,10 +96,21 @@ type WriteError = Box<dyn std::error::Error + Send + Sync>;
 
 pub fn replay(args: ReplayArgs) -> Result<()> {
     let bag = Bag::open(&args.bag)?;
-    let topic = choose_topic(&bag, args.topic.as_deref())?;
+    let topics = choose_topics(&bag, &args.topic)?;
     let plan = NodePlan::from_args(&ros_args(&args)?)?;
     for warning in &plan.warnings {
         log::warn!("{warning}");
+    }
+    let sources = sources(topics, &plan.config.cameras)?;
+    let several = sources.len() > 1;
+    if several {
+        for s in &sources {
+            eprintln!(
+                "replay: {} -> camera {}",
+                s.topic.name,
+                s.camera.as_deref().unwrap_or("-")
+            );
+        }
     }
     let mut replayer = Replayer::new(plan.load_engine()?, args.batch.get());
     let phrases = &replayer.labels().labels;
@@ -93,13 +119,15 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         (None, Some(topic)) => Some(Truth::from_bag_topic(&bag, topic, phrases)?),
         (None, None) => None,
     };
-    log::info!(
-        "replaying {} ({}, {} messages) against {} phrases",
-        topic.name,
-        topic.type_name,
-        topic.message_count,
-        replayer.labels().len()
-    );
+    for s in &sources {
+        log::info!(
+            "replaying {} ({}, {} messages) against {} phrases",
+            s.topic.name,
+            s.topic.type_name,
+            s.topic.message_count,
+            replayer.labels().len()
+        );
+    }
     let out_name = args.out.display().to_string();
     let mut out: Box<dyn Write> = if args.out == Path::new("-") {
         Box::new(std::io::stdout().lock())
@@ -109,16 +137,22 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         Box::new(std::io::BufWriter::new(file))
     };
     let mut results_bag = match &args.out_bag {
-        Some(path) => Some(ResultsBag::create(
-            path,
-            &plan.topic(topics::CLASSIFICATION)?,
-            &plan.topic(topics::MATCHES)?,
-        )?),
+        Some(path) => Some(ResultsBag::create(path, &result_topics(&plan, &sources)?)?),
         None => None,
     };
-    let mut evaluator = (truth.is_some() || args.report.is_some())
-        .then(|| Evaluator::new(&replayer.labels().labels, replayer.policy(), truth));
-    let bar = progress_bar(topic.message_count);
+    let mut evaluator = (truth.is_some() || args.report.is_some()).then(|| {
+        let evaluator = Evaluator::new(&replayer.labels().labels, replayer.policy(), truth);
+        if several {
+            let topics: Vec<(String, Option<String>)> = sources
+                .iter()
+                .map(|s| (s.topic.name.clone(), s.camera.clone()))
+                .collect();
+            evaluator.with_topics(&topics)
+        } else {
+            evaluator
+        }
+    });
+    let bar = progress_bar(sources.iter().map(|s| s.topic.message_count).sum());
     let selection = FrameSelection {
         start: args.start,
         end: args.end,
@@ -126,7 +160,7 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
     };
     let summary = replayer.run(
         &bag,
-        &topic,
+        &sources,
         &selection,
         |line| {
             let json = serde_json::to_string(line).expect("a line serializes");
@@ -149,26 +183,35 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
     if let Some(results) = results_bag {
         results.finish()?;
     }
-    let skipped: u64 = summary.frames_skipped.values().sum();
-    let reasons: Vec<String> = summary
-        .frames_skipped
-        .iter()
-        .map(|(reason, n)| format!("{reason} {n}"))
-        .collect();
-    eprintln!(
-        "replay: {} ({}): {} frames read, {} scored, {skipped} skipped{}; {:.1} s, {:.1} frames/s",
-        topic.name,
-        topic.type_name,
-        summary.frames_read,
-        summary.frames_scored,
-        if reasons.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", reasons.join(", "))
-        },
-        summary.wall_s,
-        summary.frames_per_s
-    );
+    let skipped = summary.frames.skipped();
+    if several {
+        eprintln!(
+            "replay: {} topics: {}; {:.1} s, {:.1} frames/s",
+            sources.len(),
+            counts_text(&summary.frames),
+            summary.wall_s,
+            summary.frames_per_s
+        );
+        for (s, counts) in sources.iter().zip(&summary.per_topic) {
+            eprintln!(
+                "replay: {} (camera {}, {}): {}",
+                s.topic.name,
+                s.camera.as_deref().unwrap_or("-"),
+                s.topic.type_name,
+                counts_text(counts)
+            );
+        }
+    } else {
+        let topic = &sources[0].topic;
+        eprintln!(
+            "replay: {} ({}): {}; {:.1} s, {:.1} frames/s",
+            topic.name,
+            topic.type_name,
+            counts_text(&summary.frames),
+            summary.wall_s,
+            summary.frames_per_s
+        );
+    }
     if let Some(evaluator) = evaluator {
         let evaluation = evaluator.finish();
         // The evaluation is a result: stdout, unless the JSON lines go there.
@@ -179,7 +222,8 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
             print!("{text}");
         }
         if let Some(dir) = &args.report {
-            let title = format!("{} ({})", args.bag.display(), topic.name);
+            let names: Vec<&str> = sources.iter().map(|s| s.topic.name.as_str()).collect();
+            let title = format!("{} ({})", args.bag.display(), names.join(", "));
             write_report(dir, &evaluation, &title)?;
             eprintln!("report: {}", dir.join("index.html").display());
         }
@@ -187,11 +231,47 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
     if let Some(e) = summary.bag_error {
         anyhow::bail!(
             "{e} (the {} frames before it are in the results)",
-            summary.frames_read
+            summary.frames.frames_read
         );
     }
     if skipped > 0 {
         anyhow::bail!("{skipped} frames could not be scored (the results say why, line by line)");
     }
     Ok(())
+}
+
+/// `N frames read, N scored, N skipped (reason N, ...)`.
+fn counts_text(counts: &ReplayCounts) -> String {
+    let reasons: Vec<String> = counts
+        .frames_skipped
+        .iter()
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    format!(
+        "{} frames read, {} scored, {} skipped{}",
+        counts.frames_read,
+        counts.frames_scored,
+        counts.skipped(),
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        }
+    )
+}
+
+/// Where each source's results go: the node's `~/classification` and `~/matches`, or its
+/// camera's `~/C/classification` and `~/C/matches`, resolved as the node resolves them.
+fn result_topics(plan: &NodePlan, sources: &[ReplaySource]) -> Result<Vec<ResultTopics>> {
+    sources
+        .iter()
+        .map(|s| {
+            let camera = s.camera.as_deref();
+            Ok(ResultTopics {
+                source: s.topic.name.clone(),
+                classification: plan.topic(&topics::of_camera(camera, topics::CLASSIFICATION))?,
+                matches: plan.topic(&topics::of_camera(camera, topics::MATCHES))?,
+            })
+        })
+        .collect()
 }

@@ -14,10 +14,14 @@
 //!   (linear interpolation between order statistics, as numpy's default percentile).
 //!
 //! Precision with nothing predicted and recall with nothing true are 0, as is F1 then.
+//!
+//! When several topics are replayed, all of this is computed over all their frames together
+//! and, in [`Evaluation::per_topic`], for each topic's frames alone.
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 
 use super::truth::{stamp_ns, TimeBase, Truth, NONE};
 use crate::engine::step::MatchPolicy;
@@ -58,6 +62,15 @@ pub struct Evaluator {
     skipped: u64,
     encoder_ms: Vec<f64>,
     latency_ms: Vec<f64>,
+    /// Several topics: each one's own evaluator.
+    per_topic: Vec<TopicEvaluator>,
+}
+
+/// The metrics of one replayed topic's frames.
+struct TopicEvaluator {
+    topic: String,
+    camera: Option<String>,
+    evaluator: Evaluator,
 }
 
 impl Evaluator {
@@ -80,10 +93,38 @@ impl Evaluator {
             skipped: 0,
             encoder_ms: Vec::new(),
             latency_ms: Vec::new(),
+            per_topic: Vec::new(),
         }
     }
 
+    /// Also computes each topic's metrics alone (several topics replayed): `(topic,
+    /// camera)` in replay order. Every line counts for its topic and for the whole.
+    pub fn with_topics(mut self, topics: &[(String, Option<String>)]) -> Self {
+        self.per_topic = topics
+            .iter()
+            .map(|(topic, camera)| TopicEvaluator {
+                topic: topic.clone(),
+                camera: camera.clone(),
+                evaluator: Evaluator {
+                    phrases: self.phrases.clone(),
+                    index: self.index.clone(),
+                    thresholds: self.thresholds.clone(),
+                    truth: self.truth.clone(),
+                    frames: Vec::new(),
+                    skipped: 0,
+                    encoder_ms: Vec::new(),
+                    latency_ms: Vec::new(),
+                    per_topic: Vec::new(),
+                },
+            })
+            .collect();
+        self
+    }
+
     pub fn add(&mut self, line: &ReplayLine) {
+        if let Some(t) = self.per_topic.iter_mut().find(|t| t.topic == line.topic()) {
+            t.evaluator.add(line);
+        }
         let ReplayLine::Scored {
             result,
             bag_time_ns,
@@ -171,6 +212,15 @@ impl Evaluator {
                 .map(|t| t.spans().collect())
                 .unwrap_or_default(),
             frame_scores: self.frames,
+            per_topic: self
+                .per_topic
+                .into_iter()
+                .map(|t| TopicEvaluation {
+                    topic: t.topic,
+                    camera: t.camera,
+                    evaluation: t.evaluator.finish(),
+                })
+                .collect(),
         }
     }
 }
@@ -444,6 +494,44 @@ pub struct Evaluation {
     pub truth_spans: Vec<(i64, i64, usize)>,
     #[serde(skip)]
     pub frame_scores: Vec<FrameScores>,
+    /// Several topics: each topic's metrics alone, in replay order (`metrics.json`: an
+    /// object keyed by topic, each value `camera` and the fields above); empty (and absent
+    /// from `metrics.json`) for one topic.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "topics_by_name"
+    )]
+    pub per_topic: Vec<TopicEvaluation>,
+}
+
+/// One replayed topic's metrics.
+#[derive(Debug, Clone)]
+pub struct TopicEvaluation {
+    pub topic: String,
+    pub camera: Option<String>,
+    pub evaluation: Evaluation,
+}
+
+/// `per_topic` as an object keyed by topic, in replay order.
+fn topics_by_name<S: Serializer>(topics: &[TopicEvaluation], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Entry<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        camera: &'a Option<String>,
+        #[serde(flatten)]
+        metrics: &'a Evaluation,
+    }
+    let mut map = s.serialize_map(Some(topics.len()))?;
+    for t in topics {
+        map.serialize_entry(
+            &t.topic,
+            &Entry {
+                camera: &t.camera,
+                metrics: &t.evaluation,
+            },
+        )?;
+    }
+    map.end()
 }
 
 impl Evaluation {
@@ -457,8 +545,104 @@ impl Evaluation {
         format!("label_thresholds: [{}]", entries.join(", "))
     }
 
-    /// A plain-text summary: frames, top-1, per-phrase table, thresholds, timing.
+    /// A plain-text summary: frames, top-1, per-phrase table, thresholds, timing; for
+    /// several topics first for all of them together, then a table per topic and one of
+    /// each phrase's F1 per topic.
     pub fn summary_text(&self) -> String {
+        let mut s = String::new();
+        if !self.per_topic.is_empty() {
+            s += &format!("all {} topics together:\n", self.per_topic.len());
+        }
+        s += &self.overall_text();
+        if !self.per_topic.is_empty() {
+            s += &self.per_topic_text();
+        }
+        s
+    }
+
+    /// The camera (or else topic) of each topic, for column headings.
+    fn topic_names(&self) -> Vec<String> {
+        self.per_topic
+            .iter()
+            .map(|t| t.camera.clone().unwrap_or_else(|| t.topic.clone()))
+            .collect()
+    }
+
+    /// Per topic: frames, top-1, macro F1, timing; then each phrase's F1 per topic.
+    fn per_topic_text(&self) -> String {
+        let mut s = String::from("per topic (each topic's frames alone):\n");
+        let wt = self
+            .per_topic
+            .iter()
+            .map(|t| t.topic.chars().count())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let wc = self
+            .per_topic
+            .iter()
+            .map(|t| t.camera.as_deref().unwrap_or("-").chars().count())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        s += &format!(
+            "{:wt$}  {:wc$}  {:>6}  {:>7}  {:>10}  {:>6}  {:>8}  {:>11}  {:>14}\n",
+            "topic",
+            "camera",
+            "scored",
+            "skipped",
+            "with truth",
+            "top-1",
+            "macro F1",
+            "encoder p50",
+            "end-to-end p50"
+        );
+        let opt =
+            |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+        for t in &self.per_topic {
+            let e = &t.evaluation;
+            s += &format!(
+                "{:wt$}  {:wc$}  {:>6}  {:>7}  {:>10}  {:>6}  {:>8}  {:>11}  {:>14}\n",
+                t.topic,
+                t.camera.as_deref().unwrap_or("-"),
+                e.frames.scored,
+                e.frames.skipped,
+                e.frames.with_truth,
+                opt(e.top1.as_ref().map(|t| t.accuracy), 4),
+                opt(e.macro_f1, 4),
+                opt(e.timing_ms.encoder.as_ref().map(|p| p.p50), 2),
+                opt(e.timing_ms.end_to_end.as_ref().map(|p| p.p50), 2),
+            );
+        }
+        if !self.per_phrase.is_empty() {
+            let names = self.topic_names();
+            let w = self
+                .phrases
+                .iter()
+                .map(|p| p.chars().count())
+                .max()
+                .unwrap_or(6)
+                .max(6);
+            s += "F1 of matched per phrase: all topics, then each camera:\n";
+            s += &format!("{:w$}  {:>6}", "phrase", "all");
+            for name in &names {
+                s += &format!("  {:>w2$}", name, w2 = name.chars().count().max(6));
+            }
+            s += "\n";
+            for (i, m) in self.per_phrase.iter().enumerate() {
+                s += &format!("{:w$}  {:>6.4}", m.phrase, m.f1);
+                for (name, t) in names.iter().zip(&self.per_topic) {
+                    let f1 = t.evaluation.per_phrase.get(i).map(|m| m.f1);
+                    s += &format!("  {:>w2$}", opt(f1, 4), w2 = name.chars().count().max(6));
+                }
+                s += "\n";
+            }
+        }
+        s
+    }
+
+    /// The summary of all frames together.
+    fn overall_text(&self) -> String {
         let mut s = String::new();
         let f = &self.frames;
         s += &format!(

@@ -1,7 +1,8 @@
 //! `replay --report DIR`: `metrics.json`, `confusion.png`, `timeline.png`, `pr.png` and an
-//! `index.html` showing them with the summary table. Plots are drawn by `plotters` into a
-//! pixel buffer and encoded by `image`; text uses the bundled DejaVu Sans (no system fonts
-//! needed).
+//! `index.html` showing them with the summary table (and, for several topics, the per-topic
+//! tables; the timeline then has a line per topic, the other plots pool the topics). Plots
+//! are drawn by `plotters` into a pixel buffer and encoded by `image`; text uses the bundled
+//! DejaVu Sans (no system fonts needed).
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -229,12 +230,36 @@ fn timeline_size(eval: &Evaluation) -> (u32, u32) {
     (1100, 60 + 120 * eval.phrases.len().max(1) as u32)
 }
 
+/// A timeline's frames, with the colour and name of their topic when there are several.
+type TimelineSeries<'a> = (
+    &'a [super::metrics::FrameScores],
+    Option<(RGBColor, String)>,
+);
+
 fn timeline(root: &Area, eval: &Evaluation) -> DrawResult {
     let frames = &eval.frame_scores;
     if frames.is_empty() {
         return message(root, "No frame was scored.");
     }
     let base = eval.time_base;
+    // One line per topic when there are several (each in its colour), else one per phrase
+    // in the phrase's colour.
+    let series: Vec<TimelineSeries> = if eval.per_topic.is_empty() {
+        vec![(frames.as_slice(), None)]
+    } else {
+        eval.per_topic
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                // The camera (the page's per-topic table names its topic).
+                let name = t.camera.as_deref().unwrap_or(&t.topic);
+                (
+                    t.evaluation.frame_scores.as_slice(),
+                    Some((color(k), short(name, 40))),
+                )
+            })
+            .collect()
+    };
     let t0 = frames
         .iter()
         .map(|f| f.time_ns(base))
@@ -256,7 +281,11 @@ fn timeline(root: &Area, eval: &Evaluation) -> DrawResult {
     let (title, rows) = root.split_vertically(50);
     title
         .titled(
-            "Score per phrase over time (shaded: truth; dashed: threshold)",
+            if series.len() > 1 {
+                "Score per phrase over time, a line per topic (shaded: truth; dashed: threshold)"
+            } else {
+                "Score per phrase over time (shaded: truth; dashed: threshold)"
+            },
             (FONT, 20),
         )
         .map_err(text)?;
@@ -285,13 +314,19 @@ fn timeline(root: &Area, eval: &Evaluation) -> DrawResult {
         }
         mesh.draw().map_err(text)?;
         let c = color(i);
+        // With a line per topic the colours are the topics': truth is shaded grey.
+        let shade = if series.len() > 1 {
+            RGBColor(110, 110, 110)
+        } else {
+            c
+        };
         let spans = eval
             .truth_spans
             .iter()
             .filter(|(_, _, p)| *p == i)
             .map(|&(s, e, _)| {
                 let (s, e) = (seconds(s.max(t0)), seconds(e.min(t1 + 1)).min(x_end));
-                Rectangle::new([(s, y0), (e, y1)], c.mix(0.18).filled())
+                Rectangle::new([(s, y0), (e, y1)], shade.mix(0.18).filled())
             });
         chart.draw_series(spans).map_err(text)?;
         let threshold = f64::from(eval.thresholds[i]);
@@ -303,16 +338,34 @@ fn timeline(root: &Area, eval: &Evaluation) -> DrawResult {
                 RGBColor(90, 90, 90).stroke_width(1),
             ))
             .map_err(text)?;
-        let points: Vec<(f64, f64)> = frames
-            .iter()
-            .map(|f| (seconds(f.time_ns(base)), f64::from(f.score[i])))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
-            .map_err(text)?;
-        if points.len() < 200 {
+        for (frames, topic) in &series {
+            let c = topic.as_ref().map_or(c, |(c, _)| *c);
+            let points: Vec<(f64, f64)> = frames
+                .iter()
+                .map(|f| (seconds(f.time_ns(base)), f64::from(f.score[i])))
+                .collect();
+            let line = chart
+                .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
+                .map_err(text)?;
+            if let (Some((_, name)), 0) = (topic, i) {
+                line.label(name.as_str()).legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 18, y)], c.stroke_width(3))
+                });
+            }
+            if points.len() < 200 {
+                chart
+                    .draw_series(points.iter().map(|&p| Circle::new(p, 2, c.filled())))
+                    .map_err(text)?;
+            }
+        }
+        if series.len() > 1 && i == 0 {
             chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 2, c.filled())))
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .label_font((FONT, 12))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
                 .map_err(text)?;
         }
     }
@@ -441,6 +494,12 @@ fn html(eval: &Evaluation, title: &str) -> String {
             );
         }
     }
+    let topics = topics_html(eval);
+    let pooled = if eval.per_topic.is_empty() {
+        ""
+    } else {
+        ", all topics together"
+    };
     let phrase_table = if eval.per_phrase.is_empty() {
         "<p>No truth was given (<code>--truth</code> or <code>--truth-topic</code>): \
          no accuracy metrics.</p>"
@@ -468,14 +527,79 @@ pre {{ background: #f6f6f6; padding: 8px; }} img {{ max-width: 100%; border: 1px
 </style></head><body>
 <h1>Replay of {title}</h1>
 <table>{facts}</table>
-<h2>Per phrase (the published <code>matched</code> flag)</h2>
+{topics}<h2>Per phrase{pooled} (the published <code>matched</code> flag)</h2>
 {phrase_table}
 <h2>Scores over time</h2><img src="timeline.png" alt="score per phrase over time">
-<h2>Confusion matrix</h2><img src="confusion.png" alt="confusion matrix">
-<h2>Precision-recall</h2><img src="pr.png" alt="precision-recall curves">
+<h2>Confusion matrix{pooled}</h2><img src="confusion.png" alt="confusion matrix">
+<h2>Precision-recall{pooled}</h2><img src="pr.png" alt="precision-recall curves">
 <p>All numbers: <a href="metrics.json">metrics.json</a>.</p>
 </body></html>
 "#,
         title = escape(title)
     )
+}
+
+/// For several topics: a table of each topic's frames, top-1, macro F1 and timing, and one
+/// of each phrase's F1 per topic; empty for one topic.
+fn topics_html(eval: &Evaluation) -> String {
+    if eval.per_topic.is_empty() {
+        return String::new();
+    }
+    let opt =
+        |v: Option<f64>, digits: usize| v.map_or("–".to_string(), |v| format!("{v:.digits$}"));
+    let mut rows = String::new();
+    for t in &eval.per_topic {
+        let e = &t.evaluation;
+        rows += &format!(
+            "<tr><td><code>{}</code></td><td style=\"text-align: left\">{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            escape(&t.topic),
+            escape(t.camera.as_deref().unwrap_or("–")),
+            e.frames.scored,
+            e.frames.skipped,
+            e.frames.with_truth,
+            opt(e.top1.as_ref().map(|t| t.accuracy), 4),
+            opt(e.macro_f1, 4),
+            opt(e.timing_ms.encoder.as_ref().map(|p| p.p50), 2),
+            opt(e.timing_ms.end_to_end.as_ref().map(|p| p.p50), 2),
+        );
+    }
+    let mut html = format!(
+        "<h2>Per topic (each topic's frames alone)</h2>\n\
+         <table><tr><th>topic</th><th style=\"text-align: left\">camera</th><th>frames scored</th><th>skipped</th>\
+         <th>with truth</th><th>top-1 accuracy</th><th>macro F1</th>\
+         <th>encoder ms p50</th><th>end-to-end ms p50</th></tr>\n{rows}</table>\n"
+    );
+    if !eval.per_phrase.is_empty() {
+        let names: Vec<String> = eval
+            .per_topic
+            .iter()
+            .map(|t| t.camera.clone().unwrap_or_else(|| t.topic.clone()))
+            .collect();
+        let heads: String = names
+            .iter()
+            .map(|n| format!("<th>{}</th>", escape(n)))
+            .collect();
+        let mut rows = String::new();
+        for (i, m) in eval.per_phrase.iter().enumerate() {
+            let cells: String = eval
+                .per_topic
+                .iter()
+                .map(|t| {
+                    let f1 = t.evaluation.per_phrase.get(i).map(|m| m.f1);
+                    format!("<td>{}</td>", opt(f1, 3))
+                })
+                .collect();
+            rows += &format!(
+                "<tr><td>{}</td><td>{:.3}</td>{cells}</tr>\n",
+                escape(&m.phrase),
+                m.f1
+            );
+        }
+        html += &format!(
+            "<h3>F1 of <code>matched</code> per phrase and camera</h3>\n\
+             <table><tr><th>phrase</th><th>all topics</th>{heads}</tr>\n{rows}</table>\n"
+        );
+    }
+    html
 }

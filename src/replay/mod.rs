@@ -1,4 +1,4 @@
-//! Offline evaluation: a recorded image topic through the node's own per-frame path. The
+//! Offline evaluation: recorded image topics through the node's own per-frame path. The
 //! configuration comes from the node's parameter machinery (params file, `-p` overrides,
 //! the same validation) and the engine from the node's own loader, and every frame goes
 //! through the same conversion, image encoder and [`FrameStep`]: what replay writes for a
@@ -7,7 +7,14 @@
 //! its share of the batch's forward pass (preprocessing included), `latency_ms` the frame's
 //! own work: reading and decoding it, its share of the batch's conversion and encoding, and
 //! its scoring (replay waits for no camera, so this is the end-to-end cost per frame).
+//!
+//! Several topics of one bag are replayed as the node's cameras ([`cameras`] names them):
+//! their frames in log-time order, batched together, each scored by its own camera's
+//! [`FrameStep`] (smoothing and hysteresis never cross cameras). Each topic is read by its
+//! own bag reader ([`Bag::messages_of`]), so a file holding several of them is read (and
+//! its chunks decompressed) once per topic.
 
+pub mod cameras;
 pub mod results_bag;
 
 use std::collections::BTreeMap;
@@ -17,7 +24,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::bag::{Bag, BagError, BagMessage, TopicInfo, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE};
-use crate::engine::step::{FrameResult, FrameStep, Stamp};
+use crate::engine::step::{FrameResult, FrameStep, MatchPolicy, Stamp};
 use crate::image::{Preprocessor, RejectReason};
 use crate::model::ImageEncoder;
 use crate::node::messages::{Header, Pixels};
@@ -59,6 +66,10 @@ pub enum ReplayError {
         count: usize,
         listing: String,
     },
+    #[error("topic {topic} is named twice (--topic, --topics)")]
+    DuplicateTopic { topic: String },
+    #[error(transparent)]
+    Camera(#[from] cameras::CameraError),
 }
 
 fn is_image(t: &TopicInfo) -> bool {
@@ -119,14 +130,69 @@ pub fn choose_topic(bag: &Bag, topic: Option<&str>) -> Result<TopicInfo, ReplayE
     }
 }
 
-/// Which frames of the topic are scored.
+/// The topics to replay: those named (each checked as [`choose_topic`] does, none twice),
+/// or else the bag's only image topic.
+pub fn choose_topics(bag: &Bag, topics: &[String]) -> Result<Vec<TopicInfo>, ReplayError> {
+    if topics.is_empty() {
+        return Ok(vec![choose_topic(bag, None)?]);
+    }
+    if let Some((i, _)) = topics
+        .iter()
+        .enumerate()
+        .find(|(i, t)| topics[..*i].contains(t))
+    {
+        return Err(ReplayError::DuplicateTopic {
+            topic: topics[i].clone(),
+        });
+    }
+    topics.iter().map(|t| choose_topic(bag, Some(t))).collect()
+}
+
+/// A replayed topic and the camera its results belong to.
+#[derive(Debug, Clone)]
+pub struct ReplaySource {
+    pub topic: TopicInfo,
+    /// `None` for a single topic: the node's single-camera interface (no `camera` field,
+    /// results on `~/classification` and `~/matches`).
+    pub camera: Option<String>,
+}
+
+/// The sources of `topics`: one topic as the single camera; several as cameras named by
+/// `configured` (the `cameras` parameter, one per topic in order) or after the topics
+/// ([`cameras::camera_names`]).
+pub fn sources(
+    topics: Vec<TopicInfo>,
+    configured: &[String],
+) -> Result<Vec<ReplaySource>, ReplayError> {
+    if topics.len() == 1 {
+        return Ok(topics
+            .into_iter()
+            .map(|topic| ReplaySource {
+                topic,
+                camera: None,
+            })
+            .collect());
+    }
+    let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+    let cameras = cameras::camera_names(&names, configured)?;
+    Ok(topics
+        .into_iter()
+        .zip(cameras)
+        .map(|(topic, camera)| ReplaySource {
+            topic,
+            camera: Some(camera),
+        })
+        .collect())
+}
+
+/// Which frames of the topics are scored.
 #[derive(Debug, Clone, Default)]
 pub struct FrameSelection {
-    /// Seconds after the topic's first message at which to start.
+    /// Seconds after the first message (of any replayed topic) at which to start.
     pub start: Option<f64>,
-    /// Seconds after the topic's first message at which to stop.
+    /// Seconds after the first message (of any replayed topic) at which to stop.
     pub end: Option<f64>,
-    /// Score every n-th frame of those in the window (1: all).
+    /// Score every n-th frame of each topic's frames in the window (1: all).
     pub every: usize,
 }
 
@@ -144,20 +210,56 @@ pub enum ReplayLine {
         bag_time_ns: u64,
         topic: String,
         #[serde(skip_serializing_if = "Option::is_none")]
+        camera: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         stamp: Option<Stamp>,
         reason: &'static str,
         error: String,
     },
 }
 
-/// What a replay did.
+impl ReplayLine {
+    /// The topic the frame was read from.
+    pub fn topic(&self) -> &str {
+        match self {
+            ReplayLine::Scored { topic, .. } | ReplayLine::Skipped { topic, .. } => topic,
+        }
+    }
+}
+
+/// What a replay did with the frames of one topic, or of all.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct ReplaySummary {
-    /// Messages of the topic read from the bag (within the window).
+pub struct ReplayCounts {
+    /// Messages read from the bag (within the window).
     pub frames_read: u64,
     pub frames_scored: u64,
     /// Frames without a result, by reason.
     pub frames_skipped: BTreeMap<&'static str, u64>,
+}
+
+impl ReplayCounts {
+    fn count(&mut self, line: &ReplayLine) {
+        if let ReplayLine::Skipped { reason, .. } = line {
+            *self.frames_skipped.entry(reason).or_default() += 1;
+        } else {
+            self.frames_scored += 1;
+        }
+    }
+
+    /// Frames without a result.
+    pub fn skipped(&self) -> u64 {
+        self.frames_skipped.values().sum()
+    }
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplaySummary {
+    /// All topics together.
+    #[serde(flatten)]
+    pub frames: ReplayCounts,
+    /// Per source, in the order replayed.
+    pub per_topic: Vec<ReplayCounts>,
     pub wall_s: f64,
     pub frames_per_s: f64,
     /// Where the bag stopped being readable, if it did.
@@ -166,6 +268,8 @@ pub struct ReplaySummary {
 
 /// A frame read from the bag, waiting for its batch.
 struct Pending {
+    /// Its source's index.
+    source: usize,
     bag_time_ns: u64,
     header: Header,
     pixels: Pixels,
@@ -175,10 +279,11 @@ struct Pending {
 }
 
 /// What the reading thread hands the conversion thread: up to a batch of frames and, when a
-/// message could not be decoded, its line, which comes after them (bag order).
+/// message could not be decoded, its line (with its source), which comes after them (bag
+/// order).
 struct Chunk {
     frames: Vec<Pending>,
-    undecodable: Option<ReplayLine>,
+    undecodable: Option<(usize, ReplayLine)>,
 }
 
 /// A chunk converted to the encoder's input: every converted frame's pixels preprocessed
@@ -189,10 +294,11 @@ struct Prepared {
     /// Preprocessing the chunk (resizing, cropping, normalising): part of the encoder's
     /// time, as the node's `encoder_ms` includes it.
     preprocess_ms: f64,
-    undecodable: Option<ReplayLine>,
+    undecodable: Option<(usize, ReplayLine)>,
 }
 
 struct PreparedFrame {
+    source: usize,
     bag_time_ns: u64,
     header: Header,
     /// Reading, decoding, converting and preprocessing it.
@@ -251,6 +357,7 @@ impl Converter {
                     }
                 };
                 PreparedFrame {
+                    source: p.source,
                     bag_time_ns: p.bag_time_ns,
                     header: p.header,
                     own_ms: p.read_ms + started.elapsed().as_secs_f64() * 1e3,
@@ -355,7 +462,7 @@ impl Conversion {
 pub struct Replayer {
     image: ImageEncoder,
     labels: LabelMatrix,
-    step: FrameStep,
+    policy: MatchPolicy,
     batch_size: usize,
 }
 
@@ -363,7 +470,7 @@ impl Replayer {
     /// The parts the node itself would run ([`crate::node::NodePlan::load_engine`]).
     pub fn new(setup: CoreSetup, batch_size: usize) -> Self {
         Replayer {
-            step: FrameStep::new(setup.config.policy.clone()),
+            policy: setup.config.policy.clone(),
             image: setup.image,
             labels: setup.labels,
             batch_size: batch_size.max(1),
@@ -371,8 +478,8 @@ impl Replayer {
     }
 
     /// How scores become matches (the node's configuration).
-    pub fn policy(&self) -> &crate::engine::step::MatchPolicy {
-        self.step.policy()
+    pub fn policy(&self) -> &MatchPolicy {
+        &self.policy
     }
 
     /// The phrases frames are scored against.
@@ -380,9 +487,11 @@ impl Replayer {
         &self.labels
     }
 
-    /// Scores the selected frames of `topic` in bag order, handing each line to `emit`
-    /// (and `progress` the number of messages read so far). A damaged bag ends the replay
-    /// with what was read before the damage; the summary says where it broke.
+    /// Scores the selected frames of the `sources`' topics in log-time order (ties: in the
+    /// sources' order), each camera with its own [`FrameStep`] started afresh, handing each
+    /// line to `emit` (and `progress` the number of messages read so far). A damaged bag
+    /// ends the replay with what was read before the damage; the summary says where it
+    /// broke.
     ///
     /// Three stages overlap: this thread reads the bag and decodes messages, a second
     /// thread converts and preprocesses the frames of the next batch, and this thread
@@ -390,34 +499,39 @@ impl Replayer {
     pub fn run(
         &mut self,
         bag: &Bag,
-        topic: &TopicInfo,
+        sources: &[ReplaySource],
         selection: &FrameSelection,
         mut emit: impl FnMut(&ReplayLine) -> Result<(), Box<dyn std::error::Error + Send + Sync>>,
         mut progress: impl FnMut(u64),
     ) -> Result<ReplaySummary, ReplayError> {
         let started = Instant::now();
-        let mut summary = ReplaySummary::default();
+        let mut summary = ReplaySummary {
+            per_topic: vec![ReplayCounts::default(); sources.len()],
+            ..ReplaySummary::default()
+        };
+        let mut steps: Vec<FrameStep> = sources
+            .iter()
+            .map(|_| FrameStep::new(self.policy.clone()))
+            .collect();
+        let names: Vec<&str> = sources.iter().map(|s| s.topic.name.as_str()).collect();
         let preprocessor = self.image.preprocessor().clone();
         std::thread::scope(|scope| {
             let mut conversion = Conversion::start(scope, &preprocessor);
             let mut first: Option<u64> = None;
             let mut frames: Vec<Pending> = Vec::with_capacity(self.batch_size);
             let every = selection.every.max(1) as u64;
-            let mut in_window = 0u64;
+            let mut in_window = vec![0u64; sources.len()];
             // A failed write ends the replay: nothing after it could be kept.
-            let mut emit_all = |lines: Vec<ReplayLine>, summary: &mut ReplaySummary| {
-                for line in &lines {
-                    if let ReplayLine::Skipped { reason, .. } = line {
-                        *summary.frames_skipped.entry(reason).or_default() += 1;
-                    } else {
-                        summary.frames_scored += 1;
-                    }
+            let mut emit_all = |lines: Vec<(usize, ReplayLine)>, summary: &mut ReplaySummary| {
+                for (source, line) in &lines {
+                    summary.frames.count(line);
+                    summary.per_topic[*source].count(line);
                     emit(line).map_err(ReplayError::Write)?;
                 }
                 Ok::<(), ReplayError>(())
             };
             let mut last_done = Instant::now();
-            for message in bag.messages(&topic.name)? {
+            for message in bag.messages_of(&names)? {
                 let message = match message {
                     Ok(m) => m,
                     Err(e) => {
@@ -433,15 +547,21 @@ impl Replayer {
                 if selection.end.is_some_and(|e| since > e) {
                     break;
                 }
-                in_window += 1;
-                if !(in_window - 1).is_multiple_of(every) {
+                let source = names
+                    .iter()
+                    .position(|n| *n == message.topic)
+                    .expect("the bag delivers the topics asked for");
+                in_window[source] += 1;
+                if !(in_window[source] - 1).is_multiple_of(every) {
                     continue;
                 }
-                summary.frames_read += 1;
-                progress(summary.frames_read);
-                let chunk = match decode_frame(&topic.type_name, &message) {
+                summary.frames.frames_read += 1;
+                summary.per_topic[source].frames_read += 1;
+                progress(summary.frames.frames_read);
+                let chunk = match decode_frame(&sources[source].topic.type_name, &message) {
                     Ok((header, pixels)) => {
                         frames.push(Pending {
+                            source,
                             bag_time_ns: message.log_time_ns,
                             header,
                             pixels,
@@ -455,18 +575,22 @@ impl Replayer {
                     // The frames before it go first: results stay in bag order.
                     Err(error) => Some(Chunk {
                         frames: std::mem::take(&mut frames),
-                        undecodable: Some(ReplayLine::Skipped {
-                            bag_time_ns: message.log_time_ns,
-                            topic: topic.name.clone(),
-                            stamp: None,
-                            reason: RejectReason::Undeserializable.name(),
-                            error: error.to_string(),
-                        }),
+                        undecodable: Some((
+                            source,
+                            ReplayLine::Skipped {
+                                bag_time_ns: message.log_time_ns,
+                                topic: message.topic.clone(),
+                                camera: sources[source].camera.clone(),
+                                stamp: None,
+                                reason: RejectReason::Undeserializable.name(),
+                                error: error.to_string(),
+                            },
+                        )),
                     }),
                 };
                 if let Some(chunk) = chunk {
                     if let Some(ready) = conversion.submit(chunk) {
-                        emit_all(self.encode(ready, &topic.name), &mut summary)?;
+                        emit_all(self.encode(ready, sources, &mut steps), &mut summary)?;
                     }
                 }
                 last_done = Instant::now();
@@ -477,21 +601,27 @@ impl Replayer {
                     undecodable: None,
                 };
                 if let Some(ready) = conversion.submit(chunk) {
-                    emit_all(self.encode(ready, &topic.name), &mut summary)?;
+                    emit_all(self.encode(ready, sources, &mut steps), &mut summary)?;
                 }
             }
             while let Some(ready) = conversion.finish() {
-                emit_all(self.encode(ready, &topic.name), &mut summary)?;
+                emit_all(self.encode(ready, sources, &mut steps), &mut summary)?;
             }
             Ok::<(), ReplayError>(())
         })?;
         summary.wall_s = started.elapsed().as_secs_f64();
-        summary.frames_per_s = summary.frames_read as f64 / summary.wall_s.max(1e-9);
+        summary.frames_per_s = summary.frames.frames_read as f64 / summary.wall_s.max(1e-9);
         Ok(summary)
     }
 
-    /// Encodes (one forward pass) and scores a converted chunk, in order.
-    fn encode(&mut self, chunk: Prepared, topic: &str) -> Vec<ReplayLine> {
+    /// Encodes (one forward pass) and scores a converted chunk, in order, each frame with
+    /// its own source's step.
+    fn encode(
+        &mut self,
+        chunk: Prepared,
+        sources: &[ReplaySource],
+        steps: &mut [FrameStep],
+    ) -> Vec<(usize, ReplayLine)> {
         let converted = chunk.frames.iter().filter(|f| f.failed.is_none()).count();
         let started = Instant::now();
         let encoded = if converted == 0 {
@@ -508,33 +638,37 @@ impl Replayer {
             Err(e) => {
                 let error = format!("image encoder: {e}");
                 lines.extend(chunk.frames.into_iter().map(|f| match f.failed.clone() {
-                    Some((reason, own)) => skipped(f, topic, reason, own),
-                    None => skipped(f, topic, RejectReason::EncoderError.name(), error.clone()),
+                    Some((reason, own)) => skipped(f, sources, reason, own),
+                    None => skipped(f, sources, RejectReason::EncoderError.name(), error.clone()),
                 }));
             }
             Ok(embeddings) => {
                 let mut embeddings = embeddings.into_iter();
                 for f in chunk.frames {
                     lines.push(match f.failed.clone() {
-                        Some((reason, error)) => skipped(f, topic, reason, error),
+                        Some((reason, error)) => skipped(f, sources, reason, error),
                         None => {
                             let step_started = Instant::now();
                             let embedding = embeddings.next().expect("one embedding per image");
-                            let matches = self.step.step(&self.labels, 0, &embedding);
+                            let matches = steps[f.source].step(&self.labels, 0, &embedding);
                             let step_ms = step_started.elapsed().as_secs_f64() * 1e3;
-                            ReplayLine::Scored {
-                                result: FrameResult {
-                                    stamp: f.header.stamp,
-                                    frame_id: f.header.frame_id,
-                                    camera: None,
-                                    matches,
-                                    // Replay waits for no camera: the frame's own work.
-                                    latency_ms: f.own_ms + share_ms + step_ms,
-                                    encoder_ms,
+                            let source = &sources[f.source];
+                            (
+                                f.source,
+                                ReplayLine::Scored {
+                                    result: FrameResult {
+                                        stamp: f.header.stamp,
+                                        frame_id: f.header.frame_id,
+                                        camera: source.camera.clone(),
+                                        matches,
+                                        // Replay waits for no camera: the frame's own work.
+                                        latency_ms: f.own_ms + share_ms + step_ms,
+                                        encoder_ms,
+                                    },
+                                    bag_time_ns: f.bag_time_ns,
+                                    topic: source.topic.name.clone(),
                                 },
-                                bag_time_ns: f.bag_time_ns,
-                                topic: topic.to_string(),
-                            }
+                            )
                         }
                     });
                 }
@@ -545,14 +679,24 @@ impl Replayer {
     }
 }
 
-fn skipped(p: PreparedFrame, topic: &str, reason: &'static str, error: String) -> ReplayLine {
-    ReplayLine::Skipped {
-        bag_time_ns: p.bag_time_ns,
-        topic: topic.to_string(),
-        stamp: Some(p.header.stamp),
-        reason,
-        error,
-    }
+fn skipped(
+    p: PreparedFrame,
+    sources: &[ReplaySource],
+    reason: &'static str,
+    error: String,
+) -> (usize, ReplayLine) {
+    let source = &sources[p.source];
+    (
+        p.source,
+        ReplayLine::Skipped {
+            bag_time_ns: p.bag_time_ns,
+            topic: source.topic.name.clone(),
+            camera: source.camera.clone(),
+            stamp: Some(p.header.stamp),
+            reason,
+            error,
+        },
+    )
 }
 
 /// A recorded image message (`type_name`: an Image or CompressedImage type) as the node

@@ -1,8 +1,9 @@
 //! `replay --out-bag results.mcap`: the results as the node would have published them, in an
 //! MCAP file rosbag2 and Foxglove read (profile `ros2`, `ros2msg` schemas, CDR messages):
 //! `vision_msgs/msg/Classification` on the node's `~/classification` topic and the
-//! `~/matches` JSON as `std_msgs/msg/String`, each message logged at its frame's log time so
-//! camera bag and results play side by side.
+//! `~/matches` JSON as `std_msgs/msg/String` (per camera `~/C/classification` and
+//! `~/C/matches` when several topics are replayed), each message logged at its frame's log
+//! time so camera bag and results play side by side.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -40,47 +41,66 @@ pub fn add_ros2_channel<W: std::io::Write + std::io::Seek>(
     writer.add_channel(schema, topic, "cdr", &BTreeMap::new())
 }
 
+/// Where one replayed topic's results go: the (resolved) names of its camera's two topics.
+#[derive(Debug, Clone)]
+pub struct ResultTopics {
+    /// The replayed image topic.
+    pub source: String,
+    pub classification: String,
+    pub matches: String,
+}
+
+/// A replayed topic's two channels.
+struct Channels {
+    source: String,
+    classification: u16,
+    matches: u16,
+}
+
 /// Writes replay results into an MCAP file.
 pub struct ResultsBag {
     path: PathBuf,
     writer: mcap::Writer<BufWriter<File>>,
-    classification: u16,
-    matches: u16,
+    channels: Vec<Channels>,
     sequence: u32,
 }
 
 impl ResultsBag {
-    /// Creates `path` with the two channels on the given (resolved) topic names.
-    pub fn create(
-        path: &Path,
-        classification_topic: &str,
-        matches_topic: &str,
-    ) -> Result<Self, ResultsBagError> {
+    /// Creates `path` with two channels per replayed topic, in the order given.
+    pub fn create(path: &Path, topics: &[ResultTopics]) -> Result<Self, ResultsBagError> {
         let fail = |cause: String| ResultsBagError {
             path: path.display().to_string(),
             cause,
         };
         let file = File::create(path).map_err(|e| fail(e.to_string()))?;
         let mut writer = ros2_writer(file).map_err(|e| fail(e.to_string()))?;
-        let classification = add_ros2_channel(
-            &mut writer,
-            "vision_msgs/msg/Classification",
-            &definitions::classification(),
-            classification_topic,
-        )
-        .map_err(|e| fail(e.to_string()))?;
-        let matches = add_ros2_channel(
-            &mut writer,
-            "std_msgs/msg/String",
-            definitions::STRING,
-            matches_topic,
-        )
-        .map_err(|e| fail(e.to_string()))?;
+        let mut channels = Vec::with_capacity(topics.len());
+        for t in topics {
+            // A schema is written once, however many channels use it.
+            let classification = add_ros2_channel(
+                &mut writer,
+                "vision_msgs/msg/Classification",
+                &definitions::classification(),
+                &t.classification,
+            )
+            .map_err(|e| fail(e.to_string()))?;
+            let matches = add_ros2_channel(
+                &mut writer,
+                "std_msgs/msg/String",
+                definitions::STRING,
+                &t.matches,
+            )
+            .map_err(|e| fail(e.to_string()))?;
+            channels.push(Channels {
+                source: t.source.clone(),
+                classification,
+                matches,
+            });
+        }
         Ok(ResultsBag {
             path: path.to_path_buf(),
             writer,
-            classification,
-            matches,
+            channels,
             sequence: 0,
         })
     }
@@ -92,16 +112,21 @@ impl ResultsBag {
         }
     }
 
-    /// Records a scored frame's two messages (skipped frames have none, as on the wire).
+    /// Records a scored frame's two messages on its topic's channels (skipped frames have
+    /// none, as on the wire).
     pub fn write(&mut self, line: &ReplayLine) -> Result<(), ResultsBagError> {
         let ReplayLine::Scored {
             result,
             bag_time_ns,
-            ..
+            topic,
         } = line
         else {
             return Ok(());
         };
+        let Some(channels) = self.channels.iter().find(|c| c.source == *topic) else {
+            return Err(self.fail(format!("no channels for the results of topic {topic}")));
+        };
+        let (classification_channel, matches_channel) = (channels.classification, channels.matches);
         let header = Header {
             stamp: result.stamp,
             frame_id: result.frame_id.clone(),
@@ -112,8 +137,8 @@ impl ResultsBag {
             data: result.to_json(),
         };
         for (channel, data) in [
-            (self.classification, encode_cdr(&classification)),
-            (self.matches, encode_cdr(&matches)),
+            (classification_channel, encode_cdr(&classification)),
+            (matches_channel, encode_cdr(&matches)),
         ] {
             self.sequence += 1;
             let header = mcap::records::MessageHeader {

@@ -381,6 +381,114 @@ def evaluation(frames: Frames) -> dict:
             "writer": "mcap-ros2-support (zstd) + truth", "frames": expected}
 
 
+# Truth of the two-camera bag, per second i (header stamps [T0 + i - 0.25, T0 + i + 0.75)),
+# for both cameras; the front camera's last frame (second 5) has none.
+TWO_CAMERAS_TRUTH = [["red cup"], ["blue ball"], ["green box"], ["yellow banana"], []]
+
+
+def two_cameras(frames: Frames) -> dict:
+    """A rosbag2 folder (rosbags, MCAP storage) with two cameras showing different images,
+    interleaved in log time: /front_camera/color/image_raw (raw rgb8, 6 frames, one a second)
+    and /rear/image_raw/compressed (JPEG, 5 frames, 0.4 s after front frames 0, 1, 3, 4;
+    rear frame 2 has front frame 3's log time exactly and is written before it). Header
+    stamps are 5 ms before the log times. Truth: two_cameras_truth.csv, intervals of header
+    stamp seconds that hold for both cameras. `frames` lists the frames in the order replay
+    gives them for `--topic FRONT --topic REAR` (log time; the tie: front first)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    Time = ts.types["builtin_interfaces/msg/Time"]
+    Header = ts.types["std_msgs/msg/Header"]
+    name = "two_cameras"
+    path = HERE / name
+    shutil.rmtree(path, ignore_errors=True)
+    front, rear = "/front_camera/color/image_raw", "/rear/image_raw/compressed"
+    images = crops(11)
+    rear_times = [log_time(0) + 400_000_000, log_time(1) + 400_000_000, log_time(3),
+                  log_time(3) + 400_000_000, log_time(4) + 400_000_000]
+    # (log time, order at a tie in the file, order at a tie in replay, writer of the message)
+    events = []
+    for i in range(6):
+        events.append((log_time(i), 1, 0, ("front", i)))
+    for j, t in enumerate(rear_times):
+        events.append((t, 0, 1, ("rear", j)))
+    expected = {}
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {"front": w.add_connection(front, "sensor_msgs/msg/Image", typestore=ts),
+                 "rear": w.add_connection(rear, "sensor_msgs/msg/CompressedImage", typestore=ts)}
+        for t, _, _, (camera, k) in sorted(events, key=lambda e: (e[0], e[1])):
+            stamp_ns = t - 5_000_000
+            sec, ns = divmod(stamp_ns, 1_000_000_000)
+            header = Header(stamp=Time(sec=sec, nanosec=ns), frame_id=f"{camera}{k}")
+            if camera == "front":
+                data, step, file = frames.raw(f"two_front_{k}", images[k], "rgb8")
+                msg = ts.types["sensor_msgs/msg/Image"](
+                    header=header, height=48, width=64, encoding="rgb8", is_bigendian=0, step=step,
+                    data=np.frombuffer(data, np.uint8))
+                w.write(conns[camera], t, ts.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+            else:
+                data, file = frames.compressed(f"two_rear_{k}", images[6 + k], "jpeg")
+                msg = ts.types["sensor_msgs/msg/CompressedImage"](
+                    header=header, format="jpeg", data=np.frombuffer(data, np.uint8))
+                w.write(conns[camera], t, ts.serialize_cdr(msg, "sensor_msgs/msg/CompressedImage"))
+            # The CSV row covering the stamp: [T0 + i - 0.25, T0 + i + 0.75).
+            second = (stamp_ns - T0 * 1_000_000_000 + 250_000_000) // 1_000_000_000
+            truth = TWO_CAMERAS_TRUTH[second] if second < len(TWO_CAMERAS_TRUTH) else None
+            expected[(camera, k)] = {"file": str(file.relative_to(HERE)), "stamp": [sec, ns],
+                                     "frame_id": f"{camera}{k}", "bag_time_ns": t,
+                                     "topic": front if camera == "front" else rear,
+                                     "camera": "front_camera_color" if camera == "front" else "rear",
+                                     "truth": truth}
+    rows = ["start,end,label"]
+    for i, labels in enumerate(TWO_CAMERAS_TRUTH):
+        start = T0 + i - 0.25
+        rows.append(f'{start:.3f},{start + 1:.3f},"{"; ".join(labels) if labels else "none"}"')
+    (HERE / "two_cameras_truth.csv").write_text("\n".join(rows) + "\n")
+    order = [e[3] for e in sorted(events, key=lambda e: (e[0], e[2]))]
+    return {"bag": name, "topics": [front, rear], "cameras": ["front_camera_color", "rear"],
+            "truth_csv": "two_cameras_truth.csv", "writer": "rosbags (mcap), two topics interleaved",
+            "frames": [expected[k] for k in order]}
+
+
+def two_cameras_bad_frame(frames: Frames) -> dict:
+    """Two topics (mcap-ros2-support, zstd), interleaved: /left/image (raw rgb8, 3 frames) and
+    /right/image/compressed (JPEG, 3 frames, 0.5 s after the left ones), whose frame 1's bytes
+    are not a JPEG: it is skipped and counted for /right alone, every other frame scored."""
+    name = "two_cameras_bad_frame.mcap"
+    f, w = mcap_writer(HERE / name, "zstd", 1 << 20)
+    raw = w.register_msgdef("sensor_msgs/msg/Image", IMAGE_DEF)
+    compressed = w.register_msgdef("sensor_msgs/msg/CompressedImage", COMPRESSED_DEF)
+    images = crops(6)
+    expected = []
+    for i in range(3):
+        sec, ns = stamp(i)
+        header = {"stamp": {"sec": sec, "nanosec": ns}, "frame_id": f"left{i}"}
+        data, step, file = frames.raw(f"bad_left_{i}", images[i], "rgb8")
+        msg = dict(header=header, height=48, width=64, encoding="rgb8", is_bigendian=0, step=step, data=data)
+        w.write_message("/left/image", raw, msg, log_time=log_time(i), publish_time=log_time(i), sequence=i)
+        expected.append(dict(entry(file, i, f"left{i}"), topic="/left/image", camera="left"))
+        t = log_time(i) + 500_000_000
+        header = {"stamp": {"sec": sec, "nanosec": ns + 500_000_000}, "frame_id": f"right{i}"}
+        if i == 1:
+            msg = {"header": header, "format": "jpeg", "data": b"\xff\xd8 this is not a JPEG"}
+            reason, file = "undecodable", None
+        else:
+            data, file = frames.compressed(f"bad_right_{i}", images[3 + i], "jpeg")
+            msg = {"header": header, "format": "jpeg", "data": data}
+            reason = None
+        w.write_message("/right/image/compressed", compressed, msg, log_time=t, publish_time=t, sequence=i)
+        right = {"file": file and str(file.relative_to(HERE)), "stamp": [sec, ns + 500_000_000],
+                 "frame_id": f"right{i}", "bag_time_ns": t, "topic": "/right/image/compressed", "camera": "right"}
+        if reason:
+            right["reason"] = reason
+        expected.append(right)
+    w.finish()
+    f.close()
+    return {"bag": name, "topics": ["/left/image", "/right/image/compressed"], "cameras": ["left", "right"],
+            "writer": "mcap-ros2-support (zstd), two topics, one bad frame", "frames": expected}
+
+
 def main() -> int:
     frames = Frames()
     images = crops(6)
@@ -393,7 +501,8 @@ def main() -> int:
         split_bag(frames, images),
     ]
     out = {"bags": bags, "two_image_topics": two_image_topics(frames, images), "damaged": damaged(frames, images),
-           "undecodable": undecodable(frames, images), "evaluation": evaluation(frames)}
+           "undecodable": undecodable(frames, images), "evaluation": evaluation(frames),
+           "two_cameras": two_cameras(frames), "two_cameras_bad_frame": two_cameras_bad_frame(frames)}
     (HERE / "bags.json").write_text(json.dumps(out, indent=1) + "\n")
     size = sum(p.stat().st_size for p in HERE.rglob("*") if p.is_file())
     print(f"wrote {len(bags)} bags, 1 ambiguous, {len(out['damaged'])} damaged; {size / 1024:.0f} KiB in {HERE}")
