@@ -187,7 +187,7 @@ def bench_layout(args, model, work, nodes):
         processed += count("frames processed")
         dropped += count("frames dropped")
         received += count("frames received")
-    diag = cameras[0].start_diag
+    diag = cameras[0].end_diag
     return {
         "model": model,
         "sent": sent,
