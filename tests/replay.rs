@@ -725,16 +725,7 @@ fn the_results_bag_reads_back_with_the_mcap_ros2_decoder() {
         ],
     );
     assert_eq!(code, Some(0), "{err}");
-    let o = std::process::Command::new("python3")
-        .arg(root().join("tests/scripts/read_results_bag.py"))
-        .arg(&results)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let messages: Vec<Value> = text(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let messages = read_results_bag(&results);
     assert_eq!(messages.len(), 2 * lines.len());
     for (line, pair) in lines.iter().zip(messages.chunks(2)) {
         let (classification, matches) = (&pair[0], &pair[1]);
@@ -762,12 +753,8 @@ fn the_results_bag_reads_back_with_the_mcap_ros2_decoder() {
             );
         }
         // The matches JSON is the line without replay's own two fields.
-        let published: Value =
-            serde_json::from_str(matches["msg"]["data"].as_str().unwrap()).unwrap();
-        let mut line = line.clone();
-        line.as_object_mut().unwrap().remove("bag_time_ns");
-        line.as_object_mut().unwrap().remove("topic");
-        assert_eq!(published, line);
+        let published = assert_published_line(matches, line);
+        assert!(published.get("camera").is_none());
     }
 }
 
@@ -1275,16 +1262,7 @@ fn the_results_bag_has_each_cameras_channels() {
     extra.extend(["--out-bag", &results_s, "--batch-size", "3"]);
     let (code, _, err, lines, _d) = replay_in("two_cameras", &extra);
     assert_eq!(code, Some(0), "{err}");
-    let o = std::process::Command::new("python3")
-        .arg(root().join("tests/scripts/read_results_bag.py"))
-        .arg(&results)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let messages: Vec<Value> = text(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let messages = read_results_bag(&results);
     assert_eq!(messages.len(), 2 * lines.len());
     let channels: std::collections::BTreeSet<(String, String)> = messages
         .iter()
@@ -1327,15 +1305,10 @@ fn the_results_bag_has_each_cameras_channels() {
         let classification = &find("classification")["msg"];
         assert_eq!(classification["header"]["stamp"], line["stamp"]);
         assert_eq!(classification["header"]["frame_id"], line["frame_id"]);
-        let published: Value =
-            serde_json::from_str(find("matches")["msg"]["data"].as_str().unwrap()).unwrap();
         // The node's matches JSON of a camera, `camera` included: the line without replay's
         // own two fields.
+        let published = assert_published_line(find("matches"), line);
         assert_eq!(published["camera"], camera);
-        let mut line = line.clone();
-        line.as_object_mut().unwrap().remove("bag_time_ns");
-        line.as_object_mut().unwrap().remove("topic");
-        assert_eq!(published, line);
     }
 }
 
@@ -1363,4 +1336,30 @@ fn every_and_the_window_apply_to_each_topic_from_the_first_message_of_any() {
         ids(&["--start", "1.5", "--end", "3.5"]),
         ["front2", "front3", "rear2", "rear3"]
     );
+}
+
+/// A results bag's messages as the independent reader (`mcap_ros2`, in
+/// tests/scripts/read_results_bag.py) decodes them, one JSON object each.
+fn read_results_bag(path: &std::path::Path) -> Vec<Value> {
+    let o = std::process::Command::new("python3")
+        .arg(root().join("tests/scripts/read_results_bag.py"))
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    text(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Checks that a results bag's matches message is `line` without replay's own fields
+/// (`bag_time_ns`, `topic`); returns the published JSON.
+fn assert_published_line(matches: &Value, line: &Value) -> Value {
+    let published: Value = serde_json::from_str(matches["msg"]["data"].as_str().unwrap()).unwrap();
+    let mut line = line.clone();
+    line.as_object_mut().unwrap().remove("bag_time_ns");
+    line.as_object_mut().unwrap().remove("topic");
+    assert_eq!(published, line);
+    published
 }

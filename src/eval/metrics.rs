@@ -512,6 +512,27 @@ pub struct TopicEvaluation {
     pub evaluation: Evaluation,
 }
 
+impl TopicEvaluation {
+    /// The per-topic table's numbers, as the text summary and the report show them
+    /// (`missing` where there is no value): frames scored, skipped and with truth, top-1,
+    /// macro F1, encoder p50 and end-to-end p50.
+    pub fn cells(&self, missing: &str) -> [String; 7] {
+        let e = &self.evaluation;
+        let opt = |v: Option<f64>, digits: usize| {
+            v.map_or(missing.to_string(), |v| format!("{v:.digits$}"))
+        };
+        [
+            e.frames.scored.to_string(),
+            e.frames.skipped.to_string(),
+            e.frames.with_truth.to_string(),
+            opt(e.top1.as_ref().map(|t| t.accuracy), 4),
+            opt(e.macro_f1, 4),
+            opt(e.timing_ms.encoder.as_ref().map(|p| p.p50), 2),
+            opt(e.timing_ms.end_to_end.as_ref().map(|p| p.p50), 2),
+        ]
+    }
+}
+
 /// `per_topic` as an object keyed by topic, in replay order.
 fn topics_by_name<S: Serializer>(topics: &[TopicEvaluation], s: S) -> Result<S::Ok, S::Error> {
     #[derive(Serialize)]
@@ -568,6 +589,16 @@ impl Evaluation {
             .collect()
     }
 
+    /// The width of the phrase column: the longest phrase, at least 6.
+    fn phrase_width(&self) -> usize {
+        self.phrases
+            .iter()
+            .map(|p| p.chars().count())
+            .max()
+            .unwrap_or(6)
+            .max(6)
+    }
+
     /// Per topic: frames, top-1, macro F1, timing; then each phrase's F1 per topic.
     fn per_topic_text(&self) -> String {
         let mut s = String::from("per topic (each topic's frames alone):\n");
@@ -600,29 +631,17 @@ impl Evaluation {
         let opt =
             |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
         for t in &self.per_topic {
-            let e = &t.evaluation;
+            let [scored, skipped, with_truth, top1, f1, encoder, end_to_end] = t.cells("-");
             s += &format!(
-                "{:wt$}  {:wc$}  {:>6}  {:>7}  {:>10}  {:>6}  {:>8}  {:>11}  {:>14}\n",
+                "{:wt$}  {:wc$}  {scored:>6}  {skipped:>7}  {with_truth:>10}  {top1:>6}  {f1:>8}  \
+                 {encoder:>11}  {end_to_end:>14}\n",
                 t.topic,
                 t.camera.as_deref().unwrap_or("-"),
-                e.frames.scored,
-                e.frames.skipped,
-                e.frames.with_truth,
-                opt(e.top1.as_ref().map(|t| t.accuracy), 4),
-                opt(e.macro_f1, 4),
-                opt(e.timing_ms.encoder.as_ref().map(|p| p.p50), 2),
-                opt(e.timing_ms.end_to_end.as_ref().map(|p| p.p50), 2),
             );
         }
         if !self.per_phrase.is_empty() {
             let names = self.topic_names();
-            let w = self
-                .phrases
-                .iter()
-                .map(|p| p.chars().count())
-                .max()
-                .unwrap_or(6)
-                .max(6);
+            let w = self.phrase_width();
             s += "F1 of matched per phrase: all topics, then each camera:\n";
             s += &format!("{:w$}  {:>6}", "phrase", "all");
             for name in &names {
@@ -659,13 +678,7 @@ impl Evaluation {
             s += &format!("macro F1 of matched: {m:.4}\n");
         }
         if !self.per_phrase.is_empty() {
-            let w = self
-                .phrases
-                .iter()
-                .map(|p| p.chars().count())
-                .max()
-                .unwrap_or(6)
-                .max(6);
+            let w = self.phrase_width();
             s += &format!(
                 "{:w$}  {:>9}  {:>9}  {:>6}  {:>6}  {:>7}  {:>9}  {:>7}\n",
                 "phrase",

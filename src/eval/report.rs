@@ -549,19 +549,15 @@ fn topics_html(eval: &Evaluation) -> String {
         |v: Option<f64>, digits: usize| v.map_or("–".to_string(), |v| format!("{v:.digits$}"));
     let mut rows = String::new();
     for t in &eval.per_topic {
-        let e = &t.evaluation;
+        let cells: String = t
+            .cells("–")
+            .iter()
+            .map(|c| format!("<td>{c}</td>"))
+            .collect();
         rows += &format!(
-            "<tr><td><code>{}</code></td><td style=\"text-align: left\">{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td><code>{}</code></td><td style=\"text-align: left\">{}</td>{cells}</tr>\n",
             escape(&t.topic),
             escape(t.camera.as_deref().unwrap_or("–")),
-            e.frames.scored,
-            e.frames.skipped,
-            e.frames.with_truth,
-            opt(e.top1.as_ref().map(|t| t.accuracy), 4),
-            opt(e.macro_f1, 4),
-            opt(e.timing_ms.encoder.as_ref().map(|p| p.p50), 2),
-            opt(e.timing_ms.end_to_end.as_ref().map(|p| p.p50), 2),
         );
     }
     let mut html = format!(
