@@ -18,7 +18,8 @@
 //!
 //! With `wait_for_fresh_frame`, a frame already older than half its camera's period when
 //! the encoder frees up gives way to that camera's next frame if it arrives within the
-//! period: the result is then fresher, and never older than the newest frame waiting at
+//! period (only when it is the one frame waiting: a batch of several cameras never waits
+//! for one): the result is then fresher, and never older than the newest frame waiting at
 //! that moment. `max_rate` holds each camera back on its own; smoothing and hysteresis
 //! are per camera (a result never uses another camera's pixels or state).
 //! Text never runs on the frame thread; a phrase switch is one pointer swap, so a result
@@ -489,7 +490,12 @@ fn frame_loop(shared: &Shared, mut image: ImageEncoder, outputs: &dyn Outputs) {
         };
         let active = shared.loaded();
         let config = &active.config;
-        if config.wait_for_fresh_frame && config.frame_policy == FramePolicy::Newest {
+        // A batch of several cameras' frames never waits for one camera's next frame: the
+        // others' results would only get older (and the encoder would idle).
+        if config.wait_for_fresh_frame
+            && config.frame_policy == FramePolicy::Newest
+            && batch.len() == 1
+        {
             for (camera, input) in &mut batch {
                 // The waiting frame is already more than half a period old: the camera's
                 // next one is due soon, so wait for it (until 1.25 periods after this one

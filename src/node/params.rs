@@ -269,7 +269,7 @@ node_params! {
     frame_policy: String = "newest".to_string();
     /// Most frames waiting for the encoder with `frame_policy: every`.
     queue_size: i64 = 100, range(1, 10_000);
-    /// With `frame_policy: newest`: when the encoder frees up and the waiting frame is already older than half the camera's frame period, wait for the next frame (at most one period) and encode that instead: fresher results for a little throughput.
+    /// With `frame_policy: newest`: when the encoder frees up and the waiting frame is already older than half the camera's frame period, wait for the next frame (at most one period) and encode that instead: fresher results for a little throughput. With several cameras only when one camera's frame is waiting (a batch of several never waits for one camera).
     wait_for_fresh_frame: bool = true;
     /// Follow the /clock topic (rosgraph_msgs/Clock, as `ros2 bag play --clock` publishes it) for the times the node stamps itself (LabelInfo, diagnostics, parameter events) and for `max_rate`; results keep their image's stamp.
     use_sim_time: bool = false, read_only = true;
