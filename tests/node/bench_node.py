@@ -14,6 +14,7 @@ its RSS at the end of the run and its peak RSS (VmHWM, model loading included).
 Models: the bundled default model (models/tabletop, once it exists) and random-init
 ViT-B/32, made with
     python3 models/export.py --random-init --arch vit-b-32 --seed 0 --out models/.cache/random-vit-b-32-seed0
+    python3 models/quantize.py models/.cache/random-vit-b-32-seed0   # its int8 graph (7-bit weights)
 Builds nothing: run `cargo build --release --bin clip_node` first.
 """
 
