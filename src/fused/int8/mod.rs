@@ -466,7 +466,7 @@ mod tests {
             transformer: false,
         };
         let bytes = std::fs::read(path).unwrap();
-        let model = crate::model::encoder::parse_onnx(path, &bytes, fusions).unwrap();
+        let model = crate::model::encoder::parse_onnx(path, bytes, fusions).unwrap();
         let ops = |name: &str| {
             model
                 .nodes()
