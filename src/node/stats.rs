@@ -388,8 +388,7 @@ impl NodeStats {
         let wire_problems = self.wire.problems();
         self.wire.reported();
         let state = if health.loading { "loading" } else { "running" };
-        let statuses = self
-            .cameras
+        self.cameras
             .iter_mut()
             .zip(names)
             .enumerate()
@@ -423,8 +422,7 @@ impl NodeStats {
                     values,
                 }
             })
-            .collect();
-        statuses
+            .collect()
     }
 }
 

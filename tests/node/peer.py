@@ -53,6 +53,14 @@ def log(msg):
     print(f"[peer {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def matches_with_stamp(collector, stamp, what):
+    """The `~/matches` JSON object with header stamp `stamp`, waited for."""
+    def has_stamp(m):
+        j = json.loads(m.data)
+        return (j["stamp"]["sec"], j["stamp"]["nanosec"]) == stamp
+    return json.loads(collector.wait(f"{what} with stamp {stamp}", has_stamp, RESULT_TIMEOUT).data)
+
+
 class Session:
     """One node under test and the peer's endpoints for it."""
 
@@ -122,10 +130,7 @@ class Session:
         raise rp.Failure(f"no Classification for frame {frame['name']} after {attempts} attempts")
 
     def matches_for(self, stamp):
-        def has_stamp(m):
-            j = json.loads(m.data)
-            return (j["stamp"]["sec"], j["stamp"]["nanosec"]) == stamp
-        return json.loads(self.matches.wait(f"the matches JSON with stamp {stamp}", has_stamp, RESULT_TIMEOUT).data)
+        return matches_with_stamp(self.matches, stamp, "the matches JSON")
 
     def query(self, text):
         self.query_writer.write(rp.String(data=text))
@@ -1014,11 +1019,7 @@ class CameraEnds:
             lambda c: rp.stamp_of(c.header) == stamp, timeout)
 
     def matches_for(self, stamp):
-        def has_stamp(m):
-            j = json.loads(m.data)
-            return (j["stamp"]["sec"], j["stamp"]["nanosec"]) == stamp
-        return json.loads(self.matches.wait(f"{self.name}: the matches JSON with stamp {stamp}",
-                                            has_stamp, RESULT_TIMEOUT).data)
+        return matches_with_stamp(self.matches, stamp, f"{self.name}: the matches JSON")
 
     def processed(self):
         self.diagnostics.poll()
@@ -1127,11 +1128,14 @@ def scenario_cameras(args, cases):
             t.start()
         time.sleep(1.0)
         before = {c.name: c.processed() for c in cameras}
-        time.sleep(4.0)
-        rates = {c.name: (c.processed() - before[c.name]) / 4.0 for c in cameras}
+        started = time.monotonic()
+        # At least 4 s and 10 frames of each camera (a slow build under load takes longer).
+        rp.wait_for("10 frames of each camera under overload", lambda: time.monotonic() - started >= 4.0 and min(
+            c.processed() - before[c.name] for c in cameras) >= 10, 90, interval=0.1)
+        elapsed = time.monotonic() - started
+        rates = {c.name: (c.processed() - before[c.name]) / elapsed for c in cameras}
         per_batch = float(head.diagnostics.get("frames per batch (mean)"))
         log(f"processed under overload: {rates} frames/s; frames per batch (mean) {per_batch}")
-        check(min(rates.values()) > 0, f"a camera was starved: {rates}")
         check(min(rates.values()) >= 0.6 * max(rates.values()), f"rates differ by over 40%: {rates}")
         check(per_batch > 1.2, f"frames of the two cameras were not batched: {per_batch} per pass")
 
@@ -1158,7 +1162,10 @@ def scenario_cameras(args, cases):
                                                lambda st: st.level == 1 and "no image for" in st.message, 10)
         log(f"wrist stopped: {warned.message!r}")
         ok = head.diagnostics.wait_status("head still OK", lambda st: st.level == 0, 10)
-        check(float(head.diagnostics.values["rate (Hz)"]) > 0, f"head stopped too: {head.diagnostics.values}")
+        # Still served: its count grows (a single status's rate covers one diagnostics period,
+        # which a slow debug build under load can pass without finishing a frame).
+        served = head.processed()
+        rp.wait_for("head's frames still processed", lambda: head.processed() >= served + 3, 30)
         log(f"head: {ok.message!r}")
         node.check_alive()
     finally:
