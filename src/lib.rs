@@ -44,7 +44,7 @@
 //! 6  index node           image index; the node without a transport
 //! 5  engine               the one builder, scoring, the per-frame step
 //! 4  text                 prompts, tokenizers, text embeddings, label matrix
-//! 3  model                bundles, families, the tract encoders
+//! 3  model locate         bundles, families, the tract encoders; crops and relevance maps
 //! 2  image npy fused      frames and preprocessing; tensor files; fused graph ops
 //! 1  error bag cpu        the error type; rosbag2 readers; CPU features
 //! 0  precision config kernels ros_msgs
@@ -68,6 +68,7 @@ pub mod fuzzing;
 pub mod image;
 pub mod index;
 pub mod kernels;
+pub mod locate;
 pub mod model;
 pub mod node;
 pub mod npy;

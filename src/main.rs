@@ -1,11 +1,11 @@
 //! `clip_perception`: the CLIP toolbox on the command line — zero-shot classification,
-//! bag replay through the node's per-frame path, an image index with text search, the
-//! zero-shot benchmark, tokenization, image/text embeddings, the exact preprocessed tensor,
-//! bundle info. This file parses and dispatches; each command group is a file of `cli/`.
-//! Results go to stdout (a table, or one JSON object per line with `--json`); logs go to
-//! stderr; any error is reported once, as one `error:` line. Commands over many images go
-//! on past an image that cannot be read (one `error:` line for it, and in `--json` output
-//! an `{"image", "error"}` line in its place) unless `--fail-fast`. Exit codes: 0 all good,
+//! localisation of phrases, bag replay through the node's per-frame path, an image index
+//! with text search, the zero-shot benchmark, tokenization, image/text embeddings, the
+//! exact preprocessed tensor, bundle info. This file parses and dispatches; each command
+//! group is a file of `cli/`. Results go to stdout (a table, or one JSON object per line
+//! with `--json`); logs go to stderr; any error is reported once, as one `error:` line.
+//! Commands over many images go on past an image that cannot be read (one `error:` line
+//! for it, and in `--json` output an `{"image", "error"}` line in its place) unless `--fail-fast`. Exit codes: 0 all good,
 //! 1 some inputs failed or the run failed (model, output), 2 usage.
 
 mod cli;
@@ -15,7 +15,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use cli::{classify, embed, eval, index, info, replay, InputsFailed};
+use cli::{classify, embed, eval, index, info, locate, replay, InputsFailed};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +38,9 @@ struct Cli {
 enum Command {
     /// Zero-shot classification of images against task phrases.
     Classify(classify::ClassifyArgs),
+    /// Where each phrase is in images: score, point and box per phrase (crops of the image
+    /// scored like whole images, combined into a relevance map).
+    Locate(locate::LocateArgs),
     /// Token ids of texts, as the text encoder gets them.
     Tokenize(embed::TextArgs),
     /// Image embeddings (projected, unnormalised).
@@ -64,6 +67,7 @@ fn run(command: Command) -> Result<()> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     match command {
         Command::Classify(args) => classify::classify(args, &mut out)?,
+        Command::Locate(args) => locate::locate(args, &mut out)?,
         Command::Tokenize(args) => embed::tokenize(args, &mut out)?,
         Command::EmbedImage(args) => embed::embed_image(args, &mut out)?,
         Command::EmbedText(args) => embed::embed_text(args, &mut out)?,

@@ -12,6 +12,7 @@ mod fuzz_corpus;
 mod index;
 mod layers;
 mod layout;
+mod locate;
 #[cfg(feature = "dds")]
 mod node;
 mod node_core;

@@ -9,6 +9,7 @@ pub mod embed;
 pub mod eval;
 pub mod index;
 pub mod info;
+pub mod locate;
 pub mod replay;
 
 use std::io::{IsTerminal, Write};
@@ -131,6 +132,14 @@ impl<'p> Batch<'p> {
             images,
             slots,
         })
+    }
+
+    /// The paths that were read, each with the index of its image.
+    pub fn loaded(&self) -> impl Iterator<Item = (&Path, usize)> + '_ {
+        self.paths
+            .iter()
+            .zip(&self.slots)
+            .filter_map(|(p, s)| s.as_ref().ok().map(|&i| (p.as_path(), i)))
     }
 
     /// Writes each path's result (`write(path, index of its image)`) or, with `--json`, its

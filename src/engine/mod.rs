@@ -5,6 +5,7 @@
 //! runs the same [`step::FrameStep`] after the image encoder, so offline numbers equal live
 //! numbers by construction.
 
+pub mod locate;
 pub mod model_dir;
 pub mod scoring;
 pub mod step;
@@ -223,6 +224,16 @@ impl ClipEngine {
     /// The label matrix of `phrases` (see [`TextEmbedder::label_matrix`]).
     pub fn label_matrix(&mut self, phrases: &[String], prompts: &Prompts) -> Result<LabelMatrix> {
         self.text.label_matrix(phrases, prompts)
+    }
+
+    /// Every phrase's location in `image`, best first ([`locate::locate_image`]).
+    pub fn locate(
+        &mut self,
+        image: &RgbImage,
+        labels: &LabelMatrix,
+        settings: &crate::locate::LocateSettings,
+    ) -> Result<Vec<crate::locate::Location>> {
+        locate::locate_image(&mut self.image, self.batch_size, image, labels, settings)
     }
 
     /// Zero-shot scores of each image against the labels.

@@ -2,6 +2,7 @@
 //! HTML report with its plots ([`report`]).
 
 pub mod metrics;
+pub mod overlay;
 pub mod report;
 pub mod truth;
 

@@ -341,14 +341,23 @@ def sample_objects(rng: np.random.Generator, n: int, horizon: int,
 
 
 def render(objs: Sequence[SceneObject], rng: np.random.Generator, bg: tuple[np.ndarray, int] | None = None,
-           noise_max: float = 7.0) -> Image.Image:
+           noise_max: float = 7.0, boxes: list | None = None) -> Image.Image:
+    """Draw the scene. When `boxes` is a list, it receives one `(x0, y0, x1, y1)` per object
+    in the order of `objs`: the tight box of the object's drawn pixels (alpha > 0, after tilt
+    and mirror) in image pixels, clipped to the image, half-open (x1, y1 exclusive). Drawn
+    boxes include parts a nearer object hides. Asking for boxes consumes no random numbers:
+    the picture is the same either way."""
     arr, _ = bg if bg is not None else background(rng)
     canvas = Image.fromarray(arr.astype(np.uint8), "RGB").convert("RGBA")
     shadow_dx = float(rng.uniform(-10, 10))
-    for obj in sorted(objs, key=lambda o: o.by):  # back to front: nearer objects occlude
+    found: dict[int, tuple[int, int, int, int]] = {}
+    for i, obj in sorted(enumerate(objs), key=lambda io: io[1].by):  # back to front: nearer objects occlude
         patch = object_patch(obj, rng)
         side = patch.size[0]
         x0, y0 = int(round(obj.cx - side / 2)), int(round(obj.by - side * 0.75))
+        bb = patch.getchannel("A").getbbox()
+        if bb is not None:
+            found[i] = (max(0, x0 + bb[0]), max(0, y0 + bb[1]), min(SIZE, x0 + bb[2]), min(SIZE, y0 + bb[3]))
         # soft shadow: the object's alpha, squashed towards the table, blurred, dark
         a = patch.getchannel("A")
         sh = a.resize((side, max(1, side // 3)), Image.BILINEAR)
@@ -375,6 +384,8 @@ def render(objs: Sequence[SceneObject], rng: np.random.Generator, bg: tuple[np.n
     out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
     if rng.random() < 0.15:
         out = out.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.0))))
+    if boxes is not None:
+        boxes.extend(found.get(i, (0, 0, 0, 0)) for i in range(len(objs)))
     return out
 
 
@@ -523,15 +534,17 @@ def single_object_image(seed: int, colour: str, kind: str, noise_max: float = 4.
     return render(objs, rng, bg, noise_max=noise_max)
 
 
-def scene_image(seed: int, objs: Sequence[tuple[str, str]], noise_max: float = 4.0) -> Image.Image:
-    """A picture of exactly the given (colour, kind) objects (samples)."""
+def scene_image(seed: int, objs: Sequence[tuple[str, str]], noise_max: float = 4.0,
+                boxes: list | None = None) -> Image.Image:
+    """A picture of exactly the given (colour, kind) objects (samples); `boxes` as in
+    `render`, in the order of `objs`."""
     rng = np.random.default_rng([seed, 0x5A3E])
     bg = background(rng)
     lo, hi = (85, 135) if len(objs) == 1 else (70, 105) if len(objs) == 2 else (62, 90)
     placed = sample_objects(rng, len(objs), bg[1], list(objs), size_range=(lo, hi))
     for o, (c, k) in zip(placed, objs):
         o.colour, o.kind = c, k
-    return render(placed, rng, bg, noise_max=noise_max)
+    return render(placed, rng, bg, noise_max=noise_max, boxes=boxes)
 
 
 def main(argv=None) -> int:
