@@ -142,7 +142,8 @@ pub fn felzenszwalb(
             }
         }
     }
-    edges.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Weights are non-negative: their bit patterns sort as the values do.
+    edges.sort_unstable_by_key(|e| (e.0.to_bits(), e.1, e.2));
     let n = w * h;
     let mut parent: Vec<u32> = (0..n as u32).collect();
     let mut size = vec![1usize; n];
