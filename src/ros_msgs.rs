@@ -110,6 +110,128 @@ pub struct Classification {
     pub results: Vec<ObjectHypothesis>,
 }
 
+/// `vision_msgs/Point2D`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Point2D {
+    pub x: f64,
+    pub y: f64,
+}
+
+/// `vision_msgs/Pose2D`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pose2D {
+    pub position: Point2D,
+    pub theta: f64,
+}
+
+/// `vision_msgs/BoundingBox2D`: centre and size in pixels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct BoundingBox2D {
+    pub center: Pose2D,
+    pub size_x: f64,
+    pub size_y: f64,
+}
+
+/// `geometry_msgs/Point`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    pub x: f64,
+    pub y: f64,
+    pub z: f64,
+}
+
+/// `geometry_msgs/Quaternion`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Quaternion {
+    pub x: f64,
+    pub y: f64,
+    pub z: f64,
+    pub w: f64,
+}
+
+/// `geometry_msgs/Pose`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pose {
+    pub position: Point,
+    pub orientation: Quaternion,
+}
+
+/// A `float64[36]` (a fixed-size array: no length on the wire).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Covariance(pub [f64; 36]);
+
+impl Default for Covariance {
+    fn default() -> Self {
+        Covariance([0.0; 36])
+    }
+}
+
+impl Serialize for Covariance {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = serializer.serialize_tuple(36)?;
+        for v in &self.0 {
+            t.serialize_element(v)?;
+        }
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Covariance {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Values;
+        impl<'de> serde::de::Visitor<'de> for Values {
+            type Value = Covariance;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("36 float64 values")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Covariance, A::Error> {
+                let mut out = [0.0; 36];
+                for (i, v) in out.iter_mut().enumerate() {
+                    *v = seq
+                        .next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                }
+                Ok(Covariance(out))
+            }
+        }
+        deserializer.deserialize_tuple(36, Values)
+    }
+}
+
+/// `geometry_msgs/PoseWithCovariance`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoseWithCovariance {
+    pub pose: Pose,
+    pub covariance: Covariance,
+}
+
+/// `vision_msgs/ObjectHypothesisWithPose`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObjectHypothesisWithPose {
+    pub hypothesis: ObjectHypothesis,
+    pub pose: PoseWithCovariance,
+}
+
+/// `vision_msgs/Detection2D`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Detection2D {
+    pub header: Header,
+    pub results: Vec<ObjectHypothesisWithPose>,
+    pub bbox: BoundingBox2D,
+    pub id: String,
+}
+
+/// `vision_msgs/Detection2DArray`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Detection2DArray {
+    pub header: Header,
+    pub detections: Vec<Detection2D>,
+}
+
 /// `vision_msgs/VisionClass`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VisionClass {
@@ -322,6 +444,7 @@ pub mod type_names {
     pub const COMPRESSED_IMAGE: (&str, &str) = ("sensor_msgs", "CompressedImage");
     pub const STRING: (&str, &str) = ("std_msgs", "String");
     pub const CLASSIFICATION: (&str, &str) = ("vision_msgs", "Classification");
+    pub const DETECTION_2D_ARRAY: (&str, &str) = ("vision_msgs", "Detection2DArray");
     pub const LABEL_INFO: (&str, &str) = ("vision_msgs", "LabelInfo");
     pub const DIAGNOSTIC_ARRAY: (&str, &str) = ("diagnostic_msgs", "DiagnosticArray");
     pub const PARAMETER_EVENT: (&str, &str) = ("rcl_interfaces", "ParameterEvent");

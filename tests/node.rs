@@ -266,8 +266,24 @@ fn cases() -> &'static (tempfile::TempDir, Value) {
             frames[frame]["replay_cosine"] = cosine;
         }
 
+        // A tabletop scene for `localize`: its pixels as the engine decodes the JPEG (what
+        // `locate` sees of the file), as a raw rgb8 frame.
+        let tabletop = root().join("models/tabletop");
+        let jpeg = tabletop.join("locate/scene2_001.jpg");
+        let scene = load_image_file(&jpeg).expect("scene");
+        let scene = json!({
+            "model": tabletop.display().to_string(),
+            "jpeg": jpeg.display().to_string(),
+            "frame": {
+                "name": "scene", "kind": "raw", "encoding": "rgb8", "width": scene.width,
+                "height": scene.height, "step": scene.width * 3, "is_bigendian": 0,
+                "data": write("scene.bin", &packed(&scene)),
+            },
+        });
+
         let cases = json!({
             "model": model.display().to_string(),
+            "scene": scene,
             "labels": PHRASES,
             "query_labels": QUERY_PHRASES,
             "parameters": clip_perception::node::PARAMS.iter().map(|p| json!({
@@ -653,4 +669,10 @@ fn a_flood_of_queries_is_coalesced_without_mixing_phrase_sets() {
 #[test]
 fn several_cameras_in_one_node_each_get_their_own_results_status_and_turn() {
     scenario("cameras");
+}
+
+/// `localize` on the wire: ~/detections equal `locate --json` on the same pixels.
+#[test]
+fn localize_publishes_detections_where_locate_finds_them() {
+    scenario("localize");
 }

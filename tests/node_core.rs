@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clip_perception::node::messages::{
-    Classification, DiagnosticStatus, FrameResult, Header, LabelInfo, Outputs, Stamp,
+    Classification, Detections, DiagnosticStatus, FrameResult, Header, Heatmap, LabelInfo, Outputs,
+    Stamp,
 };
 use clip_perception::node::{ImageInput, NodeCore, NodePlan, Pixels, RosArgs};
 
@@ -21,6 +22,8 @@ struct Recorder {
     label_infos: Mutex<Vec<LabelInfo>>,
     diagnostics: Mutex<Vec<DiagnosticStatus>>,
     parameter_events: Mutex<Vec<Vec<(&'static str, serde_json::Value)>>>,
+    detections: Mutex<Vec<Detections>>,
+    heatmaps: Mutex<Vec<Heatmap>>,
 }
 
 impl Outputs for Recorder {
@@ -30,6 +33,12 @@ impl Outputs for Recorder {
     fn matches(&self, camera: usize, result: &FrameResult) {
         self.match_cameras.lock().unwrap().push(camera);
         self.matches.lock().unwrap().push(result.clone());
+    }
+    fn detections(&self, _camera: usize, message: Detections) {
+        self.detections.lock().unwrap().push(message);
+    }
+    fn heatmap(&self, _camera: usize, message: Heatmap) {
+        self.heatmaps.lock().unwrap().push(message);
     }
     fn label_info(&self, message: LabelInfo) {
         self.label_infos.lock().unwrap().push(message);
@@ -818,4 +827,120 @@ fn max_rate_holds_each_camera_back_on_its_own() {
             camera.processed
         );
     }
+}
+
+/// `localize` (live): each frame's matched phrases located as `locate` locates them on the
+/// same pixels, `publish_heatmap` adds the maps side by side, and turning it off stops both.
+#[test]
+fn localize_publishes_the_matched_phrases_where_locate_finds_them() {
+    use clip_perception::locate::LocateSettings;
+    use clip_perception::text::Prompts;
+    let model = crate::common::root().join("models/tabletop");
+    let scene = model.join("locate/scene2_001.jpg");
+    let image = clip_perception::image::load_image_file(&scene).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let (core, rec) = start_model(
+        &model,
+        &[
+            "labels:=white bottle; green book; red cup",
+            "threshold:=0.15",
+            "localize:=true",
+            "publish_heatmap:=true",
+        ],
+        cache.path(),
+    );
+    wait_until("the model", || core.ready());
+    let input = |sec: i32| {
+        ImageInput::new(
+            Header {
+                stamp: Stamp { sec, nanosec: 0 },
+                frame_id: "cam".into(),
+            },
+            Pixels::Raw {
+                width: image.width,
+                height: image.height,
+                step: image.width * 3,
+                encoding: "rgb8".into(),
+                is_bigendian: false,
+                data: image.data.to_vec(),
+            },
+        )
+    };
+    core.offer_image(0, input(1));
+    wait_until("detections", || !rec.detections.lock().unwrap().is_empty());
+    // The same answer from the engine directly.
+    let mut engine = clip_perception::ClipEngine::load(clip_perception::EngineOptions {
+        model: Some(model.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    let phrases: Vec<String> = ["white bottle", "green book", "red cup"]
+        .map(String::from)
+        .to_vec();
+    let labels = engine
+        .label_matrix(&phrases, &Prompts::choose(None, None).unwrap())
+        .unwrap();
+    let want = engine
+        .locate(&image, &labels, &LocateSettings::default())
+        .unwrap();
+    let got = rec.detections.lock().unwrap()[0].clone();
+    assert_eq!(got.header.stamp.sec, 1);
+    let matched: Vec<String> = rec.matches.lock().unwrap()[0]
+        .matches
+        .labels
+        .iter()
+        .filter(|m| m.matched)
+        .map(|m| m.phrase.clone())
+        .collect();
+    // The two objects in view are matched, the red cup is not.
+    assert_eq!(got.detections.len(), matched.len());
+    assert!(
+        !matched.contains(&"red cup".to_string()) && matched.len() == 2,
+        "{matched:?}"
+    );
+    for d in &got.detections {
+        let l = want
+            .iter()
+            .find(|l| phrases[l.index] == d.class_id)
+            .unwrap();
+        let b = l.bbox;
+        assert_eq!(
+            d.center,
+            [(b.x0 + b.x1) as f64 / 2.0, (b.y0 + b.y1) as f64 / 2.0]
+        );
+        assert_eq!(d.size, [b.width() as f64, b.height() as f64]);
+        assert!(
+            (d.score - f64::from(l.score.clamp(0.0, 1.0))).abs() < 1e-5,
+            "{d:?} {l:?}"
+        );
+    }
+    // The maps: one per phrase side by side, in phrase order.
+    let map = rec.heatmaps.lock().unwrap()[0].clone();
+    let m0 = &want.iter().find(|l| l.index == 0).unwrap().map;
+    assert_eq!(
+        (map.width as usize, map.height as usize),
+        (3 * m0.cols, m0.rows)
+    );
+    assert_eq!(map.values.len(), (map.width * map.height) as usize);
+    for (a, b) in map.values[..m0.cols].iter().zip(&m0.values[..m0.cols]) {
+        assert!((a - b).abs() < 1e-5);
+    }
+    // Diagnostics report the localisation time.
+    wait_until("diagnostics with localization time", || {
+        rec.diagnostics.lock().unwrap().iter().any(|s| {
+            s.values
+                .iter()
+                .any(|(k, v)| k == "localization median (ms)" && v != "-")
+        })
+    });
+    // Off (live): the next frame gets its Classification but no detections.
+    let results = core.set_parameters(vec![("localize".into(), serde_json::json!(false))], false);
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let before = rec.detections.lock().unwrap().len();
+    core.offer_image(0, input(2));
+    wait_until("the second frame", || {
+        rec.matches.lock().unwrap().len() >= 2
+    });
+    assert_eq!(rec.detections.lock().unwrap().len(), before);
+    core.shutdown();
 }

@@ -194,6 +194,8 @@ impl Topics<'_> {
 struct CameraPublishers {
     classification: Publisher<msgs::Classification>,
     matches: Publisher<msgs::StringMsg>,
+    detections: Publisher<msgs::Detection2DArray>,
+    heatmap: Publisher<msgs::Image>,
 }
 
 /// The core's outputs as ROS 2 publishers.
@@ -249,6 +251,16 @@ impl Outputs for DdsOutputs {
         let data = result.to_json();
         let publisher = &self.cameras[camera].matches;
         self.publish("matches", publisher, msgs::StringMsg { data });
+    }
+
+    fn detections(&self, camera: usize, message: core_msgs::Detections) {
+        let publisher = &self.cameras[camera].detections;
+        self.publish("detections", publisher, message.into());
+    }
+
+    fn heatmap(&self, camera: usize, message: core_msgs::Heatmap) {
+        let publisher = &self.cameras[camera].heatmap;
+        self.publish("heatmap", publisher, message.into());
     }
 
     fn label_info(&self, message: core_msgs::LabelInfo) {
@@ -479,6 +491,16 @@ pub fn run(plan: &NodePlan, stop: Arc<AtomicBool>) -> Result<(), RunError> {
             matches: t.publisher(
                 &topics::of_camera(name, topics::MATCHES),
                 msgs::type_names::STRING,
+                default_qos(),
+            )?,
+            detections: t.publisher(
+                &topics::of_camera(name, topics::DETECTIONS),
+                msgs::type_names::DETECTION_2D_ARRAY,
+                default_qos(),
+            )?,
+            heatmap: t.publisher(
+                &topics::of_camera(name, topics::HEATMAP),
+                msgs::type_names::IMAGE,
                 default_qos(),
             )?,
         });

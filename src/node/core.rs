@@ -35,14 +35,21 @@ use std::time::{Duration, Instant};
 
 use super::clock::{since_zero, RosClock};
 use super::frame_queue::{FramePolicy, FrameQueues, Taken};
-use super::messages::{Classification, FrameResult, Header, ImageInput, LabelInfo, Outputs, Stamp};
+use super::messages::{
+    Classification, Detections, FrameResult, Header, Heatmap, ImageInput, LabelInfo, Outputs, Stamp,
+};
 use super::params::{spec, NodeConfig, NodeParams};
 use super::stats::{Health, NodeStats};
+use crate::engine::locate::locate_image;
 use crate::engine::step::FrameStep;
 use crate::image::RejectReason;
+use crate::locate::LocateSettings;
 use crate::model::ImageEncoder;
 use crate::text::{parse_phrases, LabelMatrix, TextEmbedder};
 use serde_json::Value;
+
+/// Regions encoded per pass when localising.
+const LOCATE_BATCH: usize = 8;
 
 /// Cameras slower than this period get no wait for a fresher frame.
 const MAX_FRESH_WAIT: Duration = Duration::from_millis(250);
@@ -599,18 +606,47 @@ fn process_batch(
     // Each frame's share of the batch's pass (preprocessing included).
     let encoded = frames.len();
     let encoder_ms = started.elapsed().as_secs_f64() * 1e3 / encoded as f64;
-    drop(rgbs);
     // One snapshot of the phrases and policy for everything this batch publishes.
     let active = shared.loaded();
-    for ((camera, input), embedding) in frames.into_iter().zip(embeddings) {
+    for (((camera, input), embedding), rgb) in frames.into_iter().zip(embeddings).zip(rgbs) {
         let step = &mut steps[camera];
         if step.policy() != &active.config.policy {
             step.set_policy(active.config.policy.clone());
         }
         let matches = step.step(&active.matrix, active.generation, &embedding);
-        let latency_ms = input.received.elapsed().as_secs_f64() * 1e3;
         let header = input.header.clone();
+        // Localisation: after the step (its matched flags pick what is published), before
+        // the results go out, so a frame's messages all leave together.
+        let mut located = None;
+        if active.config.localize {
+            let started = Instant::now();
+            match locate_image(
+                image,
+                LOCATE_BATCH,
+                &rgb,
+                &active.matrix,
+                &LocateSettings::default(),
+            ) {
+                Ok(locations) => located = Some((locations, started.elapsed())),
+                Err(e) => throttle.warn("localization", || {
+                    format!("frame {:?}: localization skipped: {e}", header.frame_id)
+                }),
+            }
+        }
+        drop(rgb);
+        let latency_ms = input.received.elapsed().as_secs_f64() * 1e3;
         outputs.classification(camera, Classification::of(header.clone(), &matches));
+        if let Some((locations, _)) = &located {
+            outputs.detections(
+                camera,
+                Detections::of(header.clone(), &matches, locations, &active.matrix.labels),
+            );
+            if active.config.publish_heatmap {
+                if let Some(map) = Heatmap::of(header.clone(), locations) {
+                    outputs.heatmap(camera, map);
+                }
+            }
+        }
         outputs.matches(
             camera,
             &FrameResult {
@@ -628,6 +664,9 @@ fn process_batch(
         camera_stats.processed += 1;
         camera_stats.latency_ms.push(latency_ms);
         camera_stats.encoder_ms.push(encoder_ms);
+        if let Some((_, took)) = located {
+            camera_stats.locate_ms.push(took.as_secs_f64() * 1e3);
+        }
     }
     let mut stats = shared.stats();
     stats.batches += 1;

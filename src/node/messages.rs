@@ -136,6 +136,94 @@ impl Classification {
     }
 }
 
+/// One located phrase (`vision_msgs/Detection2D`): the box's centre and size in the
+/// image's pixels, the phrase, its score in the `Classification` unit (the picked region's
+/// score, clipped to [0, 1]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    pub class_id: String,
+    pub score: f64,
+    pub center: [f64; 2],
+    pub size: [f64; 2],
+}
+
+/// `vision_msgs/Detection2DArray`: the image's header, one detection per matched phrase,
+/// best score first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detections {
+    pub header: Header,
+    pub detections: Vec<Detection>,
+}
+
+/// `sensor_msgs/Image`, `32FC1`: every phrase's relevance map (score unit), side by side
+/// in one row in `LabelInfo`'s class order, each `cols` wide: `width = cols * phrases`,
+/// `height = rows`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heatmap {
+    pub header: Header,
+    pub width: u32,
+    pub height: u32,
+    /// Row-major, `width * height` values.
+    pub values: Vec<f32>,
+}
+
+impl Heatmap {
+    /// The maps of `locations` (any order) side by side in phrase order.
+    pub fn of(header: Header, locations: &[crate::locate::Location]) -> Option<Heatmap> {
+        let mut by_phrase: Vec<&crate::locate::Location> = locations.iter().collect();
+        by_phrase.sort_by_key(|l| l.index);
+        let first = by_phrase.first()?;
+        let (cols, rows) = (first.map.cols, first.map.rows);
+        let width = cols * by_phrase.len();
+        let mut values = vec![0f32; width * rows];
+        for (p, l) in by_phrase.iter().enumerate() {
+            for r in 0..rows {
+                values[r * width + p * cols..r * width + (p + 1) * cols]
+                    .copy_from_slice(&l.map.values[r * cols..(r + 1) * cols]);
+            }
+        }
+        Some(Heatmap {
+            header,
+            width: width as u32,
+            height: rows as u32,
+            values,
+        })
+    }
+}
+
+impl Detections {
+    /// What the node publishes for a frame: a detection for each phrase `matches` has
+    /// matched, at its location (`phrases[location.index]` names it), best score first.
+    pub fn of(
+        header: Header,
+        matches: &Matches,
+        locations: &[crate::locate::Location],
+        phrases: &[String],
+    ) -> Self {
+        let matched = |phrase: &str| {
+            matches
+                .labels
+                .iter()
+                .any(|m| m.matched && m.phrase == phrase)
+        };
+        let mut detections: Vec<Detection> = locations
+            .iter()
+            .filter(|l| phrases.get(l.index).is_some_and(|p| matched(p)))
+            .map(|l| {
+                let b = l.bbox;
+                Detection {
+                    class_id: phrases[l.index].clone(),
+                    score: f64::from(l.score.clamp(0.0, 1.0)),
+                    center: [(b.x0 + b.x1) as f64 / 2.0, (b.y0 + b.y1) as f64 / 2.0],
+                    size: [b.width() as f64, b.height() as f64],
+                }
+            })
+            .collect();
+        detections.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Detections { header, detections }
+    }
+}
+
 /// `vision_msgs/LabelInfo`: class ids are the phrases' indices.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelInfo {
@@ -173,6 +261,11 @@ pub trait Outputs: Send + Sync + 'static {
     /// The frame's full result, published as its camera's `~/matches` JSON
     /// ([`FrameResult::to_json`]).
     fn matches(&self, camera: usize, result: &FrameResult);
+    /// A frame's located matched phrases, on its camera's `~/detections` (with `localize`).
+    fn detections(&self, camera: usize, message: Detections);
+    /// A frame's relevance maps, on its camera's `~/heatmap` (with `localize` and
+    /// `publish_heatmap`).
+    fn heatmap(&self, camera: usize, message: Heatmap);
     fn label_info(&self, message: LabelInfo);
     /// One status per camera, in one `DiagnosticArray`.
     fn diagnostics(&self, header: Header, statuses: Vec<DiagnosticStatus>);

@@ -47,6 +47,8 @@ pub mod topics {
     pub const CLASSIFICATION: &str = "~/classification";
     pub const LABEL_INFO: &str = "~/label_info";
     pub const MATCHES: &str = "~/matches";
+    pub const DETECTIONS: &str = "~/detections";
+    pub const HEATMAP: &str = "~/heatmap";
     pub const DIAGNOSTICS: &str = "/diagnostics";
     pub const PARAMETER_EVENTS: &str = "/parameter_events";
     pub const ROSOUT: &str = "/rosout";

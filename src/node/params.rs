@@ -249,6 +249,10 @@ node_params! {
     cameras: Vec<String> = Vec::new(), read_only = true;
     /// Most frames encoded in one batch, at most one per camera (0 = the number of cameras). When more cameras have a frame waiting than fit, cameras take turns.
     max_batch: i64 = 0, range(0, 64);
+    /// Locate every matched phrase in the frame and publish `~/detections` (vision_msgs/Detection2DArray, one detection per matched phrase: box centre and size in pixels, class_id = phrase, score in the Classification unit). Costs about 8 more encoder passes per frame plus a segmentation (see diagnostics `localization median (ms)`).
+    localize: bool = false;
+    /// With `localize`: also publish `~/heatmap` (sensor_msgs/Image, 32FC1): every phrase's relevance map side by side in one row, in LabelInfo's class order.
+    publish_heatmap: bool = false;
     /// Most frames encoded per second (0 = as fast as the encoder goes); frames in between are dropped.
     max_rate: f64 = 0.0, range(0.0, 10_000.0);
     /// Temporal smoothing of scores, in [0, 1) (1 itself is refused): weight of the previous smoothed value (0 = off).
@@ -300,6 +304,9 @@ pub struct NodeConfig {
     pub precision: Option<Precision>,
     pub keep_text_encoder: bool,
     pub wait_for_fresh_frame: bool,
+    /// Locate matched phrases (`~/detections`), and publish the maps (`~/heatmap`).
+    pub localize: bool,
+    pub publish_heatmap: bool,
     pub frame_policy: FramePolicy,
     pub diagnostics_period: std::time::Duration,
     /// Processed frames/s under which diagnostics warn (0: no check).
@@ -482,6 +489,8 @@ impl NodeParams {
             precision,
             keep_text_encoder: self.keep_text_encoder,
             wait_for_fresh_frame: self.wait_for_fresh_frame,
+            localize: self.localize,
+            publish_heatmap: self.publish_heatmap,
             frame_policy: self.frame_policy()?,
             diagnostics_period: std::time::Duration::from_secs_f64(self.diagnostics_period),
             min_rate: self.min_rate,

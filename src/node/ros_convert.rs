@@ -5,7 +5,61 @@
 //! them.
 
 use super::messages;
-use crate::ros_msgs::{Classification, CompressedImage, Header, Image, ObjectHypothesis, Time};
+use crate::ros_msgs::{
+    BoundingBox2D, Classification, CompressedImage, Detection2D, Detection2DArray, Header, Image,
+    ObjectHypothesis, ObjectHypothesisWithPose, Point2D, Pose2D, Time,
+};
+
+impl From<messages::Detections> for Detection2DArray {
+    /// Each detection carries the image's header; `id` is empty (no tracking).
+    fn from(d: messages::Detections) -> Self {
+        let header: Header = d.header.into();
+        Detection2DArray {
+            detections: d
+                .detections
+                .into_iter()
+                .map(|det| Detection2D {
+                    header: header.clone(),
+                    results: vec![ObjectHypothesisWithPose {
+                        hypothesis: ObjectHypothesis {
+                            class_id: det.class_id,
+                            score: det.score,
+                        },
+                        ..ObjectHypothesisWithPose::default()
+                    }],
+                    bbox: BoundingBox2D {
+                        center: Pose2D {
+                            position: Point2D {
+                                x: det.center[0],
+                                y: det.center[1],
+                            },
+                            theta: 0.0,
+                        },
+                        size_x: det.size[0],
+                        size_y: det.size[1],
+                    },
+                    id: String::new(),
+                })
+                .collect(),
+            header,
+        }
+    }
+}
+
+impl From<messages::Heatmap> for Image {
+    /// `32FC1`, little-endian.
+    fn from(h: messages::Heatmap) -> Self {
+        Image {
+            header: h.header.into(),
+            height: h.height,
+            width: h.width,
+            encoding: "32FC1".into(),
+            is_bigendian: 0,
+            step: h.width * 4,
+            data: h.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+}
 
 impl From<messages::Classification> for Classification {
     fn from(c: messages::Classification) -> Self {

@@ -109,6 +109,9 @@ pub struct CameraStats {
     /// Preprocessing + image encoder time of processed frames (a frame's share of its
     /// batch's forward pass).
     pub encoder_ms: Window,
+    /// Localisation time of frames localised (`localize`): segmentation, the regions'
+    /// encoder passes, the maps.
+    pub locate_ms: Window,
     /// Arrival times of frames.
     pub arrivals: ArrivalClock,
     /// When the node started counting, and when the last frame arrived.
@@ -131,6 +134,7 @@ impl Default for CameraStats {
             rejected: BTreeMap::new(),
             latency_ms: Window::new(1000),
             encoder_ms: Window::new(1000),
+            locate_ms: Window::new(1000),
             arrivals: ArrivalClock::default(),
             started: Instant::now(),
             last_arrival: None,
@@ -220,6 +224,10 @@ impl CameraStats {
             (
                 "encoder p99 (ms)".into(),
                 ms(self.encoder_ms.quantile(0.99)),
+            ),
+            (
+                "localization median (ms)".into(),
+                ms(self.locate_ms.quantile(0.5)),
             ),
         ]);
         let mut problems: Vec<(Level, String)> = Vec::new();

@@ -20,6 +20,8 @@ on identical pixels) gives the model, the phrases and the frames. Scenarios:
   params      the parameter services called as rmw_cyclonedds_cpp calls them: list, types, describe,
               get; sets applied live (results, LabelInfo, /parameter_events), bad sets rejected
               with a reason, atomic sets all or nothing, a query shown in `labels`
+  localize    `localize: true` on the default model: ~/detections (Detection2DArray) for the matched
+              phrases equal `clip_perception locate --json` on the same pixels; ~/heatmap 32FC1
   params_enhanced  the same services from an RPC-over-DDS ("enhanced", rmw_fastrtps_cpp) client
               (--param-client), which sees the state the Cyclone-style client sees
 Faults on the wire (the node keeps serving, says so in diagnostics, recovers without a restart):
@@ -1175,6 +1177,67 @@ def scenario_cameras(args, cases):
         check(code == 0, f"clip_node exited with code {code} after SIGINT; log:\n{node.log_text()}")
 
 
+def scenario_localize(args, cases):
+    """`localize: true` on the default model: a tabletop scene as a raw rgb8 frame gives a
+    Detection2DArray with the frame's header and one detection per matched phrase (those
+    ~/matches says are matched), each where `clip_perception locate --json` puts that
+    phrase on the same pixels (the JPEG they were decoded from): box centre and size, score clipped to
+    [0, 1]; with `publish_heatmap` the maps come on ~/heatmap, 32FC1, side by side."""
+    model = cases["scene"]["model"]
+    labels = ["white bottle", "green book", "red cup"]
+    cli = os.path.join(os.path.dirname(args.node), "clip_perception")
+    out = subprocess.run([cli, "locate", "--json", "--model", model, "--no-cache", "--labels", "; ".join(labels),
+                          cases["scene"]["jpeg"]],
+                         capture_output=True, text=True, timeout=120)
+    check(out.returncode == 0, f"locate failed: {out.stderr}")
+    located = {loc["label"]: loc for loc in json.loads(out.stdout)["locations"]}
+    s = Session(args, cases, "localize", {"model_dir": model, "labels": labels, "threshold": 0.15,
+                                          "localize": True, "publish_heatmap": True})
+    detections = rp.Collector(s.peer.reader(f"{s.fqn}/detections", rp.Detection2DArray, rp.RELIABLE_DEEP_QOS))
+    heatmaps = rp.Collector(s.peer.reader(f"{s.fqn}/heatmap", rp.Image, rp.RELIABLE_DEEP_QOS))
+    try:
+        s.wait_ready()
+        frame = cases["scene"]["frame"]
+        for attempt in range(3):
+            stamp = s.publish(frame, "table_camera")
+            try:
+                got = detections.wait(f"the Detection2DArray with stamp {stamp}",
+                                      lambda d: rp.stamp_of(d.header) == stamp, RESULT_TIMEOUT / 3)
+                break
+            except rp.Failure:
+                s.node.check_alive()
+        else:
+            raise rp.Failure("no detections came")
+        matches = s.matches_for(stamp)
+        matched = sorted(m["phrase"] for m in matches["labels"] if m["matched"])
+        names = sorted(d.results[0].hypothesis.class_id for d in got.detections)
+        log(f"matched {matched}; detections {names}")
+        check(names == matched and len(names) == 2, f"detections {names} != matched phrases {matched}")
+        check(got.header.frame_id == "table_camera", f"frame_id {got.header.frame_id!r}")
+        scores = [d.results[0].hypothesis.score for d in got.detections]
+        check(scores == sorted(scores, reverse=True), f"detections not best first: {scores}")
+        for d in got.detections:
+            name = d.results[0].hypothesis.class_id
+            x0, y0, x1, y1 = located[name]["box"]
+            want = ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0)
+            have = (d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.size_x, d.bbox.size_y)
+            check(have == want, f"{name}: box {have} != locate's {want}")
+            score = min(max(located[name]["score"], 0.0), 1.0)
+            check(abs(d.results[0].hypothesis.score - score) < 1e-5,
+                  f"{name}: score {d.results[0].hypothesis.score} != locate's {score}")
+            check(rp.stamp_of(d.header) == stamp, f"{name}: detection header stamp {rp.stamp_of(d.header)}")
+        heat = heatmaps.wait("the heatmap", lambda m: rp.stamp_of(m.header) == stamp, RESULT_TIMEOUT)
+        check(heat.encoding == "32FC1" and heat.step == heat.width * 4, f"heatmap {heat.encoding}, step {heat.step}")
+        check(heat.width % len(labels) == 0 and len(heat.data) == heat.width * heat.height * 4,
+              f"heatmap {heat.width}x{heat.height}, {len(heat.data)} bytes")
+        diag = s.diagnostics.wait("the localization time in diagnostics",
+                                  lambda v: v.get("localization median (ms)", "-") != "-")
+        log(f"localization median {diag['localization median (ms)']} ms, encoder {diag['encoder median (ms)']} ms")
+        s.node.check_alive()
+    finally:
+        s.close()
+
+
 SCENARIOS = {
     "raw": lambda a, c: scenario_frames(a, c, "raw"),
     "compressed": lambda a, c: scenario_frames(a, c, "compressed"),
@@ -1193,6 +1256,7 @@ SCENARIOS = {
     "stalled_subscriber": scenario_stalled_subscriber,
     "query_flood": scenario_query_flood,
     "cameras": scenario_cameras,
+    "localize": scenario_localize,
 }
 
 

@@ -20,7 +20,7 @@ from cyclonedds.core import Policy, Qos
 from cyclonedds.domain import DomainParticipant
 from cyclonedds.idl import IdlStruct
 from cyclonedds.idl._machinery import BytesMachine
-from cyclonedds.idl.types import float32, float64, int32, int64, sequence, uint8, uint16, uint32, uint64
+from cyclonedds.idl.types import array, float32, float64, int32, int64, sequence, uint8, uint16, uint32, uint64
 from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
@@ -72,6 +72,72 @@ class ObjectHypothesis(IdlStruct, typename="vision_msgs::msg::dds_::ObjectHypoth
 class Classification(IdlStruct, typename="vision_msgs::msg::dds_::Classification_"):
     header: Header = field(default_factory=Header)
     results: sequence[ObjectHypothesis] = field(default_factory=list)
+
+
+@dataclass
+class Point2D(IdlStruct, typename="vision_msgs::msg::dds_::Point2D_"):
+    x: float64 = 0.0
+    y: float64 = 0.0
+
+
+@dataclass
+class Pose2D(IdlStruct, typename="vision_msgs::msg::dds_::Pose2D_"):
+    position: Point2D = field(default_factory=Point2D)
+    theta: float64 = 0.0
+
+
+@dataclass
+class BoundingBox2D(IdlStruct, typename="vision_msgs::msg::dds_::BoundingBox2D_"):
+    center: Pose2D = field(default_factory=Pose2D)
+    size_x: float64 = 0.0
+    size_y: float64 = 0.0
+
+
+@dataclass
+class Point(IdlStruct, typename="geometry_msgs::msg::dds_::Point_"):
+    x: float64 = 0.0
+    y: float64 = 0.0
+    z: float64 = 0.0
+
+
+@dataclass
+class Quaternion(IdlStruct, typename="geometry_msgs::msg::dds_::Quaternion_"):
+    x: float64 = 0.0
+    y: float64 = 0.0
+    z: float64 = 0.0
+    w: float64 = 1.0
+
+
+@dataclass
+class Pose(IdlStruct, typename="geometry_msgs::msg::dds_::Pose_"):
+    position: Point = field(default_factory=Point)
+    orientation: Quaternion = field(default_factory=Quaternion)
+
+
+@dataclass
+class PoseWithCovariance(IdlStruct, typename="geometry_msgs::msg::dds_::PoseWithCovariance_"):
+    pose: Pose = field(default_factory=Pose)
+    covariance: array[float64, 36] = field(default_factory=lambda: [0.0] * 36)
+
+
+@dataclass
+class ObjectHypothesisWithPose(IdlStruct, typename="vision_msgs::msg::dds_::ObjectHypothesisWithPose_"):
+    hypothesis: ObjectHypothesis = field(default_factory=ObjectHypothesis)
+    pose: PoseWithCovariance = field(default_factory=PoseWithCovariance)
+
+
+@dataclass
+class Detection2D(IdlStruct, typename="vision_msgs::msg::dds_::Detection2D_"):
+    header: Header = field(default_factory=Header)
+    results: sequence[ObjectHypothesisWithPose] = field(default_factory=list)
+    bbox: BoundingBox2D = field(default_factory=BoundingBox2D)
+    id: str = ""
+
+
+@dataclass
+class Detection2DArray(IdlStruct, typename="vision_msgs::msg::dds_::Detection2DArray_"):
+    header: Header = field(default_factory=Header)
+    detections: sequence[Detection2D] = field(default_factory=list)
 
 
 @dataclass
