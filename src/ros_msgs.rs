@@ -140,13 +140,24 @@ pub struct Point {
     pub z: f64,
 }
 
-/// `geometry_msgs/Quaternion`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+/// `geometry_msgs/Quaternion` (default: the identity, `w = 1`, as the message defines).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Quaternion {
     pub x: f64,
     pub y: f64,
     pub z: f64,
     pub w: f64,
+}
+
+impl Default for Quaternion {
+    fn default() -> Self {
+        Quaternion {
+            x: 0.0,
+            y: 0.0,
+            z: 0.0,
+            w: 1.0,
+        }
+    }
 }
 
 /// `geometry_msgs/Pose`.
@@ -481,6 +492,43 @@ pub mod definitions {
     /// `sensor_msgs/msg/CompressedImage` with its dependencies.
     pub fn compressed_image() -> String {
         with_header("string format\nuint8[] data\n")
+    }
+
+    /// `vision_msgs/msg/Detection2DArray` with its dependencies.
+    pub fn detection_2d_array() -> String {
+        let dependency = |name: &str, body: &str| format!("{SEPARATOR}MSG: {name}\n{body}");
+        with_header("Detection2D[] detections\n")
+            + &dependency(
+                "vision_msgs/Detection2D",
+                "std_msgs/Header header\nObjectHypothesisWithPose[] results\nBoundingBox2D bbox\nstring id\n",
+            )
+            + &dependency(
+                "vision_msgs/ObjectHypothesisWithPose",
+                "ObjectHypothesis hypothesis\ngeometry_msgs/PoseWithCovariance pose\n",
+            )
+            + &dependency(
+                "vision_msgs/ObjectHypothesis",
+                "string class_id\nfloat64 score\n",
+            )
+            + &dependency(
+                "geometry_msgs/PoseWithCovariance",
+                "Pose pose\nfloat64[36] covariance\n",
+            )
+            + &dependency("geometry_msgs/Pose", "Point position\nQuaternion orientation\n")
+            + &dependency("geometry_msgs/Point", "float64 x\nfloat64 y\nfloat64 z\n")
+            + &dependency(
+                "geometry_msgs/Quaternion",
+                "float64 x 0\nfloat64 y 0\nfloat64 z 0\nfloat64 w 1\n",
+            )
+            + &dependency(
+                "vision_msgs/BoundingBox2D",
+                "vision_msgs/Pose2D center\nfloat64 size_x\nfloat64 size_y\n",
+            )
+            + &dependency(
+                "vision_msgs/Pose2D",
+                "vision_msgs/Point2D position\nfloat64 theta\n",
+            )
+            + &dependency("vision_msgs/Point2D", "float64 x\nfloat64 y\n")
     }
 
     /// `vision_msgs/msg/Classification` with `std_msgs/Header`, `builtin_interfaces/Time`

@@ -800,6 +800,157 @@ fn the_readme_first_command_replays_the_bundled_recording() {
     assert!(dir.path().join("report/index.html").is_file());
 }
 
+/// `--truth-boxes` on the bundled recording: every line carries every phrase's location,
+/// `metrics.json`'s pointing accuracy and mean IoU equal a plain computation here from the
+/// lines and the CSV, the report has its strip of frames, and the results bag carries the
+/// matched phrases' Detection2DArray (read back by mcap-ros2-support's decoder).
+#[test]
+fn true_boxes_give_pointing_and_iou_and_the_results_bag_carries_detections() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = root().join("models/tabletop/recording");
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let (bag, boxes_csv) = (
+        rec.join("tabletop").display().to_string(),
+        rec.join("truth_boxes.csv"),
+    );
+    let params = root().join("config/clip_node.yaml").display().to_string();
+    let o = run(&[
+        "replay",
+        &bag,
+        "--params-file",
+        &params,
+        "--truth-boxes",
+        &boxes_csv.display().to_string(),
+        "--out",
+        &path("results.jsonl"),
+        "--report",
+        &path("report"),
+        "--out-bag",
+        &path("results.mcap"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let lines: Vec<Value> = std::fs::read_to_string(path("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 48);
+    // The plain computation: each true box of a frame's stamp against its phrase's location.
+    let csv = std::fs::read_to_string(&boxes_csv).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let ns = |s: &str| (s.parse::<f64>().unwrap() * 1e9).round() as i64;
+    let (mut objects, mut pointed, mut iou_sum) = (0u64, 0u64, 0f64);
+    for line in &lines {
+        let locations = line["locations"]
+            .as_array()
+            .expect("locations on every line");
+        assert_eq!(locations.len(), 5);
+        let t = line["stamp"]["sec"].as_i64().unwrap() * 1_000_000_000
+            + line["stamp"]["nanosec"].as_i64().unwrap();
+        for row in rows.iter().filter(|r| ns(r[0]) <= t && t < ns(r[1])) {
+            let truth: Vec<f64> = row[3..7].iter().map(|v| v.parse().unwrap()).collect();
+            let l = locations.iter().find(|l| l["label"] == row[2]).unwrap();
+            let (x, y) = (
+                l["point"][0].as_f64().unwrap(),
+                l["point"][1].as_f64().unwrap(),
+            );
+            let b: Vec<f64> = (0..4).map(|k| l["box"][k].as_f64().unwrap()).collect();
+            objects += 1;
+            pointed += u64::from(truth[0] <= x && x < truth[2] && truth[1] <= y && y < truth[3]);
+            let iw = (b[2].min(truth[2]) - b[0].max(truth[0])).max(0.0);
+            let ih = (b[3].min(truth[3]) - b[1].max(truth[1])).max(0.0);
+            let area = |r: &[f64]| (r[2] - r[0]) * (r[3] - r[1]);
+            iou_sum += iw * ih / (area(&b) + area(&truth) - iw * ih);
+        }
+    }
+    let metrics = read_json(&dir.path().join("report/metrics.json"));
+    let l = &metrics["localization"];
+    assert_eq!(
+        (l["objects"].as_u64(), l["pointed"].as_u64()),
+        (Some(objects), Some(pointed))
+    );
+    assert_eq!(objects, 48);
+    let mean_iou = l["mean_iou"].as_f64().unwrap();
+    assert!(
+        (mean_iou - iou_sum / objects as f64).abs() < 1e-6,
+        "{mean_iou}"
+    );
+    let per_phrase: u64 = l["per_phrase"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["objects"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_phrase, objects);
+    // The default model on its own recording (measured: pointing 36 of 48, mean IoU 0.52).
+    assert!(pointed >= 30 && mean_iou >= 0.4, "{l}");
+    assert!(
+        text(&o.stdout).contains("localization: pointing"),
+        "{}",
+        text(&o.stdout)
+    );
+    // The report: its section and the strip of 8 frames.
+    let html = std::fs::read_to_string(dir.path().join("report/index.html")).unwrap();
+    assert!(html.contains("Where (localization") && html.contains("locate.png"));
+    let strip = image::open(dir.path().join("report/locate.png")).unwrap();
+    assert_eq!((strip.width(), strip.height()), (8 * (224 + 6), 224));
+    // The results bag: a Detection2DArray per frame, the matched phrases where located.
+    if !have_mcap_ros2() {
+        return;
+    }
+    let messages = read_results_bag(Path::new(&path("results.mcap")));
+    let detections: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["topic"] == "/clip_node/detections")
+        .collect();
+    assert_eq!(detections.len(), 48);
+    for (line, m) in lines.iter().zip(&detections) {
+        assert_eq!(m["schema"], "vision_msgs/msg/Detection2DArray");
+        assert_eq!(m["log_time_ns"], line["bag_time_ns"]);
+        let msg = &m["msg"];
+        assert_eq!(msg["header"]["stamp"], line["stamp"]);
+        let matched: Vec<&str> = line["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["matched"] == true)
+            .map(|l| l["phrase"].as_str().unwrap())
+            .collect();
+        let got = msg["detections"].as_array().unwrap();
+        assert_eq!(got.len(), matched.len());
+        for d in got {
+            let hypothesis = &d["results"][0]["hypothesis"];
+            let label = hypothesis["class_id"].as_str().unwrap();
+            assert!(matched.contains(&label), "{label}");
+            let l = line["locations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["label"] == label)
+                .unwrap();
+            let b: Vec<f64> = (0..4).map(|k| l["box"][k].as_f64().unwrap()).collect();
+            let bbox = &d["bbox"];
+            assert_eq!(
+                bbox["center"]["position"]["x"].as_f64(),
+                Some((b[0] + b[2]) / 2.0)
+            );
+            assert_eq!(
+                bbox["center"]["position"]["y"].as_f64(),
+                Some((b[1] + b[3]) / 2.0)
+            );
+            assert_eq!(bbox["size_x"].as_f64(), Some(b[2] - b[0]));
+            assert_eq!(bbox["size_y"].as_f64(), Some(b[3] - b[1]));
+            let score = l["score"].as_f64().unwrap().clamp(0.0, 1.0);
+            assert!((hypothesis["score"].as_f64().unwrap() - score).abs() < 1e-7);
+            assert_eq!(d["results"][0]["pose"]["pose"]["orientation"]["w"], 1.0);
+        }
+    }
+}
+
 // --- several topics as the node's cameras --------------------------------------------------
 
 /// Replays `bag` (a name under tests/data/bags) with `extra` into a temporary folder: (exit,

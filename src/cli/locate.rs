@@ -167,14 +167,7 @@ fn print_locations(
     out: &mut dyn Write,
 ) -> Result<()> {
     if json_out {
-        let locations: Vec<_> = found
-            .iter()
-            .map(|l| {
-                let b = l.bbox;
-                json!({"label": labels[l.index], "score": l.score, "point": l.point,
-                       "box": [b.x0, b.y0, b.x1, b.y1]})
-            })
-            .collect();
+        let locations: Vec<_> = found.iter().map(|l| l.named(labels)).collect();
         writeln!(
             out,
             "{}",

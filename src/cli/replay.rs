@@ -10,12 +10,17 @@ use clap::Args;
 
 use super::{progress_bar, BatchArgs, ModelArgs};
 use clip_perception::bag::Bag;
-use clip_perception::eval::{write_report, Evaluator, Truth};
+use clip_perception::engine::step::Stamp;
+use clip_perception::eval::overlay::{frame_tile, write_strip};
+use clip_perception::eval::report::LOCATE_STRIP;
+use clip_perception::eval::{write_report, Evaluator, Truth, TruthBoxes};
+use clip_perception::locate::{LocatedPhrase, Rect};
 use clip_perception::node::topics;
 use clip_perception::node::{NodePlan, ParamOverrides, RosArgs};
 use clip_perception::replay::results_bag::{ResultTopics, ResultsBag};
 use clip_perception::replay::{
-    choose_topics, sources, FrameSelection, ReplayCounts, ReplaySource, Replayer,
+    choose_topics, decode_frame, sources, FrameSelection, ReplayCounts, ReplayLine, ReplaySource,
+    Replayer,
 };
 
 #[derive(Args)]
@@ -67,6 +72,17 @@ pub struct ReplayArgs {
     /// until the next message.
     #[arg(long)]
     truth_topic: Option<String>,
+    /// Locate every phrase in every scored frame (as `locate`, default method): each JSON
+    /// line gets `locations` [{"label", "score", "point", "box"}], the results bag the matched
+    /// phrases' vision_msgs/Detection2DArray on `~/detections`. Also the params file's
+    /// `localize: true`.
+    #[arg(long)]
+    localize: bool,
+    /// True boxes: CSV of `start,end,label,x0,y0,x1,y1` (seconds of header stamp as --truth,
+    /// one phrase and its box in pixels per row); implies --localize and measures pointing
+    /// accuracy and mean IoU, per phrase and overall (metrics, metrics.json, report).
+    #[arg(long)]
+    truth_boxes: Option<PathBuf>,
     /// Write an HTML report (index.html, metrics.json, confusion/timeline/pr plots) here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -113,12 +129,21 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         }
     }
     let mut replayer = Replayer::new(plan.load_engine()?, args.batch.get());
+    if args.localize || args.truth_boxes.is_some() {
+        replayer.set_localize(true);
+    }
     let phrases = &replayer.labels().labels;
     let truth = match (&args.truth, &args.truth_topic) {
         (Some(file), _) => Some(Truth::from_csv(file, phrases)?),
         (None, Some(topic)) => Some(Truth::from_bag_topic(&bag, topic, phrases)?),
         (None, None) => None,
     };
+    let boxes = match &args.truth_boxes {
+        Some(file) => Some(TruthBoxes::from_csv(file, phrases)?),
+        None => None,
+    };
+    // The report's strip needs the boxes too.
+    let strip_boxes = boxes.clone().filter(|_| args.report.is_some());
     for s in &sources {
         log::info!(
             "replaying {} ({}, {} messages) against {} phrases",
@@ -137,11 +162,17 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         Box::new(std::io::BufWriter::new(file))
     };
     let mut results_bag = match &args.out_bag {
-        Some(path) => Some(ResultsBag::create(path, &result_topics(&plan, &sources)?)?),
+        Some(path) => Some(ResultsBag::create(
+            path,
+            &result_topics(&plan, &sources, replayer.localizes())?,
+        )?),
         None => None,
     };
-    let mut evaluator = (truth.is_some() || args.report.is_some()).then(|| {
-        let evaluator = Evaluator::new(&replayer.labels().labels, replayer.policy(), truth);
+    let mut evaluator = (truth.is_some() || boxes.is_some() || args.report.is_some()).then(|| {
+        let mut evaluator = Evaluator::new(&replayer.labels().labels, replayer.policy(), truth);
+        if let Some(boxes) = boxes {
+            evaluator = evaluator.with_boxes(boxes);
+        }
         if several {
             let topics: Vec<(String, Option<String>)> = sources
                 .iter()
@@ -152,6 +183,8 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
             evaluator
         }
     });
+    // Frames with true boxes, for the report's strip: (topic, log time, stamp, locations).
+    let mut boxed_frames: Vec<(String, u64, Stamp, Vec<LocatedPhrase>)> = Vec::new();
     let bar = progress_bar(sources.iter().map(|s| s.topic.message_count).sum());
     let selection = FrameSelection {
         start: args.start,
@@ -171,6 +204,24 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
             }
             if let Some(evaluator) = evaluator.as_mut() {
                 evaluator.add(line);
+            }
+            if let (
+                Some(b),
+                true,
+                ReplayLine::Scored {
+                    result,
+                    bag_time_ns,
+                    topic,
+                    locations: Some(located),
+                },
+            ) = (
+                &strip_boxes,
+                boxed_frames.len() < MAX_STRIP_CANDIDATES,
+                line,
+            ) {
+                if b.at(result.stamp).next().is_some() {
+                    boxed_frames.push((topic.clone(), *bag_time_ns, result.stamp, located.clone()));
+                }
             }
             Ok(())
         },
@@ -225,6 +276,16 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
             let names: Vec<&str> = sources.iter().map(|s| s.topic.name.as_str()).collect();
             let title = format!("{} ({})", args.bag.display(), names.join(", "));
             write_report(dir, &evaluation, &title)?;
+            if let Some(b) = &strip_boxes {
+                write_locate_strip(
+                    &dir.join(LOCATE_STRIP),
+                    &bag,
+                    &sources,
+                    &boxed_frames,
+                    b,
+                    &replayer.labels().labels,
+                )?;
+            }
             eprintln!("report: {}", dir.join("index.html").display());
         }
     }
@@ -237,6 +298,61 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
     if skipped > 0 {
         anyhow::bail!("{skipped} frames could not be scored (the results say why, line by line)");
     }
+    Ok(())
+}
+
+/// Frames with true boxes remembered for the report's strip (the first ones).
+const MAX_STRIP_CANDIDATES: usize = 4096;
+/// Frames in the report's strip, evenly spread over those with true boxes.
+const STRIP_FRAMES: usize = 8;
+
+/// The report's strip: up to [`STRIP_FRAMES`] frames with true boxes, evenly spread, read
+/// again from the bag, with their true boxes and where the phrases they name were located.
+fn write_locate_strip(
+    path: &Path,
+    bag: &Bag,
+    sources: &[ReplaySource],
+    frames: &[(String, u64, Stamp, Vec<LocatedPhrase>)],
+    boxes: &TruthBoxes,
+    phrases: &[String],
+) -> Result<()> {
+    if frames.is_empty() {
+        return Ok(());
+    }
+    let n = frames.len().min(STRIP_FRAMES);
+    let picked: Vec<&(String, u64, Stamp, Vec<LocatedPhrase>)> =
+        (0..n).map(|i| &frames[i * frames.len() / n]).collect();
+    let names: Vec<&str> = sources.iter().map(|s| s.topic.name.as_str()).collect();
+    let mut tiles = vec![None; picked.len()];
+    for message in bag.messages_of(&names)? {
+        let Ok(message) = message else { break };
+        let Some(k) = picked
+            .iter()
+            .position(|f| f.0 == message.topic && f.1 == message.log_time_ns)
+        else {
+            continue;
+        };
+        let source = sources
+            .iter()
+            .find(|s| s.topic.name == message.topic)
+            .expect("a replayed topic");
+        let (_, pixels) = decode_frame(&source.topic.type_name, &message)?;
+        let rgb = pixels.to_rgb()?;
+        let truth: Vec<(String, Rect)> = boxes
+            .at(picked[k].2)
+            .map(|(p, r)| (phrases[p].clone(), r))
+            .collect();
+        // The phrases the frame's truth names: what the metrics judged.
+        let judged: Vec<LocatedPhrase> = picked[k]
+            .3
+            .iter()
+            .filter(|l| truth.iter().any(|(p, _)| *p == l.label))
+            .cloned()
+            .collect();
+        tiles[k] = Some(frame_tile(&rgb, &judged, &truth).map_err(anyhow::Error::msg)?);
+    }
+    let tiles: Vec<_> = tiles.into_iter().flatten().collect();
+    write_strip(path, &tiles, 224)?;
     Ok(())
 }
 
@@ -260,9 +376,14 @@ fn counts_text(counts: &ReplayCounts) -> String {
     )
 }
 
-/// Where each source's results go: the node's `~/classification` and `~/matches`, or its
-/// camera's `~/C/classification` and `~/C/matches`, resolved as the node resolves them.
-fn result_topics(plan: &NodePlan, sources: &[ReplaySource]) -> Result<Vec<ResultTopics>> {
+/// Where each source's results go: the node's `~/classification` and `~/matches` (and
+/// `~/detections` when localising), or its camera's `~/C/...`, resolved as the node
+/// resolves them.
+fn result_topics(
+    plan: &NodePlan,
+    sources: &[ReplaySource],
+    localizes: bool,
+) -> Result<Vec<ResultTopics>> {
     sources
         .iter()
         .map(|s| {
@@ -271,6 +392,11 @@ fn result_topics(plan: &NodePlan, sources: &[ReplaySource]) -> Result<Vec<Result
                 source: s.topic.name.clone(),
                 classification: plan.topic(&topics::of_camera(camera, topics::CLASSIFICATION))?,
                 matches: plan.topic(&topics::of_camera(camera, topics::MATCHES))?,
+                detections: if localizes {
+                    Some(plan.topic(&topics::of_camera(camera, topics::DETECTIONS))?)
+                } else {
+                    None
+                },
             })
         })
         .collect()

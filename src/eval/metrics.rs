@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
+use super::boxes::{Localization, LocalizationTally, TruthBoxes};
 use super::truth::{stamp_ns, TimeBase, Truth, NONE};
 use crate::engine::step::MatchPolicy;
 use crate::replay::ReplayLine;
@@ -64,6 +65,8 @@ pub struct Evaluator {
     latency_ms: Vec<f64>,
     /// Several topics: each one's own evaluator.
     per_topic: Vec<TopicEvaluator>,
+    /// With true boxes: the localisation results so far.
+    localization: Option<LocalizationTally>,
 }
 
 /// The metrics of one replayed topic's frames.
@@ -94,7 +97,15 @@ impl Evaluator {
             encoder_ms: Vec::new(),
             latency_ms: Vec::new(),
             per_topic: Vec::new(),
+            localization: None,
         }
+    }
+
+    /// Also measures localisation against `boxes` (lines need `locations`). Call before
+    /// [`Evaluator::with_topics`].
+    pub fn with_boxes(mut self, boxes: TruthBoxes) -> Self {
+        self.localization = Some(LocalizationTally::new(boxes, self.phrases.len()));
+        self
     }
 
     /// Also computes each topic's metrics alone (several topics replayed): `(topic,
@@ -115,6 +126,7 @@ impl Evaluator {
                     encoder_ms: Vec::new(),
                     latency_ms: Vec::new(),
                     per_topic: Vec::new(),
+                    localization: self.localization.clone(),
                 },
             })
             .collect();
@@ -128,12 +140,16 @@ impl Evaluator {
         let ReplayLine::Scored {
             result,
             bag_time_ns,
+            locations,
             ..
         } = line
         else {
             self.skipped += 1;
             return;
         };
+        if let Some(tally) = self.localization.as_mut() {
+            tally.add(result.stamp, locations.as_deref(), &self.phrases);
+        }
         let n = self.phrases.len();
         let (mut score, mut matched) = (vec![0.0; n], vec![false; n]);
         let mut best = None;
@@ -196,6 +212,7 @@ impl Evaluator {
                 })
                 .collect(),
             per_phrase: if has_truth { per_phrase } else { Vec::new() },
+            localization: self.localization.as_ref().map(|t| t.finish(&self.phrases)),
             timing_ms: Timing {
                 encoder: Percentiles::of(self.encoder_ms),
                 end_to_end: Percentiles::of(self.latency_ms),
@@ -486,6 +503,9 @@ pub struct Evaluation {
     pub confusion: Option<Confusion>,
     /// The F1-best threshold of every phrase with truth, as `phrase=value` entries.
     pub label_thresholds: Vec<String>,
+    /// Against true boxes (`--truth-boxes`): pointing accuracy and mean IoU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub localization: Option<Localization>,
     pub timing_ms: Timing,
     #[serde(skip)]
     pub time_base: TimeBase,
@@ -715,6 +735,23 @@ impl Evaluation {
                 },
                 self.thresholds_yaml()
             );
+        }
+        if let Some(l) = &self.localization {
+            s += &format!(
+                "localization: pointing {:.4} ({} of {} objects), mean IoU {:.4}\n",
+                l.pointing, l.pointed, l.objects, l.mean_iou
+            );
+            let w = self.phrase_width();
+            s += &format!(
+                "{:w$}  {:>7}  {:>8}  {:>8}\n",
+                "phrase", "objects", "pointing", "mean IoU"
+            );
+            for p in &l.per_phrase {
+                s += &format!(
+                    "{:w$}  {:>7}  {:>8.4}  {:>8.4}\n",
+                    p.phrase, p.objects, p.pointing, p.mean_iou
+                );
+            }
         }
         for (name, p) in [
             ("encoder", &self.timing_ms.encoder),

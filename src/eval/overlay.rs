@@ -1,7 +1,8 @@
-//! Localisation overlays (`locate --out-dir`): the image with the best location's relevance
-//! map blended over it (blue = low, red = high; transparent where the map is lowest) and
-//! every location's box, point and label with its score. Drawn by `plotters` into the
-//! image's own pixels and written as PNG by `image`.
+//! Localisation overlays: `locate --out-dir` (the image with the best location's relevance
+//! map blended over it, blue = low, red = high, transparent where the map is lowest, and
+//! every location's box, point and label with its score) and the frame strip of a replay
+//! report (`locate.png`: located boxes and the true boxes in thin green). Drawn by
+//! `plotters` into the image's own pixels and written as PNG by `image`.
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use plotters::prelude::*;
 
 use super::report::{error, register_font, short, ReportError, FONT};
 use crate::image::RgbImage;
-use crate::locate::{Location, RelevanceMap};
+use crate::locate::{LocatedPhrase, Location, Rect, RelevanceMap};
 
 /// A colour of the jet-like ramp for `v` in 0..=1.
 fn ramp(v: f32) -> [f32; 3] {
@@ -50,70 +51,126 @@ pub fn blend_map(pixels: &mut [u8], map: &RelevanceMap) {
 }
 
 /// Writes the overlay of `locations` (best first; `labels` names them) over `image` to
-/// `path` as PNG.
+/// `path` as PNG: the best location's relevance map, every box with its label and score.
 pub fn write_overlay(
     path: &Path,
     image: &RgbImage,
     locations: &[Location],
     labels: &[String],
 ) -> Result<(), ReportError> {
-    register_font();
-    let (w, h) = (image.width, image.height);
-    let mut pixels = Vec::with_capacity(w as usize * h as usize * 3);
-    for y in 0..h as usize {
-        pixels.extend_from_slice(image.row(y));
-    }
+    let mut pixels = packed(image);
     if let Some(best) = locations.first() {
         blend_map(&mut pixels, &best.map);
     }
-    {
-        let root = BitMapBackend::with_buffer(&mut pixels, (w, h)).into_drawing_area();
-        let size = (h.min(w) as f64 / 22.0).clamp(11.0, 28.0);
-        let stroke = (h.min(w) / 200).max(2);
-        for (i, loc) in locations.iter().enumerate() {
-            let colour = BOX_COLOURS[i % BOX_COLOURS.len()];
-            let b = loc.bbox;
-            let (x0, y0) = (b.x0 as i32, b.y0 as i32);
-            let (x1, y1) = (b.x1 as i32 - 1, b.y1 as i32 - 1);
-            let draw =
-                |e: Result<(), DrawingAreaErrorKind<_>>| e.map_err(|e| error(path)(e.to_string()));
-            draw(root.draw(&Rectangle::new(
-                [(x0, y0), (x1, y1)],
-                colour.stroke_width(stroke),
-            )))?;
-            let (px, py) = (loc.point[0] as i32, loc.point[1] as i32);
-            draw(root.draw(&Circle::new((px, py), stroke as i32 + 3, colour.filled())))?;
-            draw(root.draw(&Circle::new(
-                (px, py),
-                stroke as i32 + 3,
-                BLACK.stroke_width(1),
-            )))?;
-            let label = format!(
-                "{} {:.2}",
-                short(labels.get(loc.index).map_or("?", |s| s.as_str()), 28),
-                loc.score
-            );
-            // Above the box, or inside its top when the box touches the top edge.
-            let ty = if y0 as f64 > size + 2.0 {
-                y0 - size as i32 - 2
-            } else {
-                y0 + 2
-            };
-            let style = TextStyle::from((FONT, size).into_font()).color(&colour);
-            let (tw, th) = root
-                .estimate_text_size(&label, &style)
-                .map_err(|e| error(path)(e.to_string()))?;
-            draw(root.draw(&Rectangle::new(
-                [(x0, ty), (x0 + tw as i32 + 4, ty + th as i32 + 2)],
-                BLACK.mix(0.6).filled(),
-            )))?;
-            draw(root.draw_text(&label, &style, (x0 + 2, ty + 1)))?;
-        }
-        root.present().map_err(|e| error(path)(e.to_string()))?;
-    }
-    let out = image::RgbImage::from_raw(w, h, pixels).expect("buffer of w * h * 3 bytes");
+    let named: Vec<LocatedPhrase> = locations.iter().map(|l| l.named(labels)).collect();
+    draw_boxes(&mut pixels, (image.width, image.height), &named, &[])
+        .map_err(|e| error(path)(e))?;
+    let out = image::RgbImage::from_raw(image.width, image.height, pixels)
+        .expect("buffer of w * h * 3 bytes");
     out.save_with_format(path, image::ImageFormat::Png)
         .map_err(|e| error(path)(e.to_string()))
+}
+
+/// The image's rows packed (no padding).
+fn packed(image: &RgbImage) -> Vec<u8> {
+    let mut pixels = Vec::with_capacity(image.width as usize * image.height as usize * 3);
+    for y in 0..image.height as usize {
+        pixels.extend_from_slice(image.row(y));
+    }
+    pixels
+}
+
+/// A frame of a replay report's strip: the located phrases' boxes and points over the
+/// image, and the true boxes (`(phrase, box)`) as dashed-looking thin green frames.
+pub fn frame_tile(
+    image: &RgbImage,
+    located: &[LocatedPhrase],
+    truth: &[(String, Rect)],
+) -> Result<image::RgbImage, String> {
+    let mut pixels = packed(image);
+    draw_boxes(&mut pixels, (image.width, image.height), located, truth)?;
+    Ok(image::RgbImage::from_raw(image.width, image.height, pixels)
+        .expect("buffer of w * h * 3 bytes"))
+}
+
+/// Writes `tiles` side by side (scaled to `height` pixels high) as one PNG.
+pub fn write_strip(path: &Path, tiles: &[image::RgbImage], height: u32) -> Result<(), ReportError> {
+    let scaled: Vec<image::RgbImage> = tiles
+        .iter()
+        .map(|t| {
+            let w = ((t.width() as f64 * height as f64 / t.height() as f64).round() as u32).max(1);
+            image::imageops::resize(t, w, height, image::imageops::FilterType::Triangle)
+        })
+        .collect();
+    let gap = 6;
+    let width = scaled.iter().map(|t| t.width() + gap).sum::<u32>().max(1);
+    let mut strip = image::RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
+    let mut x = 0;
+    for t in &scaled {
+        image::imageops::replace(&mut strip, t, i64::from(x), 0);
+        x += t.width() + gap;
+    }
+    strip
+        .save_with_format(path, image::ImageFormat::Png)
+        .map_err(|e| error(path)(e.to_string()))
+}
+
+/// Draws the located phrases (box, point, `label score`) and the true boxes into packed
+/// RGB `pixels` of a `w` x `h` image.
+fn draw_boxes(
+    pixels: &mut [u8],
+    (w, h): (u32, u32),
+    located: &[LocatedPhrase],
+    truth: &[(String, Rect)],
+) -> Result<(), String> {
+    register_font();
+    let root = BitMapBackend::with_buffer(pixels, (w, h)).into_drawing_area();
+    let size = (h.min(w) as f64 / 22.0).clamp(11.0, 28.0);
+    let stroke = (h.min(w) / 200).max(2);
+    let draw = |e: Result<(), DrawingAreaErrorKind<_>>| e.map_err(|e| e.to_string());
+    for (_, b) in truth {
+        draw(root.draw(&Rectangle::new(
+            [
+                (b.x0 as i32, b.y0 as i32),
+                (b.x1 as i32 - 1, b.y1 as i32 - 1),
+            ],
+            RGBColor(0, 200, 0).stroke_width(1),
+        )))?;
+    }
+    for (i, loc) in located.iter().enumerate() {
+        let colour = BOX_COLOURS[i % BOX_COLOURS.len()];
+        let b = loc.rect();
+        let (x0, y0) = (b.x0 as i32, b.y0 as i32);
+        let (x1, y1) = (b.x1 as i32 - 1, b.y1 as i32 - 1);
+        draw(root.draw(&Rectangle::new(
+            [(x0, y0), (x1, y1)],
+            colour.stroke_width(stroke),
+        )))?;
+        let (px, py) = (loc.point[0] as i32, loc.point[1] as i32);
+        draw(root.draw(&Circle::new((px, py), stroke as i32 + 3, colour.filled())))?;
+        draw(root.draw(&Circle::new(
+            (px, py),
+            stroke as i32 + 3,
+            BLACK.stroke_width(1),
+        )))?;
+        let label = format!("{} {:.2}", short(&loc.label, 28), loc.score);
+        // Above the box, or inside its top when the box touches the top edge.
+        let ty = if y0 as f64 > size + 2.0 {
+            y0 - size as i32 - 2
+        } else {
+            y0 + 2
+        };
+        let style = TextStyle::from((FONT, size).into_font()).color(&colour);
+        let (tw, th) = root
+            .estimate_text_size(&label, &style)
+            .map_err(|e| e.to_string())?;
+        draw(root.draw(&Rectangle::new(
+            [(x0, ty), (x0 + tw as i32 + 4, ty + th as i32 + 2)],
+            BLACK.mix(0.6).filled(),
+        )))?;
+        draw(root.draw_text(&label, &style, (x0 + 2, ty + 1)))?;
+    }
+    root.present().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

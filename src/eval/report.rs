@@ -494,6 +494,7 @@ fn html(eval: &Evaluation, title: &str) -> String {
             );
         }
     }
+    let localization = localization_html(eval);
     let topics = topics_html(eval);
     let pooled = if eval.per_topic.is_empty() {
         ""
@@ -529,13 +530,51 @@ pre {{ background: #f6f6f6; padding: 8px; }} img {{ max-width: 100%; border: 1px
 <table>{facts}</table>
 {topics}<h2>Per phrase{pooled} (the published <code>matched</code> flag)</h2>
 {phrase_table}
-<h2>Scores over time</h2><img src="timeline.png" alt="score per phrase over time">
+{localization}<h2>Scores over time</h2><img src="timeline.png" alt="score per phrase over time">
 <h2>Confusion matrix{pooled}</h2><img src="confusion.png" alt="confusion matrix">
 <h2>Precision-recall{pooled}</h2><img src="pr.png" alt="precision-recall curves">
 <p>All numbers: <a href="metrics.json">metrics.json</a>.</p>
 </body></html>
 "#,
         title = escape(title)
+    )
+}
+
+/// The file of the localisation strip (written by the replay command next to the report).
+pub const LOCATE_STRIP: &str = "locate.png";
+
+/// With true boxes: pointing accuracy and mean IoU, overall and per phrase, and the strip of
+/// frames with their located and true boxes; empty without.
+fn localization_html(eval: &Evaluation) -> String {
+    let Some(l) = &eval.localization else {
+        return String::new();
+    };
+    let mut rows = String::new();
+    for p in &l.per_phrase {
+        rows += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td></tr>\n",
+            escape(&p.phrase),
+            p.objects,
+            p.pointed,
+            p.pointing,
+            p.mean_iou
+        );
+    }
+    let strip = if l.objects > 0 {
+        format!(
+            "<p>Frames with true boxes (thin green) and where each phrase was located \
+             (box, point, score):</p><img src=\"{LOCATE_STRIP}\" alt=\"located phrases on frames\">"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "<h2>Where (localization against the true boxes)</h2>\
+         <p>Pointing accuracy {:.4} ({} of {} objects: the phrase's point inside its true box), \
+         mean IoU {:.4}.</p>\
+         <table><tr><th>phrase</th><th>objects</th><th>pointed at</th><th>pointing</th>\
+         <th>mean IoU</th></tr>\n{rows}</table>{strip}\n",
+        l.pointing, l.pointed, l.objects, l.mean_iou
     )
 }
 

@@ -468,6 +468,38 @@ pub fn pick(cosines: &[Vec<f32>]) -> Vec<usize> {
         .collect()
 }
 
+/// A location with its phrase, as `locate --json`, replay's JSON lines and the node's
+/// detections carry it: `{"label", "score", "point": [x, y], "box": [x0, y0, x1, y1]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LocatedPhrase {
+    pub label: String,
+    pub score: f32,
+    pub point: [f32; 2],
+    #[serde(rename = "box")]
+    pub bbox: [u32; 4],
+}
+
+impl Location {
+    /// This location with its phrase's name (`labels[self.index]`).
+    pub fn named(&self, labels: &[String]) -> LocatedPhrase {
+        let b = self.bbox;
+        LocatedPhrase {
+            label: labels[self.index].clone(),
+            score: self.score,
+            point: self.point,
+            bbox: [b.x0, b.y0, b.x1, b.y1],
+        }
+    }
+}
+
+impl LocatedPhrase {
+    /// Its box as a [`Rect`].
+    pub fn rect(&self) -> Rect {
+        let [x0, y0, x1, y1] = self.bbox;
+        Rect { x0, y0, x1, y1 }
+    }
+}
+
 /// Every phrase's location in a `width` x `height` image from its candidate `regions`
 /// (what [`LocateSettings::regions`] chose) and their `scores` (node unit) and `cosines`,
 /// `[region][phrase]`; best score first (ties keep phrase order). No region: no location.

@@ -639,7 +639,14 @@ fn process_batch(
         if let Some((locations, _)) = &located {
             outputs.detections(
                 camera,
-                Detections::of(header.clone(), &matches, locations, &active.matrix.labels),
+                Detections::of(
+                    header.clone(),
+                    &matches,
+                    &locations
+                        .iter()
+                        .map(|l| l.named(&active.matrix.labels))
+                        .collect::<Vec<_>>(),
+                ),
             );
             if active.config.publish_heatmap {
                 if let Some(map) = Heatmap::of(header.clone(), locations) {

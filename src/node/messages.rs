@@ -193,26 +193,21 @@ impl Heatmap {
 
 impl Detections {
     /// What the node publishes for a frame: a detection for each phrase `matches` has
-    /// matched, at its location (`phrases[location.index]` names it), best score first.
-    pub fn of(
-        header: Header,
-        matches: &Matches,
-        locations: &[crate::locate::Location],
-        phrases: &[String],
-    ) -> Self {
+    /// matched, at its location, best score first.
+    pub fn of(header: Header, matches: &Matches, located: &[crate::locate::LocatedPhrase]) -> Self {
         let matched = |phrase: &str| {
             matches
                 .labels
                 .iter()
                 .any(|m| m.matched && m.phrase == phrase)
         };
-        let mut detections: Vec<Detection> = locations
+        let mut detections: Vec<Detection> = located
             .iter()
-            .filter(|l| phrases.get(l.index).is_some_and(|p| matched(p)))
+            .filter(|l| matched(&l.label))
             .map(|l| {
-                let b = l.bbox;
+                let b = l.rect();
                 Detection {
-                    class_id: phrases[l.index].clone(),
+                    class_id: l.label.clone(),
                     score: f64::from(l.score.clamp(0.0, 1.0)),
                     center: [(b.x0 + b.x1) as f64 / 2.0, (b.y0 + b.y1) as f64 / 2.0],
                     size: [b.width() as f64, b.height() as f64],

@@ -24,8 +24,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::bag::{Bag, BagError, BagMessage, TopicInfo, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE};
+use crate::engine::locate::locate_image;
 use crate::engine::step::{FrameResult, FrameStep, MatchPolicy, Stamp};
-use crate::image::{Preprocessor, RejectReason};
+use crate::image::{Preprocessor, RejectReason, RgbImage};
+use crate::locate::{LocateSettings, LocatedPhrase};
 use crate::model::ImageEncoder;
 use crate::node::messages::{Header, Pixels};
 use crate::node::CoreSetup;
@@ -205,6 +207,9 @@ pub enum ReplayLine {
         result: FrameResult,
         bag_time_ns: u64,
         topic: String,
+        /// Every phrase's location, best score first (when localising).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        locations: Option<Vec<LocatedPhrase>>,
     },
     Skipped {
         bag_time_ns: u64,
@@ -305,6 +310,8 @@ struct PreparedFrame {
     own_ms: f64,
     /// Why it has no pixels: the reason's name and the error.
     failed: Option<(&'static str, String)>,
+    /// Its RGB pixels, kept when localising.
+    rgb: Option<RgbImage<'static>>,
 }
 
 /// Converts and preprocesses chunks; on the conversion thread, or inline where that thread
@@ -313,13 +320,16 @@ struct Converter {
     preprocessor: Preprocessor,
     /// A preprocessor in its initial state, to continue from after a panic.
     fresh: Preprocessor,
+    /// Keep each frame's RGB pixels (for localisation).
+    keep_rgb: bool,
 }
 
 impl Converter {
-    fn new(preprocessor: Preprocessor) -> Self {
+    fn new(preprocessor: Preprocessor, keep_rgb: bool) -> Self {
         Converter {
             fresh: preprocessor.clone(),
             preprocessor,
+            keep_rgb,
         }
     }
 
@@ -334,18 +344,26 @@ impl Converter {
                 let started = Instant::now();
                 let at = pixels.len();
                 // A frame that makes the decoder panic is skipped and counted, as in the node.
+                let keep_rgb = self.keep_rgb;
                 let converted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let rgb = p.pixels.to_rgb()?;
                     let preprocess_started = Instant::now();
                     pixels.resize(at + len, 0.0);
                     self.preprocessor.preprocess_into(&rgb, &mut pixels[at..]);
-                    Ok::<f64, crate::image::FrameError>(
-                        preprocess_started.elapsed().as_secs_f64() * 1e3,
-                    )
+                    let ms = preprocess_started.elapsed().as_secs_f64() * 1e3;
+                    let kept = keep_rgb.then(|| RgbImage {
+                        width: rgb.width,
+                        height: rgb.height,
+                        stride: rgb.stride,
+                        data: std::borrow::Cow::Owned(rgb.data.into_owned()),
+                    });
+                    Ok::<_, crate::image::FrameError>((ms, kept))
                 }));
+                let mut rgb = None;
                 let failed = match converted {
-                    Ok(Ok(ms)) => {
+                    Ok(Ok((ms, kept))) => {
                         preprocess_ms += ms;
+                        rgb = kept;
                         None
                     }
                     Ok(Err(e)) => Some((e.reason().name(), e.to_string())),
@@ -362,6 +380,7 @@ impl Converter {
                     header: p.header,
                     own_ms: p.read_ms + started.elapsed().as_secs_f64() * 1e3,
                     failed,
+                    rgb,
                 }
             })
             .collect();
@@ -390,10 +409,11 @@ impl Conversion {
     fn start<'scope>(
         scope: &'scope std::thread::Scope<'scope, '_>,
         preprocessor: &Preprocessor,
+        keep_rgb: bool,
     ) -> Self {
         let (chunks, chunk_rx) = mpsc::sync_channel::<Chunk>(1);
         let (prepared_tx, prepared) = mpsc::sync_channel::<Prepared>(1);
-        let mut converter = Converter::new(preprocessor.clone());
+        let mut converter = Converter::new(preprocessor.clone(), keep_rgb);
         let spawned = std::thread::Builder::new()
             .name("replay-decode".into())
             .spawn_scoped(scope, move || {
@@ -411,7 +431,7 @@ impl Conversion {
             },
             Err(e) => {
                 log::warn!("cannot start the decoding thread ({e}); decoding on this one");
-                Conversion::Inline(Box::new(Converter::new(preprocessor.clone())))
+                Conversion::Inline(Box::new(Converter::new(preprocessor.clone(), keep_rgb)))
             }
         }
     }
@@ -464,6 +484,8 @@ pub struct Replayer {
     labels: LabelMatrix,
     policy: MatchPolicy,
     batch_size: usize,
+    /// Localise every scored frame's phrases (the node's `localize`).
+    locate: Option<LocateSettings>,
 }
 
 impl Replayer {
@@ -471,10 +493,22 @@ impl Replayer {
     pub fn new(setup: CoreSetup, batch_size: usize) -> Self {
         Replayer {
             policy: setup.config.policy.clone(),
+            locate: setup.config.localize.then(LocateSettings::default),
             image: setup.image,
             labels: setup.labels,
             batch_size: batch_size.max(1),
         }
+    }
+
+    /// Localise every scored frame's phrases (default: the params' `localize`): each line
+    /// gets `locations`, as `locate --json` gives them for the frame's pixels.
+    pub fn set_localize(&mut self, on: bool) {
+        self.locate = on.then(LocateSettings::default);
+    }
+
+    /// Whether frames are localised.
+    pub fn localizes(&self) -> bool {
+        self.locate.is_some()
     }
 
     /// How scores become matches (the node's configuration).
@@ -516,7 +550,7 @@ impl Replayer {
         let names: Vec<&str> = sources.iter().map(|s| s.topic.name.as_str()).collect();
         let preprocessor = self.image.preprocessor().clone();
         std::thread::scope(|scope| {
-            let mut conversion = Conversion::start(scope, &preprocessor);
+            let mut conversion = Conversion::start(scope, &preprocessor, self.locate.is_some());
             let mut first: Option<u64> = None;
             let mut frames: Vec<Pending> = Vec::with_capacity(self.batch_size);
             let every = selection.every.max(1) as u64;
@@ -651,6 +685,32 @@ impl Replayer {
                             let step_started = Instant::now();
                             let embedding = embeddings.next().expect("one embedding per image");
                             let matches = steps[f.source].step(&self.labels, 0, &embedding);
+                            let locations = match (&self.locate, &f.rgb) {
+                                (Some(settings), Some(rgb)) => {
+                                    match locate_image(
+                                        &mut self.image,
+                                        self.batch_size,
+                                        rgb,
+                                        &self.labels,
+                                        settings,
+                                    ) {
+                                        Ok(found) => Some(
+                                            found
+                                                .iter()
+                                                .map(|l| l.named(&self.labels.labels))
+                                                .collect(),
+                                        ),
+                                        Err(e) => {
+                                            log::warn!(
+                                                "frame {:?}: localization failed: {e}",
+                                                f.header.frame_id
+                                            );
+                                            None
+                                        }
+                                    }
+                                }
+                                _ => None,
+                            };
                             let step_ms = step_started.elapsed().as_secs_f64() * 1e3;
                             let source = &sources[f.source];
                             (
@@ -667,6 +727,7 @@ impl Replayer {
                                     },
                                     bag_time_ns: f.bag_time_ns,
                                     topic: source.topic.name.clone(),
+                                    locations,
                                 },
                             )
                         }

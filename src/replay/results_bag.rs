@@ -2,8 +2,9 @@
 //! MCAP file rosbag2 and Foxglove read (profile `ros2`, `ros2msg` schemas, CDR messages):
 //! `vision_msgs/msg/Classification` on the node's `~/classification` topic and the
 //! `~/matches` JSON as `std_msgs/msg/String` (per camera `~/C/classification` and
-//! `~/C/matches` when several topics are replayed), each message logged at its frame's log
-//! time so camera bag and results play side by side.
+//! `~/C/matches` when several topics are replayed), and when frames are localised the
+//! matched phrases' `vision_msgs/msg/Detection2DArray` on `~/detections` (`~/C/detections`),
+//! each message logged at its frame's log time so camera bag and results play side by side.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -11,7 +12,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use super::ReplayLine;
-use crate::node::messages::{Classification, Header};
+use crate::node::messages::{Classification, Detections, Header};
 use crate::ros_msgs::{self, definitions, encode_cdr, StringMsg};
 
 /// A results file that could not be written.
@@ -48,13 +49,16 @@ pub struct ResultTopics {
     pub source: String,
     pub classification: String,
     pub matches: String,
+    /// The camera's `~/detections`, when frames are localised.
+    pub detections: Option<String>,
 }
 
-/// A replayed topic's two channels.
+/// A replayed topic's channels.
 struct Channels {
     source: String,
     classification: u16,
     matches: u16,
+    detections: Option<u16>,
 }
 
 /// Writes replay results into an MCAP file.
@@ -91,10 +95,23 @@ impl ResultsBag {
                 &t.matches,
             )
             .map_err(|e| fail(e.to_string()))?;
+            let detections = match &t.detections {
+                Some(topic) => Some(
+                    add_ros2_channel(
+                        &mut writer,
+                        "vision_msgs/msg/Detection2DArray",
+                        &definitions::detection_2d_array(),
+                        topic,
+                    )
+                    .map_err(|e| fail(e.to_string()))?,
+                ),
+                None => None,
+            };
             channels.push(Channels {
                 source: t.source.clone(),
                 classification,
                 matches,
+                detections,
             });
         }
         Ok(ResultsBag {
@@ -119,6 +136,7 @@ impl ResultsBag {
             result,
             bag_time_ns,
             topic,
+            locations,
         } = line
         else {
             return Ok(());
@@ -127,19 +145,27 @@ impl ResultsBag {
             return Err(self.fail(format!("no channels for the results of topic {topic}")));
         };
         let (classification_channel, matches_channel) = (channels.classification, channels.matches);
+        let detections_channel = channels.detections;
         let header = Header {
             stamp: result.stamp,
             frame_id: result.frame_id.clone(),
         };
         let classification: ros_msgs::Classification =
-            Classification::of(header, &result.matches).into();
+            Classification::of(header.clone(), &result.matches).into();
         let matches = StringMsg {
             data: result.to_json(),
         };
-        for (channel, data) in [
+        let mut messages = vec![
             (classification_channel, encode_cdr(&classification)),
             (matches_channel, encode_cdr(&matches)),
-        ] {
+        ];
+        // As the node: a Detection2DArray of the matched phrases' locations.
+        if let (Some(channel), Some(located)) = (detections_channel, locations) {
+            let detections: ros_msgs::Detection2DArray =
+                Detections::of(header, &result.matches, located).into();
+            messages.push((channel, encode_cdr(&detections)));
+        }
+        for (channel, data) in messages {
             self.sequence += 1;
             let header = mcap::records::MessageHeader {
                 channel_id: channel,
