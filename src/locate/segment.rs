@@ -14,11 +14,13 @@ use super::{iou, Rect};
 /// How proposals are made and kept.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ProposalSettings {
-    /// Segmentation runs on the image scaled so its short side is at most this.
+    /// Segmentation runs on the image scaled so its short side is at most this (160: on the
+    /// localisation set as accurate as 224, at half the pixels).
     pub side: u32,
     /// Felzenszwalb's `k` (on 0..255 values): larger makes larger regions.
     pub k: f32,
     pub sigma: f32,
+    /// Regions smaller than this many pixels (of the scaled image) join a neighbour.
     pub min_size: usize,
     /// Kept candidate boxes cover more than `min_area` and less than `max_area` of the
     /// image.
@@ -33,10 +35,10 @@ pub struct ProposalSettings {
 impl Default for ProposalSettings {
     fn default() -> Self {
         ProposalSettings {
-            side: 224,
+            side: 160,
             k: 200.0 / 255.0,
             sigma: 0.8,
-            min_size: 60,
+            min_size: 31,
             min_area: 0.01,
             max_area: 0.2,
             overlap: 0.5,

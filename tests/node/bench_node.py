@@ -4,7 +4,8 @@
 single-camera nodes in the same run); the table shows, per model, the time from launching the node to its first
 Classification (frames offered at 10 Hz from the moment its subscription matches), the node's processed rate, dropped frames,
 receive -> publish latency (p50/p99, as the node measures it in ~/matches) next to the image
-encoder's median time (the target: p99 <= 1.5x the encoder median), the node's CPU use,
+encoder's median time (the target: p99 <= 1.5x the encoder median), the localisation time
+per frame (diagnostics; with `--param localize:=true`), the node's CPU use,
 its RSS at the end of the run and its peak RSS (VmHWM, model loading included).
 
     python3 tests/node/bench_node.py                      # re-runs itself under private-net
@@ -198,6 +199,7 @@ def bench_layout(args, model, work, nodes):
         "rate": processed / (t1 - t0),
         "camera_rates": rates,
         "frames_per_batch": diag.get("frames per batch (mean)", "-"),
+        "localization_median": diag.get("localization median (ms)", "-"),
         "encoder_median": statistics.median(encoder) if encoder else float("nan"),
         "encoder_p99": quantile(encoder, 0.99),
         "latency_p50": quantile(latency, 0.50),
@@ -249,7 +251,7 @@ def main():
             rows.append(row)
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
 
-    header = ("model", "layout", "first result s", "encoder median ms", "processed Hz", "Hz per camera", "sent",
+    header = ("model", "layout", "first result s", "encoder median ms", "localization median ms", "processed Hz", "Hz per camera", "sent",
               "received", "dropped", "encoder p99 ms", "latency p50 ms", "latency p99 ms", "p99 / encoder", "CPU %",
               "RSS MB", "peak RSS MB")
     for machine in sorted({(r["cpu"], r["kernels"]) for r in rows}):
@@ -259,7 +261,7 @@ def main():
     for r in rows:
         per_camera = " / ".join(f"{x:.1f}" for x in r["camera_rates"])
         print(f"| {os.path.basename(r['model'].rstrip('/'))} | {r['layout']} | {r['first_result_s']:.2f} | "
-              f"{r['encoder_median']:.1f} | {r['rate']:.1f} | {per_camera} | "
+              f"{r['encoder_median']:.1f} | {r['localization_median']} | {r['rate']:.1f} | {per_camera} | "
               f"{r['sent']} | {r['received']} | {r['dropped']} | {r['encoder_p99']:.1f} | {r['latency_p50']:.1f} | "
               f"{r['latency_p99']:.1f} | {r['latency_p99'] / r['encoder_median']:.2f} | {r['cpu_percent']:.0f} | "
               f"{r['rss_mb']:.0f} | {r['peak_rss_mb']:.0f} |")
