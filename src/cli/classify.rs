@@ -8,11 +8,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
 
-use super::{inputs_done, Batch, BatchArgs, ModelArgs};
+use super::{inputs_done, Batch, BatchArgs, ModelArgs, PhraseArgs};
 use clip_perception::engine::scoring::Scores;
-use clip_perception::text::cache::cache_root;
-use clip_perception::text::phrases::check_phrases;
-use clip_perception::text::{parse_phrases, Prompts};
 use clip_perception::{ClipEngine, EngineOptions, LabelMatrix};
 
 #[derive(Args)]
@@ -22,15 +19,8 @@ pub struct ClassifyArgs {
     /// Image files.
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    /// Task phrases separated by `;` (or newlines), e.g. "red cup; blue ball".
-    #[arg(long)]
-    labels: String,
-    /// Prompt template with `{}` for the phrase.
-    #[arg(long, conflicts_with = "ensemble")]
-    template: Option<String>,
-    /// Prompt ensemble: `imagenet`, `cifar10` or a file with one template per line.
-    #[arg(long)]
-    ensemble: Option<String>,
+    #[command(flatten)]
+    phrases: PhraseArgs,
     /// How many labels to show per image (0 = all).
     #[arg(long, default_value_t = 5)]
     top_k: usize,
@@ -39,23 +29,15 @@ pub struct ClassifyArgs {
     json: bool,
     #[command(flatten)]
     batch: BatchArgs,
-    /// Text embedding cache folder (default: $XDG_CACHE_HOME/clip_perception).
-    #[arg(long, conflicts_with = "no_cache")]
-    cache_dir: Option<PathBuf>,
-    /// Do not read or write the text embedding cache.
-    #[arg(long)]
-    no_cache: bool,
     /// Stop at the first image that cannot be read (default: report it and go on).
     #[arg(long)]
     fail_fast: bool,
 }
 
 pub fn classify(args: ClassifyArgs, out: &mut impl Write) -> Result<()> {
-    let phrases = parse_phrases(&args.labels);
-    let prompts = Prompts::choose(args.template.as_deref(), args.ensemble.as_deref())?;
-    check_phrases(&phrases, None).map_err(clip_perception::Error::from)?;
+    let (phrases, prompts) = args.phrases.phrases()?;
     let options = EngineOptions {
-        cache_dir: cache_root(!args.no_cache, args.cache_dir.as_deref()),
+        cache_dir: args.phrases.cache(),
         ..args.model.engine_options(args.batch.get())
     };
     let mut engine = ClipEngine::load(options)?;

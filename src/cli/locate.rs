@@ -9,13 +9,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
 
-use super::{inputs_done, Batch, BatchArgs, ModelArgs};
+use super::{inputs_done, Batch, BatchArgs, ModelArgs, PhraseArgs};
 use clip_perception::eval::overlay::write_overlay;
 use clip_perception::locate::segment::ProposalSettings;
 use clip_perception::locate::{CropScale, LocateSettings, Location, Method};
-use clip_perception::text::cache::cache_root;
-use clip_perception::text::phrases::check_phrases;
-use clip_perception::text::{parse_phrases, Prompts};
 use clip_perception::{ClipEngine, EngineOptions};
 
 #[derive(Args)]
@@ -25,15 +22,8 @@ pub struct LocateArgs {
     /// Image files.
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    /// Task phrases separated by `;` (or newlines), e.g. "red cup; blue ball".
-    #[arg(long)]
-    labels: String,
-    /// Prompt template with `{}` for the phrase.
-    #[arg(long, conflicts_with = "ensemble")]
-    template: Option<String>,
-    /// Prompt ensemble: `imagenet`, `cifar10` or a file with one template per line.
-    #[arg(long)]
-    ensemble: Option<String>,
+    #[command(flatten)]
+    phrases: PhraseArgs,
     /// One JSON object per image on stdout: {"image", "locations": [{"label", "score",
     /// "point": [x, y], "box": [x0, y0, x1, y1]}, ...]}, pixels of the input image, best
     /// first.
@@ -60,12 +50,6 @@ pub struct LocateArgs {
     region: f32,
     #[command(flatten)]
     batch: BatchArgs,
-    /// Text embedding cache folder (default: $XDG_CACHE_HOME/clip_perception).
-    #[arg(long, conflicts_with = "no_cache")]
-    cache_dir: Option<PathBuf>,
-    /// Do not read or write the text embedding cache.
-    #[arg(long)]
-    no_cache: bool,
     /// Stop at the first image that cannot be read (default: report it and go on).
     #[arg(long)]
     fail_fast: bool,
@@ -95,9 +79,7 @@ fn parse_crops(spec: &str) -> Result<Vec<CropScale>> {
 }
 
 pub fn locate(args: LocateArgs, out: &mut impl Write) -> Result<()> {
-    let phrases = parse_phrases(&args.labels);
-    let prompts = Prompts::choose(args.template.as_deref(), args.ensemble.as_deref())?;
-    check_phrases(&phrases, None).map_err(clip_perception::Error::from)?;
+    let (phrases, prompts) = args.phrases.phrases()?;
     if !(0.0..=1.0).contains(&args.region) {
         bail!("--region: {} is not within 0..=1", args.region);
     }
@@ -118,7 +100,7 @@ pub fn locate(args: LocateArgs, out: &mut impl Write) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let options = EngineOptions {
-        cache_dir: cache_root(!args.no_cache, args.cache_dir.as_deref()),
+        cache_dir: args.phrases.cache(),
         ..args.model.engine_options(args.batch.get())
     };
     let mut engine = ClipEngine::load(options)?;

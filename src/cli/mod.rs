@@ -22,6 +22,9 @@ use serde_json::json;
 
 use clip_perception::engine::DEFAULT_BATCH_SIZE;
 use clip_perception::image::load_image_file;
+use clip_perception::text::cache::cache_root;
+use clip_perception::text::phrases::check_phrases;
+use clip_perception::text::{parse_phrases, Prompts};
 use clip_perception::{EngineBuilder, EngineOptions, Precision, RgbImage};
 
 /// The model a command runs, and how.
@@ -57,6 +60,41 @@ impl ModelArgs {
     /// The model opened and checked (no graph loaded yet), for one image per pass.
     pub fn open(&self) -> Result<EngineBuilder> {
         Ok(EngineBuilder::open(self.engine_options(1))?)
+    }
+}
+
+/// The phrases a command scores, how they become prompts, and the text embedding cache.
+#[derive(Args)]
+pub struct PhraseArgs {
+    /// Task phrases separated by `;` (or newlines), e.g. "red cup; blue ball".
+    #[arg(long)]
+    pub labels: String,
+    /// Prompt template with `{}` for the phrase.
+    #[arg(long, conflicts_with = "ensemble")]
+    pub template: Option<String>,
+    /// Prompt ensemble: `imagenet`, `cifar10` or a file with one template per line.
+    #[arg(long)]
+    pub ensemble: Option<String>,
+    /// Text embedding cache folder (default: $XDG_CACHE_HOME/clip_perception).
+    #[arg(long, conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not read or write the text embedding cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl PhraseArgs {
+    /// The phrases (checked) and their prompts.
+    pub fn phrases(&self) -> Result<(Vec<String>, Prompts)> {
+        let phrases = parse_phrases(&self.labels);
+        let prompts = Prompts::choose(self.template.as_deref(), self.ensemble.as_deref())?;
+        check_phrases(&phrases, None).map_err(clip_perception::Error::from)?;
+        Ok((phrases, prompts))
+    }
+
+    /// The text embedding cache folder, if the cache is on.
+    pub fn cache(&self) -> Option<PathBuf> {
+        cache_root(!self.no_cache, self.cache_dir.as_deref())
     }
 }
 

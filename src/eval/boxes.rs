@@ -14,7 +14,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::truth::{stamp_ns, TruthError};
+use super::truth::{csv_reader, read_csv, stamp_ns, TruthError};
 use crate::engine::step::Stamp;
 use crate::locate::{iou, LocatedPhrase, Rect};
 
@@ -35,27 +35,13 @@ pub struct TruthBoxes {
 impl TruthBoxes {
     /// Reads a `start,end,label,x0,y0,x1,y1` CSV file (see the module docs).
     pub fn from_csv(path: &Path, phrases: &[String]) -> Result<TruthBoxes, TruthError> {
-        let name = path.display().to_string();
-        let text = crate::config::read_text_limited(
-            path,
-            crate::config::limits::TABLE_BYTES,
-            "a truth boxes CSV",
-        )
-        .map_err(|e| TruthError::Read {
-            path: name.clone(),
-            cause: e.to_string(),
-        })?;
+        let (name, text) = read_csv(path, "a truth boxes CSV")?;
         Self::parse_csv(&name, &text, phrases)
     }
 
     /// [`TruthBoxes::from_csv`] on text already read (`name` for messages).
     pub fn parse_csv(name: &str, text: &str, phrases: &[String]) -> Result<TruthBoxes, TruthError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .comment(Some(b'#'))
-            .trim(csv::Trim::All)
-            .flexible(true)
-            .from_reader(text.as_bytes());
+        let mut reader = csv_reader(text);
         let mut boxes = Vec::new();
         let mut header_seen = false;
         for (i, record) in reader.records().enumerate() {

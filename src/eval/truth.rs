@@ -66,6 +66,28 @@ pub fn stamp_ns(stamp: Stamp) -> i64 {
     i64::from(stamp.sec) * 1_000_000_000 + i64::from(stamp.nanosec)
 }
 
+/// A truth file's name and text (at most the table size limit), `what` naming it in errors.
+pub(crate) fn read_csv(path: &Path, what: &str) -> Result<(String, String), TruthError> {
+    let name = path.display().to_string();
+    let text = crate::config::read_text_limited(path, crate::config::limits::TABLE_BYTES, what)
+        .map_err(|e| TruthError::Read {
+            path: name.clone(),
+            cause: e.to_string(),
+        })?;
+    Ok((name, text))
+}
+
+/// The reader of the truth files' CSV: no header handling (a header row is skipped by its
+/// first field), `#` comments, fields trimmed, rows of any length (checked by the caller).
+pub(crate) fn csv_reader(text: &str) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(text.as_bytes())
+}
+
 fn seconds_to_ns(s: f64) -> i64 {
     (s * 1e9).round() as i64
 }
@@ -104,27 +126,13 @@ impl Truth {
 
     /// Reads a CSV file of `start,end,label` intervals (see the module docs).
     pub fn from_csv(path: &Path, phrases: &[String]) -> Result<Truth, TruthError> {
-        let name = path.display().to_string();
-        let text = crate::config::read_text_limited(
-            path,
-            crate::config::limits::TABLE_BYTES,
-            "a truth CSV",
-        )
-        .map_err(|e| TruthError::Read {
-            path: name.clone(),
-            cause: e.to_string(),
-        })?;
+        let (name, text) = read_csv(path, "a truth CSV")?;
         Self::parse_csv(&name, &text, phrases)
     }
 
     /// [`Truth::from_csv`] on text already read (`name` for messages).
     pub fn parse_csv(name: &str, text: &str, phrases: &[String]) -> Result<Truth, TruthError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .comment(Some(b'#'))
-            .trim(csv::Trim::All)
-            .flexible(true)
-            .from_reader(text.as_bytes());
+        let mut reader = csv_reader(text);
         let mut intervals = Vec::new();
         for (i, record) in reader.records().enumerate() {
             let at = |line: Option<u64>| format!("{name}:{}", line.unwrap_or(i as u64 + 1));

@@ -413,6 +413,14 @@ pub fn proposals(rgb: &[u8], w: usize, h: usize, s: &ProposalSettings) -> Vec<Re
         }
         adjacent.push(around);
     }
+    keep_distinct(&nodes, total, s)
+}
+
+/// The boxes of the hierarchy's `nodes` (of an image of `total` pixels) that `s` keeps:
+/// covering between `min_area` and `max_area` of the image, not the root, by the cost at
+/// which they were merged into their parent (highest first), none overlapping a kept one by
+/// `overlap` or more, at most `count`.
+fn keep_distinct(nodes: &[Node], total: f64, s: &ProposalSettings) -> Vec<Rect> {
     let mut ranked: Vec<(f64, Rect)> = nodes
         .iter()
         .filter_map(|n| {
@@ -519,7 +527,7 @@ mod tests {
     mod reference {
         use std::collections::BTreeSet;
 
-        use super::super::{find, iou, Node, ProposalSettings, Rect};
+        use super::super::{find, Node, ProposalSettings, Rect};
 
         /// Gaussian blur of one `w` x `h` plane, mirrored borders (`d c b a | a b c d`).
         fn blur(plane: &[f32], w: usize, h: usize, sigma: f32) -> Vec<f32> {
@@ -741,25 +749,8 @@ mod tests {
                     .filter(|(p, q)| p != q)
                     .collect();
             }
-            let mut ranked: Vec<(f64, Rect)> = nodes
-                .iter()
-                .filter_map(|n| {
-                    let share = (n.bbox.width() as f64 * n.bbox.height() as f64) / total;
-                    let inside = share > s.min_area as f64 && share < s.max_area as f64;
-                    n.merged_at.filter(|_| inside).map(|c| (c, n.bbox))
-                })
-                .collect();
-            ranked.sort_by(|x, y| y.0.total_cmp(&x.0));
-            let mut kept: Vec<Rect> = Vec::with_capacity(s.count);
-            for (_, r) in ranked {
-                if kept.len() == s.count {
-                    break;
-                }
-                if kept.iter().all(|k| iou(*k, r) < s.overlap) {
-                    kept.push(r);
-                }
-            }
-            kept
+            // The ranking is the production code's: what is compared is the hierarchy.
+            super::super::keep_distinct(&nodes, total, s)
         }
     }
 
