@@ -465,7 +465,8 @@ impl ImageEncoder {
         }
     }
 
-    /// Preprocesses and encodes a batch of images (one forward pass).
+    /// Preprocesses and encodes a batch of images (one forward pass; with several threads,
+    /// the images are preprocessed in parallel on them).
     pub fn encode(&mut self, images: &[RgbImage]) -> Result<Embeddings> {
         if images.is_empty() {
             return Ok(Vec::new());
@@ -478,8 +479,28 @@ impl ImageEncoder {
             let mut view = tensor.try_as_plain_ram_mut().expect("plain f32 tensor");
             let values = view.as_slice_mut::<f32>().expect("f32 tensor");
             let len = self.preprocessor.tensor_len();
-            for (image, chunk) in images.iter().zip(values.chunks_exact_mut(len)) {
-                self.preprocessor.preprocess_into(image, chunk);
+            match &self.runner.pool {
+                // Several images: preprocessed in parallel on the encoder's own threads,
+                // each by a copy of the preprocessor (the same exact arithmetic, so the
+                // same values as one after the other).
+                Some(pool) if images.len() > 1 => {
+                    use rayon::prelude::*;
+                    let preprocessor = &self.preprocessor;
+                    pool.install(|| {
+                        values
+                            .par_chunks_exact_mut(len)
+                            .zip(images.par_iter())
+                            .for_each_init(
+                                || preprocessor.clone(),
+                                |p, (chunk, image)| p.preprocess_into(image, chunk),
+                            )
+                    });
+                }
+                _ => {
+                    for (image, chunk) in images.iter().zip(values.chunks_exact_mut(len)) {
+                        self.preprocessor.preprocess_into(image, chunk);
+                    }
+                }
             }
         }
         self.run(input)
