@@ -118,12 +118,6 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
     }
 }
 
-fn packed(image: &RgbImage) -> Vec<u8> {
-    (0..image.height as usize)
-        .flat_map(|y| image.row(y).to_vec())
-        .collect()
-}
-
 /// The engine's score of each phrase on `image`, `field` being `cosine` or `probability`.
 fn per_phrase(
     engine: &mut ClipEngine,
@@ -193,7 +187,7 @@ fn cases() -> &'static (tempfile::TempDir, Value) {
 
         let rgb = load_image_file(&data("preprocess/palette_w200_h150.png")).expect("image");
         let (w, h) = (rgb.width, rgb.height);
-        let px = packed(&rgb);
+        let px = rgb.to_packed();
         let map = |f: &dyn Fn(&[u8]) -> Vec<u8>| -> Vec<u8> { px.chunks_exact(3).flat_map(f).collect() };
         raw(&mut engine, "rgb8", "rgb8", (w, h, w * 3), 0, px.clone(), &rgb);
         let mut padded = Vec::new();
@@ -210,7 +204,7 @@ fn cases() -> &'static (tempfile::TempDir, Value) {
         raw(&mut engine, "mono16", "mono16", (w, h, w * 2), 0, map(&|p| vec![0x5a, p[1]]), &grey);
         raw(&mut engine, "mono16_bigendian", "mono16", (w, h, w * 2), 1, map(&|p| vec![p[1], 0xa5]), &grey);
         let vga = load_image_file(&data("preprocess/jpeg420_w640_h480.decoded.png")).expect("image");
-        raw(&mut engine, "rgb8_vga", "rgb8", (640, 480, 640 * 3), 0, packed(&vga), &vga);
+        raw(&mut engine, "rgb8_vga", "rgb8", (640, 480, 640 * 3), 0, vga.to_packed(), &vga);
 
         let mut compressed = |engine: &mut ClipEngine, name: &str, format: &str, file: &str| {
             let path = data(file);
@@ -277,7 +271,7 @@ fn cases() -> &'static (tempfile::TempDir, Value) {
             "frame": {
                 "name": "scene", "kind": "raw", "encoding": "rgb8", "width": scene.width,
                 "height": scene.height, "step": scene.width * 3, "is_bigendian": 0,
-                "data": write("scene.bin", &packed(&scene)),
+                "data": write("scene.bin", &scene.to_packed()),
             },
         });
 

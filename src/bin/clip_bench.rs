@@ -6,7 +6,10 @@
 //! `--locate`: the cost of localisation (`clip_perception::locate`) instead, per image and
 //! method: proposals (the candidate regions), crop preparation (cropping and preprocessing),
 //! encoding the crops, the whole `locate` call, one encoder pass over the whole image
-//! (batch 1, preprocessing included) and the ratio of the whole call to that pass.
+//! (batch 1, preprocessing included) and the ratio of the whole call to that pass. The
+//! crop stage preprocesses the crops one after the other; inside `locate` the encoder
+//! preprocesses a batch's crops in parallel on its threads, so the stages add up to more
+//! than the whole call with 2 or more threads.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

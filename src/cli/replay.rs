@@ -350,6 +350,9 @@ fn write_locate_strip(
             .cloned()
             .collect();
         tiles[k] = Some(frame_tile(&rgb, &judged, &truth).map_err(anyhow::Error::msg)?);
+        if tiles.iter().all(Option::is_some) {
+            break; // the rest of the bag is not needed
+        }
     }
     let tiles: Vec<_> = tiles.into_iter().flatten().collect();
     write_strip(path, &tiles, 224)?;

@@ -31,12 +31,7 @@ const BOX_COLOURS: [RGBColor; 6] = [
 /// Blends `map` over packed RGB `pixels` of its image: alpha 0.55 at the map's highest
 /// value, 0 at its lowest.
 pub fn blend_map(pixels: &mut [u8], map: &RelevanceMap) {
-    let (lo, hi) = map
-        .values
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
+    let (lo, hi) = map.range();
     let span = if hi > lo { hi - lo } else { 1.0 };
     let w = map.width as usize;
     for (i, px) in pixels.chunks_exact_mut(3).enumerate() {
@@ -58,7 +53,7 @@ pub fn write_overlay(
     locations: &[Location],
     labels: &[String],
 ) -> Result<(), ReportError> {
-    let mut pixels = packed(image);
+    let mut pixels = image.to_packed();
     if let Some(best) = locations.first() {
         blend_map(&mut pixels, &best.map);
     }
@@ -71,15 +66,6 @@ pub fn write_overlay(
         .map_err(|e| error(path)(e.to_string()))
 }
 
-/// The image's rows packed (no padding).
-fn packed(image: &RgbImage) -> Vec<u8> {
-    let mut pixels = Vec::with_capacity(image.width as usize * image.height as usize * 3);
-    for y in 0..image.height as usize {
-        pixels.extend_from_slice(image.row(y));
-    }
-    pixels
-}
-
 /// A frame of a replay report's strip: the located phrases' boxes and points over the
 /// image, and the true boxes (`(phrase, box)`) as dashed-looking thin green frames.
 pub fn frame_tile(
@@ -87,7 +73,7 @@ pub fn frame_tile(
     located: &[LocatedPhrase],
     truth: &[(String, Rect)],
 ) -> Result<image::RgbImage, String> {
-    let mut pixels = packed(image);
+    let mut pixels = image.to_packed();
     draw_boxes(&mut pixels, (image.width, image.height), located, truth)?;
     Ok(image::RgbImage::from_raw(image.width, image.height, pixels)
         .expect("buffer of w * h * 3 bytes"))

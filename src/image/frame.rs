@@ -103,6 +103,15 @@ impl RgbImage<'_> {
         let start = y * self.stride;
         &self.data[start..start + self.width as usize * 3]
     }
+
+    /// The pixels as one tightly packed buffer (rows `width*3` bytes apart), copied.
+    pub fn to_packed(&self) -> Vec<u8> {
+        let mut pixels = Vec::with_capacity(self.width as usize * self.height as usize * 3);
+        for y in 0..self.height as usize {
+            pixels.extend_from_slice(self.row(y));
+        }
+        pixels
+    }
 }
 
 impl<'a> Frame<'a> {

@@ -180,9 +180,7 @@ impl LocateSettings {
         }
         out
     }
-}
 
-impl LocateSettings {
     /// The candidate regions of `image` this method encodes, in the image's pixels.
     pub fn regions(&self, image: &RgbImage) -> Vec<Rect> {
         match self.method {
@@ -195,11 +193,7 @@ impl LocateSettings {
                     ((image.width as f64 * f).round() as u32).max(1),
                     ((image.height as f64 * f).round() as u32).max(1),
                 );
-                let mut packed =
-                    Vec::with_capacity(image.width as usize * image.height as usize * 3);
-                for y in 0..image.height as usize {
-                    packed.extend_from_slice(image.row(y));
-                }
+                let packed = image.to_packed();
                 let small = if (w, h) == (image.width, image.height) {
                     packed
                 } else {
@@ -346,6 +340,15 @@ impl RelevanceMap {
         }
     }
 
+    /// The lowest and the highest value (infinities for an empty map).
+    pub fn range(&self) -> (f32, f32) {
+        self.values
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            })
+    }
+
     /// The value at pixel `(x, y)` (the cell holding it).
     pub fn at(&self, x: f32, y: f32) -> f32 {
         let c = ((x as f64 * self.cols as f64 / self.width as f64) as usize).min(self.cols - 1);
@@ -357,12 +360,7 @@ impl RelevanceMap {
     /// pixels and its box. A flat map (no cell above another) gives the image's centre and
     /// the whole image.
     pub fn region(&self, threshold: f32) -> ([f32; 2], Rect) {
-        let (lo, hi) = self
-            .values
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                (lo.min(v), hi.max(v))
-            });
+        let (lo, hi) = self.range();
         let whole = Rect {
             x0: 0,
             y0: 0,
