@@ -41,6 +41,9 @@ pub fn coverage() -> Vec<(String, Coverage)> {
         let coverage = match (runs(false), runs(true)) {
             (true, _) => Coverage::Native,
             (false, true) => Coverage::Emulated,
+            (false, false) if kernel == Int8Kernel::Amx => {
+                Coverage::Skipped("x86-64 (to emulate) or amx-int8 granted by Linux")
+            }
             (false, false) if kernel.name().starts_with("avx512") => {
                 Coverage::Skipped("avx2 (to emulate) or avx512f+vl+vnni")
             }

@@ -25,19 +25,20 @@ pub(super) enum Sink<'a> {
 }
 
 impl Sink<'_> {
-    /// Writes rows `i0..i0 + rows`, columns `j0..j0 + cols` from `tile`.
+    /// Writes rows `i0..i0 + rows`, columns `j0..j0 + cols` from `tile` (at least `rows`
+    /// rows).
     ///
     /// # Safety
     /// The block lies inside the [M, N] output (`n` columns) and no other thread writes it.
     #[inline(always)]
-    unsafe fn write(
+    pub(super) unsafe fn write(
         self,
         n: usize,
         i0: usize,
         rows: usize,
         j0: usize,
         cols: usize,
-        tile: &[[i32; NR]; MR],
+        tile: &[[i32; NR]],
     ) {
         match self {
             Sink::Int32(out) => {
@@ -104,7 +105,7 @@ pub(super) unsafe fn run_block(
 ) {
     #[cfg(target_arch = "x86_64")]
     match b.kernel {
-        Int8Kernel::Avx512Vnni | Int8Kernel::Avx512VnniZmm if !b.emulate_vnni => {
+        Int8Kernel::Avx512Vnni | Int8Kernel::Avx512VnniZmm if !b.emulated => {
             // SAFETY: a PackedB for a VNNI kernel is only made where the CPU has AVX2,
             // AVX-512F, AVX-512VL and AVX-512 VNNI (`pack` checks `is_available`); the block
             // is the caller's contract.
@@ -119,6 +120,7 @@ pub(super) unsafe fn run_block(
             // only, where AVX2 is); the block is the caller's contract.
             return unsafe { x86::run_block(a, m, b, sink, rows, panels) };
         }
+        Int8Kernel::Amx => unreachable!("the AMX product has its own block loop (`amx`)"),
         Int8Kernel::Scalar => {}
     }
     // SAFETY: the caller's contract.

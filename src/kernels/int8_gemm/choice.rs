@@ -25,8 +25,15 @@ pub enum Int8Kernel {
     /// [`Int8Kernel::Avx512Vnni`] on 512-bit registers: the same layout and block loop, one
     /// register per row holding a panel's 16 columns, so each quad step takes one panel load
     /// and one `vpdpbusd` per row instead of two (CPUs with two 512-bit FMA units run twice
-    /// the products per cycle). The default where AVX-512 VNNI passes its self-check.
+    /// the products per cycle). The default where AVX-512 VNNI passes its self-check and
+    /// AMX does not run.
     Avx512VnniZmm,
+    /// x86-64 AMX (`tdpbssd` on tiles, Linux): signed activations in plain rows padded to
+    /// 32 rows and K to a multiple of 64, the weight in the quad panels of the VNNI kernels
+    /// (one 16 x 64-byte B tile per 16 quads, K padded with zeros); 32 x 32 output blocks in
+    /// four accumulator tiles (`amx`). The default where the CPU and the kernel grant AMX
+    /// and it passes its self-check.
+    Amx,
 }
 
 impl Int8Kernel {
@@ -37,6 +44,16 @@ impl Int8Kernel {
             Int8Kernel::Avx2Maddubs => "avx2-maddubs",
             Int8Kernel::Avx512Vnni => "avx512-vnni",
             Int8Kernel::Avx512VnniZmm => "avx512-vnni-zmm",
+            Int8Kernel::Amx => "amx",
+        }
+    }
+
+    /// K values per step of a packed panel column: pairs, or quads.
+    pub(super) fn step_values(self) -> usize {
+        if self.quads() || self == Int8Kernel::Amx {
+            4
+        } else {
+            2
         }
     }
 
@@ -62,11 +79,14 @@ impl Int8Kernel {
                     && std::is_x86_feature_detected!("avx512vl")
                     && std::is_x86_feature_detected!("avx512vnni")
             }
+            #[cfg(target_arch = "x86_64")]
+            Int8Kernel::Amx => super::amx::available(),
             #[cfg(not(target_arch = "x86_64"))]
             Int8Kernel::Avx2
             | Int8Kernel::Avx2Maddubs
             | Int8Kernel::Avx512Vnni
-            | Int8Kernel::Avx512VnniZmm => false,
+            | Int8Kernel::Avx512VnniZmm
+            | Int8Kernel::Amx => false,
         }
     }
 
@@ -79,9 +99,10 @@ impl Int8Kernel {
     }
 
     /// The kernels the int8 tests run on this CPU (`true`: emulated): every available one,
-    /// and the two VNNI kernels with `vpdpbusd` emulated in AVX2 wherever the CPU has AVX2
+    /// the two VNNI kernels with `vpdpbusd` emulated in AVX2 wherever the CPU has AVX2
     /// (on a CPU without AVX-512 VNNI that tests their layout and block loop, not their
-    /// instruction).
+    /// instruction), and on every x86-64 CPU the AMX kernel with its tile product
+    /// emulated in portable code.
     pub fn tested_on_this_cpu() -> Vec<(Int8Kernel, bool)> {
         let mut kernels: Vec<_> = Int8Kernel::available()
             .into_iter()
@@ -92,16 +113,19 @@ impl Int8Kernel {
             kernels.push((Int8Kernel::Avx512Vnni, true));
             kernels.push((Int8Kernel::Avx512VnniZmm, true));
         }
+        #[cfg(target_arch = "x86_64")]
+        kernels.push((Int8Kernel::Amx, true));
         kernels
     }
 
     /// Every kernel of this module, slowest first.
-    pub const ALL: [Int8Kernel; 5] = [
+    pub const ALL: [Int8Kernel; 6] = [
         Int8Kernel::Scalar,
         Int8Kernel::Avx2,
         Int8Kernel::Avx2Maddubs,
         Int8Kernel::Avx512Vnni,
         Int8Kernel::Avx512VnniZmm,
+        Int8Kernel::Amx,
     ];
 
     /// Whether the kernel's products equal the portable kernel's on a few shapes with the
@@ -142,24 +166,30 @@ impl Int8Kernel {
                 })
                 .collect()
         };
-        [(1, 1, 1), (7, 37, 33), (13, 301, 17), (50, 96, 64)]
-            .into_iter()
-            .all(|(m, k, n)| {
-                let a = values(m * k, 1);
-                let b = values(k * n, 2);
-                let product = |kernel| {
-                    let mut c = vec![0i32; m * n];
-                    gemm(
-                        &a,
-                        m,
-                        &PackedB::pack(&b, k, n, kernel),
-                        Output::Int32(&mut c),
-                        None,
-                    );
-                    c
-                };
-                product(self) == product(Int8Kernel::Scalar)
-            })
+        [
+            (1, 1, 1),
+            (7, 37, 33),
+            (13, 301, 17),
+            (50, 96, 64),
+            (70, 200, 40),
+        ]
+        .into_iter()
+        .all(|(m, k, n)| {
+            let a = values(m * k, 1);
+            let b = values(k * n, 2);
+            let product = |kernel| {
+                let mut c = vec![0i32; m * n];
+                gemm(
+                    &a,
+                    m,
+                    &PackedB::pack(&b, k, n, kernel),
+                    Output::Int32(&mut c),
+                    None,
+                );
+                c
+            };
+            product(self) == product(Int8Kernel::Scalar)
+        })
     }
 
     /// The fastest kernel this CPU can run.
@@ -181,6 +211,8 @@ pub enum Int8Choice {
 
 impl Int8Choice {
     /// What runs when [`KERNEL_ENV`] is unset or `auto`:
+    /// - CPUs with AMX-INT8 whose kernel grants the tiles (Linux): [`Int8Kernel::Amx`], once
+    ///   it has passed [`Int8Kernel::self_check`] in this process (else as below).
     /// - CPUs with AVX-512 VNNI (every AMX CPU has it): [`Int8Kernel::Avx512VnniZmm`], once
     ///   it has passed [`Int8Kernel::self_check`] in this process, else
     ///   [`Int8Kernel::Avx512Vnni`] if that passes, else tract's (a failure is logged).
@@ -196,6 +228,9 @@ impl Int8Choice {
     pub fn default_for_cpu() -> Int8Choice {
         #[cfg(target_arch = "x86_64")]
         {
+            if Int8Kernel::Amx.is_available() && Int8Kernel::Amx.self_check() {
+                return Int8Choice::Own(Int8Kernel::Amx);
+            }
             if Int8Kernel::Avx512VnniZmm.is_available() {
                 // The 512-bit kernel, else the 256-bit one, else tract's.
                 for kernel in [Int8Kernel::Avx512VnniZmm, Int8Kernel::Avx512Vnni] {
@@ -236,10 +271,11 @@ impl Int8Choice {
             Some("avx2-maddubs") => Int8Kernel::Avx2Maddubs,
             Some("avx512-vnni") => Int8Kernel::Avx512Vnni,
             Some("avx512-vnni-zmm") => Int8Kernel::Avx512VnniZmm,
+            Some("amx") => Int8Kernel::Amx,
             Some(other) => {
                 return Err(format!(
                     "unknown value `{other}` (expected scalar, avx2, avx2-maddubs, \
-                     avx512-vnni, avx512-vnni-zmm, tract or auto)"
+                     avx512-vnni, avx512-vnni-zmm, amx, tract or auto)"
                 ))
             }
         };

@@ -37,10 +37,18 @@
 //!   CPUs; as the default each first checks itself against the portable kernel
 //!   ([`Int8Kernel::self_check`]), the 512-bit one first.
 //!
+//! - The AMX kernel ([`Int8Kernel::Amx`], `amx`) multiplies tiles (`tdpbssd`: signed
+//!   activations, no offset) from plain padded rows of A and the quad panels of B, 32 x 32
+//!   output blocks in four accumulator tiles; the default where the CPU has AMX-INT8, Linux
+//!   grants the tiles and it passes its self-check. It was written and measured on an AMX
+//!   Xeon; other CPUs test its layouts and block loop with the tile product emulated.
+//!
 //! `CLIP_PERCEPTION_INT8_KERNEL` (`scalar`, `avx2`, `avx2-maddubs`, `avx512-vnni`,
-//! `avx512-vnni-zmm`, `tract`, `auto`) forces a kernel, for tests and benchmarks
+//! `avx512-vnni-zmm`, `amx`, `tract`, `auto`) forces a kernel, for tests and benchmarks
 //! ([`Int8Choice::from_env`]).
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 mod block;
 mod choice;
 mod pack;
@@ -129,6 +137,19 @@ pub fn gemm(a: &[i8], m: usize, b: &PackedB, out: Output, pool: Option<&rayon::T
         }
     };
     if m == 0 || n == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if b.kernel == Int8Kernel::Amx {
+        let a = amx::pack_a(a, m, k);
+        let a = &a;
+        run_blocks(m, amx::ROWS, n.div_ceil(NR), pool, |(rows, panels)| {
+            // SAFETY: `run_blocks`' blocks are disjoint and inside the [m, n] output, each run
+            // by one task, their rows starting at multiples of amx::ROWS; a PackedB for the
+            // AMX kernel is only made where the CPU and this process have AMX (`pack` checks
+            // `is_available`), or by the tests with the tile product emulated.
+            unsafe { amx::run_block(a, m, b, sink, rows, panels) }
+        });
         return;
     }
     let a = pack_a(a, m, b);

@@ -1,6 +1,7 @@
 //! The operands in the micro-kernels' layouts: B (the weight) packed once at load into
 //! panels of [`NR`] columns of K pairs or quads ([`PackedB`]), and A widened per product
-//! into row groups of int16 pairs or offset unsigned quads ([`pack_a`]).
+//! into row groups of int16 pairs or offset unsigned quads ([`pack_a`]; the AMX kernel
+//! packs its A itself, as plain padded rows).
 
 use super::{Int8Kernel, MR, NR};
 
@@ -16,10 +17,11 @@ pub struct PackedB {
     /// Quad kernels: `128 * sum_k B[k, j]` (wrapping) per column, padded to whole panels:
     /// what the activations' +128 offset adds to column j.
     pub(super) offset_sums: Vec<i32>,
-    /// [`Int8Kernel::Avx512Vnni`]'s layout and block loop on AVX2, with `vpdpbusd` computed
-    /// by portable code ([`dpbusd_emulated`]): how the tests check that kernel on CPUs
-    /// without VNNI (everything but the one instruction). Never set outside tests.
-    pub(super) emulate_vnni: bool,
+    /// The kernel's layout and block loop with its one instruction computed by portable
+    /// code: `vpdpbusd` for the VNNI kernels (on AVX2, `x86::dpbusd_emulated`), the tile
+    /// product for [`Int8Kernel::Amx`] (`amx`'s `tiles_emulated`). How the tests check a
+    /// kernel on CPUs without its instruction. Never set outside tests.
+    pub(super) emulated: bool,
 }
 
 /// Rows of a row group of A for a kernel ([`pack_a`]): the micro-kernel's block height.
@@ -69,28 +71,29 @@ impl PackedB {
         PackedB::pack_unchecked(b, k, n, kernel, false)
     }
 
-    /// [`PackedB::pack`] without the CPU check (`emulate_vnni`: see the field).
+    /// [`PackedB::pack`] without the CPU check (`emulated`: see the field).
     pub(super) fn pack_unchecked(
         b: &[i8],
         k: usize,
         n: usize,
         kernel: Int8Kernel,
-        emulate_vnni: bool,
+        emulated: bool,
     ) -> PackedB {
         let kernel = match kernel {
             Int8Kernel::Avx2Maddubs if !fits_maddubs(b, k, n) => Int8Kernel::Avx2,
             other => other,
         };
         // Values per K step of a panel: pairs, or quads.
-        let step = if kernel.quads() { 4 } else { 2 };
-        let steps = k.div_ceil(step);
+        let step = kernel.step_values();
+        let steps = steps(kernel, k);
         let panels = n.div_ceil(NR);
         let mut data = vec![0i8; panels * steps * step * NR];
         for (panel, chunk) in data.chunks_exact_mut(steps * step * NR).enumerate() {
             for (p, values) in chunk.chunks_exact_mut(step * NR).enumerate() {
                 for c in 0..NR.min(n - panel * NR) {
                     let col = panel * NR + c;
-                    for e in 0..step.min(k - p * step) {
+                    // The AMX layout pads K beyond its last quad with zeros.
+                    for e in 0..step.min(k.saturating_sub(p * step)) {
                         values[step * c + e] = b[(p * step + e) * n + col];
                     }
                 }
@@ -111,7 +114,7 @@ impl PackedB {
             kernel,
             data,
             offset_sums,
-            emulate_vnni,
+            emulated,
         }
     }
 
@@ -131,16 +134,21 @@ impl PackedB {
 
     /// K steps of a panel: pairs, or quads.
     pub(super) fn steps(&self) -> usize {
-        if self.kernel.quads() {
-            self.k.div_ceil(4)
-        } else {
-            self.k.div_ceil(2)
-        }
+        steps(self.kernel, self.k)
     }
 
     pub(super) fn panel(&self, panel: usize) -> &[i8] {
-        let len = self.data.len() / self.n.div_ceil(NR);
+        let len = self.steps() * self.kernel.step_values() * NR;
         &self.data[panel * len..(panel + 1) * len]
+    }
+}
+
+/// K steps of a panel for `kernel`: pairs, or quads; for [`Int8Kernel::Amx`] whole tiles of
+/// 16 quads (K padded to a multiple of 64, at least one tile).
+fn steps(kernel: Int8Kernel, k: usize) -> usize {
+    match kernel {
+        Int8Kernel::Amx => k.div_ceil(64).max(1) * 16,
+        _ => k.div_ceil(kernel.step_values()),
     }
 }
 

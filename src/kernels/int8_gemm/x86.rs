@@ -21,7 +21,7 @@ pub(super) const VNNI512: u8 = 4;
 pub(super) fn kind(b: &PackedB) -> u8 {
     match b.kernel {
         Int8Kernel::Avx2Maddubs => MADDUBS,
-        Int8Kernel::Avx512Vnni | Int8Kernel::Avx512VnniZmm if b.emulate_vnni => VNNI_EMULATED,
+        Int8Kernel::Avx512Vnni | Int8Kernel::Avx512VnniZmm if b.emulated => VNNI_EMULATED,
         Int8Kernel::Avx512Vnni => VNNI,
         Int8Kernel::Avx512VnniZmm => VNNI512,
         _ => PAIRS,
