@@ -222,7 +222,7 @@ pub fn bag_sqlite(data: &[u8]) {
 }
 
 /// A bundle folder holding only this `model.yaml`, opened with [`ModelBundle::open`]
-/// (parsing, field and quantization checks, then checksums of the files it lists).
+/// (parsing, field and quantization checks, then whether the files it lists exist).
 pub fn model_yaml(data: &[u8]) {
     let scratch = Scratch::new();
     scratch.file(crate::model::bundle::MANIFEST_FILE, data);

@@ -72,16 +72,30 @@ fn manifest_field_errors_name_the_field() {
 
 #[test]
 fn checksum_mismatch_names_the_file() {
+    // Opening checks that the files exist; the checksum is checked on the bytes a load
+    // reads (the tokenizer here, which every entry point loads at start) and by
+    // `verify_checksums` (`info`).
     let dir = copy_bundle(&tiny_bundle());
     let path = dir.path().join("tokenizer.json");
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.push(b'\n');
     std::fs::write(&path, bytes).unwrap();
-    let e = err_of(ModelBundle::open(dir.path()));
-    assert!(
-        e.contains("tokenizer.json") && e.contains("sha256 mismatch"),
-        "{e}"
-    );
+    let bundle = ModelBundle::open(dir.path()).unwrap();
+    for e in [
+        err_of(bundle.verify_checksums()),
+        err_of(TextTokenizer::for_bundle(&bundle)),
+        err_of(clip_perception::ClipEngine::load(
+            clip_perception::EngineOptions {
+                model: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            },
+        )),
+    ] {
+        assert!(
+            e.contains("tokenizer.json") && e.contains("sha256 mismatch"),
+            "{e}"
+        );
+    }
 }
 
 #[test]
@@ -235,7 +249,13 @@ fn corrupt_int8_graph_names_its_file() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.truncate(bytes.len() / 2);
     std::fs::write(&path, bytes).unwrap();
-    let e = err_of(ModelBundle::open(dir.path()));
+    // Opened (the file exists); its load checks the bytes it reads.
+    let bundle = ModelBundle::open(dir.path()).unwrap();
+    let int8 = EncoderOptions {
+        precision: Some(Precision::Int8),
+        ..EncoderOptions::default()
+    };
+    let e = err_of(ImageEncoder::load(&bundle, int8));
     assert!(
         e.contains("image_encoder_int8.onnx") && e.contains("sha256 mismatch"),
         "{e}"

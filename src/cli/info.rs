@@ -30,6 +30,9 @@ pub fn info(args: InfoArgs, out: &mut impl Write) -> Result<()> {
     };
     let builder = options.open()?;
     let bundle = builder.bundle();
+    // Opening checks that the files exist; each load checks the bytes it reads. `info`
+    // checks every file, the graphs this machine would not load included.
+    bundle.verify_checksums()?;
     let m = &bundle.manifest;
     let spec = bundle.spec();
     let size = |p: PathBuf| std::fs::metadata(&p).map(|md| md.len()).unwrap_or(0);

@@ -68,7 +68,8 @@ pub struct EngineBuilder {
 }
 
 impl EngineBuilder {
-    /// Finds the model folder, opens and validates its bundle (manifest and checksums), and
+    /// Finds the model folder, opens and validates its bundle (manifest, files present; each
+    /// file's checksum is checked when it is loaded), and
     /// resolves the precision (an int8 request on a bundle without int8 fails here, as
     /// [`crate::Error::PrecisionUnavailable`]). Loads no graph.
     pub fn open(options: EngineOptions) -> Result<Self> {
