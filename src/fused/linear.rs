@@ -16,6 +16,7 @@ use tract_onnx::tract_hir::internal::*;
 
 use super::output_stage::{fuse_output_stage, residual_input, OutputStage, WithOutputStage};
 use super::parallel::engine_pool;
+use super::prepack::{lookup, prepack_nodes, values_4, PrepackedWeights};
 use super::rewrite::{fused_node, is_onnx, GraphIndex, Rewrite, ONNX_FLOAT};
 use super::{constant_f32_vector, constant_input, Signature};
 use crate::kernels::f32_gemm::{self, PackedF32};
@@ -29,9 +30,22 @@ pub fn register(onnx: &mut tract_onnx::Onnx) {
 
 fn parse_linear(
     _ctx: &ParsingContext,
-    _node: &NodeProto,
+    node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    Ok((expand(LinearExpansion), vec![]))
+    let prepacked = lookup::<PackedF32>(node)?;
+    Ok((expand(LinearExpansion { prepacked }), vec![]))
+}
+
+/// Packs the weight of every fused node whose weight is an f32 [K, N] initializer read by
+/// it alone, straight from the initializer's bytes (`fused::prepack`).
+pub fn prepack(model: &mut ModelProto) -> PrepackedWeights {
+    let Some(graph) = model.graph.as_mut() else {
+        return PrepackedWeights::default();
+    };
+    prepack_nodes(graph, LINEAR_OP, 1, ONNX_FLOAT as i32, |_, t, k, n| {
+        let values = values_4(t, k * n, f32::from_le_bytes, &t.float_data)?;
+        Some(Arc::new(PackedF32::pack(&values, k, n)))
+    })
 }
 
 /// An f32 initializer's dims when it has `rank` of them.
@@ -97,7 +111,10 @@ pub fn fuse(model: &mut ModelProto) -> (usize, usize) {
 }
 
 #[derive(Debug, Clone)]
-struct LinearExpansion;
+struct LinearExpansion {
+    /// The weight packed before parsing (`fused::prepack`); `None`: the weight is input 1.
+    prepacked: Option<Arc<PackedF32>>,
+}
 
 impl Expansion for LinearExpansion {
     fn name(&self) -> StaticName {
@@ -110,8 +127,20 @@ impl Expansion for LinearExpansion {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> TractResult<()> {
-        Signature::F32_WEIGHT_OP.rules(s, inputs, outputs, LINEAR_OP)?;
-        s.equals(&inputs[1].rank, 2)?;
+        let prepacked = self.prepacked.clone();
+        match &prepacked {
+            // x and an optional bias.
+            Some(_) => Signature {
+                inputs: &[DatumType::F32, DatumType::F32],
+                optional: 1,
+                outputs: &[DatumType::F32],
+            }
+            .rules(s, inputs, outputs, LINEAR_OP)?,
+            None => {
+                Signature::F32_WEIGHT_OP.rules(s, inputs, outputs, LINEAR_OP)?;
+                s.equals(&inputs[1].rank, 2)?;
+            }
+        }
         s.equals(&outputs[0].rank, &inputs[0].rank)?;
         s.given(&inputs[0].rank, move |s, rank| {
             let rank = rank as usize;
@@ -119,7 +148,13 @@ impl Expansion for LinearExpansion {
             for axis in 0..rank - 1 {
                 s.equals(&outputs[0].shape[axis], &inputs[0].shape[axis])?;
             }
-            s.equals(&outputs[0].shape[rank - 1], &inputs[1].shape[1])
+            match &prepacked {
+                Some(packed) => {
+                    s.equals(&inputs[0].shape[rank - 1], packed.k().to_dim())?;
+                    s.equals(&outputs[0].shape[rank - 1], packed.n().to_dim())
+                }
+                None => s.equals(&outputs[0].shape[rank - 1], &inputs[1].shape[1]),
+            }
         })
     }
 
@@ -130,17 +165,24 @@ impl Expansion for LinearExpansion {
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
         let names = (prefix, LINEAR_OP);
-        let weight = constant_input(model, inputs, 1, names)?;
-        let &[k, n] = weight.shape() else {
-            bail!("{prefix}: weight of shape {:?}", weight.shape());
+        let (packed, bias_input) = match &self.prepacked {
+            Some(packed) => (packed.clone(), 1),
+            None => {
+                let weight = constant_input(model, inputs, 1, names)?;
+                let &[k, n] = weight.shape() else {
+                    bail!("{prefix}: weight of shape {:?}", weight.shape());
+                };
+                let w = weight.try_as_plain_ram()?;
+                (Arc::new(PackedF32::pack(w.as_slice::<f32>()?, k, n)), 2)
+            }
         };
-        let packed = PackedF32::pack(weight.try_as_plain_ram()?.as_slice::<f32>()?, k, n);
-        let bias = match inputs.get(2) {
-            Some(_) => Some(constant_f32_vector(model, inputs, 2, n, names)?),
+        let n = packed.n();
+        let bias = match inputs.get(bias_input) {
+            Some(_) => Some(constant_f32_vector(model, inputs, bias_input, n, names)?),
             None => None,
         };
         let op = LinearF32 {
-            packed: Arc::new(packed),
+            packed,
             stage: OutputStage::bias(bias),
         };
         model.wire_node(prefix, op, &inputs[..1])

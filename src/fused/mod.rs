@@ -23,6 +23,7 @@ pub mod linear;
 mod output_stage;
 mod parallel;
 pub mod patch_conv;
+pub mod prepack;
 mod rewrite;
 pub mod transformer_ops;
 

@@ -488,29 +488,46 @@ impl ModelBundle {
     /// parses these same bytes, so a file replaced after [`ModelBundle::open`] (a bundle
     /// updated under a running node) is refused at its next load, never half used.
     pub fn read_verified(&self, relative: &str) -> Result<Vec<u8>> {
-        let listed = self
+        let (path, file) = self.listed_file(relative)?;
+        let bytes = config::read_limited(&path, config::limits::BUNDLE_FILE_BYTES, "a bundle file")
+            .map_err(|e| Error::io(&path, e))?;
+        check_sha256(path, file, hex_sha256(&bytes))?;
+        Ok(bytes)
+    }
+
+    /// Runs `decode` on a bundle file read in blocks ([`VerifyingReader`], a
+    /// [`bytes::Buf`]: protobuf's decoder reads it as it would the whole file in memory),
+    /// hashing every byte as it passes, and returns what `decode` returned once the whole
+    /// file's sha256 matches the manifest (a `decode` that stopped early, on a corrupt file,
+    /// gets the checksum error when the checksum is what is wrong). Only the decoded form
+    /// is ever held: an ONNX graph's weights once, not twice, while it is decoded.
+    pub fn decode_verified<R>(
+        &self,
+        relative: &str,
+        decode: impl FnOnce(&mut VerifyingReader) -> R,
+    ) -> Result<R> {
+        let (path, file) = self.listed_file(relative)?;
+        let mut reader = VerifyingReader::open(&path)?;
+        let decoded = decode(&mut reader);
+        let actual = reader.finish().map_err(|e| Error::io(&path, e))?;
+        check_sha256(path, file, actual)?;
+        Ok(decoded)
+    }
+
+    /// A file the manifest lists, by its path under the bundle folder.
+    fn listed_file(&self, relative: &str) -> Result<(PathBuf, BundleFile)> {
+        let path = self.dir.join(relative);
+        match self
             .listed_files()
             .into_iter()
             .find(|(_, f)| f.path == relative)
-            .map(|(_, f)| f);
-        let path = self.dir.join(relative);
-        let Some(file) = listed else {
-            return Err(Error::Config {
+        {
+            Some((_, file)) => Ok((path, file)),
+            None => Err(Error::Config {
                 path,
                 message: format!("is not listed in {}", self.manifest_path().display()),
-            });
-        };
-        let bytes = config::read_limited(&path, config::limits::BUNDLE_FILE_BYTES, "a bundle file")
-            .map_err(|e| Error::io(&path, e))?;
-        let actual = hex_sha256(&bytes);
-        if !actual.eq_ignore_ascii_case(&file.sha256) {
-            return Err(Error::Checksum {
-                path,
-                expected: file.sha256.to_ascii_lowercase(),
-                actual,
-            });
+            }),
         }
-        Ok(bytes)
     }
 
     /// `architecture.text.vocab_size` from the manifest, where the exporter recorded it.
@@ -561,6 +578,137 @@ impl ModelBundle {
     }
 }
 
+/// `actual` (lower-case hex) against the sha256 the manifest records for `file`.
+fn check_sha256(path: PathBuf, file: BundleFile, actual: String) -> Result<()> {
+    if actual.eq_ignore_ascii_case(&file.sha256) {
+        Ok(())
+    } else {
+        Err(Error::Checksum {
+            path,
+            expected: file.sha256.to_ascii_lowercase(),
+            actual,
+        })
+    }
+}
+
+/// A bundle file as a [`bytes::Buf`]: read in blocks of [`VerifyingReader::BLOCK`] bytes,
+/// each hashed as it is read ([`ModelBundle::decode_verified`]).
+pub struct VerifyingReader {
+    file: std::fs::File,
+    block: Vec<u8>,
+    /// The unread part of `block` is `pos..filled`.
+    pos: usize,
+    filled: usize,
+    /// Bytes of the file not yet consumed (the file's length when opened, less what was).
+    remaining: usize,
+    hasher: Sha256,
+    /// A read error, or the file ending before its length: reported by `finish`.
+    error: Option<std::io::Error>,
+}
+
+impl VerifyingReader {
+    const BLOCK: usize = 1 << 20;
+
+    fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let limit = config::limits::BUNDLE_FILE_BYTES;
+        if len > limit {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{len} bytes is over the limit of {limit} bytes for a bundle file"),
+                ),
+            ));
+        }
+        let mut reader = VerifyingReader {
+            file,
+            block: vec![0; Self::BLOCK],
+            pos: 0,
+            filled: 0,
+            remaining: len as usize,
+            hasher: Sha256::new(),
+            error: None,
+        };
+        reader.refill();
+        Ok(reader)
+    }
+
+    /// Reads the next block (up to what remains), hashing it; on an error or an early end
+    /// of file, records it and ends the stream.
+    fn refill(&mut self) {
+        use std::io::Read;
+        self.pos = 0;
+        self.filled = 0;
+        let want = self.remaining.min(Self::BLOCK);
+        while self.filled < want {
+            match self.file.read(&mut self.block[self.filled..want]) {
+                Ok(0) => {
+                    self.error = Some(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the file became shorter while it was read",
+                    ));
+                    break;
+                }
+                Ok(n) => self.filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.error = Some(e);
+                    break;
+                }
+            }
+        }
+        if self.error.is_some() {
+            self.remaining = 0;
+            self.filled = 0;
+        }
+        self.hasher.update(&self.block[..self.filled]);
+    }
+
+    /// Reads (and hashes) what the decoder left, and returns the file's sha256.
+    fn finish(mut self) -> std::io::Result<String> {
+        let left = self.remaining;
+        bytes::Buf::advance(&mut self, left);
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(to_hex(&self.hasher.finalize())),
+        }
+    }
+}
+
+impl bytes::Buf for VerifyingReader {
+    fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    fn chunk(&self) -> &[u8] {
+        &self.block[self.pos..self.filled]
+    }
+
+    /// Across blocks too (a decoder skipping a long field).
+    fn advance(&mut self, mut cnt: usize) {
+        assert!(
+            cnt <= self.remaining,
+            "advance past the end ({cnt} of {} bytes)",
+            self.remaining
+        );
+        while cnt > 0 {
+            let step = cnt.min(self.filled - self.pos);
+            self.pos += step;
+            self.remaining -= step;
+            cnt -= step;
+            if self.pos == self.filled && self.remaining > 0 {
+                self.refill();
+            }
+            if self.remaining == 0 {
+                // The end, or a read error that ended the stream (`finish` reports it).
+                break;
+            }
+        }
+    }
+}
+
 /// Lower-case hex sha256 of a byte slice.
 pub fn hex_sha256(bytes: &[u8]) -> String {
     to_hex(&Sha256::digest(bytes))
@@ -584,4 +732,45 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 
 fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Buf;
+
+    use super::*;
+
+    /// A file of three and a half blocks, consumed as a decoder would (chunk reads, then
+    /// skips that cross blocks), yields its bytes in order and their sha256; a reader
+    /// that stops early still hashes the whole file.
+    #[test]
+    fn the_verifying_reader_yields_and_hashes_the_whole_file_across_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        let len = VerifyingReader::BLOCK * 7 / 2;
+        let data: Vec<u8> = (0..len as u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect();
+        std::fs::write(&path, &data).unwrap();
+        let mut reader = VerifyingReader::open(&path).unwrap();
+        let mut seen = Vec::new();
+        let mut step = 1;
+        while reader.remaining() > 0 {
+            // Read a few bytes from the chunk, then skip ahead by a growing amount.
+            let chunk = reader.chunk();
+            let take = chunk.len().min(7);
+            seen.extend_from_slice(&chunk[..take]);
+            reader.advance(take);
+            let skip = (step * 104_729).min(reader.remaining());
+            let at = len - reader.remaining();
+            seen.extend_from_slice(&data[at..at + skip]);
+            reader.advance(skip);
+            step += 1;
+        }
+        assert_eq!(seen, data);
+        assert_eq!(reader.finish().unwrap(), hex_sha256(&data));
+        let mut early = VerifyingReader::open(&path).unwrap();
+        early.advance(10);
+        assert_eq!(early.finish().unwrap(), hex_sha256(&data));
+    }
 }

@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use prost::Message as _;
+use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::{Factoid, GenericFactoid};
 
@@ -159,18 +161,17 @@ pub(crate) struct Fusions {
 
 /// Parses an ONNX file (value_info ignored: quantized graphs carry symbolic shapes that
 /// clash with the input facts set later), with the engine's fused ops substituted.
-/// `bytes` are the file's contents as read (and checksummed) once, freed as soon as they
-/// are decoded (a graph's weights are then held twice while it parses, not three times,
-/// and once, not twice, while it is optimised); `path` names it in errors and locates
-/// external tensor data.
+/// `proto` is the file decoded as it was read and checksummed
+/// ([`ModelBundle::decode_verified`]: the file's bytes are never held whole); the fused
+/// int8 Linear layers' weights are packed from it before tract parses the rest, so a
+/// graph's weights are held once, not twice, at every step of the load; `path` names it in
+/// errors and locates external tensor data.
 pub(crate) fn parse_onnx(
     path: &Path,
-    bytes: Vec<u8>,
+    mut proto: ModelProto,
     fusions: Fusions,
 ) -> TractResult<InferenceModel> {
     let mut onnx = tract_onnx::onnx().with_ignore_value_info(true);
-    let mut proto = onnx.proto_model_for_read(&mut &bytes[..])?;
-    drop(bytes);
     if fusions.int8 {
         crate::fused::int8::register(&mut onnx);
         let fused = crate::fused::int8::fuse(&mut proto);
@@ -222,8 +223,25 @@ pub(crate) fn parse_onnx(
             fused.tanh_gelu
         );
     }
+    // The fused Linear layers' weights, packed from the decoded file (their initializers
+    // freed): held once, not twice, while tract parses the rest (`fused::prepack`).
+    let mut prepacked = crate::fused::prepack::PrepackedWeights::default();
+    if fusions.int8 {
+        prepacked.extend(crate::fused::int8::prepack_weights(&mut proto));
+    }
+    if fusions.transformer && crate::kernels::f32_gemm::use_own_kernel() {
+        prepacked.extend(crate::fused::linear::prepack(&mut proto));
+    }
+    if !prepacked.is_empty() {
+        log::debug!(
+            "{}: {} Linear weights packed before parsing",
+            path.display(),
+            prepacked.len()
+        );
+    }
     let dir = path.parent().and_then(Path::to_str);
     let parsed = onnx.parse(&proto, dir)?;
+    drop(prepacked);
     if !parsed.unresolved_inputs.is_empty() {
         return Err(anyhow::anyhow!(
             "unresolved inputs at top level: {:?}",
@@ -246,12 +264,17 @@ fn load_runner(
     plan: PlanOptions,
 ) -> Result<Runner> {
     let path = &bundle.dir.join(&spec.path);
-    let bytes = bundle.read_verified(&spec.path)?;
+    // Decoded as it is read (tract's `proto_model_for_read` reads the whole file into a
+    // buffer grown by doubling, then decodes a copy of every tensor: up to three copies of
+    // the weights at once, the load's peak).
+    let proto = bundle
+        .decode_verified(&spec.path, |buf| ModelProto::decode(buf))?
+        .map_err(|e| Error::inference(format!("{}: cannot load ONNX graph", path.display()), e))?;
     let mismatch = |message: String| Error::GraphMismatch {
         path: path.to_path_buf(),
         message,
     };
-    let mut model = parse_onnx(path, bytes, plan.fusions)
+    let mut model = parse_onnx(path, proto, plan.fusions)
         .map_err(|e| Error::inference(format!("{}: cannot load ONNX graph", path.display()), e))?;
 
     let inputs = model

@@ -1,31 +1,35 @@
 //! [`Int8Linear`]: an int8 Linear layer on the engine's own int8 product
-//! ([`crate::kernels::int8_gemm`]): the weight packed once when the op is built, the graph's
-//! dequantization, the bias and what the op took from the graph after it
-//! (`fused::output_stage`) in the product's output stage.
+//! ([`crate::kernels::int8_gemm`]): the weight packed once, the graph's dequantization, the
+//! bias and what the op took from the graph after it (`fused::output_stage`) in the
+//! product's output stage.
+//!
+//! The engine's loader packs each weight straight from the ONNX file's decoded bytes,
+//! before tract parses the graph ([`prepack`]), and drops the initializer: the weight is
+//! then never also a tract tensor (`fused::prepack`). The op also takes its weight as a
+//! constant input (a graph fused without prepacking, a weight that two nodes share).
 
 use std::sync::Arc;
 
 use tract_onnx::model::ParsingContext;
-use tract_onnx::pb::NodeProto;
+use tract_onnx::pb::{GraphProto, NodeProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
 use crate::fused::output_stage::{fuse_output_stage, residual_input, OutputStage, WithOutputStage};
 use crate::fused::parallel::engine_pool;
+use crate::fused::prepack::{lookup, prepack_nodes, PrepackedWeights};
 use crate::fused::rewrite::attr;
 use crate::fused::{constant_f32_vector, constant_input, Signature};
 use crate::kernels::int8_gemm::{self, Int8Kernel, PackedB};
 
 pub(super) const LINEAR_OP: &str = "ClipPerceptionInt8Linear";
 
-pub(super) fn parse(
-    _ctx: &ParsingContext,
-    node: &NodeProto,
-) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+/// The kernel a fused node names (its `kernel` attribute), if this CPU has it.
+fn node_kernel(node: &NodeProto) -> TractResult<Int8Kernel> {
     let name = attr(node, "kernel")
         .map(|a| a.s.as_slice())
         .unwrap_or_default();
-    let kernel = Int8Kernel::available()
+    Int8Kernel::available()
         .into_iter()
         .find(|k| k.name().as_bytes() == name)
         .with_context(|| {
@@ -33,13 +37,57 @@ pub(super) fn parse(
                 "{LINEAR_OP}: kernel `{}` is not available on this CPU",
                 String::from_utf8_lossy(name)
             )
-        })?;
-    Ok((expand(Int8LinearExpansion { kernel }), vec![]))
+        })
+}
+
+/// Packs the weight of every fused Linear node whose weight is an int8 [K, N] initializer
+/// read by it alone, straight from the initializer's bytes ([`prepack_nodes`]). Nodes whose
+/// kernel this CPU lacks are left for `parse` to refuse.
+pub(super) fn prepack(graph: &mut GraphProto) -> PrepackedWeights {
+    prepack_nodes(
+        graph,
+        LINEAR_OP,
+        2,
+        super::ONNX_INT8 as i32,
+        |node, t, k, n| {
+            let kernel = node_kernel(node).ok()?;
+            let values: Vec<i8> = if t.raw_data.len() == k * n {
+                t.raw_data.iter().map(|&b| b as i8).collect()
+            } else if t.int32_data.len() == k * n {
+                t.int32_data.iter().map(|&v| v as i8).collect()
+            } else {
+                return None;
+            };
+            Some(Arc::new(PackedB::pack(&values, k, n, kernel)))
+        },
+    )
+}
+
+pub(super) fn parse(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let kernel = node_kernel(node)?;
+    let prepacked = lookup::<PackedB>(node)?;
+    Ok((expand(Int8LinearExpansion { kernel, prepacked }), vec![]))
 }
 
 #[derive(Debug, Clone)]
 struct Int8LinearExpansion {
     kernel: Int8Kernel,
+    /// The weight packed before parsing ([`prepack`]); `None`: the weight is input 2.
+    prepacked: Option<Arc<PackedB>>,
+}
+
+impl Int8LinearExpansion {
+    /// The input index of the column scales (the bias follows it).
+    fn col_scale_input(&self) -> usize {
+        if self.prepacked.is_some() {
+            2
+        } else {
+            3
+        }
+    }
 }
 
 impl Expansion for Int8LinearExpansion {
@@ -53,24 +101,42 @@ impl Expansion for Int8LinearExpansion {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> TractResult<()> {
-        // q, its row scales, the weight, its column scales and an optional bias.
-        let signature = Signature {
-            inputs: &[
+        // q, its row scales, the weight (unless packed before parsing), its column scales
+        // and an optional bias.
+        let types: &[DatumType] = match self.prepacked {
+            Some(_) => &[
+                DatumType::I8,
+                DatumType::F32,
+                DatumType::F32,
+                DatumType::F32,
+            ],
+            None => &[
                 DatumType::I8,
                 DatumType::F32,
                 DatumType::I8,
                 DatumType::F32,
                 DatumType::F32,
             ],
+        };
+        let signature = Signature {
+            inputs: types,
             optional: 1,
             outputs: &[DatumType::F32],
         };
         signature.rules(s, inputs, outputs, LINEAR_OP)?;
         s.equals(&inputs[0].rank, 2)?;
-        s.equals(&inputs[2].rank, 2)?;
         s.equals(&outputs[0].rank, 2)?;
         s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[0].shape[1], &inputs[2].shape[1])
+        match &self.prepacked {
+            Some(packed) => {
+                s.equals(&inputs[0].shape[1], packed.k().to_dim())?;
+                s.equals(&outputs[0].shape[1], packed.n().to_dim())
+            }
+            None => {
+                s.equals(&inputs[2].rank, 2)?;
+                s.equals(&outputs[0].shape[1], &inputs[2].shape[1])
+            }
+        }
     }
 
     fn wire(
@@ -80,18 +146,25 @@ impl Expansion for Int8LinearExpansion {
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
         let names = (prefix, LINEAR_OP);
-        let weight = constant_input(model, inputs, 2, names)?;
-        let &[k, n] = weight.shape() else {
-            bail!("{prefix}: weight of shape {:?}", weight.shape());
+        let packed = match &self.prepacked {
+            Some(packed) => packed.clone(),
+            None => {
+                let weight = constant_input(model, inputs, 2, names)?;
+                let &[k, n] = weight.shape() else {
+                    bail!("{prefix}: weight of shape {:?}", weight.shape());
+                };
+                let w = weight.try_as_plain_ram()?;
+                Arc::new(PackedB::pack(w.as_slice::<i8>()?, k, n, self.kernel))
+            }
         };
-        let w = weight.try_as_plain_ram()?;
-        let packed = PackedB::pack(w.as_slice::<i8>()?, k, n, self.kernel);
+        let n = packed.n();
         let vector = |i: usize| constant_f32_vector(model, inputs, i, n, names);
+        let cols = self.col_scale_input();
         let op = Int8Linear {
-            packed: Arc::new(packed),
-            col_scale: vector(3)?,
-            stage: OutputStage::bias(if inputs.len() == 5 {
-                Some(vector(4)?)
+            packed,
+            col_scale: vector(cols)?,
+            stage: OutputStage::bias(if inputs.len() == cols + 2 {
+                Some(vector(cols + 1)?)
             } else {
                 None
             }),

@@ -319,6 +319,16 @@ pub fn fuse_with(model: &mut ModelProto, choice: Int8Choice) -> Fused {
     }
 }
 
+/// Packs the weights of the fused Linear layers straight from their initializers' bytes
+/// and drops the initializers (`linear::prepack`); the returned weights must outlive the
+/// parse of `model`.
+pub fn prepack_weights(model: &mut ModelProto) -> super::prepack::PrepackedWeights {
+    match model.graph.as_mut() {
+        Some(graph) => linear::prepack(graph),
+        None => Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use tract_onnx::prelude::*;
@@ -465,8 +475,8 @@ mod tests {
             int8: true,
             transformer: false,
         };
-        let bytes = std::fs::read(path).unwrap();
-        let model = crate::model::encoder::parse_onnx(path, bytes, fusions).unwrap();
+        let proto = tract_onnx::onnx().proto_model_for_path(path).unwrap();
+        let model = crate::model::encoder::parse_onnx(path, proto, fusions).unwrap();
         let ops = |name: &str| {
             model
                 .nodes()

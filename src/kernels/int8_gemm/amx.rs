@@ -77,7 +77,7 @@ fn cpu_has_amx_int8() -> bool {
     edx & (1 << 24) != 0 && edx & (1 << 25) != 0
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn request_tiles() -> bool {
     // arch/x86/include/uapi/asm/prctl.h and the kernel's Documentation/arch/x86/xstate.rst.
     const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
@@ -101,7 +101,7 @@ fn request_tiles() -> bool {
     rc == 0
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn request_tiles() -> bool {
     false
 }
