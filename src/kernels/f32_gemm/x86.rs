@@ -67,9 +67,61 @@ unsafe fn run_block_inline<const WIDE: bool>(
         "a task's rows start at {}, not on a block of {MR}",
         rows.start
     );
-    for p in panels {
-        // SAFETY: the caller's contract.
-        unsafe { run_panel::<WIDE>(a, a_blocks, b, epilogue, out, rows.clone(), p) };
+    let mut p = panels.start;
+    while p < panels.end {
+        if WIDE && p + 1 < panels.end {
+            // Two panels at once: 12 accumulator registers, enough chains in flight for
+            // two FMA units (six are not).
+            // SAFETY: the caller's contract.
+            unsafe { run_panel_pair(a, a_blocks, b, epilogue, out, rows.clone(), p) };
+            p += 2;
+        } else {
+            // SAFETY: the caller's contract.
+            unsafe { run_panel::<WIDE>(a, a_blocks, b, epilogue, out, rows.clone(), p) };
+            p += 1;
+        }
+    }
+}
+
+/// Rows `rows` x panels `p` and `p + 1` of the product on 512-bit registers
+/// ([`micro_wide_pair`]); each output the same fused multiply-adds as [`run_panel`]'s.
+///
+/// # Safety
+/// As [`run_block_wide`]; panel `p + 1` exists.
+#[inline(always)]
+unsafe fn run_panel_pair(
+    a: &[f32],
+    a_blocks: Option<&[f32]>,
+    b: &PackedF32,
+    epilogue: Epilogue,
+    out: SharedOut<f32>,
+    rows: Range<usize>,
+    p: usize,
+) {
+    let k = b.k;
+    let panel0 = &b.panels[p * k * NR..][..k * NR];
+    let panel1 = &b.panels[(p + 1) * k * NR..][..k * NR];
+    let mut r0 = rows.start;
+    while r0 < rows.end {
+        let count = MR.min(rows.end - r0);
+        // SAFETY: AVX-512F (the caller's features); slices sized here.
+        let [acc0, acc1] = unsafe {
+            match a_blocks {
+                Some(blocks) => {
+                    let block = &blocks[r0 / MR * k * MR..][..k * MR];
+                    micro_pair_rows::<true>(count, block, k, panel0, panel1)
+                }
+                None => {
+                    micro_pair_rows::<false>(count, &a[r0 * k..(r0 + count) * k], k, panel0, panel1)
+                }
+            }
+        };
+        // SAFETY: the caller's contract (the block is this task's).
+        unsafe {
+            store_rows(&acc0, b, epilogue, out, r0, count, p);
+            store_rows(&acc1, b, epilogue, out, r0, count, p + 1);
+        }
+        r0 += count;
     }
 }
 
@@ -87,90 +139,107 @@ unsafe fn run_panel<const WIDE: bool>(
     rows: Range<usize>,
     p: usize,
 ) {
-    let (k, n) = (b.k, b.n);
-    {
-        let panel = &b.panels[p * k * NR..][..k * NR];
-        let c0 = p * NR;
-        let width = NR.min(n - c0);
-        let mut bias_block = [0f32; NR];
-        if let Some(bias) = epilogue.bias {
-            bias_block[..width].copy_from_slice(&bias[c0..c0 + width]);
+    let k = b.k;
+    let panel = &b.panels[p * k * NR..][..k * NR];
+    let mut r0 = rows.start;
+    while r0 < rows.end {
+        let count = MR.min(rows.end - r0);
+        // SAFETY: AVX2 + FMA (+ AVX-512F for WIDE: the caller's features); slices
+        // sized here.
+        let acc = unsafe {
+            match a_blocks {
+                Some(blocks) => {
+                    // r0 is on a block of MR rows: asserted in `run_block`.
+                    let block = &blocks[r0 / MR * k * MR..][..k * MR];
+                    micro_rows::<true, WIDE>(count, block, k, panel)
+                }
+                None => micro_rows::<false, WIDE>(count, &a[r0 * k..(r0 + count) * k], k, panel),
+            }
+        };
+        // SAFETY: the caller's contract (the block is this task's).
+        unsafe { store_rows(&acc, b, epilogue, out, r0, count, p) };
+        r0 += count;
+    }
+}
+
+/// The output stage of `count` rows from `r0` of panel `p`: bias, QuickGELU and residual
+/// on the accumulators, then the store.
+///
+/// # Safety
+/// The CPU has AVX2 (this is inlined into the `run_block`s); rows `r0..r0 + count` of
+/// panel `p` are inside the output and this task alone writes them.
+#[inline(always)]
+unsafe fn store_rows(
+    acc: &[[__m256; 2]; MR],
+    b: &PackedF32,
+    epilogue: Epilogue,
+    out: SharedOut<f32>,
+    r0: usize,
+    count: usize,
+    p: usize,
+) {
+    let n = b.n;
+    let c0 = p * NR;
+    let width = NR.min(n - c0);
+    let mut bias_block = [0f32; NR];
+    if let Some(bias) = epilogue.bias {
+        bias_block[..width].copy_from_slice(&bias[c0..c0 + width]);
+    }
+    // SAFETY: AVX2 by the caller's contract (this body is inlined into
+    // `run_block`/`run_block_wide`, compiled with it); `bias_block` holds NR = 16
+    // floats, so both 8-float loads are inside it.
+    let (bias_lo, bias_hi) = unsafe {
+        (
+            _mm256_loadu_ps(bias_block.as_ptr()),
+            _mm256_loadu_ps(bias_block.as_ptr().add(8)),
+        )
+    };
+    for (r, [lo, hi]) in acc.iter().enumerate().take(count) {
+        // SAFETY: AVX2, the features of the `run_block` this body is inlined into.
+        let (mut lo, mut hi) =
+            unsafe { (_mm256_add_ps(*lo, bias_lo), _mm256_add_ps(*hi, bias_hi)) };
+        if let Some(alpha) = epilogue.quick_gelu {
+            // SAFETY: AVX2, as above (all `quick_gelu_8` needs).
+            unsafe {
+                lo = crate::kernels::activation::quick_gelu_8(lo, alpha);
+                hi = crate::kernels::activation::quick_gelu_8(hi, alpha);
+            }
         }
-        let mut r0 = rows.start;
-        while r0 < rows.end {
-            let count = MR.min(rows.end - r0);
-            // SAFETY: AVX2 + FMA (+ AVX-512F for WIDE: the caller's features); slices
-            // sized here.
-            let acc = unsafe {
-                match a_blocks {
-                    Some(blocks) => {
-                        // r0 is on a block of MR rows: asserted in `run_block`.
-                        let block = &blocks[r0 / MR * k * MR..][..k * MR];
-                        micro_rows::<true, WIDE>(count, block, k, panel)
-                    }
-                    None => {
-                        micro_rows::<false, WIDE>(count, &a[r0 * k..(r0 + count) * k], k, panel)
-                    }
-                }
-            };
-            // SAFETY: AVX2 by the caller's contract (this body is inlined into
-            // `run_block`/`run_block_wide`, compiled with it); `bias_block` holds NR = 16
-            // floats, so both 8-float loads are inside it.
-            let (bias_lo, bias_hi) = unsafe {
-                (
-                    _mm256_loadu_ps(bias_block.as_ptr()),
-                    _mm256_loadu_ps(bias_block.as_ptr().add(8)),
-                )
-            };
-            for (r, [lo, hi]) in acc.iter().enumerate().take(count) {
-                // SAFETY: AVX2, the features of the `run_block` this body is inlined into.
-                let (mut lo, mut hi) =
-                    unsafe { (_mm256_add_ps(*lo, bias_lo), _mm256_add_ps(*hi, bias_hi)) };
-                if let Some(alpha) = epilogue.quick_gelu {
-                    // SAFETY: AVX2, as above (all `quick_gelu_8` needs).
-                    unsafe {
-                        lo = crate::kernels::activation::quick_gelu_8(lo, alpha);
-                        hi = crate::kernels::activation::quick_gelu_8(hi, alpha);
-                    }
-                }
-                let at = (r0 + r) * n + c0;
-                if width == NR {
-                    if let Some(res) = epilogue.residual {
-                        // The slice check keeps both loads inside the residual.
-                        let res = res[at..at + NR].as_ptr();
-                        // SAFETY: AVX2, as above; `res` points to NR = 16 floats.
-                        unsafe {
-                            lo = _mm256_add_ps(lo, _mm256_loadu_ps(res));
-                            hi = _mm256_add_ps(hi, _mm256_loadu_ps(res.add(8)));
-                        }
-                    }
-                    // SAFETY: AVX2, as above; row r0 + r < m and columns c0..c0 + NR <= n
-                    // are inside the [m, n] output (the caller's contract: the block is
-                    // inside it), and this task alone writes them.
-                    unsafe {
-                        let row = out.at(at);
-                        _mm256_storeu_ps(row, lo);
-                        _mm256_storeu_ps(row.add(8), hi);
-                    }
-                } else {
-                    let mut tile = [0f32; NR];
-                    // SAFETY: AVX2, as above; `tile` holds NR = 16 floats.
-                    unsafe {
-                        _mm256_storeu_ps(tile.as_mut_ptr(), lo);
-                        _mm256_storeu_ps(tile.as_mut_ptr().add(8), hi);
-                    }
-                    if let Some(res) = epilogue.residual {
-                        for (y, &v) in tile.iter_mut().zip(&res[at..at + width]) {
-                            *y += v;
-                        }
-                    }
-                    // SAFETY: row r0 + r < m and columns c0..c0 + width <= n are inside
-                    // the [m, n] output (the caller's contract), this task alone writes
-                    // them, and `tile` holds width <= NR floats.
-                    unsafe { std::ptr::copy_nonoverlapping(tile.as_ptr(), out.at(at), width) };
+        let at = (r0 + r) * n + c0;
+        if width == NR {
+            if let Some(res) = epilogue.residual {
+                // The slice check keeps both loads inside the residual.
+                let res = res[at..at + NR].as_ptr();
+                // SAFETY: AVX2, as above; `res` points to NR = 16 floats.
+                unsafe {
+                    lo = _mm256_add_ps(lo, _mm256_loadu_ps(res));
+                    hi = _mm256_add_ps(hi, _mm256_loadu_ps(res.add(8)));
                 }
             }
-            r0 += count;
+            // SAFETY: AVX2, as above; row r0 + r < m and columns c0..c0 + NR <= n
+            // are inside the [m, n] output (the caller's contract: the block is
+            // inside it), and this task alone writes them.
+            unsafe {
+                let row = out.at(at);
+                _mm256_storeu_ps(row, lo);
+                _mm256_storeu_ps(row.add(8), hi);
+            }
+        } else {
+            let mut tile = [0f32; NR];
+            // SAFETY: AVX2, as above; `tile` holds NR = 16 floats.
+            unsafe {
+                _mm256_storeu_ps(tile.as_mut_ptr(), lo);
+                _mm256_storeu_ps(tile.as_mut_ptr().add(8), hi);
+            }
+            if let Some(res) = epilogue.residual {
+                for (y, &v) in tile.iter_mut().zip(&res[at..at + width]) {
+                    *y += v;
+                }
+            }
+            // SAFETY: row r0 + r < m and columns c0..c0 + width <= n are inside
+            // the [m, n] output (the caller's contract), this task alone writes
+            // them, and `tile` holds width <= NR floats.
+            unsafe { std::ptr::copy_nonoverlapping(tile.as_ptr(), out.at(at), width) };
         }
     }
 }
@@ -276,6 +345,78 @@ unsafe fn micro_wide<const R: usize, const PACKED: bool>(
         for (half, acc) in halves.iter_mut().zip(acc) {
             half[0] = _mm512_castps512_ps256(acc);
             half[1] = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
+        }
+        halves
+    }
+}
+
+/// [`micro_wide_pair`] for `count` (1..=[`MR`]) rows.
+///
+/// # Safety
+/// As [`micro_wide_pair`], with R = `count`.
+#[inline(always)]
+unsafe fn micro_pair_rows<const PACKED: bool>(
+    count: usize,
+    a: &[f32],
+    k: usize,
+    panel0: &[f32],
+    panel1: &[f32],
+) -> [[[__m256; 2]; MR]; 2] {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match count {
+            6 => micro_wide_pair::<6, PACKED>(a, k, panel0, panel1),
+            5 => micro_wide_pair::<5, PACKED>(a, k, panel0, panel1),
+            4 => micro_wide_pair::<4, PACKED>(a, k, panel0, panel1),
+            3 => micro_wide_pair::<3, PACKED>(a, k, panel0, panel1),
+            2 => micro_wide_pair::<2, PACKED>(a, k, panel0, panel1),
+            _ => micro_wide_pair::<1, PACKED>(a, k, panel0, panel1),
+        }
+    }
+}
+
+/// [`micro_wide`] for two panels at once: per K step two panel loads, R broadcasts and 2R
+/// fused multiply-adds into 2R accumulators (12 for six rows: two FMA units with a
+/// 4-cycle latency need at least 8 independent chains, and one panel gives six). Each
+/// output is the same fused multiply-adds in the same order as in [`micro_wide`] and
+/// [`micro`], so the results are the same bit for bit.
+///
+/// # Safety
+/// As [`micro_wide`], for both panels.
+#[inline(always)]
+unsafe fn micro_wide_pair<const R: usize, const PACKED: bool>(
+    a: &[f32],
+    k: usize,
+    panel0: &[f32],
+    panel1: &[f32],
+) -> [[[__m256; 2]; MR]; 2] {
+    debug_assert!(a.len() == if PACKED { k * MR } else { R * k });
+    debug_assert!(panel0.len() == k * NR && panel1.len() == k * NR);
+    // SAFETY: the intrinsics need AVX-512F, the caller's features; the loads stay inside
+    // the slices (k steps of MR or 1 values of `a` and NR of each panel, asserted above).
+    unsafe {
+        let mut acc0 = [_mm512_setzero_ps(); R];
+        let mut acc1 = [_mm512_setzero_ps(); R];
+        let mut ap = a.as_ptr();
+        let (mut bp0, mut bp1) = (panel0.as_ptr(), panel1.as_ptr());
+        for _ in 0..k {
+            let b0 = _mm512_loadu_ps(bp0);
+            let b1 = _mm512_loadu_ps(bp1);
+            for r in 0..R {
+                let av = _mm512_set1_ps(*ap.add(if PACKED { r } else { r * k }));
+                acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+                acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+            }
+            bp0 = bp0.add(NR);
+            bp1 = bp1.add(NR);
+            ap = ap.add(if PACKED { MR } else { 1 });
+        }
+        let mut halves = [[[_mm256_setzero_ps(); 2]; MR]; 2];
+        for (out, acc) in halves.iter_mut().zip([acc0, acc1]) {
+            for (half, acc) in out.iter_mut().zip(acc) {
+                half[0] = _mm512_castps512_ps256(acc);
+                half[1] = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
+            }
         }
         halves
     }
