@@ -73,23 +73,23 @@ unsafe fn run_block_inline<const WIDE: bool>(
             // Two panels at once: 12 accumulator registers, enough chains in flight for
             // two FMA units (six are not).
             // SAFETY: the caller's contract.
-            unsafe { run_panel_pair(a, a_blocks, b, epilogue, out, rows.clone(), p) };
+            unsafe { run_panels::<WIDE, true>(a, a_blocks, b, epilogue, out, rows.clone(), p) };
             p += 2;
         } else {
             // SAFETY: the caller's contract.
-            unsafe { run_panel::<WIDE>(a, a_blocks, b, epilogue, out, rows.clone(), p) };
+            unsafe { run_panels::<WIDE, false>(a, a_blocks, b, epilogue, out, rows.clone(), p) };
             p += 1;
         }
     }
 }
 
-/// Rows `rows` x panels `p` and `p + 1` of the product on 512-bit registers
-/// ([`micro_wide_pair`]); each output the same fused multiply-adds as [`run_panel`]'s.
+/// Rows `rows` x panel `p` of the product, or with `PAIR` (512-bit only) panels `p` and
+/// `p + 1` at once ([`micro_wide_pair`]: each output the same fused multiply-adds).
 ///
 /// # Safety
-/// As [`run_block_wide`]; panel `p + 1` exists.
+/// As [`run_block_inline`]; with `PAIR`, `WIDE` and panel `p + 1` exists.
 #[inline(always)]
-unsafe fn run_panel_pair(
+unsafe fn run_panels<const WIDE: bool, const PAIR: bool>(
     a: &[f32],
     a_blocks: Option<&[f32]>,
     b: &PackedF32,
@@ -98,66 +98,38 @@ unsafe fn run_panel_pair(
     rows: Range<usize>,
     p: usize,
 ) {
+    debug_assert!(!PAIR || WIDE);
     let k = b.k;
-    let panel0 = &b.panels[p * k * NR..][..k * NR];
-    let panel1 = &b.panels[(p + 1) * k * NR..][..k * NR];
+    let panel = |q: usize| &b.panels[q * k * NR..][..k * NR];
     let mut r0 = rows.start;
     while r0 < rows.end {
         let count = MR.min(rows.end - r0);
-        // SAFETY: AVX-512F (the caller's features); slices sized here.
-        let [acc0, acc1] = unsafe {
-            match a_blocks {
-                Some(blocks) => {
-                    let block = &blocks[r0 / MR * k * MR..][..k * MR];
-                    micro_pair_rows::<true>(count, block, k, panel0, panel1)
-                }
-                None => {
-                    micro_pair_rows::<false>(count, &a[r0 * k..(r0 + count) * k], k, panel0, panel1)
-                }
-            }
+        // A's rows: a packed block (r0 is on a block of MR rows: asserted in `run_block`),
+        // or the rows as they are.
+        let (a_rows, packed) = match a_blocks {
+            Some(blocks) => (&blocks[r0 / MR * k * MR..][..k * MR], true),
+            None => (&a[r0 * k..(r0 + count) * k], false),
         };
-        // SAFETY: the caller's contract (the block is this task's).
+        // SAFETY: AVX2 + FMA (+ AVX-512F for WIDE: the caller's features); slices sized
+        // here; the rows and panels are this task's (the caller's contract).
         unsafe {
-            store_rows(&acc0, b, epilogue, out, r0, count, p);
-            store_rows(&acc1, b, epilogue, out, r0, count, p + 1);
-        }
-        r0 += count;
-    }
-}
-
-/// Rows `rows` x panel `p` of the product.
-///
-/// # Safety
-/// As [`run_block_inline`].
-#[inline(always)]
-unsafe fn run_panel<const WIDE: bool>(
-    a: &[f32],
-    a_blocks: Option<&[f32]>,
-    b: &PackedF32,
-    epilogue: Epilogue,
-    out: SharedOut<f32>,
-    rows: Range<usize>,
-    p: usize,
-) {
-    let k = b.k;
-    let panel = &b.panels[p * k * NR..][..k * NR];
-    let mut r0 = rows.start;
-    while r0 < rows.end {
-        let count = MR.min(rows.end - r0);
-        // SAFETY: AVX2 + FMA (+ AVX-512F for WIDE: the caller's features); slices
-        // sized here.
-        let acc = unsafe {
-            match a_blocks {
-                Some(blocks) => {
-                    // r0 is on a block of MR rows: asserted in `run_block`.
-                    let block = &blocks[r0 / MR * k * MR..][..k * MR];
-                    micro_rows::<true, WIDE>(count, block, k, panel)
-                }
-                None => micro_rows::<false, WIDE>(count, &a[r0 * k..(r0 + count) * k], k, panel),
+            if PAIR {
+                let [acc0, acc1] = if packed {
+                    micro_pair_rows::<true>(count, a_rows, k, panel(p), panel(p + 1))
+                } else {
+                    micro_pair_rows::<false>(count, a_rows, k, panel(p), panel(p + 1))
+                };
+                store_rows(&acc0, b, epilogue, out, r0, count, p);
+                store_rows(&acc1, b, epilogue, out, r0, count, p + 1);
+            } else {
+                let acc = if packed {
+                    micro_rows::<true, WIDE>(count, a_rows, k, panel(p))
+                } else {
+                    micro_rows::<false, WIDE>(count, a_rows, k, panel(p))
+                };
+                store_rows(&acc, b, epilogue, out, r0, count, p);
             }
-        };
-        // SAFETY: the caller's contract (the block is this task's).
-        unsafe { store_rows(&acc, b, epilogue, out, r0, count, p) };
+        }
         r0 += count;
     }
 }
