@@ -403,6 +403,16 @@ mod tests {
                 };
                 assert_eq!(fused, want);
             }
+            // On two threads, the weights packed from the decoded file before parsing, as
+            // the engine's loader does (`prepack_weights`); on one, taken as constants.
+            let prepacked = match choice {
+                Some(Int8Choice::Own(_)) if threads == 2 => {
+                    let prepacked = prepack_weights(&mut proto);
+                    assert_eq!(prepacked.len(), 13);
+                    Some(prepacked)
+                }
+                _ => None,
+            };
             let model = onnx
                 .with_ignore_value_info(true)
                 .parse(&proto, path.parent().and_then(|p| p.to_str()))
@@ -412,6 +422,7 @@ mod tests {
                 .unwrap()
                 .into_optimized()
                 .unwrap();
+            drop(prepacked);
             let linear: Vec<_> = model
                 .nodes()
                 .iter()
