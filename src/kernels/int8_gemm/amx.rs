@@ -229,7 +229,11 @@ unsafe fn block_body<const EMULATED: bool>(
                 // Row pair i / ROWS of the packed A (it holds whole row pairs).
                 let a0 = &a[i * kp..(i + ROWS) * kp];
                 if EMULATED {
-                    tiles_emulated(a0, b0, b1, &mut left, &mut right);
+                    // Only the rows and panels written below (the emulation is slow in the
+                    // tests' debug builds; the rest of the buffers is never read).
+                    let panels_used = if second { 2 } else { 1 };
+                    let r = ROWS.min(block_end - i);
+                    tiles_emulated(a0, [b0, b1], [&mut left, &mut right], r, panels_used);
                 } else {
                     // SAFETY: `a0` holds `chunks` pairs of A tiles and each panel kp / 4
                     // quads of NR columns x 4 bytes (= `chunks` B tiles); the buffers are
@@ -326,17 +330,18 @@ unsafe fn tiles(
     const _: () = assert!(B_TILE == 1024 && 2 * B_TILE == ROWS * TILE_K && NR * 4 == 64);
 }
 
-/// [`tiles`] in portable code: per tile, `C[r, c] += sum over e < 64 of A[r, e] x
-/// B[e / 4, 4c + e % 4]` (Intel's `tdpbssd`: int8 x int8, 32-bit wrapping sums).
+/// [`tiles`] in portable code for the first `rows` rows and `panels` (1 or 2) panels: per
+/// tile, `C[r, c] += sum over e < 64 of A[r, e] x B[e / 4, 4c + e % 4]` (Intel's
+/// `tdpbssd`: int8 x int8, 32-bit wrapping sums).
 fn tiles_emulated(
     a: &[i8],
-    b0: &[i8],
-    b1: &[i8],
-    left: &mut [[i32; NR]; ROWS],
-    right: &mut [[i32; NR]; ROWS],
+    b: [&[i8]; 2],
+    out: [&mut [[i32; NR]; ROWS]; 2],
+    rows: usize,
+    panels: usize,
 ) {
-    for (out, b) in [(left, b0), (right, b1)] {
-        for (r, acc) in out.iter_mut().enumerate() {
+    for (out, b) in out.into_iter().zip(b).take(panels) {
+        for (r, acc) in out.iter_mut().enumerate().take(rows) {
             *acc = [0; NR];
             // Row r's 64 values of each K step: tile r / 16, row r % 16 of the step's pair.
             let rows = a.chunks_exact(2 * B_TILE).map(|pair| {
