@@ -91,6 +91,16 @@ pub(crate) fn prepack_nodes(
     data_type: i32,
     mut pack: impl FnMut(&NodeProto, &TensorProto, usize, usize) -> Option<Packed>,
 ) -> PrepackedWeights {
+    // A subgraph (If, Loop, Scan) may read an outer initializer by name: such graphs keep
+    // their initializers (no CLIP tower has one).
+    let subgraphs = graph.node.iter().any(|n| {
+        n.attribute
+            .iter()
+            .any(|a| a.g.is_some() || !a.graphs.is_empty())
+    });
+    if subgraphs {
+        return PrepackedWeights::default();
+    }
     let mut uses: HashMap<String, usize> = HashMap::new();
     for node in &graph.node {
         for input in &node.input {
