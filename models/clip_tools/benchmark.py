@@ -202,6 +202,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--accuracy-images", type=int, default=32,
                    help="tabletop eval images for the benchmarked model's int8 cosine (0: skip accuracy)")
     p.add_argument("--json", help="also write all samples and medians to this file")
+    p.add_argument("--ort-profile", action="store_true",
+                   help="instead of the timings: onnxruntime's time per operator type of its int8 image "
+                        "graph at each batch and thread count (its own profiler; beside "
+                        "`clip_bench --profile`, where the two engines' milliseconds go)")
     p.add_argument("--weight-bits", type=int, choices=(8, 7), default=DEFAULT_WEIGHT_BITS,
                    help="default model only: int8 weights of 7 bits (quantize.py's default), or 8")
     return p.parse_args(argv)
@@ -266,9 +270,48 @@ def print_text_tables(med: dict, ctx: int) -> None:
                   f" -> {full / med[k]['tract']:.1f}x faster")
 
 
+def ort_profile(model: Path, args) -> None:
+    """onnxruntime's own per-op profile of its int8 image graph (ms per pass, by op type)."""
+    import collections
+    import tempfile
+
+    import numpy as np
+    import onnxruntime as ort
+
+    s = int(cb.read_manifest(model)["image_size"])
+    graph = ort_int8_graph(model)
+    for threads in (int(t) for t in args.threads.split(",")):
+        for batch in (int(b) for b in args.batches.split(",")):
+            with tempfile.TemporaryDirectory() as tmp:
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+                options.enable_profiling = True
+                options.profile_file_prefix = str(Path(tmp) / "ort")
+                session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+                pixels = np.random.default_rng(0).uniform(-2, 2, size=(batch, 3, s, s)).astype(np.float32)
+                for _ in range(args.warmup):
+                    session.run(None, {"pixel_values": pixels})
+                session.end_profiling()
+                session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+                for _ in range(args.runs):
+                    session.run(None, {"pixel_values": pixels})
+                events = json.loads(Path(session.end_profiling()).read_text())
+            per_op = collections.Counter()
+            for ev in events:
+                if ev.get("cat") == "Node" and ev["name"].endswith("_kernel_time"):
+                    per_op[ev["args"]["op_name"]] += ev["dur"] / 1000 / args.runs
+            total = sum(per_op.values())
+            ops = ", ".join(f"{op} {ms:.1f}" for op, ms in per_op.most_common())
+            print(f"onnxruntime int8, batch {batch}, {threads} thread(s): {total:.1f} ms per pass in nodes: {ops}")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     model = ensure_model(args)
+    if args.ort_profile:
+        ort_profile(model, args)
+        return
     if not Path(args.binary).exists() or not Path(args.cli).exists():
         log("building clip_bench and clip_perception (release)")
         subprocess.run(["cargo", "build", "--release", "--bin", "clip_bench", "--bin", "clip_perception"],
